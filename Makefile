@@ -1,0 +1,58 @@
+# DCD-Caffe front door; README.md explains each target.
+#   make          setup + CPU build (Caffe, the DCD layers, pycaffe)
+#   make test     build, then the layer gtests and the pytest suites
+#   make demo     the end-to-end demo
+#   make cuda     the CUDA build (compiles and links without a GPU)
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+BUILD_CPU := build/cpu
+BUILD_CUDA := build/cuda
+VENV := .venv
+PY := $(VENV)/bin/python
+# Extra CMake arguments, e.g. CMAKE_ARGS=-DCAFFE_SOURCE_DIR=/path/to/caffe
+CMAKE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: all setup build test test-layers test-python demo cuda clean help
+
+all: build
+
+help:
+	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+
+setup:
+	@tools/setup.sh
+
+# Configure only when there is no cache yet or CMAKE_ARGS asks for a change;
+# afterwards `cmake --build` re-runs the configure step itself when needed.
+define configure
+	@if [[ ! -f $(1)/CMakeCache.txt || -n "$(CMAKE_ARGS)" ]]; then \
+	  cmake -S . -B $(1) -DPYTHON_EXECUTABLE=$(abspath $(PY)) $(2) $(CMAKE_ARGS); \
+	fi
+endef
+
+build: setup
+	$(call configure,$(BUILD_CPU),)
+	cmake --build $(BUILD_CPU) -j $(JOBS)
+	@tools/link_venv.sh $(BUILD_CPU)
+
+test-layers: build
+	cmake --build $(BUILD_CPU) --target test.testbin -j $(JOBS)
+	$(BUILD_CPU)/caffe/test/test.testbin
+
+test-python: build
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test: test-layers test-python
+
+demo: build
+	$(PY) tools/demo.py
+
+cuda:
+	@tools/setup.sh --cuda
+	$(call configure,$(BUILD_CUDA),-DDCD_CUDA=ON)
+	cmake --build $(BUILD_CUDA) -j $(JOBS)
+	cmake --build $(BUILD_CUDA) --target test.testbin -j $(JOBS)
+
+clean:
+	rm -rf $(BUILD_CPU) $(BUILD_CUDA)

@@ -1,0 +1,50 @@
+"""Run Caffe's command-line tool and read what it logs."""
+import os
+import re
+import subprocess
+
+from dcd.paths import caffe_binary
+
+# "Iteration 20 (...), loss = 0.693" (Caffe >= 1.0 adds the timing in brackets)
+_TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+0-9.eE]+|nan|inf)")
+# "    Test net output #0: accuracy = 0.95"
+_TEST_OUTPUT = re.compile(r"Iteration (\d+), Testing net|Test net output #\d+: (\S+) = ([-+0-9.eE]+|nan|inf)")
+
+
+def parse_train_losses(log_text):
+    """[(iteration, loss)] from a `caffe train` log, in log order."""
+    return [(int(m.group(1)), float(m.group(2))) for m in _TRAIN_LOSS.finditer(log_text)]
+
+
+def parse_test_outputs(log_text):
+    """{iteration: {output name: value}} from the test phases of a `caffe train` log."""
+    results, current = {}, None
+    for m in _TEST_OUTPUT.finditer(log_text):
+        if m.group(1) is not None:
+            current = int(m.group(1))
+            results[current] = {}
+        elif current is not None:
+            results[current][m.group(2)] = float(m.group(3))
+    return results
+
+
+def caffe_train(solver, log_path, extra_args=(), cwd=None):
+    """Run `caffe train --solver=<solver>`, logging to log_path; returns the log text.
+
+    Raises RuntimeError with the log's tail when Caffe fails.
+    """
+    cmd = [str(caffe_binary()), "train", f"--solver={solver}", *extra_args]
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                              env=_quiet_env())
+    text = open(log_path).read()
+    if proc.returncode != 0:
+        tail = "\n".join(text.splitlines()[-30:])
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    return text
+
+
+def _quiet_env():
+    env = dict(os.environ)
+    env.setdefault("GLOG_logtostderr", "1")
+    return env

@@ -1,0 +1,26 @@
+from dcd.caffe_log import parse_test_outputs, parse_train_losses
+
+LOG = """\
+I1125 14:00:00.1 1 solver.cpp:218] Iteration 0 (0 iter/s, 0.01s/5 iters), loss = 0.7131
+I1125 14:00:00.1 1 solver.cpp:237]     Train net output #0: loss = 0.7131 (* 1 = 0.7131 loss)
+I1125 14:00:00.2 1 solver.cpp:218] Iteration 5 (250 iter/s, 0.02s/5 iters), loss = 0.52
+I1125 14:00:00.3 1 solver.cpp:218] Iteration 10, loss = 1.5e-01
+I1125 14:00:00.4 1 solver.cpp:330] Iteration 10, Testing net (#0)
+I1125 14:00:00.5 1 solver.cpp:397]     Test net output #0: accuracy = 0.875
+I1125 14:00:00.5 1 solver.cpp:397]     Test net output #1: loss = 0.31 (* 1 = 0.31 loss)
+I1125 14:00:00.6 1 solver.cpp:330] Iteration 20, Testing net (#0)
+I1125 14:00:00.7 1 solver.cpp:397]     Test net output #0: accuracy = 1
+"""
+
+
+def test_parse_train_losses_reads_both_log_formats():
+    assert parse_train_losses(LOG) == [(0, 0.7131), (5, 0.52), (10, 0.15)]
+
+
+def test_parse_test_outputs_groups_by_iteration():
+    assert parse_test_outputs(LOG) == {10: {"accuracy": 0.875, "loss": 0.31},
+                                       20: {"accuracy": 1.0}}
+
+
+def test_parse_nothing():
+    assert parse_train_losses("") == [] and parse_test_outputs("") == {}

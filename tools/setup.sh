@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Install what DCD-Caffe needs to build and run, and nothing twice.
+#
+#   tools/setup.sh          Debian build dependencies + the .venv virtualenv
+#   tools/setup.sh --cuda   also the CUDA wheels (cuBLAS, cuRAND) for make cuda
+#
+# Idempotent: installed Debian packages are not touched, and the virtualenv
+# is re-synced only when a requirements file changed since the last success.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cuda=0
+case "${1:-}" in
+  --cuda) cuda=1 ;;
+  "") ;;
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "setup.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+apt_packages=(
+  cmake dpkg-dev patch g++ make
+  libboost-filesystem-dev libboost-system-dev libboost-thread-dev libboost-python-dev
+  libgflags-dev libgoogle-glog-dev libhdf5-dev liblmdb-dev libopenblas-dev
+  libopencv-dev libprotobuf-dev libprotoc-dev protobuf-compiler libsnappy-dev
+  python3-dev python3-venv
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=()
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: need root to install: ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: Debian build dependencies present"
+fi
+
+# The virtualenv uses Debian's Python 3: Boost.Python and python3-dev, which
+# pycaffe is built against, belong to it.
+python=/usr/bin/python3
+if ! .venv/bin/python -c "import sys; assert sys.prefix != sys.base_prefix" 2>/dev/null; then
+  echo "setup: creating .venv with $python"
+  rm -rf .venv
+  "$python" -m venv .venv
+fi
+
+reqs=(requirements.txt)
+flavour=cpu
+((cuda)) && { reqs+=(requirements-cuda.txt); flavour=cuda; }
+stamp=.venv/.dcd-requirements-$flavour
+want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
+if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
+  echo "setup: installing Python requirements (${reqs[*]}) into .venv"
+  pip_args=(--disable-pip-version-check -q)
+  for r in "${reqs[@]}"; do pip_args+=(-r "$r"); done
+  if ! .venv/bin/python -m pip install "${pip_args[@]}" >.venv/pip-install.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/pip-install.log >&2
+    echo "setup: pip could not install ${reqs[*]}; its log is above and in .venv/pip-install.log" >&2
+    exit 1
+  fi
+  # Written last: an interrupted install is redone on the next run.
+  echo "$want" > "$stamp"
+else
+  echo "setup: .venv is up to date ($flavour)"
+fi
