@@ -12,6 +12,8 @@ PY := $(VENV)/bin/python
 # Extra CMake arguments, e.g. CMAKE_ARGS=-DCAFFE_SOURCE_DIR=/path/to/caffe
 CMAKE_ARGS ?=
 PYTEST_ARGS ?=
+# tools/setup.sh flags; the tests also need the CUDA headers (nvcc check).
+SETUP_FLAGS ?=
 
 .PHONY: all setup build test test-layers test-python demo cuda clean help
 
@@ -21,7 +23,7 @@ help:
 	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
-	@tools/setup.sh
+	@tools/setup.sh $(SETUP_FLAGS)
 
 # Configure only when there is no cache yet or CMAKE_ARGS asks for a change;
 # afterwards `cmake --build` re-runs the configure step itself when needed.
@@ -39,11 +41,13 @@ build: setup
 test-layers: build
 	cmake --build $(BUILD_CPU) --target test.testbin -j $(JOBS)
 	$(BUILD_CPU)/caffe/test/test.testbin
+	cmake --build $(BUILD_CPU) --target dcd_cuda_check -j $(JOBS)
 
 test-python: build
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test: test-layers test-python
+test test-layers test-python: SETUP_FLAGS = --cuda
 
 demo: build
 	$(PY) tools/demo.py

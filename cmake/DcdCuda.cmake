@@ -2,7 +2,9 @@
 # nvcc (CUDA 13's headers need it), cuDNN off, NCCL where it is installed,
 # and cuBLAS/cuRAND from NVIDIA's PyPI wheels when the toolkit lacks them.
 
-set(DCD_CUDA_ARCH_BIN "70 80 90" CACHE STRING "GPU architectures to build binaries for")
+# CUDA 13 dropped Volta (sm_70); with CUDA 12 or older, 70 can be added back:
+# -DDCD_CUDA_ARCH_BIN="70 75 80 90".
+set(DCD_CUDA_ARCH_BIN "75 80 90" CACHE STRING "GPU architectures to build binaries for")
 set(DCD_CUDA_ARCH_PTX "90" CACHE STRING "PTX architectures (JIT for newer GPUs)")
 dcd_force(CPU_ONLY BOOL OFF)
 dcd_force(CUDA_ARCH_NAME STRING Manual)
@@ -16,15 +18,7 @@ message(STATUS "DCD-Caffe: CUDA toolkit ${CUDAToolkit_VERSION} in ${CUDAToolkit_
 # cuBLAS and cuRAND: the toolkit's if present, else the nvidia-cublas and
 # nvidia-curand wheels installed in the project's virtualenv (tools/setup.sh
 # --cuda). The wheels ship only versioned .so files, so link by full path.
-set(DCD_CUDA_WHEEL_DIR "" CACHE PATH "Folder holding the CUDA wheels' include/ and lib/")
-if(NOT DCD_CUDA_WHEEL_DIR AND PYTHON_EXECUTABLE)
-  execute_process(COMMAND "${PYTHON_EXECUTABLE}" -c
-    "import nvidia, os; print([os.path.join(p, 'cu13') for p in nvidia.__path__][0])"
-    OUTPUT_VARIABLE _wheel_dir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-  if(_wheel_dir AND EXISTS "${_wheel_dir}/include/cublas_v2.h")
-    set(DCD_CUDA_WHEEL_DIR "${_wheel_dir}" CACHE PATH "" FORCE)
-  endif()
-endif()
+include(CudaWheels)
 
 # FindCUDA (used by Caffe) searches for libcublas.so / libcurand.so, which the
 # wheels do not have; a folder of links under the build tree gives it those

@@ -1,0 +1,71 @@
+#ifndef CAFFE_BILINEAR_WARP_LAYER_HPP_
+#define CAFFE_BILINEAR_WARP_LAYER_HPP_
+
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/layer.hpp"
+#include "caffe/proto/caffe.pb.h"
+
+namespace caffe {
+
+/**
+ * @brief Bilinear warp of a feature map by a displacement map (DCD,
+ *        Sec. 3.4).
+ *
+ * top(n, c, i, j) = F(n, c) sampled bilinearly at
+ * (i + s V(n, 0, i, j), j + s V(n, 1, i, j)), s = displacement_scale; each
+ * of the four taps outside the map counts as zero. Taps are chosen with
+ * floor(), so at integer positions the derivative with respect to V is the
+ * one-sided right derivative (difference towards the next row / column).
+ *
+ * With V the SoftDisplacement of CostVolume(F_t, F_{t+1}) (the displacement
+ * from F_t to F_{t+1}), W(F_t, V) with s = -1 samples F_t(p - V(p)), which
+ * matches F_{t+1}(p); the appearance-change branch uses F_{t+1} - W.
+ *
+ * Backward to F is deterministic without atomics: on the CPU a serial
+ * scatter; on the GPU one thread per (n, c) plane scatters serially in the
+ * same order. Backward to V gathers over the channels per pixel.
+ */
+template <typename Dtype>
+class BilinearWarpLayer : public Layer<Dtype> {
+ public:
+  /**
+   * @param param provides BilinearWarpParameter bilinear_warp_param:
+   *   - displacement_scale (default 1)
+   */
+  explicit BilinearWarpLayer(const LayerParameter& param)
+      : Layer<Dtype>(param) {}
+  virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Reshape(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+
+  virtual inline const char* type() const { return "BilinearWarp"; }
+  virtual inline int ExactNumBottomBlobs() const { return 2; }
+  virtual inline int ExactNumTopBlobs() const { return 1; }
+
+ protected:
+  /**
+   * @param bottom input Blob vector (length 2)
+   *   -# @f$ (N \times C \times H \times W) @f$ the features F
+   *   -# @f$ (N \times 2 \times H \times W) @f$ the displacements V
+   *      (channel 0 = v_y, channel 1 = v_x, pixels)
+   * @param top output Blob vector (length 1)
+   *   -# @f$ (N \times C \times H \times W) @f$ the warped features
+   */
+  virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+
+  Dtype displacement_scale_;
+};
+
+}  // namespace caffe
+
+#endif  // CAFFE_BILINEAR_WARP_LAYER_HPP_

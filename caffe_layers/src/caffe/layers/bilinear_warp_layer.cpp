@@ -1,0 +1,126 @@
+#include <string>
+#include <vector>
+
+#include "caffe/layers/bilinear_warp_layer.hpp"
+#include "caffe/util/dcd_kernels.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+
+template <typename Dtype>
+void BilinearWarpLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  displacement_scale_ =
+      this->layer_param_.bilinear_warp_param().displacement_scale();
+}
+
+template <typename Dtype>
+void BilinearWarpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  const string& name = this->layer_param_.name();
+  CHECK_EQ(bottom[0]->num_axes(), 4) << "BilinearWarp layer " << name
+      << ": F must be N x C x H x W, got " << bottom[0]->shape_string();
+  CHECK_EQ(bottom[1]->num_axes(), 4) << "BilinearWarp layer " << name
+      << ": V must be N x 2 x H x W, got " << bottom[1]->shape_string();
+  CHECK_EQ(bottom[1]->channels(), 2) << "BilinearWarp layer " << name
+      << ": V must have 2 channels (v_y, v_x), got V "
+      << bottom[1]->shape_string();
+  CHECK_EQ(bottom[0]->num(), bottom[1]->num()) << "BilinearWarp layer "
+      << name << ": F and V must have the same num, got F "
+      << bottom[0]->shape_string() << " and V " << bottom[1]->shape_string();
+  CHECK_EQ(bottom[0]->height(), bottom[1]->height()) << "BilinearWarp layer "
+      << name << ": F and V must have the same height, got F "
+      << bottom[0]->shape_string() << " and V " << bottom[1]->shape_string();
+  CHECK_EQ(bottom[0]->width(), bottom[1]->width()) << "BilinearWarp layer "
+      << name << ": F and V must have the same width, got F "
+      << bottom[0]->shape_string() << " and V " << bottom[1]->shape_string();
+  top[0]->ReshapeLike(*bottom[0]);
+}
+
+template <typename Dtype>
+void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  const int num = bottom[0]->num();
+  const int channels = bottom[0]->channels();
+  const int height = bottom[0]->height();
+  const int width = bottom[0]->width();
+  const int hw = height * width;
+  const Dtype* f = bottom[0]->cpu_data();
+  const Dtype* v = bottom[1]->cpu_data();
+  Dtype* top_data = top[0]->mutable_cpu_data();
+  for (int n = 0; n < num; ++n) {
+    for (int p = 0; p < hw; ++p) {
+      const int i = p / width, j = p % width;
+      const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
+          i + displacement_scale_ * v[(n * 2) * hw + p],
+          j + displacement_scale_ * v[(n * 2 + 1) * hw + p], height, width);
+      for (int c = 0; c < channels; ++c) {
+        top_data[(n * channels + c) * hw + p] = dcd::bilinear_sample(
+            f + (n * channels + c) * hw, height, width, t);
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  const int num = bottom[0]->num();
+  const int channels = bottom[0]->channels();
+  const int height = bottom[0]->height();
+  const int width = bottom[0]->width();
+  const int hw = height * width;
+  const Dtype s = displacement_scale_;
+  const Dtype* f = bottom[0]->cpu_data();
+  const Dtype* v = bottom[1]->cpu_data();
+  const Dtype* top_diff = top[0]->cpu_diff();
+  if (propagate_down[0]) {
+    // Serial scatter, planes and pixels in a fixed order: deterministic, and
+    // the same order as the GPU kernel (one thread per plane).
+    Dtype* f_diff = bottom[0]->mutable_cpu_diff();
+    caffe_set(bottom[0]->count(), Dtype(0), f_diff);
+    for (int n = 0; n < num; ++n) {
+      for (int c = 0; c < channels; ++c) {
+        Dtype* plane = f_diff + (n * channels + c) * hw;
+        const Dtype* g = top_diff + (n * channels + c) * hw;
+        for (int p = 0; p < hw; ++p) {
+          const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
+              p / width + s * v[(n * 2) * hw + p],
+              p % width + s * v[(n * 2 + 1) * hw + p], height, width);
+          dcd::bilinear_scatter(plane, height, width, t, g[p]);
+        }
+      }
+    }
+  }
+  if (propagate_down[1]) {
+    // dL/dV(n, 0, p) = s sum_c g(n, c, p) dSample/dy, likewise x.
+    Dtype* v_diff = bottom[1]->mutable_cpu_diff();
+    for (int n = 0; n < num; ++n) {
+      for (int p = 0; p < hw; ++p) {
+        const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
+            p / width + s * v[(n * 2) * hw + p],
+            p % width + s * v[(n * 2 + 1) * hw + p], height, width);
+        Dtype gy = 0, gx = 0;
+        for (int c = 0; c < channels; ++c) {
+          Dtype d_y, d_x;
+          dcd::bilinear_sample_grad(f + (n * channels + c) * hw, height,
+                                    width, t, &d_y, &d_x);
+          const Dtype g = top_diff[(n * channels + c) * hw + p];
+          gy += g * d_y;
+          gx += g * d_x;
+        }
+        v_diff[(n * 2) * hw + p] = gy * s;
+        v_diff[(n * 2 + 1) * hw + p] = gx * s;
+      }
+    }
+  }
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(BilinearWarpLayer);
+#endif
+
+INSTANTIATE_CLASS(BilinearWarpLayer);
+REGISTER_LAYER_CLASS(BilinearWarp);
+
+}  // namespace caffe

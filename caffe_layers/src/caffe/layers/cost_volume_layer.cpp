@@ -1,0 +1,566 @@
+#include <algorithm>
+#include <vector>
+
+#include "caffe/layers/cost_volume_layer.hpp"
+#include "caffe/util/dcd_kernels.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+
+template <typename Dtype>
+void CostVolumeLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  const CostVolumeParameter& param = this->layer_param_.cost_volume_param();
+  if (param.has_max_displacement()) {
+    CHECK(!param.has_max_displacement_h() && !param.has_max_displacement_w())
+        << "CostVolume layer " << this->layer_param_.name() << ": give either "
+        << "max_displacement or both max_displacement_h and "
+        << "max_displacement_w, not both forms.";
+    max_displacement_h_ = param.max_displacement();
+    max_displacement_w_ = param.max_displacement();
+  } else {
+    CHECK(param.has_max_displacement_h() && param.has_max_displacement_w())
+        << "CostVolume layer " << this->layer_param_.name() << ": "
+        << "max_displacement, or both max_displacement_h and "
+        << "max_displacement_w, are required.";
+    max_displacement_h_ = param.max_displacement_h();
+    max_displacement_w_ = param.max_displacement_w();
+  }
+  dilation_ = param.dilation();
+  CHECK_GE(dilation_, 1) << "CostVolume layer " << this->layer_param_.name()
+      << ": dilation must be >= 1.";
+  eps_ = param.eps();
+  CHECK_GE(eps_, 0) << "CostVolume layer " << this->layer_param_.name()
+      << ": eps must be >= 0.";
+  num_displacements_ =
+      dcd::window_size(max_displacement_h_, max_displacement_w_);
+  pad_h_ = max_displacement_h_ * dilation_;
+  pad_w_ = max_displacement_w_ * dilation_;
+}
+
+template <typename Dtype>
+void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  CHECK_EQ(bottom[0]->num_axes(), 4) << "CostVolume layer "
+      << this->layer_param_.name() << ": F_a must be N x C x H x W, got "
+      << bottom[0]->shape_string();
+  CHECK(bottom[0]->shape() == bottom[1]->shape()) << "CostVolume layer "
+      << this->layer_param_.name() << ": F_a and F_b must have the same "
+      << "shape, got F_a " << bottom[0]->shape_string() << " and F_b "
+      << bottom[1]->shape_string();
+  const int num = bottom[0]->num();
+  const int channels = bottom[0]->channels();
+  const int height = bottom[0]->height();
+  const int width = bottom[0]->width();
+  top[0]->Reshape(num, num_displacements_, height, width);
+  a_hat_.Reshape(num, channels, height, width);
+  b_hat_pad_.Reshape(num, channels, height + 2 * pad_h_, width + 2 * pad_w_);
+  inv_norm_a_.Reshape(num, 1, height, width);
+  inv_norm_b_.Reshape(num, 1, height, width);
+  dot_.Reshape(num, 1, height, width);
+  b_hat_pad_diff_.Reshape(1, 1, height + 2 * pad_h_, width + 2 * pad_w_);
+}
+
+// The loops below are plain C++. Caffe is built for the baseline ISA, so on
+// x86-64 with GCC or Clang the three hot loops are also compiled for AVX2+FMA
+// and AVX-512+FMA and one is picked at run time from the CPU's features.
+// Results may differ in the last bits between machines (FMA), never between
+// runs on one machine.
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
+    !defined(__CUDACC__) && !defined(__INTEL_COMPILER)
+#define DCD_X86_DISPATCH 1
+#define DCD_INLINE inline __attribute__((always_inline))
+#else
+#define DCD_X86_DISPATCH 0
+#define DCD_INLINE inline
+#endif
+
+namespace {
+
+// out(c, row, col) = f(c, row, col) / sqrt(|f(:, row, col)|^2 + eps) for one
+// image; `out` may be padded (rows of out_w elements, offset by pad_h rows
+// and pad_w columns, planes of out_plane elements).
+template <typename Dtype>
+void normalize_cpu(const Dtype* f, int channels, int height, int width,
+    Dtype eps, Dtype* inv_norm, Dtype* out, int pad_h, int pad_w, int out_w,
+    int out_plane) {
+  const int hw = height * width;
+  caffe_set(hw, Dtype(0), inv_norm);
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* fc = f + c * hw;
+    for (int p = 0; p < hw; ++p) {
+      inv_norm[p] += fc[p] * fc[p];
+    }
+  }
+  for (int p = 0; p < hw; ++p) {
+    inv_norm[p] = dcd::inverse_norm(inv_norm[p], eps);
+  }
+  for (int c = 0; c < channels; ++c) {
+    for (int i = 0; i < height; ++i) {
+      const Dtype* f_row = f + c * hw + i * width;
+      const Dtype* inv_row = inv_norm + i * width;
+      Dtype* out_row = out + c * out_plane +
+          dcd::padded_offset(i, 0, pad_h, pad_w, out_w);
+      for (int j = 0; j < width; ++j) {
+        out_row[j] = f_row[j] * inv_row[j];
+      }
+    }
+  }
+}
+
+// In place: diff holds dL/df_hat on entry and dL/df on exit, for one image.
+template <typename Dtype>
+void normalize_backward_cpu(const Dtype* f, const Dtype* inv_norm,
+    int channels, int hw, Dtype* dot, Dtype* diff) {
+  caffe_set(hw, Dtype(0), dot);
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* fc = f + c * hw;
+    const Dtype* gc = diff + c * hw;
+    for (int p = 0; p < hw; ++p) {
+      dot[p] += fc[p] * inv_norm[p] * gc[p];
+    }
+  }
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* fc = f + c * hw;
+    Dtype* gc = diff + c * hw;
+    for (int p = 0; p < hw; ++p) {
+      gc[p] = dcd::normalize_backward(gc[p], fc[p] * inv_norm[p], dot[p],
+                                      inv_norm[p]);
+    }
+  }
+}
+
+// Register-blocked correlation of one output row segment: for ND consecutive
+// horizontal offsets and JB consecutive columns,
+// out[d][jj] = sum_c a(c, jj) * b(c, jj + d * s). `a` and `b` point at
+// channel 0; b already includes the row shift and the first offset. Padded
+// zeros in b make out-of-map positions contribute exactly 0.
+template <typename Dtype, int ND, int JB>
+DCD_INLINE void correlate_block(const Dtype* a, int a_plane, const Dtype* b,
+    int b_plane, int s, int channels, Dtype* out, int out_plane) {
+  Dtype acc[ND][JB];
+  for (int d = 0; d < ND; ++d) {
+    for (int jj = 0; jj < JB; ++jj) { acc[d][jj] = 0; }
+  }
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* ac = a + c * a_plane;
+    const Dtype* bc = b + c * b_plane;
+    for (int d = 0; d < ND; ++d) {
+      const Dtype* bd = bc + d * s;
+      for (int jj = 0; jj < JB; ++jj) {
+        acc[d][jj] += ac[jj] * bd[jj];
+      }
+    }
+  }
+  for (int d = 0; d < ND; ++d) {
+    for (int jj = 0; jj < JB; ++jj) { out[d * out_plane + jj] = acc[d][jj]; }
+  }
+}
+
+// Same with run-time sizes (tails).
+template <typename Dtype>
+DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
+    int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,
+    int jb) {
+  for (int d = 0; d < nd; ++d) {
+    for (int jj = 0; jj < jb; ++jj) {
+      Dtype acc = 0;
+      for (int c = 0; c < channels; ++c) {
+        acc += a[c * a_plane + jj] * b[c * b_plane + d * s + jj];
+      }
+      out[d * out_plane + jj] = acc;
+    }
+  }
+}
+
+#if DCD_X86_DISPATCH
+// The same block with GCC/Clang vector extensions: one 64-byte vector of
+// columns per offset, so the compiler keeps the sums in registers (plain
+// arrays of sums were spilled to the stack). Lowered to whatever the
+// function's target ISA offers (SSE2, AVX2 or AVX-512).
+typedef float dcd_vec_f __attribute__((vector_size(64)));
+typedef double dcd_vec_d __attribute__((vector_size(64)));
+template <typename Dtype> struct VecOf;
+template <> struct VecOf<float> { typedef dcd_vec_f type; };
+template <> struct VecOf<double> { typedef dcd_vec_d type; };
+
+template <typename Dtype, int ND>
+DCD_INLINE void correlate_block_vec(const Dtype* a, int a_plane,
+    const Dtype* b, int b_plane, int s, int channels, Dtype* out,
+    int out_plane) {
+  typedef typename VecOf<Dtype>::type V;
+  V acc[ND];
+  for (int d = 0; d < ND; ++d) { acc[d] = V{}; }
+  for (int c = 0; c < channels; ++c) {
+    V av;
+    __builtin_memcpy(&av, a + c * a_plane, sizeof(V));
+    const Dtype* bc = b + c * b_plane;
+    for (int d = 0; d < ND; ++d) {
+      V bv;
+      __builtin_memcpy(&bv, bc + d * s, sizeof(V));
+      acc[d] += av * bv;
+    }
+  }
+  for (int d = 0; d < ND; ++d) {
+    __builtin_memcpy(out + d * out_plane, &acc[d], sizeof(V));
+  }
+}
+#endif
+
+// Cost volume of one image from normalised features (b_hat zero-padded by
+// (dh s, dw s)). Loop layout: displacement row di, output row i, blocks of
+// 16 columns, groups of three horizontal offsets, channels innermost with the
+// block's sums held in registers (the block's inputs stay in L1 across the
+// offset groups); each access streams 16 contiguous elements.
+template <typename Dtype>
+DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
+    int channels, int height, int width, int dh, int dw, int s, Dtype* top) {
+#if DCD_X86_DISPATCH
+  const int kND = 5;
+  const int kJB = 64 / sizeof(Dtype);
+#else
+  const int kND = 3;
+  const int kJB = 16;
+#endif
+  const int hw = height * width;
+  const int pad_h = dh * s, pad_w = dw * s;
+  const int pw = width + 2 * pad_w;
+  const int pplane = (height + 2 * pad_h) * pw;
+  for (int di = -dh; di <= dh; ++di) {
+    for (int i = 0; i < height; ++i) {
+      Dtype* out_row =
+          top + dcd::window_channel(di, -dw, dh, dw) * hw + i * width;
+      if (i + di * s < 0 || i + di * s >= height) {
+        for (int d = 0; d < 2 * dw + 1; ++d) {
+          for (int j = 0; j < width; ++j) { out_row[d * hw + j] = 0; }
+        }
+        continue;
+      }
+      const Dtype* a_row = a_hat + i * width;
+      const Dtype* b_row = b_hat +
+          dcd::padded_offset(i + di * s, -dw * s, pad_h, pad_w, pw);
+      for (int j0 = 0; j0 < width; j0 += kJB) {
+        const int jb = std::min(kJB, width - j0);
+        for (int dj0 = 0; dj0 < 2 * dw + 1; dj0 += kND) {
+          const int nd = std::min(kND, 2 * dw + 1 - dj0);
+          const Dtype* a = a_row + j0;
+          const Dtype* b = b_row + dj0 * s + j0;
+          Dtype* out = out_row + dj0 * hw + j0;
+          if (jb < kJB) {
+            correlate_block_any(a, hw, b, pplane, s, channels, out, hw, nd,
+                                jb);
+            continue;
+          }
+          switch (nd) {
+#if DCD_X86_DISPATCH
+#define DCD_BLOCK(ND) correlate_block_vec<Dtype, ND>( \
+              a, hw, b, pplane, s, channels, out, hw)
+          case 5: DCD_BLOCK(5); break;
+          case 4: DCD_BLOCK(4); break;
+#else
+#define DCD_BLOCK(ND) correlate_block<Dtype, ND, kJB>( \
+              a, hw, b, pplane, s, channels, out, hw)
+#endif
+          case 3: DCD_BLOCK(3); break;
+          case 2: DCD_BLOCK(2); break;
+          default: DCD_BLOCK(1); break;
+#undef DCD_BLOCK
+          }
+        }
+      }
+    }
+  }
+}
+
+#if DCD_X86_DISPATCH
+// dL/da_hat for CB channels x one vector of columns of one row:
+// sum over k of g(k, i, j0..) * b_hat(c + cb, row/column shifted by k).
+// koff[k] is the k-th shift inside the padded plane; padded zeros make
+// out-of-map positions contribute 0.
+template <typename Dtype, int CB>
+DCD_INLINE void backward_a_block_vec(const Dtype* g, int hw, int D,
+    const int* koff, const Dtype* b, int pplane, Dtype* da) {
+  typedef typename VecOf<Dtype>::type V;
+  V acc[CB];
+  for (int cb = 0; cb < CB; ++cb) { acc[cb] = V{}; }
+  for (int k = 0; k < D; ++k) {
+    V gv;
+    __builtin_memcpy(&gv, g + k * hw, sizeof(V));
+    const Dtype* bk = b + koff[k];
+    for (int cb = 0; cb < CB; ++cb) {
+      V bv;
+      __builtin_memcpy(&bv, bk + cb * pplane, sizeof(V));
+      acc[cb] += gv * bv;
+    }
+  }
+  for (int cb = 0; cb < CB; ++cb) {
+    __builtin_memcpy(da + cb * hw, &acc[cb], sizeof(V));
+  }
+}
+#endif
+
+// dL/da_hat(c, i, j) = sum_k g(k, i, j) b_hat(c, i + di s, j + dj s) for one
+// image (overwrites da). Every element is a sum over k in ascending order.
+template <typename Dtype>
+DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
+    int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
+  const int hw = height * width;
+  const int pad_h = dh * s, pad_w = dw * s;
+  const int pw = width + 2 * pad_w;
+  const int pplane = (height + 2 * pad_h) * pw;
+  const int D = dcd::window_size(dh, dw);
+#if DCD_X86_DISPATCH
+  const int kJB = 64 / sizeof(Dtype);
+  const int kCB = 4;
+  vector<int> koff(D);
+  for (int k = 0; k < D; ++k) {
+    koff[k] = dcd::window_di(k, dh, dw) * s * pw + dcd::window_dj(k, dw) * s;
+  }
+  for (int i = 0; i < height; ++i) {
+    int j0 = 0;
+    for (; j0 + kJB <= width; j0 += kJB) {
+      const int base = dcd::padded_offset(i, j0, pad_h, pad_w, pw);
+      for (int c0 = 0; c0 < channels; c0 += kCB) {
+        const Dtype* gp = g + i * width + j0;
+        const Dtype* bp = b_hat + c0 * pplane + base;
+        Dtype* dp = da + c0 * hw + i * width + j0;
+        switch (std::min(kCB, channels - c0)) {
+#define DCD_BLOCK(CB) backward_a_block_vec<Dtype, CB>( \
+              gp, hw, D, &koff[0], bp, pplane, dp)
+          case 4: DCD_BLOCK(4); break;
+          case 3: DCD_BLOCK(3); break;
+          case 2: DCD_BLOCK(2); break;
+          default: DCD_BLOCK(1); break;
+#undef DCD_BLOCK
+        }
+      }
+    }
+    for (; j0 < width; ++j0) {  // column tail
+      const int base = dcd::padded_offset(i, j0, pad_h, pad_w, pw);
+      for (int c = 0; c < channels; ++c) {
+        Dtype acc = 0;
+        for (int k = 0; k < D; ++k) {
+          acc += g[k * hw + i * width + j0] *
+              b_hat[c * pplane + base + koff[k]];
+        }
+        da[c * hw + i * width + j0] = acc;
+      }
+    }
+  }
+#else
+  for (int c = 0; c < channels; ++c) {
+    Dtype* da_c = da + c * hw;
+    for (int p = 0; p < hw; ++p) { da_c[p] = 0; }
+    for (int k = 0; k < D; ++k) {
+      const int di = dcd::window_di(k, dh, dw);
+      const int dj = dcd::window_dj(k, dw);
+      const int i_begin = std::max(0, -di * s);
+      const int i_end = std::min(height, height - di * s);
+      for (int i = i_begin; i < i_end; ++i) {
+        const Dtype* g_row = g + k * hw + i * width;
+        const Dtype* b_row = b_hat + c * pplane +
+            dcd::padded_offset(i + di * s, dj * s, pad_h, pad_w, pw);
+        Dtype* da_row = da_c + i * width;
+        for (int j = 0; j < width; ++j) {
+          da_row[j] += g_row[j] * b_row[j];
+        }
+      }
+    }
+  }
+#endif
+}
+
+// dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for one
+// image, accumulated serially (deterministic) into a padded scratch plane
+// whose border collects the terms of out-of-map positions and is dropped.
+template <typename Dtype>
+DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
+    int channels, int height, int width, int dh, int dw, int s,
+    Dtype* scratch, Dtype* db) {
+  const int hw = height * width;
+  const int pad_h = dh * s, pad_w = dw * s;
+  const int pw = width + 2 * pad_w;
+  const int pplane = (height + 2 * pad_h) * pw;
+  const int D = dcd::window_size(dh, dw);
+  for (int c = 0; c < channels; ++c) {
+    for (int p = 0; p < pplane; ++p) { scratch[p] = 0; }
+    for (int k = 0; k < D; ++k) {
+      const int di = dcd::window_di(k, dh, dw);
+      const int dj = dcd::window_dj(k, dw);
+      const int i_begin = std::max(0, -di * s);
+      const int i_end = std::min(height, height - di * s);
+      for (int i = i_begin; i < i_end; ++i) {
+        const Dtype* g_row = g + k * hw + i * width;
+        const Dtype* a_row = a_hat + c * hw + i * width;
+        Dtype* s_row = scratch +
+            dcd::padded_offset(i + di * s, dj * s, pad_h, pad_w, pw);
+        for (int j = 0; j < width; ++j) {
+          s_row[j] += g_row[j] * a_row[j];
+        }
+      }
+    }
+    for (int i = 0; i < height; ++i) {
+      const Dtype* s_row =
+          scratch + dcd::padded_offset(i, 0, pad_h, pad_w, pw);
+      Dtype* db_row = db + c * hw + i * width;
+      for (int j = 0; j < width; ++j) { db_row[j] = s_row[j]; }
+    }
+  }
+}
+
+}  // namespace
+
+namespace dcd_cpu {
+
+#define DCD_CPU_KERNELS(SUFFIX, ATTR)                                         \
+template <typename Dtype>                                                     \
+ATTR void forward_##SUFFIX(const Dtype* a_hat, const Dtype* b_hat,            \
+    int channels, int height, int width, int dh, int dw, int s, Dtype* top) { \
+  correlate_image(a_hat, b_hat, channels, height, width, dh, dw, s, top);     \
+}                                                                             \
+template <typename Dtype>                                                     \
+ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
+    int channels, int height, int width, int dh, int dw, int s, Dtype* da) {  \
+  correlate_backward_a(g, b_hat, channels, height, width, dh, dw, s, da);     \
+}                                                                             \
+template <typename Dtype>                                                     \
+ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat,             \
+    int channels, int height, int width, int dh, int dw, int s,               \
+    Dtype* scratch, Dtype* db) {                                              \
+  correlate_backward_b(g, a_hat, channels, height, width, dh, dw, s,          \
+                       scratch, db);                                          \
+}
+
+DCD_CPU_KERNELS(base, )
+#if DCD_X86_DISPATCH
+DCD_CPU_KERNELS(avx2, __attribute__((target("avx2,fma"))))
+DCD_CPU_KERNELS(avx512, __attribute__((target("avx512f,avx2,fma"))))
+#endif
+#undef DCD_CPU_KERNELS
+
+// 2 = AVX-512 + FMA, 1 = AVX2 + FMA, 0 = baseline.
+inline int isa_level() {
+#if DCD_X86_DISPATCH
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+    return 2;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return 1;
+  }
+#endif
+  return 0;
+}
+
+#if DCD_X86_DISPATCH
+#define DCD_DISPATCH(NAME, ARGS)                                              \
+  switch (isa_level()) {                                                      \
+    case 2: NAME##_avx512 ARGS; return;                                       \
+    case 1: NAME##_avx2 ARGS; return;                                         \
+    default: NAME##_base ARGS; return;                                        \
+  }
+#else
+#define DCD_DISPATCH(NAME, ARGS) NAME##_base ARGS;
+#endif
+
+template <typename Dtype>
+void cost_volume_forward(const Dtype* a_hat, const Dtype* b_hat,
+    int channels, int height, int width, int dh, int dw, int s, Dtype* top) {
+  DCD_DISPATCH(forward,
+      (a_hat, b_hat, channels, height, width, dh, dw, s, top))
+}
+
+template <typename Dtype>
+void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
+    int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
+  DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da))
+}
+
+template <typename Dtype>
+void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat,
+    int channels, int height, int width, int dh, int dw, int s,
+    Dtype* scratch, Dtype* db) {
+  DCD_DISPATCH(backward_b,
+      (g, a_hat, channels, height, width, dh, dw, s, scratch, db))
+}
+#undef DCD_DISPATCH
+
+}  // namespace dcd_cpu
+
+template <typename Dtype>
+void CostVolumeLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) {
+  const int num = bottom[0]->num();
+  const int channels = bottom[0]->channels();
+  const int height = bottom[0]->height();
+  const int width = bottom[0]->width();
+  const int hw = height * width;
+  const int pw = width + 2 * pad_w_;
+  const int pplane = (height + 2 * pad_h_) * pw;
+  const int dh = max_displacement_h_, dw = max_displacement_w_;
+  const int s = dilation_;
+  const int D = num_displacements_;
+  Dtype* a_hat = a_hat_.mutable_cpu_data();
+  Dtype* b_hat = b_hat_pad_.mutable_cpu_data();
+  caffe_set(b_hat_pad_.count(), Dtype(0), b_hat);
+  Dtype* top_data = top[0]->mutable_cpu_data();
+  for (int n = 0; n < num; ++n) {
+    const int off = n * channels * hw;
+    const int poff = n * channels * pplane;
+    normalize_cpu(bottom[0]->cpu_data() + off, channels, height, width, eps_,
+        inv_norm_a_.mutable_cpu_data() + n * hw, a_hat + off, 0, 0, width,
+        hw);
+    normalize_cpu(bottom[1]->cpu_data() + off, channels, height, width, eps_,
+        inv_norm_b_.mutable_cpu_data() + n * hw, b_hat + poff, pad_h_, pad_w_,
+        pw, pplane);
+    dcd_cpu::cost_volume_forward(a_hat + off, b_hat + poff, channels, height,
+        width, dh, dw, s, top_data + n * D * hw);
+  }
+}
+
+template <typename Dtype>
+void CostVolumeLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  if (!propagate_down[0] && !propagate_down[1]) { return; }
+  const int num = bottom[0]->num();
+  const int channels = bottom[0]->channels();
+  const int height = bottom[0]->height();
+  const int width = bottom[0]->width();
+  const int hw = height * width;
+  const int pw = width + 2 * pad_w_;
+  const int pplane = (height + 2 * pad_h_) * pw;
+  const int dh = max_displacement_h_, dw = max_displacement_w_;
+  const int s = dilation_;
+  const int D = num_displacements_;
+  const Dtype* top_diff = top[0]->cpu_diff();
+  const Dtype* a_hat = a_hat_.cpu_data();
+  const Dtype* b_hat = b_hat_pad_.cpu_data();
+  Dtype* dot = dot_.mutable_cpu_data();
+  for (int n = 0; n < num; ++n) {
+    const int off = n * channels * hw;
+    const int poff = n * channels * pplane;
+    const Dtype* g_n = top_diff + n * D * hw;
+    if (propagate_down[0]) {
+      Dtype* da = bottom[0]->mutable_cpu_diff() + off;
+      dcd_cpu::cost_volume_backward_a(g_n, b_hat + poff, channels, height,
+          width, dh, dw, s, da);
+      normalize_backward_cpu(bottom[0]->cpu_data() + off,
+          inv_norm_a_.cpu_data() + n * hw, channels, hw, dot + n * hw, da);
+    }
+    if (propagate_down[1]) {
+      Dtype* db = bottom[1]->mutable_cpu_diff() + off;
+      dcd_cpu::cost_volume_backward_b(g_n, a_hat + off, channels, height,
+          width, dh, dw, s, b_hat_pad_diff_.mutable_cpu_data(), db);
+      normalize_backward_cpu(bottom[1]->cpu_data() + off,
+          inv_norm_b_.cpu_data() + n * hw, channels, hw, dot + n * hw, db);
+    }
+  }
+}
+
+#ifdef CPU_ONLY
+STUB_GPU(CostVolumeLayer);
+#endif
+
+INSTANTIATE_CLASS(CostVolumeLayer);
+REGISTER_LAYER_CLASS(CostVolume);
+
+}  // namespace caffe

@@ -1,0 +1,336 @@
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/cost_volume_layer.hpp"
+#include "caffe/util/math_functions.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+// Plain-loop reference: cosine similarity in double precision.
+template <typename Dtype>
+void ReferenceCostVolume(const Blob<Dtype>& a, const Blob<Dtype>& b, int dh,
+    int dw, int s, double eps, Blob<Dtype>* out) {
+  const int N = a.num(), C = a.channels(), H = a.height(), W = a.width();
+  const int D = (2 * dh + 1) * (2 * dw + 1);
+  out->Reshape(N, D, H, W);
+  for (int n = 0; n < N; ++n) {
+    for (int i = 0; i < H; ++i) {
+      for (int j = 0; j < W; ++j) {
+        for (int di = -dh; di <= dh; ++di) {
+          for (int dj = -dw; dj <= dw; ++dj) {
+            const int k = (di + dh) * (2 * dw + 1) + (dj + dw);
+            const int y = i + di * s, x = j + dj * s;
+            double v = 0;
+            if (y >= 0 && y < H && x >= 0 && x < W) {
+              double dot = 0, na = 0, nb = 0;
+              for (int c = 0; c < C; ++c) {
+                const double fa = a.data_at(n, c, i, j);
+                const double fb = b.data_at(n, c, y, x);
+                dot += fa * fb;
+                na += fa * fa;
+                nb += fb * fb;
+              }
+              const double den = std::sqrt(na + eps) * std::sqrt(nb + eps);
+              v = den > 0 ? dot / den : 0;
+            }
+            out->mutable_cpu_data()[out->offset(n, k, i, j)] = v;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename TypeParam>
+class CostVolumeLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  CostVolumeLayerTest()
+      : blob_a_(new Blob<Dtype>(2, 3, 5, 7)),
+        blob_b_(new Blob<Dtype>(2, 3, 5, 7)),
+        blob_top_(new Blob<Dtype>()) {
+    Caffe::set_random_seed(1701);
+    FillerParameter filler_param;
+    filler_param.set_min(-1);
+    filler_param.set_max(1);
+    UniformFiller<Dtype> filler(filler_param);
+    filler.Fill(blob_a_);
+    filler.Fill(blob_b_);
+    blob_bottom_vec_.push_back(blob_a_);
+    blob_bottom_vec_.push_back(blob_b_);
+    blob_top_vec_.push_back(blob_top_);
+  }
+  virtual ~CostVolumeLayerTest() {
+    delete blob_a_;
+    delete blob_b_;
+    delete blob_top_;
+  }
+
+  LayerParameter MakeParam(int dh, int dw, int dilation) {
+    LayerParameter layer_param;
+    layer_param.set_name("cv_test");
+    CostVolumeParameter* p = layer_param.mutable_cost_volume_param();
+    p->set_max_displacement_h(dh);
+    p->set_max_displacement_w(dw);
+    p->set_dilation(dilation);
+    return layer_param;
+  }
+
+  void FillUniform(Blob<Dtype>* blob) {
+    FillerParameter filler_param;
+    filler_param.set_min(-1);
+    filler_param.set_max(1);
+    UniformFiller<Dtype> filler(filler_param);
+    filler.Fill(blob);
+  }
+
+  void CheckAgainstReference(int dh, int dw, int dilation, Dtype tol) {
+    LayerParameter layer_param = MakeParam(dh, dw, dilation);
+    CostVolumeLayer<Dtype> layer(layer_param);
+    layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+    layer.Forward(blob_bottom_vec_, blob_top_vec_);
+    Blob<Dtype> expected;
+    ReferenceCostVolume(*blob_a_, *blob_b_, dh, dw, dilation,
+        layer_param.cost_volume_param().eps(), &expected);
+    ASSERT_TRUE(expected.shape() == blob_top_->shape());
+    for (int i = 0; i < expected.count(); ++i) {
+      EXPECT_NEAR(expected.cpu_data()[i], blob_top_->cpu_data()[i], tol)
+          << "index " << i;
+    }
+  }
+
+  void FillTopDiff() {
+    FillUniform(blob_top_);
+    caffe_copy(blob_top_->count(), blob_top_->cpu_data(),
+               blob_top_->mutable_cpu_diff());
+  }
+
+  Blob<Dtype>* const blob_a_;
+  Blob<Dtype>* const blob_b_;
+  Blob<Dtype>* const blob_top_;
+  vector<Blob<Dtype>*> blob_bottom_vec_;
+  vector<Blob<Dtype>*> blob_top_vec_;
+};
+
+TYPED_TEST_CASE(CostVolumeLayerTest, TestDtypesAndDevices);
+
+TYPED_TEST(CostVolumeLayerTest, TestSetUp) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(this->blob_top_->num(), 2);
+  EXPECT_EQ(this->blob_top_->channels(), 15);
+  EXPECT_EQ(this->blob_top_->height(), 5);
+  EXPECT_EQ(this->blob_top_->width(), 7);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestSetUpSymmetric) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  layer_param.mutable_cost_volume_param()->set_max_displacement(2);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(this->blob_top_->channels(), 25);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestForward) {
+  this->CheckAgainstReference(1, 2, 1, 1e-5);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestForwardDilation) {
+  this->CheckAgainstReference(1, 2, 2, 1e-5);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestForwardWide) {
+  // Widths that exercise the CPU path's column blocks, tails and offset
+  // groups (2 dw + 1 = 15 and 7).
+  this->blob_a_->Reshape(2, 20, 6, 37);
+  this->blob_b_->Reshape(2, 20, 6, 37);
+  this->FillUniform(this->blob_a_);
+  this->FillUniform(this->blob_b_);
+  this->CheckAgainstReference(2, 7, 1, 1e-5);
+  this->CheckAgainstReference(1, 3, 2, 1e-5);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestIdenticalInputs) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  this->blob_bottom_vec_[1] = this->blob_a_;
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  // Zero displacement (channel dh (2 dw + 1) + dw = 7) is |f|^2/(|f|^2+eps).
+  for (int n = 0; n < 2; ++n) {
+    for (int i = 0; i < 5; ++i) {
+      for (int j = 0; j < 7; ++j) {
+        EXPECT_NEAR(this->blob_top_->data_at(n, 7, i, j), 1, 1e-4);
+      }
+    }
+  }
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestGradient) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_,
+                        0);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_,
+                        1);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestGradientDilation) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 2);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
+  // Wide enough for the CPU path's vector column blocks plus a tail.
+  typedef typename TypeParam::Dtype Dtype;
+  this->blob_a_->Reshape(1, 5, 3, 21);
+  this->blob_b_->Reshape(1, 5, 3, 21);
+  this->FillUniform(this->blob_a_);
+  this->FillUniform(this->blob_b_);
+  LayerParameter layer_param = this->MakeParam(1, 2, 2);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestGradientNearZeroVector) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (sizeof(Dtype) != sizeof(double)) { return; }  // needs double precision
+  for (int c = 0; c < 3; ++c) {
+    Dtype* a = this->blob_a_->mutable_cpu_data();
+    Dtype* b = this->blob_b_->mutable_cpu_data();
+    a[this->blob_a_->offset(0, c, 2, 3)] = 1e-4 * (c + 1);
+    b[this->blob_b_->offset(1, c, 1, 1)] = -2e-4 * (c - 1);
+  }
+  LayerParameter layer_param = this->MakeParam(1, 2, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-7, 1e-4);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestZeroVectors) {
+  typedef typename TypeParam::Dtype Dtype;
+  for (int c = 0; c < 3; ++c) {
+    this->blob_a_->mutable_cpu_data()[this->blob_a_->offset(0, c, 1, 1)] = 0;
+    this->blob_b_->mutable_cpu_data()[this->blob_b_->offset(0, c, 2, 2)] = 0;
+  }
+  for (int use_zero_eps = 0; use_zero_eps < 2; ++use_zero_eps) {
+    LayerParameter layer_param = this->MakeParam(1, 2, 1);
+    if (use_zero_eps) { layer_param.mutable_cost_volume_param()->set_eps(0); }
+    CostVolumeLayer<Dtype> layer(layer_param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    for (int i = 0; i < this->blob_top_->count(); ++i) {
+      EXPECT_TRUE(std::isfinite(this->blob_top_->cpu_data()[i]));
+    }
+    for (int k = 0; k < 15; ++k) {
+      EXPECT_EQ(this->blob_top_->data_at(0, k, 1, 1), 0);
+    }
+    // F_a(0, :, 1, 1) meets F_b(0, :, 2, 2) at di = 1, dj = 1: k = 11.
+    EXPECT_EQ(this->blob_top_->data_at(0, 11, 1, 1), 0);
+    this->FillTopDiff();
+    vector<bool> propagate_down(2, true);
+    layer.Backward(this->blob_top_vec_, propagate_down,
+                   this->blob_bottom_vec_);
+    for (int i = 0; i < this->blob_a_->count(); ++i) {
+      EXPECT_TRUE(std::isfinite(this->blob_a_->cpu_diff()[i]));
+      EXPECT_TRUE(std::isfinite(this->blob_b_->cpu_diff()[i]));
+    }
+  }
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestBackwardNaNAndPropagate) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  LayerParameter layer_param = this->MakeParam(1, 2, 2);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->FillTopDiff();
+  for (int mask = 1; mask < 4; ++mask) {
+    vector<bool> propagate_down(2);
+    propagate_down[0] = (mask & 1) != 0;
+    propagate_down[1] = (mask & 2) != 0;
+    caffe_set(this->blob_a_->count(), nan, this->blob_a_->mutable_cpu_diff());
+    caffe_set(this->blob_b_->count(), nan, this->blob_b_->mutable_cpu_diff());
+    layer.Backward(this->blob_top_vec_, propagate_down,
+                   this->blob_bottom_vec_);
+    for (int b = 0; b < 2; ++b) {
+      const Dtype* diff = this->blob_bottom_vec_[b]->cpu_diff();
+      for (int i = 0; i < this->blob_bottom_vec_[b]->count(); ++i) {
+        if (propagate_down[b]) {
+          EXPECT_TRUE(std::isfinite(diff[i])) << "bottom " << b << " " << i;
+        } else {
+          EXPECT_TRUE(std::isnan(diff[i])) << "bottom " << b << " " << i;
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestReshape) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->blob_a_->Reshape(1, 4, 6, 4);
+  this->blob_b_->Reshape(1, 4, 6, 4);
+  this->FillUniform(this->blob_a_);
+  this->FillUniform(this->blob_b_);
+  layer.Reshape(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> expected;
+  ReferenceCostVolume(*this->blob_a_, *this->blob_b_, 1, 2, 1,
+      layer_param.cost_volume_param().eps(), &expected);
+  ASSERT_TRUE(expected.shape() == this->blob_top_->shape());
+  for (int i = 0; i < expected.count(); ++i) {
+    EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i], 1e-5);
+  }
+  // And the gradient after the reshape.
+  GradientChecker<Dtype> checker(1e-2, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestBackwardDeterministic) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->FillTopDiff();
+  vector<bool> propagate_down(2, true);
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_bottom_vec_);
+  const int count = this->blob_a_->count();
+  vector<Dtype> da(this->blob_a_->cpu_diff(),
+                   this->blob_a_->cpu_diff() + count);
+  vector<Dtype> db(this->blob_b_->cpu_diff(),
+                   this->blob_b_->cpu_diff() + count);
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_bottom_vec_);
+  EXPECT_EQ(0, memcmp(&da[0], this->blob_a_->cpu_diff(),
+                      count * sizeof(Dtype)));
+  EXPECT_EQ(0, memcmp(&db[0], this->blob_b_->cpu_diff(),
+                      count * sizeof(Dtype)));
+}
+
+}  // namespace caffe

@@ -1,0 +1,272 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/soft_displacement_layer.hpp"
+#include "caffe/util/math_functions.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+// Plain-loop reference written as the paper's Eq. (1)-(2): marginal
+// distributions rho^y, rho^x (row / column sums of the softmax), then the
+// expected offsets, times the dilation. WTA: first largest entry.
+template <typename Dtype>
+void ReferenceSoftDisplacement(const Blob<Dtype>& cost, int dh, int dw, int s,
+    double tau, bool wta, Blob<Dtype>* out) {
+  const int N = cost.num(), H = cost.height(), W = cost.width();
+  out->Reshape(N, 2, H, W);
+  for (int n = 0; n < N; ++n) {
+    for (int i = 0; i < H; ++i) {
+      for (int j = 0; j < W; ++j) {
+        double vy = 0, vx = 0;
+        if (wta) {
+          int best = 0;
+          for (int k = 1; k < cost.channels(); ++k) {
+            if (cost.data_at(n, k, i, j) > cost.data_at(n, best, i, j)) {
+              best = k;
+            }
+          }
+          vy = (best / (2 * dw + 1) - dh) * s;
+          vx = (best % (2 * dw + 1) - dw) * s;
+        } else {
+          double m = -std::numeric_limits<double>::infinity();
+          for (int k = 0; k < cost.channels(); ++k) {
+            m = std::max(m, static_cast<double>(cost.data_at(n, k, i, j)));
+          }
+          double z = 0;
+          vector<double> rho_y(2 * dh + 1, 0), rho_x(2 * dw + 1, 0);
+          for (int di = -dh; di <= dh; ++di) {
+            for (int dj = -dw; dj <= dw; ++dj) {
+              const int k = (di + dh) * (2 * dw + 1) + (dj + dw);
+              const double e = std::exp((cost.data_at(n, k, i, j) - m) / tau);
+              rho_y[di + dh] += e;
+              rho_x[dj + dw] += e;
+              z += e;
+            }
+          }
+          for (int di = -dh; di <= dh; ++di) {
+            vy += rho_y[di + dh] / z * di;
+          }
+          for (int dj = -dw; dj <= dw; ++dj) {
+            vx += rho_x[dj + dw] / z * dj;
+          }
+          vy *= s;
+          vx *= s;
+        }
+        out->mutable_cpu_data()[out->offset(n, 0, i, j)] = vy;
+        out->mutable_cpu_data()[out->offset(n, 1, i, j)] = vx;
+      }
+    }
+  }
+}
+
+template <typename TypeParam>
+class SoftDisplacementLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  SoftDisplacementLayerTest()
+      : blob_bottom_(new Blob<Dtype>(2, 15, 5, 7)),
+        blob_top_(new Blob<Dtype>()) {
+    Caffe::set_random_seed(1701);
+    FillUniform(blob_bottom_);
+    blob_bottom_vec_.push_back(blob_bottom_);
+    blob_top_vec_.push_back(blob_top_);
+  }
+  virtual ~SoftDisplacementLayerTest() {
+    delete blob_bottom_;
+    delete blob_top_;
+  }
+
+  void FillUniform(Blob<Dtype>* blob) {
+    FillerParameter filler_param;
+    filler_param.set_min(-1);
+    filler_param.set_max(1);
+    UniformFiller<Dtype> filler(filler_param);
+    filler.Fill(blob);
+  }
+
+  LayerParameter MakeParam(int dh, int dw, int dilation, float tau,
+      bool wta) {
+    LayerParameter layer_param;
+    layer_param.set_name("sd_test");
+    SoftDisplacementParameter* p =
+        layer_param.mutable_soft_displacement_param();
+    p->set_max_displacement_h(dh);
+    p->set_max_displacement_w(dw);
+    p->set_dilation(dilation);
+    p->set_temperature(tau);
+    if (wta) { p->set_method(SoftDisplacementParameter_Method_WTA); }
+    return layer_param;
+  }
+
+  void CheckForward(int dilation, float tau, bool wta, Dtype tol) {
+    LayerParameter layer_param = MakeParam(1, 2, dilation, tau, wta);
+    SoftDisplacementLayer<Dtype> layer(layer_param);
+    layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+    layer.Forward(blob_bottom_vec_, blob_top_vec_);
+    Blob<Dtype> expected;
+    ReferenceSoftDisplacement(*blob_bottom_, 1, 2, dilation, tau, wta,
+                              &expected);
+    ASSERT_TRUE(expected.shape() == blob_top_->shape());
+    for (int i = 0; i < expected.count(); ++i) {
+      EXPECT_NEAR(expected.cpu_data()[i], blob_top_->cpu_data()[i], tol)
+          << "index " << i;
+    }
+  }
+
+  void FillTopDiff() {
+    FillerParameter filler_param;
+    filler_param.set_min(-1);
+    filler_param.set_max(1);
+    UniformFiller<Dtype> filler(filler_param);
+    Blob<Dtype> tmp;
+    tmp.ReshapeLike(*blob_top_);
+    filler.Fill(&tmp);
+    caffe_copy(tmp.count(), tmp.cpu_data(), blob_top_->mutable_cpu_diff());
+  }
+
+  Blob<Dtype>* const blob_bottom_;
+  Blob<Dtype>* const blob_top_;
+  vector<Blob<Dtype>*> blob_bottom_vec_;
+  vector<Blob<Dtype>*> blob_top_vec_;
+};
+
+TYPED_TEST_CASE(SoftDisplacementLayerTest, TestDtypesAndDevices);
+
+TYPED_TEST(SoftDisplacementLayerTest, TestSetUp) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1, 0.1, false);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(this->blob_top_->num(), 2);
+  EXPECT_EQ(this->blob_top_->channels(), 2);
+  EXPECT_EQ(this->blob_top_->height(), 5);
+  EXPECT_EQ(this->blob_top_->width(), 7);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestForwardTau1) {
+  this->CheckForward(1, 1.0, false, 1e-5);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestForwardTau01Dilation2) {
+  this->CheckForward(2, 0.1, false, 1e-5);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestForwardWTA) {
+  this->CheckForward(2, 0.1, true, 0);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestWTATieTakesFirst) {
+  typedef typename TypeParam::Dtype Dtype;
+  caffe_set(this->blob_bottom_->count(), Dtype(0.5),
+            this->blob_bottom_->mutable_cpu_data());
+  LayerParameter layer_param = this->MakeParam(1, 2, 2, 0.1, true);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  // k = 0 is (di, dj) = (-1, -2), times dilation 2.
+  EXPECT_EQ(this->blob_top_->data_at(1, 0, 3, 4), -2);
+  EXPECT_EQ(this->blob_top_->data_at(1, 1, 3, 4), -4);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestForwardStableLargeInputs) {
+  typedef typename TypeParam::Dtype Dtype;
+  caffe_add_scalar(this->blob_bottom_->count(), Dtype(1000),
+                   this->blob_bottom_->mutable_cpu_data());
+  this->CheckForward(1, 0.01, false, 1e-4);
+  for (int i = 0; i < this->blob_top_->count(); ++i) {
+    EXPECT_TRUE(std::isfinite(this->blob_top_->cpu_data()[i]));
+  }
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestGradientTau1) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1, 1.0, false);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestGradientTau01Dilation2) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 2, 0.1, false);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(2e-3, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestBackwardNaNAndPropagate) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  for (int wta = 0; wta < 2; ++wta) {
+    LayerParameter layer_param = this->MakeParam(1, 2, 1, 0.1, wta);
+    SoftDisplacementLayer<Dtype> layer(layer_param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    this->FillTopDiff();
+    const int count = this->blob_bottom_->count();
+    caffe_set(count, nan, this->blob_bottom_->mutable_cpu_diff());
+    layer.Backward(this->blob_top_vec_, vector<bool>(1, false),
+                   this->blob_bottom_vec_);
+    for (int i = 0; i < count; ++i) {
+      EXPECT_TRUE(std::isnan(this->blob_bottom_->cpu_diff()[i]));
+    }
+    layer.Backward(this->blob_top_vec_, vector<bool>(1, true),
+                   this->blob_bottom_vec_);
+    for (int i = 0; i < count; ++i) {
+      EXPECT_TRUE(std::isfinite(this->blob_bottom_->cpu_diff()[i]));
+      if (wta) {  // WTA passes no gradient.
+        EXPECT_EQ(this->blob_bottom_->cpu_diff()[i], 0);
+      }
+    }
+  }
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestReshape) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1, 0.5, false);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->blob_bottom_->Reshape(3, 15, 4, 6);
+  this->FillUniform(this->blob_bottom_);
+  layer.Reshape(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> expected;
+  ReferenceSoftDisplacement(*this->blob_bottom_, 1, 2, 1, 0.5, false,
+                            &expected);
+  ASSERT_TRUE(expected.shape() == this->blob_top_->shape());
+  for (int i = 0; i < expected.count(); ++i) {
+    EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i], 1e-5);
+  }
+}
+
+TYPED_TEST(SoftDisplacementLayerTest, TestBackwardDeterministic) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1, 0.1, false);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->FillTopDiff();
+  vector<bool> propagate_down(1, true);
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_bottom_vec_);
+  const int count = this->blob_bottom_->count();
+  vector<Dtype> first(this->blob_bottom_->cpu_diff(),
+                      this->blob_bottom_->cpu_diff() + count);
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_bottom_vec_);
+  EXPECT_EQ(0, memcmp(&first[0], this->blob_bottom_->cpu_diff(),
+                      count * sizeof(Dtype)));
+}
+
+}  // namespace caffe
