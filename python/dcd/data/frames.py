@@ -1,0 +1,211 @@
+"""Decode videos into TSN-style frame folders.
+
+Layout: `<out>/<video_id>/img_00001.jpg ...`, numbered from 1, video_id the
+video file's stem. A video's frames are written into `<out>/<video_id>.partial/`
+and the folder is renamed to `<out>/<video_id>` after the last frame, so a
+folder without the suffix is always complete: reruns skip it, and an
+interrupted video (a leftover `.partial`) is decoded again from the start.
+"""
+import os
+import shutil
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FRAME_PATTERN = "img_{:05d}.jpg"
+PARTIAL_SUFFIX = ".partial"
+FAILURES_FILE = "extract_failures.txt"
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg",
+                    ".m4v", ".flv", ".wmv", ".3gp", ".ogv")
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 340, 256  # TSN's frame size
+DEFAULT_JPEG_QUALITY = 95  # OpenCV's default, as TSN's dense_flow uses
+
+
+class DuplicateVideoIdError(ValueError):
+    """Two videos share a file stem, so they would share a frame folder."""
+
+
+@dataclass
+class ExtractResult:
+    video: str
+    video_id: str
+    num_frames: int = 0
+    skipped: bool = False
+    error: str = ""
+
+
+@dataclass
+class ExtractSummary:
+    extracted: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.failed
+
+
+def find_videos(root, extensions=VIDEO_EXTENSIONS):
+    """Video files under `root` (recursive), sorted; extension match ignores case."""
+    extensions = tuple(e.lower() for e in extensions)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        found.extend(Path(dirpath) / f for f in filenames
+                     if f.lower().endswith(extensions) and not f.startswith("."))
+    return sorted(found)
+
+
+def video_id_of(path):
+    return Path(path).stem
+
+
+def check_unique_ids(videos):
+    """Raise DuplicateVideoIdError listing every stem shared by two or more videos."""
+    by_id = defaultdict(list)
+    for video in videos:
+        by_id[video_id_of(video)].append(str(video))
+    duplicates = {vid: paths for vid, paths in by_id.items() if len(paths) > 1}
+    if duplicates:
+        lines = [f"  {vid}: " + ", ".join(paths) for vid, paths in sorted(duplicates.items())]
+        raise DuplicateVideoIdError(
+            f"{len(duplicates)} video id(s) (file stems) are shared by several videos; "
+            "frame folders are named by stem, so rename them first:\n" + "\n".join(lines))
+
+
+def target_size(width, height, out_width=DEFAULT_WIDTH, out_height=DEFAULT_HEIGHT,
+                short_side=None):
+    """Output (width, height): fixed, or scaled so the shorter side is `short_side`."""
+    if short_side:
+        scale = short_side / min(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+    return out_width, out_height
+
+
+def is_complete(out_root, video_id):
+    return (Path(out_root) / video_id).is_dir()
+
+
+def extract_video(video, out_root, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
+                  short_side=None, max_frames=None, quality=DEFAULT_JPEG_QUALITY):
+    """Decode one video into `<out_root>/<video_id>/`; returns an ExtractResult.
+
+    Failures (cannot open, no frame decoded, cannot write) come back in
+    `result.error` rather than raising, so one bad video does not stop a batch.
+    """
+    import cv2
+
+    video_id = video_id_of(video)
+    result = ExtractResult(str(video), video_id)
+    final = Path(out_root) / video_id
+    partial = Path(out_root) / (video_id + PARTIAL_SUFFIX)
+    if final.is_dir():
+        result.skipped = True
+        return result
+    # A leftover partial folder is from an interrupted run: start over.
+    shutil.rmtree(partial, ignore_errors=True)
+
+    capture = cv2.VideoCapture(str(video))
+    try:
+        if not capture.isOpened():
+            result.error = "OpenCV cannot open the video"
+            return result
+        partial.mkdir(parents=True)
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+        count = 0
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            size = target_size(frame.shape[1], frame.shape[0], width, height, short_side)
+            if (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+            count += 1
+            path = partial / FRAME_PATTERN.format(count)
+            if not cv2.imwrite(str(path), frame, params):
+                result.error = f"cannot write {path}"
+                return result
+        if count == 0:
+            result.error = "0 frames decoded"
+            return result
+        # The rename is the completion marker: it happens only after the last frame.
+        os.replace(partial, final)
+        result.num_frames = count
+        return result
+    finally:
+        capture.release()
+        if result.error:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _worker_init():
+    import cv2
+    cv2.setNumThreads(1)  # parallelism comes from the worker processes
+
+
+def _extract_star(job):
+    video, out_root, options = job
+    try:
+        return extract_video(video, out_root, **options)
+    except Exception as exc:  # noqa: BLE001 -- report, keep the batch going
+        return ExtractResult(str(video), video_id_of(video), error=f"{type(exc).__name__}: {exc}")
+
+
+def extract_all(videos, out_root, workers=1, progress=True, **options):
+    """Extract every video (skipping complete ones) and write the failure list.
+
+    `<out_root>/extract_failures.txt` lists this run's failures ("path<TAB>reason");
+    it is removed when none failed. Failed videos are retried on the next run.
+    """
+    from tqdm import tqdm
+
+    videos = [Path(v) for v in videos]
+    check_unique_ids(videos)
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    summary = ExtractSummary()
+    todo = []
+    for video in videos:
+        if is_complete(out_root, video_id_of(video)):
+            summary.skipped.append(ExtractResult(str(video), video_id_of(video), skipped=True))
+        else:
+            todo.append((video, str(out_root), options))
+
+    bar = tqdm(total=len(videos), initial=len(summary.skipped), unit="video",
+               desc="extract", disable=not progress)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            results = map(_extract_star, todo)
+            pool = None
+        else:
+            import multiprocessing
+            # spawn: forking a process that has loaded OpenCV can deadlock.
+            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+            results = pool.imap_unordered(_extract_star, todo)
+        try:
+            for result in results:
+                if result.error:
+                    summary.failed.append(result)
+                    bar.write(f"FAILED {result.video}: {result.error}", file=sys.stderr)
+                elif result.skipped:
+                    summary.skipped.append(result)
+                else:
+                    summary.extracted.append(result)
+                bar.update(1)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    finally:
+        bar.close()
+
+    failures_path = out_root / FAILURES_FILE
+    if summary.failed:
+        text = "".join(f"{r.video}\t{r.error}\n" for r in sorted(summary.failed, key=lambda r: r.video))
+        tmp = failures_path.with_name(failures_path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, failures_path)
+    elif failures_path.exists():
+        failures_path.unlink()
+    return summary

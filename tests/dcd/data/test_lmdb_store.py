@@ -1,0 +1,209 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import lmdb
+import pytest
+from caffe.proto import caffe_pb2
+from datahelpers import REPO_ROOT, load_tool, write_jpeg_frames
+
+from dcd.data import lmdb_store
+from dcd.data.filelists import VideoEntry
+from dcd.data.lmdb_store import BadFrameError, build_lmdb, list_videos, read_video_frames
+
+
+@pytest.fixture
+def frames_root(tmp_path):
+    """Three small videos of random JPEG frames: a (5 frames), b (3), c (4)."""
+    root = tmp_path / "frames"
+    for seed, (video_id, count) in enumerate({"a": 5, "b": 3, "c": 4}.items()):
+        write_jpeg_frames(root / video_id, count, seed=seed)
+    return root
+
+
+ENTRIES = [VideoEntry("a", 5, 0), VideoEntry("b", 3, 7), VideoEntry("c", 4, 2)]
+
+
+def all_keys(path):
+    env = lmdb.open(str(path), readonly=True)
+    with env.begin() as txn:
+        keys = [key.decode() for key, _ in txn.cursor()]
+    env.close()
+    return keys
+
+
+def test_key_scheme_and_datums(frames_root, tmp_path):
+    db = tmp_path / "db"
+    report = build_lmdb(frames_root, ENTRIES, db, progress=False)
+    assert report.written == ["a", "b", "c"] and report.frames_written == 12
+    assert set(all_keys(db)) == ({f"a/img_{i:05d}.jpg" for i in range(1, 6)}
+                                 | {f"b/img_{i:05d}.jpg" for i in range(1, 4)}
+                                 | {f"c/img_{i:05d}.jpg" for i in range(1, 5)}
+                                 | {"__video__/a", "__video__/b", "__video__/c"})
+    env = lmdb.open(str(db), readonly=True)
+    with env.begin() as txn:
+        assert txn.get(b"__video__/a") == b"5"
+        datum = caffe_pb2.Datum()
+        datum.ParseFromString(txn.get(b"b/img_00002.jpg"))
+    env.close()
+    assert (datum.channels, datum.height, datum.width, datum.encoded, datum.label) == (3, 24, 32, True, 7)
+    assert datum.data == (frames_root / "b" / "img_00002.jpg").read_bytes()  # bytes unchanged
+    assert list_videos(db) == {"a": 5, "b": 3, "c": 4}
+    images, label = read_video_frames(db, "c")
+    assert label == 2 and len(images) == 4 and images[0].shape == (24, 32, 3)
+    with pytest.raises(KeyError):
+        read_video_frames(db, "zzz")
+
+
+def test_rerun_skips_complete_videos_and_rewrites_changed_ones(frames_root, tmp_path):
+    db = tmp_path / "db"
+    build_lmdb(frames_root, ENTRIES, db, progress=False)
+    report = build_lmdb(frames_root, ENTRIES, db, progress=False)
+    assert report.written == [] and report.skipped == ["a", "b", "c"]
+    # Re-extracted shorter with a new label: rewritten, and no stale tail frames remain.
+    for i in (4, 5):
+        os.remove(frames_root / "a" / f"img_{i:05d}.jpg")
+    report = build_lmdb(frames_root, [VideoEntry("a", 3, 1)] + ENTRIES[1:], db, progress=False)
+    assert report.written == ["a"]
+    assert [k for k in all_keys(db) if k.startswith("a/")] == [f"a/img_{i:05d}.jpg" for i in (1, 2, 3)]
+    assert read_video_frames(db, "a")[1] == 1
+
+
+def test_map_grows_when_full(frames_root, tmp_path):
+    write_jpeg_frames(frames_root / "big", 40, size=(128, 128), seed=9)  # ~40 x 20 KB
+    db = tmp_path / "db"
+    report = build_lmdb(frames_root, ENTRIES + [VideoEntry("big", 40, 1)], db,
+                        map_size=64 << 10, progress=False)
+    assert report.map_size > 64 << 10
+    assert list_videos(db) == {"a": 5, "b": 3, "c": 4, "big": 40}
+    assert len(read_video_frames(db, "big")[0]) == 40
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (truncate, "truncated JPEG"),
+    (lambda path: path.write_bytes(b"\xff\xd8" + b"\x00" * 64 + b"\xff\xd9"), "corrupt JPEG"),
+    (lambda path: path.write_bytes(b"GIF89a not a jpeg"), "not a JPEG"),
+    (os.remove, "missing"),  # a gap in the numbering
+])
+def test_bad_frame_stops_the_build_naming_video_and_frame(frames_root, tmp_path, damage, reason):
+    bad_frame = frames_root / "b" / "img_00002.jpg"
+    damage(bad_frame)
+    db = tmp_path / "db"
+    with pytest.raises(BadFrameError) as err:
+        build_lmdb(frames_root, ENTRIES, db, progress=False)
+    assert err.value.video_id == "b" and err.value.path == str(bad_frame)
+    assert "video b" in str(err.value) and str(bad_frame) in str(err.value) and reason in str(err.value)
+    assert list_videos(db) == {"a": 5}  # what was written before stays
+
+
+def test_skip_bad_skips_and_counts(frames_root, tmp_path):
+    truncate(frames_root / "b" / "img_00002.jpg")
+    logged = []
+    report = build_lmdb(frames_root, ENTRIES, tmp_path / "db", skip_bad=True, progress=False,
+                        log=logged.append)
+    assert report.written == ["a", "c"] and [vid for vid, _ in report.bad] == ["b"]
+    assert "img_00002.jpg" in logged[0]
+    assert list_videos(tmp_path / "db") == {"a": 5, "c": 4}
+
+
+def test_list_claiming_more_frames_than_exist(frames_root, tmp_path):
+    with pytest.raises(BadFrameError, match=r"video c: frame .*c/img_00005.jpg: missing \(the list claims 6"):
+        build_lmdb(frames_root, [VideoEntry("c", 6, 2)], tmp_path / "db", progress=False)
+
+
+def test_undecodable_frame_with_valid_structure(frames_root, tmp_path):
+    """Start, frame header, scan and end markers all present, but no Huffman or
+    quantisation tables: only decoding finds it."""
+    path = frames_root / "a" / "img_00003.jpg"
+    data = path.read_bytes()
+    sof, sos = data.index(b"\xff\xc0"), data.index(b"\xff\xda")
+    sof_end = sof + 2 + int.from_bytes(data[sof + 2:sof + 4], "big")
+    path.write_bytes(data[:2] + data[sof:sof_end] + data[sos:])
+    with pytest.raises(BadFrameError, match="img_00003.jpg: undecodable"):
+        build_lmdb(frames_root, ENTRIES, tmp_path / "db", progress=False)
+    # The structural check alone lets it through; the read-back decodes the middle frame.
+    with pytest.raises(RuntimeError, match="verify a: frame 3 does not decode"):
+        build_lmdb(frames_root, ENTRIES, tmp_path / "db2", decode_check="none", progress=False)
+
+
+def test_conflicting_duplicate_entries(frames_root, tmp_path):
+    with pytest.raises(ValueError, match="listed twice"):
+        build_lmdb(frames_root, ENTRIES + [VideoEntry("a", 5, 3)], tmp_path / "db", progress=False)
+    report = build_lmdb(frames_root, ENTRIES + ENTRIES, tmp_path / "db", progress=False)
+    assert report.written == ["a", "b", "c"]
+
+
+def test_exception_inside_a_video_transaction_leaves_nothing_of_it(frames_root, tmp_path, monkeypatch):
+    db = tmp_path / "db"
+    calls = []
+    real_put = lmdb_store._put_record
+
+    def put_then_fail(txn, key, value):
+        calls.append(key)
+        if len(calls) == 5 + 1 + 2:  # video a (5 frames + marker), then 2 frames of b
+            raise KeyboardInterrupt
+        real_put(txn, key, value)
+
+    monkeypatch.setattr(lmdb_store, "_put_record", put_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        build_lmdb(frames_root, ENTRIES, db, progress=False)
+    assert list_videos(db) == {"a": 5}
+    assert not [k for k in all_keys(db) if k.startswith("b/")]
+    monkeypatch.setattr(lmdb_store, "_put_record", real_put)
+    report = build_lmdb(frames_root, ENTRIES, db, progress=False)
+    assert report.skipped == ["a"] and report.written == ["b", "c"]
+    assert list_videos(db) == {"a": 5, "b": 3, "c": 4}
+
+
+def test_build_killed_mid_video_loses_nothing_and_resumes(frames_root, tmp_path):
+    """A real SIGKILL halfway through video b's transaction."""
+    db = tmp_path / "db"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(REPO_ROOT / "python")!r})
+        from dcd.data import lmdb_store
+        from dcd.data.filelists import VideoEntry
+        real_put, puts = lmdb_store._put_record, []
+        def put(txn, key, value):
+            puts.append(key)
+            if len(puts) == 8:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_put(txn, key, value)
+        lmdb_store._put_record = put
+        entries = [VideoEntry(*e) for e in {[tuple(e) for e in ENTRIES]!r}]
+        lmdb_store.build_lmdb({str(frames_root)!r}, entries, {str(db)!r}, progress=False)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert list_videos(db) == {"a": 5}
+    assert [k for k in all_keys(db) if not k.startswith(("a/", "__video__/a"))] == []
+    report = build_lmdb(frames_root, ENTRIES, db, progress=False)
+    assert report.skipped == ["a"] and report.written == ["b", "c"]
+
+
+def test_cli_errors(frames_root, tmp_path, capsys):
+    tool = load_tool("build_lmdb")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert tool.main(["--frames", str(frames_root), "--list", str(empty), "--out", str(tmp_path / "db")]) == 2
+    assert "empty" in capsys.readouterr().err
+    malformed = tmp_path / "malformed.txt"
+    malformed.write_text("a 5 0\nb 3 seven\n")
+    assert tool.main(["--frames", str(frames_root), "--list", str(malformed),
+                      "--out", str(tmp_path / "db")]) == 2
+    assert "malformed.txt:2:" in capsys.readouterr().err
+    truncate(frames_root / "c" / "img_00004.jpg")
+    listed = tmp_path / "list.txt"
+    listed.write_text("a 5 0\nb 3 7\nc 4 2\n")
+    args = ["--frames", str(frames_root), "--list", str(listed), "--out", str(tmp_path / "db"), "--no-progress"]
+    assert tool.main(args) == 2
+    assert "video c: frame" in capsys.readouterr().err
+    assert tool.main(args + ["--skip-bad"]) == 0
+    assert "0 videos written (0 frames), 2 already complete, 1 bad videos skipped" in capsys.readouterr().out
