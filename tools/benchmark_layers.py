@@ -7,7 +7,9 @@ Default grid: C=64 features at 56x56 and 112x112, d=3 and 7, batch 1 and 8.
 """
 import argparse
 import itertools
+import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
@@ -33,6 +35,7 @@ def main(argv=None):
                         help="skip the (slow) numpy reference timings")
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("GLOG_minloglevel", "2")  # keep Caffe's net set-up logs out of the table
     import caffe
     if args.gpu is None:
         caffe.set_mode_cpu()
@@ -43,18 +46,24 @@ def main(argv=None):
         device = f"GPU {args.gpu}"
     caffe.set_random_seed(0)
 
-    ceiling = sgemm_gflops()
-    print(f"numpy float32 matmul (sgemm) ceiling: {ceiling:.1f} GFLOP/s")
+    # Three phases, each after a pause: BLAS and OpenMP worker threads keep
+    # spinning for a while after their last job and would steal the core
+    # from whatever is timed next.
     rng = np.random.default_rng(0)
     configs = [Config(args.channels, s, d, n) for s, d, n in
                itertools.product(args.sizes, args.displacements, args.batches)]
-    rows = []
-    for config, layer in tqdm(list(itertools.product(configs, LAYERS + ("chain",))),
-                              desc="benchmark", unit="case"):
-        fwd, fwd_bwd = time_layer(config, layer, rng)
-        ref_fwd, ref_fwd_bwd = (None, None) if args.no_reference else \
-            time_reference(config, layer, rng)
-        rows.append((config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd))
+    cases = list(itertools.product(configs, LAYERS + ("chain",)))
+    layer_times = [time_layer(config, layer, rng)
+                   for config, layer in tqdm(cases, desc="layers", unit="case")]
+    time.sleep(0.5)
+    ref_times = [(None, None)] * len(cases) if args.no_reference else \
+        [time_reference(config, layer, rng)
+         for config, layer in tqdm(cases, desc="numpy reference", unit="case")]
+    time.sleep(0.5)
+    ceiling = sgemm_gflops()
+    print(f"numpy float32 matmul (sgemm) ceiling: {ceiling:.1f} GFLOP/s")
+    rows = [(config, layer, *lt, *rt) for (config, layer), lt, rt in
+            zip(cases, layer_times, ref_times)]
 
     print(f"\nDevice: {device}. Times are medians in ms; GFLOP/s counts multiply-adds x 2.")
     header = (f"{'config':<26} {'layer':<17} {'fwd ms':>9} {'fwd GF/s':>9} {'%sgemm':>7} "

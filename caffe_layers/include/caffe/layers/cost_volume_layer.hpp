@@ -74,8 +74,6 @@ class CostVolumeLayer : public Layer<Dtype> {
   /// 1 / n_a and 1 / n_b, N x 1 x H x W.
   Blob<Dtype> inv_norm_a_;
   Blob<Dtype> inv_norm_b_;
-  /// CPU backward scratch: dL/d(b_hat) of one channel plane, padded.
-  Blob<Dtype> b_hat_pad_diff_;
   /// Backward scratch: per-pixel <f_hat, dL/df_hat>, N x 1 x H x W.
   Blob<Dtype> dot_;
 };

@@ -8,6 +8,7 @@
 // kernels can be built with nvcc alone.
 
 #include <math.h>
+#include <string.h>
 
 #ifdef __CUDACC__
 #define DCD_HOST_DEVICE __host__ __device__
@@ -22,8 +23,6 @@ namespace dcd {
 
 DCD_HOST_DEVICE inline float dcd_sqrt(float x) { return sqrtf(x); }
 DCD_HOST_DEVICE inline double dcd_sqrt(double x) { return sqrt(x); }
-DCD_HOST_DEVICE inline float dcd_exp(float x) { return expf(x); }
-DCD_HOST_DEVICE inline double dcd_exp(double x) { return exp(x); }
 DCD_HOST_DEVICE inline float dcd_floor(float x) { return floorf(x); }
 DCD_HOST_DEVICE inline double dcd_floor(double x) { return floor(x); }
 
@@ -102,11 +101,39 @@ DCD_HOST_DEVICE inline Dtype softmax_max(const Dtype* c, int D, int stride) {
   return m;
 }
 
+// exp(x) for the softmax's x <= 0, in plain arithmetic that compilers
+// vectorise (libm's expf is not, and dominated the CPU layer's time):
+// x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite split of ln2), exp(r) by
+// Cephes' degree-7 polynomial (relative error ~1e-7), 2^n by writing the
+// float's exponent bits. Below 2^-126 the result is 0 (far below the float
+// resolution of a sum that contains exp(0) = 1). Only integer selects, no
+// float branches, so the loop vectorises without -ffast-math.
+DCD_HOST_DEVICE inline float softmax_exp(float x) {
+  int n = static_cast<int>(x * 1.44269504088896341f - 0.5f);  // round, x <= 0
+  const int underflow = n < -126;
+  n = underflow ? -126 : n;
+  const float fn = static_cast<float>(n);
+  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const int bits = underflow ? 0 : (n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+// Double precision keeps libm's exp (used by the gradient checks).
+DCD_HOST_DEVICE inline double softmax_exp(double x) { return exp(x); }
+
 // Unnormalised softmax weight exp((c_k - max) / tau).
 template <typename Dtype>
 DCD_HOST_DEVICE inline Dtype softmax_weight(Dtype c_k, Dtype max_c,
     Dtype inv_tau) {
-  return dcd_exp((c_k - max_c) * inv_tau);
+  return softmax_exp((c_k - max_c) * inv_tau);
 }
 
 // Expected displacement (v_y, v_x) in pixels under p = softmax(c / tau):

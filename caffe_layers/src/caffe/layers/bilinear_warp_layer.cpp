@@ -48,6 +48,7 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const Dtype* f = bottom[0]->cpu_data();
   const Dtype* v = bottom[1]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
+#pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int p = 0; p < hw; ++p) {
       const int i = p / width, j = p % width;
@@ -75,10 +76,12 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const Dtype* v = bottom[1]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
   if (propagate_down[0]) {
-    // Serial scatter, planes and pixels in a fixed order: deterministic, and
-    // the same order as the GPU kernel (one thread per plane).
+    // Serial scatter within each plane, pixels in a fixed order:
+    // deterministic, and the same order as the GPU kernel (one thread per
+    // plane). Planes split over CPU threads.
     Dtype* f_diff = bottom[0]->mutable_cpu_diff();
     caffe_set(bottom[0]->count(), Dtype(0), f_diff);
+#pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < num; ++n) {
       for (int c = 0; c < channels; ++c) {
         Dtype* plane = f_diff + (n * channels + c) * hw;
@@ -95,6 +98,7 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   if (propagate_down[1]) {
     // dL/dV(n, 0, p) = s sum_c g(n, c, p) dSample/dy, likewise x.
     Dtype* v_diff = bottom[1]->mutable_cpu_diff();
+#pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < num; ++n) {
       for (int p = 0; p < hw; ++p) {
         const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(

@@ -1,6 +1,10 @@
 #include <algorithm>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "caffe/layers/cost_volume_layer.hpp"
 #include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/math_functions.hpp"
@@ -58,7 +62,6 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   inv_norm_a_.Reshape(num, 1, height, width);
   inv_norm_b_.Reshape(num, 1, height, width);
   dot_.Reshape(num, 1, height, width);
-  b_hat_pad_diff_.Reshape(1, 1, height + 2 * pad_h_, width + 2 * pad_w_);
 }
 
 // The loops below are plain C++. Caffe is built for the baseline ISA, so on
@@ -85,20 +88,20 @@ void normalize_cpu(const Dtype* f, int channels, int height, int width,
     Dtype eps, Dtype* inv_norm, Dtype* out, int pad_h, int pad_w, int out_w,
     int out_plane) {
   const int hw = height * width;
-  caffe_set(hw, Dtype(0), inv_norm);
-  for (int c = 0; c < channels; ++c) {
-    const Dtype* fc = f + c * hw;
-    for (int p = 0; p < hw; ++p) {
-      inv_norm[p] += fc[p] * fc[p];
-    }
-  }
-  for (int p = 0; p < hw; ++p) {
-    inv_norm[p] = dcd::inverse_norm(inv_norm[p], eps);
-  }
-  for (int c = 0; c < channels; ++c) {
-    for (int i = 0; i < height; ++i) {
+  // Rows split over threads; within a row channels are summed in order.
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < height; ++i) {
+    Dtype* inv_row = inv_norm + i * width;
+    for (int j = 0; j < width; ++j) { inv_row[j] = 0; }
+    for (int c = 0; c < channels; ++c) {
       const Dtype* f_row = f + c * hw + i * width;
-      const Dtype* inv_row = inv_norm + i * width;
+      for (int j = 0; j < width; ++j) { inv_row[j] += f_row[j] * f_row[j]; }
+    }
+    for (int j = 0; j < width; ++j) {
+      inv_row[j] = dcd::inverse_norm(inv_row[j], eps);
+    }
+    for (int c = 0; c < channels; ++c) {
+      const Dtype* f_row = f + c * hw + i * width;
       Dtype* out_row = out + c * out_plane +
           dcd::padded_offset(i, 0, pad_h, pad_w, out_w);
       for (int j = 0; j < width; ++j) {
@@ -108,24 +111,30 @@ void normalize_cpu(const Dtype* f, int channels, int height, int width,
   }
 }
 
-// In place: diff holds dL/df_hat on entry and dL/df on exit, for one image.
+// In place: diff holds dL/df_hat on entry and dL/df on exit, for one image
+// of `rows` rows of `width` pixels.
 template <typename Dtype>
 void normalize_backward_cpu(const Dtype* f, const Dtype* inv_norm,
-    int channels, int hw, Dtype* dot, Dtype* diff) {
-  caffe_set(hw, Dtype(0), dot);
-  for (int c = 0; c < channels; ++c) {
-    const Dtype* fc = f + c * hw;
-    const Dtype* gc = diff + c * hw;
-    for (int p = 0; p < hw; ++p) {
-      dot[p] += fc[p] * inv_norm[p] * gc[p];
+    int channels, int rows, int width, Dtype* dot, Dtype* diff) {
+  const int hw = rows * width;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < rows; ++i) {
+    const int r = i * width;
+    for (int j = 0; j < width; ++j) { dot[r + j] = 0; }
+    for (int c = 0; c < channels; ++c) {
+      const Dtype* fc = f + c * hw + r;
+      const Dtype* gc = diff + c * hw + r;
+      for (int j = 0; j < width; ++j) {
+        dot[r + j] += fc[j] * inv_norm[r + j] * gc[j];
+      }
     }
-  }
-  for (int c = 0; c < channels; ++c) {
-    const Dtype* fc = f + c * hw;
-    Dtype* gc = diff + c * hw;
-    for (int p = 0; p < hw; ++p) {
-      gc[p] = dcd::normalize_backward(gc[p], fc[p] * inv_norm[p], dot[p],
-                                      inv_norm[p]);
+    for (int c = 0; c < channels; ++c) {
+      const Dtype* fc = f + c * hw + r;
+      Dtype* gc = diff + c * hw + r;
+      for (int j = 0; j < width; ++j) {
+        gc[j] = dcd::normalize_backward(gc[j], fc[j] * inv_norm[r + j],
+                                        dot[r + j], inv_norm[r + j]);
+      }
     }
   }
 }
@@ -214,7 +223,8 @@ DCD_INLINE void correlate_block_vec(const Dtype* a, int a_plane,
 // offset groups); each access streams 16 contiguous elements.
 template <typename Dtype>
 DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* top) {
+    int channels, int height, int width, int dh, int dw, int s, Dtype* top,
+    int row_begin, int row_end) {
 #if DCD_X86_DISPATCH
   const int kND = 5;
   const int kJB = 64 / sizeof(Dtype);
@@ -227,7 +237,7 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
   const int pw = width + 2 * pad_w;
   const int pplane = (height + 2 * pad_h) * pw;
   for (int di = -dh; di <= dh; ++di) {
-    for (int i = 0; i < height; ++i) {
+    for (int i = row_begin; i < row_end; ++i) {
       Dtype* out_row =
           top + dcd::window_channel(di, -dw, dh, dw) * hw + i * width;
       if (i + di * s < 0 || i + di * s >= height) {
@@ -303,7 +313,8 @@ DCD_INLINE void backward_a_block_vec(const Dtype* g, int hw, int D,
 // image (overwrites da). Every element is a sum over k in ascending order.
 template <typename Dtype>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
+    int channels, int height, int width, int dh, int dw, int s, Dtype* da,
+    int row_begin, int row_end) {
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
@@ -316,7 +327,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   for (int k = 0; k < D; ++k) {
     koff[k] = dcd::window_di(k, dh, dw) * s * pw + dcd::window_dj(k, dw) * s;
   }
-  for (int i = 0; i < height; ++i) {
+  for (int i = row_begin; i < row_end; ++i) {
     int j0 = 0;
     for (; j0 + kJB <= width; j0 += kJB) {
       const int base = dcd::padded_offset(i, j0, pad_h, pad_w, pw);
@@ -350,12 +361,12 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 #else
   for (int c = 0; c < channels; ++c) {
     Dtype* da_c = da + c * hw;
-    for (int p = 0; p < hw; ++p) { da_c[p] = 0; }
+    for (int p = row_begin * width; p < row_end * width; ++p) { da_c[p] = 0; }
     for (int k = 0; k < D; ++k) {
       const int di = dcd::window_di(k, dh, dw);
       const int dj = dcd::window_dj(k, dw);
-      const int i_begin = std::max(0, -di * s);
-      const int i_end = std::min(height, height - di * s);
+      const int i_begin = std::max(row_begin, -di * s);
+      const int i_end = std::min(row_end, height - di * s);
       for (int i = i_begin; i < i_end; ++i) {
         const Dtype* g_row = g + k * hw + i * width;
         const Dtype* b_row = b_hat + c * pplane +
@@ -373,16 +384,19 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 // dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for one
 // image, accumulated serially (deterministic) into a padded scratch plane
 // whose border collects the terms of out-of-map positions and is dropped.
+// Works on channels [c_begin, c_end), so threads can split the channels.
 template <typename Dtype>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
-    int channels, int height, int width, int dh, int dw, int s,
-    Dtype* scratch, Dtype* db) {
+    int height, int width, int dh, int dw, int s, Dtype* db, int c_begin,
+    int c_end) {
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
   const int pplane = (height + 2 * pad_h) * pw;
   const int D = dcd::window_size(dh, dw);
-  for (int c = 0; c < channels; ++c) {
+  vector<Dtype> scratch_plane(pplane);
+  Dtype* scratch = &scratch_plane[0];
+  for (int c = c_begin; c < c_end; ++c) {
     for (int p = 0; p < pplane; ++p) { scratch[p] = 0; }
     for (int k = 0; k < D; ++k) {
       const int di = dcd::window_di(k, dh, dw);
@@ -415,20 +429,23 @@ namespace dcd_cpu {
 #define DCD_CPU_KERNELS(SUFFIX, ATTR)                                         \
 template <typename Dtype>                                                     \
 ATTR void forward_##SUFFIX(const Dtype* a_hat, const Dtype* b_hat,            \
-    int channels, int height, int width, int dh, int dw, int s, Dtype* top) { \
-  correlate_image(a_hat, b_hat, channels, height, width, dh, dw, s, top);     \
+    int channels, int height, int width, int dh, int dw, int s, Dtype* top,   \
+    int begin, int end) {                                                     \
+  correlate_image(a_hat, b_hat, channels, height, width, dh, dw, s, top,      \
+                  begin, end);                                                \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
-    int channels, int height, int width, int dh, int dw, int s, Dtype* da) {  \
-  correlate_backward_a(g, b_hat, channels, height, width, dh, dw, s, da);     \
+    int channels, int height, int width, int dh, int dw, int s, Dtype* da,    \
+    int begin, int end) {                                                     \
+  correlate_backward_a(g, b_hat, channels, height, width, dh, dw, s, da,      \
+                       begin, end);                                           \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat,             \
-    int channels, int height, int width, int dh, int dw, int s,               \
-    Dtype* scratch, Dtype* db) {                                              \
-  correlate_backward_b(g, a_hat, channels, height, width, dh, dw, s,          \
-                       scratch, db);                                          \
+    int height, int width, int dh, int dw, int s, Dtype* db, int begin,       \
+    int end) {                                                                \
+  correlate_backward_b(g, a_hat, height, width, dh, dw, s, db, begin, end);   \
 }
 
 DCD_CPU_KERNELS(base, )
@@ -451,36 +468,68 @@ inline int isa_level() {
   return 0;
 }
 
+// Splits [0, total) evenly over the threads of the enclosing OpenMP
+// parallel region (the whole range without OpenMP). The parallel regions sit
+// here, outside the ISA-specific kernels, because GCC does not carry a
+// function's target attribute over to the OpenMP bodies it outlines.
+inline void thread_range(int total, int* begin, int* end) {
+#ifdef _OPENMP
+  const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+  const int threads = 1, t = 0;
+#endif
+  *begin = static_cast<int>(static_cast<long long>(total) * t / threads);
+  *end = static_cast<int>(static_cast<long long>(total) * (t + 1) / threads);
+}
+
 #if DCD_X86_DISPATCH
 #define DCD_DISPATCH(NAME, ARGS)                                              \
   switch (isa_level()) {                                                      \
-    case 2: NAME##_avx512 ARGS; return;                                       \
-    case 1: NAME##_avx2 ARGS; return;                                         \
-    default: NAME##_base ARGS; return;                                        \
+    case 2: NAME##_avx512 ARGS; break;                                        \
+    case 1: NAME##_avx2 ARGS; break;                                          \
+    default: NAME##_base ARGS; break;                                         \
   }
 #else
 #define DCD_DISPATCH(NAME, ARGS) NAME##_base ARGS;
 #endif
 
+// Each thread computes whole output rows (forward, d a_hat) or channel
+// planes (d b_hat), each element in a fixed order: results do not depend on
+// the number of threads.
 template <typename Dtype>
 void cost_volume_forward(const Dtype* a_hat, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* top) {
-  DCD_DISPATCH(forward,
-      (a_hat, b_hat, channels, height, width, dh, dw, s, top))
+#pragma omp parallel
+  {
+    int begin, end;
+    thread_range(height, &begin, &end);
+    DCD_DISPATCH(forward, (a_hat, b_hat, channels, height, width, dh, dw, s,
+                           top, begin, end))
+  }
 }
 
 template <typename Dtype>
 void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
-  DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da))
+#pragma omp parallel
+  {
+    int begin, end;
+    thread_range(height, &begin, &end);
+    DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da,
+                              begin, end))
+  }
 }
 
 template <typename Dtype>
 void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat,
-    int channels, int height, int width, int dh, int dw, int s,
-    Dtype* scratch, Dtype* db) {
-  DCD_DISPATCH(backward_b,
-      (g, a_hat, channels, height, width, dh, dw, s, scratch, db))
+    int channels, int height, int width, int dh, int dw, int s, Dtype* db) {
+#pragma omp parallel
+  {
+    int begin, end;
+    thread_range(channels, &begin, &end);
+    DCD_DISPATCH(backward_b, (g, a_hat, height, width, dh, dw, s, db, begin,
+                              end))
+  }
 }
 #undef DCD_DISPATCH
 
@@ -544,14 +593,16 @@ void CostVolumeLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
       dcd_cpu::cost_volume_backward_a(g_n, b_hat + poff, channels, height,
           width, dh, dw, s, da);
       normalize_backward_cpu(bottom[0]->cpu_data() + off,
-          inv_norm_a_.cpu_data() + n * hw, channels, hw, dot + n * hw, da);
+          inv_norm_a_.cpu_data() + n * hw, channels, height, width,
+          dot + n * hw, da);
     }
     if (propagate_down[1]) {
       Dtype* db = bottom[1]->mutable_cpu_diff() + off;
       dcd_cpu::cost_volume_backward_b(g_n, a_hat + off, channels, height,
-          width, dh, dw, s, b_hat_pad_diff_.mutable_cpu_data(), db);
+          width, dh, dw, s, db);
       normalize_backward_cpu(bottom[1]->cpu_data() + off,
-          inv_norm_b_.cpu_data() + n * hw, channels, hw, dot + n * hw, db);
+          inv_norm_b_.cpu_data() + n * hw, channels, height, width,
+          dot + n * hw, db);
     }
   }
 }

@@ -1,0 +1,497 @@
+#ifdef USE_OPENCV
+#include <sys/stat.h>
+
+#include <opencv2/core/core.hpp>
+#include <opencv2/imgcodecs/imgcodecs.hpp>
+#include <opencv2/imgproc/imgproc.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>  // NOLINT(readability/streams)
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "caffe/layers/video_data_layer.hpp"
+#include "caffe/util/benchmark.hpp"
+#include "caffe/util/rng.hpp"
+
+#ifdef USE_LMDB
+#include "lmdb.h"
+#endif
+
+namespace caffe {
+
+namespace {
+
+std::string FrameName(const std::string& pattern, int frame) {
+  char buf[256];
+  snprintf(buf, sizeof(buf), pattern.c_str(), frame);
+  return std::string(buf);
+}
+
+std::string VideoWhere(const VideoRecord& video) {
+  std::ostringstream s;
+  s << "line " << video.line << ": video '" << video.id << "'";
+  return s.str();
+}
+
+std::string FrameWhere(const VideoRecord& video, int frame) {
+  std::ostringstream s;
+  s << VideoWhere(video) << " frame " << frame;
+  return s.str();
+}
+
+class FolderFrameReader : public VideoFrameReader {
+ public:
+  FolderFrameReader(const std::string& root, const std::string& pattern)
+      : root_(root), pattern_(pattern) {
+    if (!root_.empty() && root_[root_.size() - 1] != '/') root_ += '/';
+  }
+
+  virtual std::string CheckVideo(const VideoRecord& video) {
+    // Stat only the last frame: cheap, and catches lists whose frame counts
+    // do not match the extracted frames.
+    const std::string path = Path(video, video.num_frames);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      std::ostringstream s;
+      s << VideoWhere(video) << ": num_frames is " << video.num_frames
+        << " but " << path << " does not exist";
+      return s.str();
+    }
+    return "";
+  }
+
+  virtual bool ReadFrame(const VideoRecord& video, int frame, cv::Mat* image,
+                         std::string* error) {
+    const std::string path = Path(video, frame);
+    FILE* f = fopen(path.c_str(), "rb");
+    if (f == NULL) {
+      *error = FrameWhere(video, frame) + ": cannot open " + path;
+      return false;
+    }
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);  // NOLINT(runtime/int)
+    fseek(f, 0, SEEK_SET);
+    bytes_.resize(size > 0 ? size : 0);
+    const size_t got = size > 0 ? fread(&bytes_[0], 1, size, f) : 0;
+    fclose(f);
+    if (size <= 0 || got != static_cast<size_t>(size) ||
+        !DecodeFrameBytes(&bytes_[0], got, image)) {
+      *error = FrameWhere(video, frame) + ": cannot decode " + path +
+               " (empty, truncated or not an image)";
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  std::string Path(const VideoRecord& video, int frame) const {
+    return root_ + video.id + "/" + FrameName(pattern_, frame);
+  }
+
+  std::string root_, pattern_;
+  std::vector<char> bytes_;  // reused file buffer
+};
+
+#ifdef USE_LMDB
+class LMDBFrameReader : public VideoFrameReader {
+ public:
+  explicit LMDBFrameReader(const std::string& path)
+      : path_(path), env_(NULL), txn_(NULL), active_(false) {
+    Check(mdb_env_create(&env_), "mdb_env_create");
+    // NOTLS: the read transaction is made on the setup thread and used on
+    // the prefetch thread. NORDAHEAD: access is random by key.
+    Check(mdb_env_open(env_, path_.c_str(),
+                       MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0664),
+          "mdb_env_open");
+    Check(mdb_txn_begin(env_, NULL, MDB_RDONLY, &txn_), "mdb_txn_begin");
+    Check(mdb_dbi_open(txn_, NULL, 0, &dbi_), "mdb_dbi_open");
+    active_ = true;
+  }
+  virtual ~LMDBFrameReader() {
+    if (txn_ != NULL) mdb_txn_abort(txn_);
+    if (env_ != NULL) mdb_env_close(env_);
+  }
+
+  virtual std::string CheckVideo(const VideoRecord& video) {
+    BeginBatch();
+    MDB_val value;
+    std::ostringstream s;
+    if (!Get("__video__/" + video.id, &value)) {
+      s << VideoWhere(video) << ": not in LMDB " << path_
+        << " (no __video__/" << video.id << " marker)";
+      return s.str();
+    }
+    const std::string count(static_cast<const char*>(value.mv_data),
+                            value.mv_size);
+    const int stored = atoi(count.c_str());
+    if (stored < video.num_frames) {
+      s << VideoWhere(video) << ": num_frames is " << video.num_frames
+        << " but LMDB " << path_ << " holds " << stored << " frames";
+      return s.str();
+    }
+    return "";
+  }
+
+  virtual bool ReadFrame(const VideoRecord& video, int frame, cv::Mat* image,
+                         std::string* error) {
+    BeginBatch();
+    MDB_val value;
+    const std::string key = video.id + "/" + FrameName("img_%05d.jpg", frame);
+    if (!Get(key, &value)) {
+      *error = FrameWhere(video, frame) + ": key " + key + " not in LMDB " +
+               path_;
+      return false;
+    }
+    // Values are mapped memory, valid until the transaction is reset.
+    if (!datum_.ParseFromArray(value.mv_data, value.mv_size) ||
+        !datum_.encoded()) {
+      *error = FrameWhere(video, frame) + ": value of " + key +
+               " is not an encoded Datum";
+      return false;
+    }
+    if (!DecodeFrameBytes(datum_.data().data(), datum_.data().size(),
+                          image)) {
+      *error = FrameWhere(video, frame) + ": cannot decode " + key +
+               " (truncated or not an image)";
+      return false;
+    }
+    return true;
+  }
+
+  // Keep the reader slot between batches; reset releases the snapshot.
+  virtual void BeginBatch() {
+    if (!active_) {
+      Check(mdb_txn_renew(txn_), "mdb_txn_renew");
+      active_ = true;
+    }
+  }
+  virtual void EndBatch() {
+    if (active_) {
+      mdb_txn_reset(txn_);
+      active_ = false;
+    }
+  }
+
+ private:
+  void Check(int rc, const char* what) {
+    CHECK_EQ(rc, MDB_SUCCESS) << "VideoData: LMDB " << path_ << ": " << what
+                              << ": " << mdb_strerror(rc);
+  }
+  bool Get(const std::string& key, MDB_val* value) {
+    MDB_val k;
+    k.mv_size = key.size();
+    k.mv_data = const_cast<char*>(key.data());
+    const int rc = mdb_get(txn_, dbi_, &k, value);
+    if (rc == MDB_NOTFOUND) return false;
+    Check(rc, "mdb_get");
+    return true;
+  }
+
+  std::string path_;
+  MDB_env* env_;
+  MDB_txn* txn_;
+  MDB_dbi dbi_;
+  bool active_;
+  Datum datum_;  // reused to keep its buffer
+};
+#endif  // USE_LMDB
+
+// Binds the sampling functions to the layer's RNG.
+class RngSampler : public IntSampler {
+ public:
+  explicit RngSampler(caffe::rng_t* rng) : rng_(rng) {}
+  virtual int operator()(int n) { return (*rng_)() % n; }
+ private:
+  caffe::rng_t* rng_;
+};
+
+}  // namespace
+
+VideoFrameReader* NewFolderFrameReader(const std::string& root_folder,
+                                       const std::string& name_pattern) {
+  return new FolderFrameReader(root_folder, name_pattern);
+}
+
+VideoFrameReader* NewLMDBFrameReader(const std::string& path) {
+#ifdef USE_LMDB
+  return new LMDBFrameReader(path);
+#else
+  LOG(FATAL) << "VideoData: LMDB backend needs Caffe built with USE_LMDB";
+  return NULL;
+#endif
+}
+
+bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image) {
+  const unsigned char* b = reinterpret_cast<const unsigned char*>(data);
+  if (size >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
+    // JPEG: require the end-of-image marker near the end (some writers pad).
+    bool eoi = false;
+    const size_t tail = std::min<size_t>(size, 64);
+    for (size_t i = size - tail; i + 1 < size && !eoi; ++i) {
+      eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
+    }
+    if (!eoi) return false;
+  }
+  if (size == 0) return false;
+  const cv::Mat buf(1, static_cast<int>(size), CV_8UC1,
+                    const_cast<unsigned char*>(b));
+  cv::imdecode(buf, cv::IMREAD_COLOR, image);
+  return !image->empty() && image->type() == CV_8UC3;
+}
+
+template <typename Dtype>
+VideoDataLayer<Dtype>::~VideoDataLayer<Dtype>() {
+  this->StopInternalThread();
+}
+
+template <typename Dtype>
+void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top) {
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  const TransformationParameter& tp = this->transform_param_;
+  const string& name = this->layer_param_.name();
+  CHECK_GT(p.batch_size(), 0) << "VideoData " << name << ": batch_size > 0";
+  CHECK_GT(p.num_segments(), 0) << "VideoData " << name
+                                << ": num_segments > 0";
+  CHECK_GT(p.new_length(), 0) << "VideoData " << name << ": new_length > 0";
+  CHECK((p.new_height() == 0) == (p.new_width() == 0))
+      << "VideoData " << name << ": set new_height and new_width together";
+  CHECK(!tp.has_mean_file()) << "VideoData " << name
+      << ": mean_file is not supported, use mean_value";
+  CHECK(tp.mean_value_size() == 0 || tp.mean_value_size() == 1 ||
+        tp.mean_value_size() == 3)
+      << "VideoData " << name << ": give 0, 1 or 3 mean_value entries";
+  mean_.assign(3, 0.f);
+  for (int c = 0; c < 3 && tp.mean_value_size() > 0; ++c) {
+    mean_[c] = tp.mean_value(tp.mean_value_size() == 1 ? 0 : c);
+  }
+  scale_ratios_.assign(p.scale_ratios().begin(), p.scale_ratios().end());
+  for (size_t i = 0; i < scale_ratios_.size(); ++i) {
+    CHECK(scale_ratios_[i] > 0 && scale_ratios_[i] <= 1)
+        << "VideoData " << name << ": scale_ratios must lie in (0, 1]";
+  }
+  CHECK(scale_ratios_.empty() || tp.crop_size() > 0)
+      << "VideoData " << name << ": scale_ratios need transform_param.crop_size";
+  frames_per_clip_ = p.num_segments() * p.new_length();
+
+  // The list.
+  const string& source = p.source();
+  LOG(INFO) << "VideoData " << name << ": opening list " << source;
+  std::ifstream infile(source.c_str());
+  CHECK(infile.good()) << "VideoData " << name << ": cannot open list "
+                       << source;
+  std::stringstream contents;
+  contents << infile.rdbuf();
+  const string error = ParseVideoList(contents.str(), source, &lines_);
+  CHECK(error.empty()) << "VideoData " << name << ": " << error;
+
+  // Every listed video must exist with at least num_frames frames.
+  if (p.backend() == VideoDataParameter_Backend_LMDB) {
+    reader_.reset(NewLMDBFrameReader(p.root_folder()));
+  } else {
+    reader_.reset(NewFolderFrameReader(p.root_folder(), p.name_pattern()));
+  }
+  for (size_t i = 0; i < lines_.size(); ++i) {
+    const string e = reader_->CheckVideo(lines_[i]);
+    CHECK(e.empty()) << "VideoData " << name << ": " << source << ":" << e;
+  }
+  LOG(INFO) << "VideoData " << name << ": " << lines_.size() << " videos";
+
+  rng_.reset(new Caffe::RNG(caffe_rng_rand()));
+  lines_id_ = 0;
+  if (p.shuffle()) ShuffleVideos();
+
+  // Output frame size: the crop, else the resize, else the first frame.
+  if (tp.crop_size() > 0) {
+    out_h_ = out_w_ = tp.crop_size();
+  } else if (p.new_height() > 0) {
+    out_h_ = p.new_height();
+    out_w_ = p.new_width();
+  } else {
+    cv::Mat first;
+    string e;
+    CHECK(reader_->ReadFrame(lines_[lines_id_], 1, &first, &e))
+        << "VideoData " << name << ": " << source << ":" << e;
+    out_h_ = first.rows;
+    out_w_ = first.cols;
+  }
+  reader_->EndBatch();
+
+  vector<int> top_shape(4);
+  top_shape[0] = p.batch_size() * frames_per_clip_;
+  top_shape[1] = 3;
+  top_shape[2] = out_h_;
+  top_shape[3] = out_w_;
+  top[0]->Reshape(top_shape);
+  for (int i = 0; i < this->prefetch_.size(); ++i) {
+    this->prefetch_[i]->data_.Reshape(top_shape);
+  }
+  LOG(INFO) << "VideoData " << name << ": output data size " << top_shape[0]
+            << "," << top_shape[1] << "," << top_shape[2] << ","
+            << top_shape[3];
+  vector<int> label_shape(1, p.batch_size());
+  if (this->output_labels_) {
+    top[1]->Reshape(label_shape);
+  }
+  for (int i = 0; i < this->prefetch_.size(); ++i) {
+    this->prefetch_[i]->label_.Reshape(label_shape);
+  }
+}
+
+template <typename Dtype>
+int VideoDataLayer<Dtype>::Rand(int n) {
+  CHECK_GT(n, 0);
+  return (*static_cast<caffe::rng_t*>(rng_->generator()))() % n;
+}
+
+template <typename Dtype>
+void VideoDataLayer<Dtype>::ShuffleVideos() {
+  shuffle(lines_.begin(), lines_.end(),
+          static_cast<caffe::rng_t*>(rng_->generator()));
+}
+
+template <typename Dtype>
+vector<int> VideoDataLayer<Dtype>::SampleFrames(const VideoRecord& video) {
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  vector<int> offsets;
+  if (this->phase_ == TRAIN) {
+    RngSampler rand(static_cast<caffe::rng_t*>(rng_->generator()));
+    offsets = TsnTrainOffsets(video.num_frames, p.num_segments(),
+                              p.new_length(), &rand);
+  } else {
+    offsets = TsnTestOffsets(video.num_frames, p.num_segments(),
+                             p.new_length());
+  }
+  return ClipFrameIndices(offsets, p.new_length(), video.num_frames);
+}
+
+template <typename Dtype>
+bool VideoDataLayer<Dtype>::LoadClip(const VideoRecord& video,
+    const vector<int>& frames, Dtype* out, std::string* error) {
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  const TransformationParameter& tp = this->transform_param_;
+  const int crop_size = tp.crop_size();
+  const Dtype scale = tp.scale();
+  // Caffe's DataTransformer draws a mirror in any phase when mirror is set.
+  const bool do_mirror = tp.mirror() && Rand(2);
+  const int plane = out_h_ * out_w_;
+  const Dtype mean[3] = {mean_[0], mean_[1], mean_[2]};
+  int image_w = 0, image_h = 0;
+  cv::Rect box;
+  for (size_t f = 0; f < frames.size(); ++f) {
+    if (!reader_->ReadFrame(video, frames[f], &frame_buf_, error)) {
+      return false;
+    }
+    const cv::Mat* img = &frame_buf_;
+    if (p.new_height() > 0 && (frame_buf_.rows != static_cast<int>(
+        p.new_height()) || frame_buf_.cols != static_cast<int>(p.new_width()))) {
+      cv::resize(frame_buf_, resized_buf_,
+                 cv::Size(p.new_width(), p.new_height()));
+      img = &resized_buf_;
+    }
+    if (f == 0) {
+      // One geometry per clip, fixed by its first frame.
+      image_w = img->cols;
+      image_h = img->rows;
+      CropBox b;
+      if (crop_size == 0) {
+        b.x = b.y = 0;
+        b.w = image_w;
+        b.h = image_h;
+      } else if (this->phase_ == TRAIN) {
+        RngSampler rand(static_cast<caffe::rng_t*>(rng_->generator()));
+        b = SampleMultiScaleCrop(image_w, image_h, crop_size, scale_ratios_,
+                                 p.max_distort(), p.fix_crop(),
+                                 p.more_fix_crop(), &rand);
+      } else {
+        b = CenterCrop(image_w, image_h, crop_size);
+      }
+      box = cv::Rect(b.x, b.y, b.w, b.h);
+    }
+    if (img->cols != image_w || img->rows != image_h ||
+        (crop_size == 0 && (image_w != out_w_ || image_h != out_h_))) {
+      std::ostringstream s;
+      s << FrameWhere(video, frames[f]) << ": frame is " << img->cols << "x"
+        << img->rows << ", expected " << (f == 0 ? out_w_ : image_w) << "x"
+        << (f == 0 ? out_h_ : image_h)
+        << " (set new_height/new_width or crop_size)";
+      *error = s.str();
+      return false;
+    }
+    cv::Mat src = (*img)(box);
+    if (box.width != out_w_ || box.height != out_h_) {
+      cv::resize(src, crop_buf_, cv::Size(out_w_, out_h_), 0, 0,
+                 cv::INTER_LINEAR);
+      src = crop_buf_;
+    }
+    Dtype* dst = out + f * 3 * plane;
+    for (int h = 0; h < out_h_; ++h) {
+      const uchar* row = src.ptr<uchar>(h);
+      Dtype* d0 = dst + h * out_w_;
+      Dtype* d1 = d0 + plane;
+      Dtype* d2 = d1 + plane;
+      for (int w = 0; w < out_w_; ++w) {
+        const uchar* px = row + 3 * (do_mirror ? out_w_ - 1 - w : w);
+        d0[w] = (px[0] - mean[0]) * scale;
+        d1[w] = (px[1] - mean[1]) * scale;
+        d2[w] = (px[2] - mean[2]) * scale;
+      }
+    }
+  }
+  return true;
+}
+
+// This function is called on the prefetch thread.
+template <typename Dtype>
+void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
+  CPUTimer batch_timer;
+  batch_timer.Start();
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  const string& name = this->layer_param_.name();
+  const int batch_size = p.batch_size();
+  const int clip_count = frames_per_clip_ * 3 * out_h_ * out_w_;
+  Dtype* data = batch->data_.mutable_cpu_data();
+  Dtype* label = batch->label_.mutable_cpu_data();
+  const int num_lines = lines_.size();
+  int bad_in_a_row = 0;
+  reader_->BeginBatch();
+  for (int item = 0; item < batch_size; ++item) {
+    for (;;) {
+      const VideoRecord& video = lines_[lines_id_];
+      const vector<int> frames = SampleFrames(video);
+      string error;
+      const bool ok = LoadClip(video, frames, data + item * clip_count,
+                               &error);
+      const int label_value = video.label;
+      if (++lines_id_ >= num_lines) {
+        lines_id_ = 0;
+        if (p.shuffle()) ShuffleVideos();
+      }
+      if (ok) {
+        label[item] = label_value;
+        bad_in_a_row = 0;
+        break;
+      }
+      CHECK(p.skip_bad_videos()) << "VideoData " << name << ": "
+          << p.source() << ":" << error;
+      num_skipped_ = num_skipped_ + 1;
+      LOG(WARNING) << "VideoData " << name << ": skipping " << p.source()
+                   << ":" << error << " (" << num_skipped_ << " skipped)";
+      CHECK_LT(++bad_in_a_row, num_lines)
+          << "VideoData " << name << ": every video in " << p.source()
+          << " is bad";
+    }
+  }
+  reader_->EndBatch();
+  batch_timer.Stop();
+  DLOG(INFO) << "Prefetch batch: " << batch_timer.MilliSeconds() << " ms.";
+}
+
+INSTANTIATE_CLASS(VideoDataLayer);
+REGISTER_LAYER_CLASS(VideoData);
+
+}  // namespace caffe
+#endif  // USE_OPENCV

