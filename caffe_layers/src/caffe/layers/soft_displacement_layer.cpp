@@ -61,16 +61,27 @@ namespace {
 // The row kernels are also compiled for AVX2 and AVX-512 and picked at load
 // time (Caffe itself is built for the baseline ISA).
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define DCD_ROW_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#define DCD_ROW_KERNEL \
+    __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define DCD_ROW_KERNEL
 #endif
 
+// One thread's buffers for a row: max, partition sum, first moments.
+template <typename Dtype>
+struct RowMoments {
+  explicit RowMoments(int width)
+      : buf(4 * width), max_c(&buf[0]), z(max_c + width), sy(z + width),
+        sx(sy + width) {}
+  vector<Dtype> buf;
+  Dtype *max_c, *z, *sy, *sx;
+};
+
 // Per-row running max, partition sum and first moments of the softmax.
 template <typename Dtype>
-DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw, int width, int dh,
-    int dw, int s, Dtype inv_tau, Dtype* max_c, Dtype* z, Dtype* sy,
-    Dtype* sx) {
+DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
+    int width, int dh, int dw, int s, Dtype inv_tau, Dtype* max_c, Dtype* z,
+    Dtype* sy, Dtype* sx) {
   for (int j = 0; j < width; ++j) { max_c[j] = c[j]; }
   for (int k = 1; k < D; ++k) {
     const Dtype* ck = c + k * hw;
@@ -104,7 +115,8 @@ DCD_ROW_KERNEL void soft_displacement_row_grad(const Dtype* c, int D, int hw,
     const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
     const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
     for (int j = 0; j < width; ++j) {
-      const Dtype p_k = dcd::softmax_weight(ck[j], max_c[j], inv_tau) * inv_z[j];
+      const Dtype p_k =
+          dcd::softmax_weight(ck[j], max_c[j], inv_tau) * inv_z[j];
       dck[j] = dcd::soft_displacement_grad(p_k, inv_tau, g_y[j], g_x[j], dy,
                                            dx, v_y[j], v_x[j]);
     }
@@ -129,11 +141,7 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
   Dtype* top_data = top[0]->mutable_cpu_data();
 #pragma omp parallel
   {
-  vector<Dtype> buf(4 * width);
-  Dtype* max_c = &buf[0];
-  Dtype* z = max_c + width;
-  Dtype* sy = z + width;
-  Dtype* sx = sy + width;
+  RowMoments<Dtype> m(width);
 #pragma omp for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
@@ -148,11 +156,11 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
         }
         continue;
       }
-      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, max_c, z, sy,
-                          sx);
+      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, m.max_c, m.z,
+                          m.sy, m.sx);
       for (int j = 0; j < width; ++j) {
-        v_y[j] = sy[j] / z[j];
-        v_x[j] = sx[j] / z[j];
+        v_y[j] = m.sy[j] / m.z[j];
+        v_x[j] = m.sx[j] / m.z[j];
       }
     }
   }
@@ -182,11 +190,7 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const Dtype* top_diff = top[0]->cpu_diff();
 #pragma omp parallel
   {
-  vector<Dtype> buf(4 * width);
-  Dtype* max_c = &buf[0];
-  Dtype* z = max_c + width;
-  Dtype* sy = z + width;
-  Dtype* sx = sy + width;
+  RowMoments<Dtype> m(width);
 #pragma omp for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
@@ -194,16 +198,16 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
       const Dtype* g_y = top_diff + n * 2 * hw + i * width;
       const Dtype* g_x = g_y + hw;
       Dtype* dc = bottom_diff + n * D * hw + i * width;
-      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, max_c, z, sy,
-                          sx);
+      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, m.max_c, m.z,
+                          m.sy, m.sx);
       // z and the moments become 1 / z and v.
       for (int j = 0; j < width; ++j) {
-        z[j] = Dtype(1) / z[j];
-        sy[j] *= z[j];
-        sx[j] *= z[j];
+        m.z[j] = Dtype(1) / m.z[j];
+        m.sy[j] *= m.z[j];
+        m.sx[j] *= m.z[j];
       }
-      soft_displacement_row_grad(c, D, hw, width, dh, dw, s, inv_tau, max_c, z,
-                                 sy, sx, g_y, g_x, dc);
+      soft_displacement_row_grad(c, D, hw, width, dh, dw, s, inv_tau, m.max_c,
+                                 m.z, m.sy, m.sx, g_y, g_x, dc);
     }
   }
   }  // omp parallel

@@ -274,7 +274,8 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
         << "VideoData " << name << ": scale_ratios must lie in (0, 1]";
   }
   CHECK(scale_ratios_.empty() || tp.crop_size() > 0)
-      << "VideoData " << name << ": scale_ratios need transform_param.crop_size";
+      << "VideoData " << name
+      << ": scale_ratios need transform_param.crop_size";
   frames_per_clip_ = p.num_segments() * p.new_length();
 
   // The list.
@@ -386,10 +387,10 @@ bool VideoDataLayer<Dtype>::LoadClip(const VideoRecord& video,
       return false;
     }
     const cv::Mat* img = &frame_buf_;
-    if (p.new_height() > 0 && (frame_buf_.rows != static_cast<int>(
-        p.new_height()) || frame_buf_.cols != static_cast<int>(p.new_width()))) {
+    const int new_h = p.new_height(), new_w = p.new_width();
+    if (new_h > 0 && (frame_buf_.rows != new_h || frame_buf_.cols != new_w)) {
       cv::resize(frame_buf_, resized_buf_,
-                 cv::Size(p.new_width(), p.new_height()));
+                 cv::Size(new_w, new_h));
       img = &resized_buf_;
     }
     if (f == 0) {

@@ -16,6 +16,7 @@
 #include "caffe/util/rng.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_dcd_util.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
 
 namespace caffe {
@@ -225,31 +226,13 @@ TYPED_TEST(BilinearWarpLayerTest, TestGradientNegativeScale) {
 
 TYPED_TEST(BilinearWarpLayerTest, TestBackwardNaNAndPropagate) {
   typedef typename TypeParam::Dtype Dtype;
-  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
   LayerParameter layer_param = this->MakeParam(-1);
   BilinearWarpLayer<Dtype> layer(layer_param);
   layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   this->FillTopDiff();
-  for (int mask = 1; mask < 4; ++mask) {
-    vector<bool> propagate_down(2);
-    propagate_down[0] = (mask & 1) != 0;
-    propagate_down[1] = (mask & 2) != 0;
-    caffe_set(this->blob_f_->count(), nan, this->blob_f_->mutable_cpu_diff());
-    caffe_set(this->blob_v_->count(), nan, this->blob_v_->mutable_cpu_diff());
-    layer.Backward(this->blob_top_vec_, propagate_down,
-                   this->blob_bottom_vec_);
-    for (int b = 0; b < 2; ++b) {
-      const Dtype* diff = this->blob_bottom_vec_[b]->cpu_diff();
-      for (int i = 0; i < this->blob_bottom_vec_[b]->count(); ++i) {
-        if (propagate_down[b]) {
-          EXPECT_TRUE(std::isfinite(diff[i])) << "bottom " << b << " " << i;
-        } else {
-          EXPECT_TRUE(std::isnan(diff[i])) << "bottom " << b << " " << i;
-        }
-      }
-    }
-  }
+  ExpectBackwardWritesEveryDiff(&layer, this->blob_top_vec_,
+                                this->blob_bottom_vec_);
 }
 
 TYPED_TEST(BilinearWarpLayerTest, TestReshape) {
