@@ -260,4 +260,25 @@ TYPED_TEST(SoftDisplacementLayerTest, TestBackwardDeterministic) {
                       count * sizeof(Dtype)));
 }
 
+
+// Bad input stops with a message naming the layer and the mismatch.
+TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
+  typedef typename TypeParam::Dtype Dtype;
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  // The bottom has 15 = 3 x 5 channels; a 3 x 3 window needs 9.
+  EXPECT_DEATH({
+    SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 1, 1, 0.1, false));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: the cost volume must have .* = 9 "
+     "channels, got 15");
+  EXPECT_DEATH({
+    SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 2, 1, 0, false));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: temperature must be > 0");
+  EXPECT_DEATH({
+    SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 2, 1, -1, false));
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: temperature must be > 0");
+}
+
 }  // namespace caffe
