@@ -30,7 +30,7 @@ class ClipSpec:
     size: int = 64
     object_size: int = 18
     speed: float = 2.0          # pixels per frame
-    flicker_period: int = 2     # frames per bright/dark cycle half
+    flicker_period: int = 1     # frames per bright or dark phase: every pair differs
 
 
 def factors(label):
