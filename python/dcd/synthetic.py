@@ -117,10 +117,12 @@ def write_video(path, clip, fps=8):
 def write_dataset(root, per_class=(24, 8, 8), seed=0, spec=ClipSpec(), progress=False):
     """Videos in UCF101's layout and split files under `root`.
 
-    `root/videos/<Class>/v_<Class>_gNN_cNN.avi`; `root/splits/classInd.txt`,
-    `trainlist01.txt`, `testlist01.txt` (UCF101 formats) and `vallist01.txt`
-    (test-list format) for per_class = (train, val, test) clips per class.
-    Complete videos are kept, so a rerun writes only what is missing.
+    `root/videos/<Class>/v_<Class>_gNN_cNN.avi` and, in UCF101's split-file
+    formats under `root/splits/`: `classInd.txt`, split 1 = train / test
+    (`trainlist01.txt`, `testlist01.txt`: the figures reported) and split 2 =
+    train / val (`trainlist02.txt`, `testlist02.txt`: what solvers watch), for
+    per_class = (train, val, test) clips per class. Complete videos are
+    kept, so a rerun writes only what is missing.
     """
     from tqdm import tqdm
 
@@ -145,7 +147,8 @@ def write_dataset(root, per_class=(24, 8, 8), seed=0, spec=ClipSpec(), progress=
         tmp = path.with_name(path.stem + ".partial.avi")
         write_video(tmp, make_clip(label, rng, spec))
         tmp.replace(path)
-    (splits / "trainlist01.txt").write_text("".join(f"{r} {l + 1}\n" for r, l in lists["train"]))
-    (splits / "testlist01.txt").write_text("".join(f"{r}\n" for r, _ in lists["test"]))
-    (splits / "vallist01.txt").write_text("".join(f"{r}\n" for r, _ in lists["val"]))
+    train = "".join(f"{r} {l + 1}\n" for r, l in lists["train"])
+    for k, held_out in ((1, "test"), (2, "val")):
+        (splits / f"trainlist0{k}.txt").write_text(train)
+        (splits / f"testlist0{k}.txt").write_text("".join(f"{r}\n" for r, _ in lists[held_out]))
     return root / "videos", splits

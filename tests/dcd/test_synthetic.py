@@ -78,9 +78,11 @@ def test_dataset_layout_and_splits(tmp_path):
     from dcd.data.filelists import parse_ucf101
     videos, splits = write_dataset(tmp_path, per_class=(2, 1, 1), seed=0)
     assert len(list(videos.rglob("*.avi"))) == 8 * 4
-    parsed = parse_ucf101(splits, splits=(1,))
-    assert parsed is not None
-    assert (splits / "vallist01.txt").read_text().count("\n") == 8
+    per_split, known = parse_ucf101(splits, splits=(1, 2))
+    assert len(known) == 8 * 4
+    assert [len(per_split[1]["train"]), len(per_split[1]["val"]), len(per_split[2]["val"])] \
+        == [16, 8, 8]
+    assert not {v for v, _ in per_split[1]["val"]} & {v for v, _ in per_split[2]["val"]}
     import cv2
     capture = cv2.VideoCapture(str(next(videos.rglob("*.avi"))))
     frames = 0
