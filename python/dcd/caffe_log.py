@@ -36,7 +36,7 @@ def caffe_train(solver, log_path, extra_args=(), cwd=None):
     cmd = [str(caffe_binary()), "train", f"--solver={solver}", *extra_args]
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                              env=_quiet_env())
+                              env=_logging_env())
     text = open(log_path).read()
     if proc.returncode != 0:
         tail = "\n".join(text.splitlines()[-30:])
@@ -44,7 +44,10 @@ def caffe_train(solver, log_path, extra_args=(), cwd=None):
     return text
 
 
-def _quiet_env():
+def _logging_env():
     env = dict(os.environ)
     env.setdefault("GLOG_logtostderr", "1")
+    # The log is parsed for losses: INFO lines must be there even when the
+    # calling process silenced Caffe for itself.
+    env["GLOG_minloglevel"] = "0"
     return env

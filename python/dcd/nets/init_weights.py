@@ -1,0 +1,185 @@
+"""Initial weights for the DCD nets from an ImageNet BN-Inception caffemodel.
+
+Layers are matched by name after dropping the branch prefix (`motion/`,
+`appchange/`). Same shapes: copied. A convolution that differs only in its
+input channels (a branch's conv1 on displacement maps or feature
+differences): TSN's cross-modality initialisation, the weights averaged over
+input channels and replicated to the new count. Anything else (fc-action)
+keeps its filler. The source must be BN-Inception: every layer of the
+reference net (python/dcd/nets/bn_inception.py) must be present with its
+shapes, or NotBNInceptionError names the first that is not.
+
+BN may come as Caffe's BatchNorm + Scale (`<conv>_bn`, `<conv>_scale`) or as
+TSN's own 4-blob BN layer `<conv>_bn` (scale, shift, mean, variance).
+"""
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BRANCH_PREFIXES = ("motion/", "appchange/")
+
+
+class NotBNInceptionError(ValueError):
+    """The caffemodel is not an ImageNet BN-Inception; names the layer."""
+
+
+@dataclass
+class InitReport:
+    copied: list = field(default_factory=list)
+    adapted: list = field(default_factory=list)  # (layer, from shape, to shape)
+    random: list = field(default_factory=list)
+
+    def summary(self):
+        lines = [f"copied {len(self.copied)} layers, adapted {len(self.adapted)} "
+                 f"(cross-modality), left {len(self.random)} at their fillers"]
+        lines += [f"  adapted {name}: {a} -> {b}" for name, a, b in self.adapted]
+        lines += [f"  random  {name}" for name in self.random]
+        return "\n".join(lines)
+
+
+def _blob_array(blob):
+    shape = tuple(blob.shape.dim) if blob.HasField("shape") else tuple(
+        d for d in (blob.num, blob.channels, blob.height, blob.width))
+    data = np.asarray(blob.data if len(blob.data) else blob.double_data, dtype=np.float32)
+    if data.size != int(np.prod(shape)):
+        shape = (data.size,)
+    return data.reshape(shape)
+
+
+def read_caffemodel(path):
+    """{layer name: (type, [arrays])} of a binary caffemodel (new or V1 layers)."""
+    from caffe.proto import caffe_pb2
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"caffemodel not found: {path}")
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(path.read_bytes())
+    except Exception as err:  # protobuf raises DecodeError
+        raise NotBNInceptionError(f"{path} is not a caffemodel: {err}") from err
+    layers = OrderedDict()
+    for layer in list(param.layer) + list(param.layers):
+        if layer.blobs:
+            layers[layer.name] = (str(layer.type), [_blob_array(b) for b in layer.blobs])
+    return layers
+
+
+def _bn_source(source, bn_name, scale_name):
+    """(mean, var, gamma, beta) from BatchNorm+Scale or TSN's BN, else None."""
+    if bn_name not in source:
+        return None
+    _, blobs = source[bn_name]
+    if len(blobs) == 4:  # TSN BN: scale, shift, mean, variance, each 1 x C x 1 x 1
+        gamma, beta, mean, var = (b.reshape(-1) for b in blobs)
+        return mean, var, gamma, beta
+    if len(blobs) == 3 and scale_name in source:
+        factor = float(blobs[2].reshape(-1)[0])
+        factor = 0.0 if factor == 0 else 1.0 / factor
+        mean, var = blobs[0].reshape(-1) * factor, blobs[1].reshape(-1) * factor
+        scale = source[scale_name][1]
+        beta = scale[1].reshape(-1) if len(scale) > 1 else np.zeros_like(mean)
+        return mean, var, scale[0].reshape(-1), beta
+    return None
+
+
+_REFERENCE = {}
+
+
+def reference_layers():
+    """[(name, type, [shapes])] of the ImageNet BN-Inception's parameter layers."""
+    if not _REFERENCE:
+        import caffe
+        from dcd.nets.bn_inception import imagenet_deploy
+        from dcd.nets.dcd import load_net
+        net = load_net(imagenet_deploy(size=64), caffe.TEST)
+        _REFERENCE["layers"] = [(name, layer.type, [b.data.shape for b in layer.blobs])
+                                for name, layer in zip(net._layer_names, net.layers)
+                                if len(layer.blobs) and name != "fc"]
+    return _REFERENCE["layers"]
+
+
+def check_bn_inception(source, path="caffemodel"):
+    """Raise NotBNInceptionError naming the first reference layer that the
+    source lacks or holds with other shapes."""
+    for name, ltype, shapes in reference_layers():
+        if ltype == "Convolution":
+            if name not in source:
+                raise NotBNInceptionError(f"{path} is not BN-Inception: no layer {name!r}")
+            got = [b.shape for b in source[name][1]]
+            if got[0] != shapes[0] or (len(got) > 1 and got[1] != shapes[1]):
+                raise NotBNInceptionError(
+                    f"{path} is not BN-Inception: layer {name!r} has shapes {got}, "
+                    f"expected {shapes}")
+        elif ltype == "BatchNorm":
+            bn = _bn_source(source, name, name[:-3] + "_scale")
+            if bn is None or bn[0].shape != (shapes[0][0],):
+                raise NotBNInceptionError(
+                    f"{path} is not BN-Inception: layer {name!r} missing or not "
+                    f"{shapes[0][0]}-channel batch normalisation")
+
+
+def base_name(name):
+    for prefix in BRANCH_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def init_net(net, source):
+    """Fill `net` (a caffe.Net) from `source` (read_caffemodel's dict)."""
+    report = InitReport()
+    for name, layer in zip(net._layer_names, net.layers):
+        if not len(layer.blobs):
+            continue
+        base, blobs = base_name(name), layer.blobs
+        if layer.type == "BatchNorm" or layer.type == "Scale":
+            bn_name = base[:-6] + "_bn" if layer.type == "Scale" else base
+            bn = _bn_source(source, bn_name, bn_name[:-3] + "_scale")
+            if bn is None or bn[0].shape[0] != blobs[0].data.shape[-1 if layer.type == "Scale" else 0]:
+                report.random.append(name)
+                continue
+            mean, var, gamma, beta = bn
+            if layer.type == "BatchNorm":
+                blobs[0].data[...], blobs[1].data[...], blobs[2].data[...] = mean, var, 1.0
+            else:
+                blobs[0].data[...] = gamma.reshape(blobs[0].data.shape)
+                if len(blobs) > 1:
+                    blobs[1].data[...] = beta.reshape(blobs[1].data.shape)
+            report.copied.append(name)
+            continue
+        if base not in source:
+            report.random.append(name)
+            continue
+        src = source[base][1]
+        weight, target = src[0], blobs[0].data
+        if weight.shape == target.shape:
+            target[...] = weight
+            report.copied.append(name)
+        elif (layer.type == "Convolution" and weight.ndim == 4 and
+              weight.shape[0] == target.shape[0] and weight.shape[2:] == target.shape[2:]):
+            # TSN's cross-modality pre-training: mean over input channels, replicated
+            target[...] = weight.mean(axis=1, keepdims=True)
+            report.adapted.append((name, weight.shape, target.shape))
+        else:
+            report.random.append(name)
+            continue
+        if len(blobs) > 1:
+            blobs[1].data[...] = src[1].reshape(blobs[1].data.shape) if len(src) > 1 else 0
+    return report
+
+
+def init_weights(caffemodel, dataset, net_name, out_path):
+    """Initial weights for one net of models/<dataset>/ (built from the
+    package at a small crop: parameter shapes do not depend on it)."""
+    import caffe
+    from dcd.nets.dcd import build, get_config, load_net
+    source = read_caffemodel(caffemodel)
+    check_bn_inception(source, caffemodel)
+    cfg = get_config(dataset, net_name)
+    net = load_net(build(cfg, dataset, "deploy", crop=64), caffe.TEST)
+    report = init_net(net, source)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    net.save(str(out_path))
+    return report

@@ -1,0 +1,139 @@
+"""ImageNet BN-Inception -> initial weights of every branch: copied,
+cross-modality adapted, or left random; foreign caffemodels refused."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+caffe = pytest.importorskip("caffe", reason="pycaffe is built by `make`")
+from caffe import layers as L  # noqa: E402
+from caffe.proto import caffe_pb2  # noqa: E402
+
+from nethelpers import load, random_bninception  # noqa: E402
+from dcd.nets.init_weights import (NotBNInceptionError, init_weights,  # noqa: E402
+                                   read_caffemodel)
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory):
+    return random_bninception(tmp_path_factory.mktemp("imagenet") / "bn_inception.caffemodel")
+
+
+@pytest.fixture(scope="module")
+def appchange_init(imagenet, tmp_path_factory):
+    out = tmp_path_factory.mktemp("init") / "appchange.caffemodel"
+    return init_weights(imagenet, "ucf101", "appchange", out), out
+
+
+def params_of(path):
+    return read_caffemodel(path)
+
+
+def test_rgb_layers_copied_and_branch_conv1_cross_modality(imagenet, appchange_init):
+    report, out = appchange_init
+    src, dst = params_of(imagenet), params_of(out)
+    for name in ("conv1/7x7_s2", "appchange/inception_4a/1x1", "appchange/conv2/3x3"):
+        base = name.split("appchange/")[-1]
+        np.testing.assert_array_equal(dst[name][1][0], src[base][1][0])
+        np.testing.assert_array_equal(dst[name][1][1], src[base][1][1])
+    adapted = dst["appchange/conv1/7x7_s2"][1][0]
+    assert adapted.shape == (64, 64, 7, 7)
+    want = src["conv1/7x7_s2"][1][0].mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(adapted, np.broadcast_to(want, adapted.shape), rtol=1e-6)
+    assert [a[0] for a in report.adapted] == ["appchange/conv1/7x7_s2"]
+    assert report.random == ["appchange/fc-action"]
+    assert "appchange/inception_5b/pool_proj_bn" in report.copied
+
+
+def test_batchnorm_statistics_copied(imagenet, appchange_init):
+    _, out = appchange_init
+    src, dst = params_of(imagenet), params_of(out)
+    s_mean, s_var, s_factor = src["inception_3a/1x1_bn"][1]
+    d_mean, d_var, d_factor = dst["appchange/inception_3a/1x1_bn"][1]
+    np.testing.assert_allclose(d_mean * (1 / d_factor), s_mean / s_factor, rtol=1e-6)
+    np.testing.assert_allclose(d_var * (1 / d_factor), s_var / s_factor, rtol=1e-6)
+
+
+def tsn_bn_model(src_path, dst_path):
+    """The same weights with TSN's 4-blob BN layers instead of BatchNorm+Scale."""
+    param = caffe_pb2.NetParameter()
+    param.ParseFromString(src_path.read_bytes())
+    by_name = {layer.name: layer for layer in param.layer}
+    out = caffe_pb2.NetParameter()
+    for layer in param.layer:
+        if layer.type == "Scale":
+            continue
+        new = out.layer.add()
+        new.CopyFrom(layer)
+        if layer.type == "BatchNorm":
+            mean, var, factor = (np.array(b.data) for b in layer.blobs)
+            scale = by_name[layer.name[:-3] + "_scale"]
+            new.type = "BN"
+            del new.blobs[:]
+            for values in (scale.blobs[0].data, scale.blobs[1].data, mean / factor, var / factor):
+                blob = new.blobs.add()
+                blob.shape.dim.extend([1, len(values), 1, 1])
+                blob.data.extend(values)
+    dst_path.write_bytes(out.SerializeToString())
+    return dst_path
+
+
+def test_tsn_bn_layers_accepted(imagenet, tmp_path):
+    tsn = tsn_bn_model(imagenet, tmp_path / "tsn.caffemodel")
+    init_weights(tsn, "ucf101", "motion", tmp_path / "motion.caffemodel")
+    src, dst = params_of(imagenet), params_of(tmp_path / "motion.caffemodel")
+    np.testing.assert_allclose(dst["motion/inception_4c/3x3_scale"][1][0],
+                               src["inception_4c/3x3_scale"][1][0])
+    mean, _, factor = dst["motion/inception_4c/3x3_bn"][1]
+    np.testing.assert_allclose(mean / factor, src["inception_4c/3x3_bn"][1][0] / 2.0, rtol=1e-6)
+    adapted = dst["motion/conv1/7x7_s2"][1][0]
+    assert adapted.shape == (64, 2, 7, 7)
+
+
+def test_refuses_a_net_that_is_not_bn_inception(tmp_path):
+    n = caffe.NetSpec()
+    n.data = L.Input(input_param=dict(shape=dict(dim=[1, 3, 32, 32])))
+    n.conv1 = L.Convolution(n.data, num_output=8, kernel_size=5)
+    n.fc = L.InnerProduct(n.conv1, num_output=10)
+    net = load(n.to_proto(), caffe.TEST, tmp_path)
+    net.save(str(tmp_path / "lenet.caffemodel"))
+    with pytest.raises(NotBNInceptionError, match="conv1/7x7_s2"):
+        init_weights(tmp_path / "lenet.caffemodel", "ucf101", "static", tmp_path / "x.caffemodel")
+
+
+def test_refuses_a_changed_layer_naming_it(imagenet, tmp_path):
+    param = caffe_pb2.NetParameter()
+    param.ParseFromString(imagenet.read_bytes())
+    layer = next(layer for layer in param.layer if layer.name == "inception_4d/3x3")
+    layer.blobs[0].shape.dim[0] = 100  # 192 filters in BN-Inception
+    del layer.blobs[0].data[100 * 128 * 9:]
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(param.SerializeToString())
+    with pytest.raises(NotBNInceptionError, match="inception_4d/3x3"):
+        init_weights(bad, "ucf101", "static", tmp_path / "x.caffemodel")
+
+
+def test_missing_or_garbage_caffemodel(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.caffemodel"):
+        init_weights(tmp_path / "nowhere.caffemodel", "ucf101", "static", tmp_path / "x")
+    (tmp_path / "junk.caffemodel").write_bytes(b"\xff\xfe not protobuf")
+    with pytest.raises(NotBNInceptionError, match="junk.caffemodel"):
+        init_weights(tmp_path / "junk.caffemodel", "ucf101", "static", tmp_path / "x")
+
+
+def test_tool_reports_and_refuses(imagenet, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    tool = [sys.executable, str(Path(__file__).resolve().parents[3] / "tools/init_weights.py")]
+    proc = subprocess.run(tool + [str(imagenet), "--dataset", "ucf101", "--net", "motion",
+                                  "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "adapted motion/conv1/7x7_s2: (64, 3, 7, 7) -> (64, 2, 7, 7)" in proc.stdout
+    assert "random  motion/fc-action" in proc.stdout
+    assert (tmp_path / "ucf101_motion_init.caffemodel").exists()
+    proc = subprocess.run(tool + [str(tmp_path / "ucf101_motion_init.caffemodel"), "--net", "static",
+                                  "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 1  # a DCD net is not an ImageNet BN-Inception
+    assert "not BN-Inception" in proc.stderr and "conv2/3x3_reduce" in proc.stderr

@@ -1,0 +1,218 @@
+"""The committed nets and solvers under models/: they parse, they are what
+tools/make_models.py generates, every net runs forward and backward, the
+solvers follow the paper, and the UCF101 motion solver trains a few
+iterations with `caffe train` on a tiny generated data set."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+caffe = pytest.importorskip("caffe", reason="pycaffe is built by `make`")
+from caffe.proto import caffe_pb2  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "dcd" / "nets"))
+from nethelpers import forward_backward, load, random_bninception, unit_bn_stats  # noqa: E402
+from dcd.nets.dcd import NETS, build  # noqa: E402
+from dcd.nets.generate import model_paths, write_models  # noqa: E402
+
+MODELS = REPO / "models"
+ALL_NETS = [(d, c) for d in NETS for c in NETS[d]]
+IDS = [f"{d}-{c.name}" for d, c in ALL_NETS]
+SMALL_CROP = 64
+
+
+def committed_files():
+    """Split 1's files (`--split 2/3` output, if any, is not committed)."""
+    return sorted(p for p in MODELS.rglob("*.prototxt") if "_split" not in p.name)
+
+
+def parse(path):
+    msg = caffe_pb2.SolverParameter() if path.name.endswith("_solver.prototxt") \
+        else caffe_pb2.NetParameter()
+    text_format.Merge(path.read_text(), msg)
+    return msg
+
+
+def test_every_committed_prototxt_parses():
+    files = committed_files()
+    assert len(files) == 3 * len(ALL_NETS)
+    for path in files:
+        parse(path)
+
+
+def test_committed_files_are_what_make_models_writes(tmp_path):
+    written = write_models(tmp_path)
+    assert sorted(p.relative_to(tmp_path) for p in written) == \
+        sorted(p.relative_to(REPO) for p in committed_files())
+    for path in written:
+        committed = REPO / path.relative_to(tmp_path)
+        assert path.read_bytes() == committed.read_bytes(), \
+            f"{committed} is stale: run tools/make_models.py"
+
+
+def test_split_option_names_other_lists(tmp_path):
+    write_models(tmp_path, ("ucf101",), split=2, nets=["static"])
+    net = parse(tmp_path / "models/ucf101/static_split2_train_val.prototxt")
+    sources = [layer.video_data_param.source for layer in net.layer if layer.type == "VideoData"]
+    assert sources == ["data/ucf101/ucf101_train_split_2.txt", "data/ucf101/ucf101_val_split_2.txt"]
+    solver = parse(tmp_path / "models/ucf101/static_split2_solver.prototxt")
+    assert solver.net == "models/ucf101/static_split2_train_val.prototxt"
+    assert solver.test_iter == [3734]
+
+
+@pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
+def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
+    """The train_val net with Input layers for VideoData (2 segments, a 64
+    crop): finite loss, gradients reaching the shared and branch conv1."""
+    net = load(build(cfg, dataset, "test", crop=SMALL_CROP, segments=2, batch_size=1),
+               caffe.TRAIN, tmp_path)
+    unit_bn_stats(net)
+    out = forward_backward(net)
+    assert np.isfinite(out["loss"]) and out["loss"] > 0
+    firsts = [f"{b}/conv1/7x7_s2" for b in cfg.branches if b != "static"]
+    if cfg.appchange_input != "rgbdiff":
+        firsts.append("conv1/7x7_s2")
+    for name in firsts:
+        diff = net.params[name][0].diff
+        assert np.isfinite(diff).all()
+        if not (cfg.method == "WTA" and name == "conv1/7x7_s2" and cfg.branches == ("motion",)):
+            assert np.abs(diff).sum() > 0, f"no gradient reaches {name}"
+
+
+@pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
+def test_deploy_runs_forward(dataset, cfg, tmp_path):
+    committed = parse(MODELS / dataset / f"{cfg.name}_deploy.prototxt")
+    assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 224, 224]
+    net = load(build(cfg, dataset, "deploy", crop=SMALL_CROP), caffe.TEST, tmp_path)
+    unit_bn_stats(net)
+    net.blobs["data"].data[...] = np.random.default_rng(0).normal(0, 50, net.blobs["data"].data.shape)
+    assert len(net.outputs) == 1, net.outputs
+    scores = net.forward()[net.outputs[0]]
+    assert scores.shape == (1, 101 if dataset == "ucf101" else 400)
+    assert np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
+def test_solver_follows_the_paper(dataset, cfg):
+    s = parse(MODELS / dataset / f"{cfg.name}_solver.prototxt")
+    assert s.net == model_paths(dataset, cfg.name)["train_val"]
+    got = (s.momentum, s.clip_gradients, s.gamma, s.weight_decay)
+    assert got == pytest.approx((0.9, 20, 0.1, 5e-4))  # float32 fields
+    assert s.iter_size * cfg.batch_size == 256
+    assert s.snapshot_prefix.startswith("snapshots/")
+    if dataset == "kinetics":
+        want = (0.01, "step", 40000, [], 110000)
+    elif cfg.branches == ("static",):
+        want = (0.001, "step", 1500, [], 4500)
+    else:
+        want = (0.005, "multistep", 0, [10000, 16000], 18000)
+    got = (s.base_lr, s.lr_policy, s.stepsize, list(s.stepvalue), s.max_iter)
+    assert got == (pytest.approx(want[0]),) + want[1:]
+
+
+def test_train_val_reads_tsn_style_data():
+    net = parse(MODELS / "ucf101/motion_train_val.prototxt")
+    train, test = [layer for layer in net.layer if layer.type == "VideoData"]
+    assert train.video_data_param.root_folder == "data/ucf101/frames_lmdb"
+    assert train.video_data_param.backend == caffe_pb2.VideoDataParameter.LMDB
+    assert list(train.video_data_param.scale_ratios) == pytest.approx([1, .875, .75, .66])
+    assert train.transform_param.mirror and not test.transform_param.mirror
+    assert not test.video_data_param.scale_ratios
+    assert (train.include[0].phase, test.include[0].phase) == (caffe.TRAIN, caffe.TEST)
+
+
+def test_full_net_holds_every_branch_layer():
+    full = {layer.name for layer in parse(MODELS / "ucf101/full_train_val.prototxt").layer
+            if layer.type in ("Convolution", "BatchNorm", "Scale", "InnerProduct")}
+    for branch in ("static", "motion", "appchange"):
+        net = parse(MODELS / f"ucf101/{branch}_train_val.prototxt")
+        names = {layer.name for layer in net.layer
+                 if layer.type in ("Convolution", "BatchNorm", "Scale", "InnerProduct")}
+        assert names <= full, branch
+
+
+# --- caffe train on a tiny UCF101-format data set -------------------------
+
+def make_tiny_ucf101(root):
+    """Two 8-frame videos of moving noise at 96x72, their lists and LMDB,
+    laid out as docs/DATA.md describes, under root/data/ucf101."""
+    import cv2
+    from dcd.data.filelists import VideoEntry, write_file_list
+    from dcd.data.lmdb_store import build_lmdb
+    data = root / "data/ucf101"
+    rng = np.random.default_rng(0)
+    entries = []
+    for label, video in ((0, "v_ApplyEyeMakeup_g01_c01"), (5, "v_Basketball_g01_c01")):
+        folder = data / "frames" / video
+        folder.mkdir(parents=True)
+        base = rng.integers(0, 255, (72, 128, 3), dtype=np.uint8)
+        for i in range(8):
+            cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), base[:, 2 * i:2 * i + 96])
+        entries.append(VideoEntry(video, 8, label))
+    for part in ("train", "val"):
+        write_file_list(data / f"ucf101_{part}_split_1.txt", entries)
+    build_lmdb(data / "frames", entries, data / "frames_lmdb", progress=False)
+    return entries
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    """A repository-shaped folder: tiny data, the motion net at a 64 crop with
+    batch 1 in models/ucf101/, the committed solver cut to 3 iterations on
+    the CPU, snapshots/, and initial weights from a random BN-Inception."""
+    from dcd.nets.dcd import get_config
+    from dcd.nets.init_weights import init_weights
+    root = tmp_path_factory.mktemp("tiny_repo")
+    make_tiny_ucf101(root)
+    cfg = get_config("ucf101", "motion")
+    net = root / "models/ucf101/motion_train_val.prototxt"
+    net.parent.mkdir(parents=True)
+    net.write_text(str(build(cfg, "ucf101", "train_val", crop=SMALL_CROP, batch_size=1)))
+    solver = parse(MODELS / "ucf101/motion_solver.prototxt")
+    solver.max_iter, solver.iter_size, solver.test_iter[:] = 3, 1, [1]
+    solver.test_interval, solver.display, solver.snapshot = 2, 1, 0
+    solver.solver_mode = caffe_pb2.SolverParameter.CPU
+    (root / "models/ucf101/motion_solver.prototxt").write_text(str(solver))
+    (root / "snapshots").mkdir()
+    imagenet = random_bninception(root / "bn_inception.caffemodel")
+    init_weights(imagenet, "ucf101", "motion", root / "motion_init.caffemodel")
+    return root
+
+
+def test_motion_solver_trains_with_caffe(tiny_repo, monkeypatch):
+    monkeypatch.setenv("GLOG_minloglevel", "0")  # the losses are INFO lines
+    from dcd.caffe_log import caffe_train, parse_test_outputs, parse_train_losses
+    from dcd.nets.preflight import check_solver
+    solver = "models/ucf101/motion_solver.prototxt"
+    check_solver(tiny_repo / solver, tiny_repo, [tiny_repo / "motion_init.caffemodel"])
+    log = caffe_train(solver, tiny_repo / "train.log", ["--weights=motion_init.caffemodel"],
+                      cwd=tiny_repo)
+    losses = parse_train_losses(log)
+    assert [it for it, _ in losses][:3] == [0, 1, 2]
+    assert all(np.isfinite(loss) for _, loss in losses)
+    assert "accuracy" in parse_test_outputs(log)[2]
+    assert (tiny_repo / "snapshots/ucf101_motion_split1_iter_3.caffemodel").exists()
+
+
+def test_missing_list_is_named(tiny_repo, tmp_path):
+    from dcd.caffe_log import caffe_train
+    lists = tiny_repo / "data/ucf101/ucf101_train_split_1.txt"
+    moved = tmp_path / "moved.txt"
+    lists.rename(moved)
+    try:
+        with pytest.raises(RuntimeError, match="cannot open list data/ucf101/ucf101_train_split_1.txt"):
+            caffe_train("models/ucf101/motion_solver.prototxt", tmp_path / "fail.log", cwd=tiny_repo)
+    finally:
+        moved.rename(lists)
+
+
+def test_readme_sizes_are_current():
+    from dcd.nets.stats import STATS_BEGIN, STATS_END, all_stats, stats_markdown, trunk_stats
+    text = (MODELS / "README.md").read_text()
+    section = text[text.index(STATS_BEGIN):text.index(STATS_END) + len(STATS_END)]
+    assert section == stats_markdown(trunk_stats(), all_stats()), "run tools/model_stats.py"

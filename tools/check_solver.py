@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Check that a solver's net, file lists, LMDB/frames and weights exist
+before `caffe train` (run from the repository root)."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("solver", type=Path)
+    parser.add_argument("--weights", default="", help="comma-separated caffemodels, as caffe takes them")
+    parser.add_argument("--root", type=Path, default=Path("."), help="paths are relative to this")
+    args = parser.parse_args(argv)
+    from dcd.nets.preflight import check_solver
+    try:
+        needs = check_solver(args.solver, args.root, [w for w in args.weights.split(",") if w])
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"ok: {len(needs)} inputs of {args.solver} present")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
