@@ -17,6 +17,10 @@
 #include "caffe/util/rng.hpp"
 
 #ifdef USE_LMDB
+#include <boost/thread/mutex.hpp>
+#include <boost/weak_ptr.hpp>
+#include <map>
+
 #include "lmdb.h"
 #endif
 
@@ -96,23 +100,56 @@ class FolderFrameReader : public VideoFrameReader {
 };
 
 #ifdef USE_LMDB
+void CheckLMDB(int rc, const std::string& path, const char* what) {
+  CHECK_EQ(rc, MDB_SUCCESS) << "VideoData: LMDB " << path << ": " << what
+                            << ": " << mdb_strerror(rc);
+}
+
+// One read-only environment per LMDB path and process, shared by every
+// reader of that path. LMDB must not be opened twice in one process: the
+// second open re-initialises the lock table and the first environment's
+// readers then fail (MDB_BAD_RSLOT), and a train_val net opens the same
+// LMDB from its TRAIN and its TEST data layer.
+class SharedLMDBEnv {
+ public:
+  static shared_ptr<SharedLMDBEnv> Open(const std::string& path) {
+    static boost::mutex mutex;
+    static std::map<std::string, boost::weak_ptr<SharedLMDBEnv> > open;
+    boost::mutex::scoped_lock lock(mutex);
+    shared_ptr<SharedLMDBEnv> env = open[path].lock();
+    if (!env) {
+      env.reset(new SharedLMDBEnv(path));
+      open[path] = env;
+    }
+    return env;
+  }
+  ~SharedLMDBEnv() { mdb_env_close(env_); }
+  MDB_env* get() const { return env_; }
+
+ private:
+  explicit SharedLMDBEnv(const std::string& path) : env_(NULL) {
+    CheckLMDB(mdb_env_create(&env_), path, "mdb_env_create");
+    // NOTLS: a read transaction is made on the setup thread and used on
+    // the prefetch thread. NORDAHEAD: access is random by key.
+    CheckLMDB(mdb_env_open(env_, path.c_str(),
+                           MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0664),
+              path, "mdb_env_open");
+  }
+  MDB_env* env_;
+};
+
 class LMDBFrameReader : public VideoFrameReader {
  public:
   explicit LMDBFrameReader(const std::string& path)
-      : path_(path), env_(NULL), txn_(NULL), active_(false) {
-    Check(mdb_env_create(&env_), "mdb_env_create");
-    // NOTLS: the read transaction is made on the setup thread and used on
-    // the prefetch thread. NORDAHEAD: access is random by key.
-    Check(mdb_env_open(env_, path_.c_str(),
-                       MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0664),
-          "mdb_env_open");
-    Check(mdb_txn_begin(env_, NULL, MDB_RDONLY, &txn_), "mdb_txn_begin");
+      : path_(path), env_(SharedLMDBEnv::Open(path)), txn_(NULL),
+        active_(false) {
+    Check(mdb_txn_begin(env_->get(), NULL, MDB_RDONLY, &txn_),
+          "mdb_txn_begin");
     Check(mdb_dbi_open(txn_, NULL, 0, &dbi_), "mdb_dbi_open");
     active_ = true;
   }
   virtual ~LMDBFrameReader() {
     if (txn_ != NULL) mdb_txn_abort(txn_);
-    if (env_ != NULL) mdb_env_close(env_);
   }
 
   virtual std::string CheckVideo(const VideoRecord& video) {
@@ -176,10 +213,7 @@ class LMDBFrameReader : public VideoFrameReader {
   }
 
  private:
-  void Check(int rc, const char* what) {
-    CHECK_EQ(rc, MDB_SUCCESS) << "VideoData: LMDB " << path_ << ": " << what
-                              << ": " << mdb_strerror(rc);
-  }
+  void Check(int rc, const char* what) { CheckLMDB(rc, path_, what); }
   bool Get(const std::string& key, MDB_val* value) {
     MDB_val k;
     k.mv_size = key.size();
@@ -191,7 +225,7 @@ class LMDBFrameReader : public VideoFrameReader {
   }
 
   std::string path_;
-  MDB_env* env_;
+  shared_ptr<SharedLMDBEnv> env_;  // outlives txn_ (declared before it)
   MDB_txn* txn_;
   MDB_dbi dbi_;
   bool active_;

@@ -608,6 +608,42 @@ TYPED_TEST(VideoDataLayerTest, TestLMDBMatchesFolder) {
   }
 }
 
+// A train_val net opens the same LMDB twice in one process (TRAIN and TEST
+// data layers). LMDB must not be opened twice per process: a second open
+// re-initialises the lock table and the first reader's next renew fails
+// (MDB_BAD_RSLOT). The readers share one environment per path.
+TYPED_TEST(VideoDataLayerTest, TestTwoLayersOnOneLMDB) {
+  typedef typename TypeParam::Dtype Dtype;
+  const std::string lmdb = this->BuildLMDB(0);
+  LayerParameter param = this->Param(TEST, 3, 3, 2);
+  param.mutable_video_data_param()->set_backend(
+      VideoDataParameter_Backend_LMDB);
+  param.mutable_video_data_param()->set_root_folder(lmdb);
+  VideoDataLayer<Dtype> first(param);
+  first.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  first.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> reference;
+  reference.CopyFrom(*this->blob_top_data_, false, true);
+  {
+    Blob<Dtype> data, label;
+    vector<Blob<Dtype>*> tops;
+    tops.push_back(&data);
+    tops.push_back(&label);
+    VideoDataLayer<Dtype> second(param);
+    second.SetUp(this->blob_bottom_vec_, tops);
+    for (int iter = 0; iter < 3; ++iter) {
+      second.Forward(this->blob_bottom_vec_, tops);
+      first.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    }
+  }  // the second layer and its reader are gone
+  for (int iter = 0; iter < 3; ++iter) {
+    first.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  }
+  for (int i = 0; i < reference.count(); ++i) {
+    ASSERT_EQ(reference.cpu_data()[i], this->blob_top_data_->cpu_data()[i]);
+  }
+}
+
 TYPED_TEST(VideoDataLayerTest, TestLMDBCountTooSmall) {
   const std::string lmdb = this->BuildLMDB(-1);
   shared_ptr<VideoFrameReader> reader(NewLMDBFrameReader(lmdb));
