@@ -16,12 +16,12 @@ def main(argv=None):
                         help="repository root to write models/ under (default: this checkout)")
     parser.add_argument("--split", type=int, choices=(1, 2, 3), default=1,
                         help="UCF101 split; 2 and 3 write <net>_split<k>_*.prototxt beside split 1's")
-    parser.add_argument("--dataset", choices=("ucf101", "kinetics"), action="append",
-                        help="only this data set (repeatable; default both)")
+    parser.add_argument("--dataset", choices=("ucf101", "kinetics", "synthetic"), action="append",
+                        help="only this data set (repeatable; default all three)")
     parser.add_argument("--net", action="append", help="only this net (repeatable)")
     args = parser.parse_args(argv)
     from dcd.nets.generate import write_models
-    datasets = args.dataset or (("ucf101",) if args.split != 1 else ("ucf101", "kinetics"))
+    datasets = args.dataset or (("ucf101",) if args.split != 1 else ("ucf101", "kinetics", "synthetic"))
     written = write_models(args.out, datasets, args.split, args.net)
     print(f"wrote {len(written)} files under {args.out / 'models'}")
 

@@ -1,8 +1,8 @@
 """MovingPatterns: a generated video data set whose classes are three
 independent binary factors, each visible to one component of dynamics only.
 
-- static appearance: the background's texture family (oriented stripes or
-  blobs), which never moves;
+- static appearance: the background's colour (warm or cool tint of the same
+  random texture), which never moves;
 - apparent motion: the object's direction (left or right);
 - appearance change: the object's brightness, steady or flickering, while
   it moves.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-BACKGROUNDS = ("Stripes", "Blobs")
+BACKGROUNDS = ("Warm", "Cool")
 DIRECTIONS = ("Left", "Right")
 BRIGHTNESS = ("Steady", "Flicker")
 CLASS_NAMES = tuple(f"{b}{d}{f}" for b in BACKGROUNDS for d in DIRECTIONS for f in BRIGHTNESS)
@@ -39,19 +39,20 @@ def factors(label):
 
 
 def _background(kind, rng, size):
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    if kind == 0:  # oriented stripes
-        angle = rng.uniform(0, np.pi)
-        period = rng.uniform(6, 12)
-        wave = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period
-                      + rng.uniform(0, 2 * np.pi))
-    else:          # smooth blobs
-        from scipy.ndimage import gaussian_filter
-        wave = gaussian_filter(rng.standard_normal((size, size)), rng.uniform(2.5, 4))
-        wave = wave / (np.abs(wave).max() + 1e-6)
-    tint = rng.uniform(0.6, 1.0, size=3)
-    base = 0.45 + 0.25 * wave[..., None] * tint
-    return np.clip(base, 0, 1)
+    """A smooth random texture, tinted warm (kind 0) or cool (kind 1).
+
+    The two kinds share the texture statistics, so they differ only in
+    colour: a single frame shows the tint, while the cosine cost volume of a
+    static background (and the difference of warped frames) looks the same
+    for both.
+    """
+    from scipy.ndimage import gaussian_filter
+    wave = gaussian_filter(rng.standard_normal((size, size)), rng.uniform(1.5, 3))
+    wave = wave / (np.abs(wave).max() + 1e-6)
+    # Channel gains in OpenCV's BGR order: warm = more red, cool = more blue.
+    tint = np.array([0.55, 0.8, 1.0]) if kind == 0 else np.array([1.0, 0.8, 0.55])
+    tint = tint * rng.uniform(0.9, 1.1, size=3)
+    return np.clip((0.45 + 0.35 * wave[..., None]) * tint, 0, 1)
 
 
 def make_clip(label, rng, spec=ClipSpec(), info=None):

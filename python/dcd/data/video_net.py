@@ -13,11 +13,12 @@ SAMPLE_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")
 
 
 def video_data(list_file, root, backend="LMDB", batch_size=1, num_segments=3, new_length=1,
-               crop_size=224, train=False, mean=MEAN_BGR, shuffle=None, **extra):
+               crop_size=224, train=False, mean=MEAN_BGR, shuffle=None, mirror=None, **extra):
     """A NetSpec VideoData layer (tops: data, label).
 
     TRAIN uses TSN's multi-scale corner crops and mirroring, TEST a centre
-    crop without mirroring.
+    crop without mirroring. `mirror=False` turns mirroring off in TRAIN too
+    (for classes that a horizontal flip changes, such as motion direction).
     """
     from caffe import layers as L, params as P
 
@@ -28,7 +29,8 @@ def video_data(list_file, root, backend="LMDB", batch_size=1, num_segments=3, ne
     if train:
         param["scale_ratios"] = list(TSN_SCALE_RATIOS)
     return L.VideoData(video_data_param=param, ntop=2,
-                       transform_param=dict(crop_size=crop_size, mirror=train,
+                       transform_param=dict(crop_size=crop_size,
+                                            mirror=train if mirror is None else mirror,
                                             mean_value=list(mean)))
 
 

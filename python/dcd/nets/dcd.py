@@ -13,8 +13,9 @@ import caffe
 from caffe import layers as L, params as P
 
 from dcd.data.video_net import video_data
+from dcd.nets import bn_inception, small
 from dcd.nets.blocks import consensus, frame_pairs
-from dcd.nets.bn_inception import head, stem, trunk
+from dcd.nets.bn_inception import head
 
 TEMPERATURE = 0.05  # dcd.proto's default, chosen in docs/ASSUMPTIONS.md
 SEGMENTS = 3        # TSN's training segments
@@ -41,11 +42,20 @@ class Dataset:
     classes: int
     partial_bn: bool
     val_videos: tuple  # per split, for test_iter; None: spot check
+    backbone: object = bn_inception  # a module with stem() and trunk()
+    crop: int = 224
+    segments: int = SEGMENTS
+    mirror: bool = True  # TSN's horizontal flips in training
 
 
 UCF101 = Dataset("ucf101", 101, True, (3783, 3734, 3696))
 KINETICS = Dataset("kinetics", 400, False, None)
-DATASETS = {"ucf101": UCF101, "kinetics": KINETICS}
+# The generated MovingPatterns set of `make demo` (python/dcd/synthetic.py):
+# 64x64 frames, 56 crops, 8 val clips per class. No mirroring: a horizontal
+# flip turns leftward motion into rightward, a different class.
+SYNTHETIC = Dataset("synthetic", 8, False, (64, 64), backbone=small, crop=56, segments=2,
+                    mirror=False)
+DATASETS = {"ucf101": UCF101, "kinetics": KINETICS, "synthetic": SYNTHETIC}
 
 _STATIC = dict(branches=("static",), frames=8, batch_size=4)
 _MOTION = dict(branches=("motion",), frames=2, batch_size=8)
@@ -76,6 +86,22 @@ NETS = {
     ],
 }
 NETS["kinetics"] = [c for c in NETS["ucf101"] if c.name in ("static", "motion", "appchange", "full")]
+# The demo's nets: the same branches on the small trunk, shared conv1 at the
+# crop's resolution (stride 1), 4 frames per segment for the static and full
+# nets (gradual pooling 4 -> 2 -> 1), one pair for the others.
+_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=16)
+NETS["synthetic"] = [
+    NetConfig("static", branches=("static",), frames=4, description="4 frames, gradual pooling",
+              **_SMALL),
+    NetConfig("motion", branches=("motion",), frames=2, description="displacement map, soft",
+              **_SMALL),
+    NetConfig("appchange", branches=("appchange",), frames=2,
+              description="warped conv1 feature differences", **_SMALL),
+    NetConfig("appchange_rgbdiff", branches=("appchange",), frames=2, appchange_input="rgbdiff",
+              description="RGB differences, no warping", **_SMALL),
+    NetConfig("full", branches=("static", "motion", "appchange"), frames=4,
+              description="shared conv1, three branches, scores averaged", **_SMALL),
+]
 DROPOUT = {"static": 0.8, "motion": 0.7, "appchange": 0.7}  # TSN: RGB 0.8, flow 0.7
 
 
@@ -115,6 +141,7 @@ def body(n, data, cfg, ds, size):
     """The net from `data` ((N*snippets*frames) x 3 x size x size) to
     per-branch scores. Returns [(prefix, scores, score rows per snippet)]."""
     frozen = ds.partial_bn
+    stem, trunk = ds.backbone.stem, ds.backbone.trunk
     rgbdiff_only = cfg.branches == ("appchange",) and cfg.appchange_input == "rgbdiff"
     if not rgbdiff_only:  # the shared low-level features
         feat, fshape = stem(n, data, stride=cfg.stem_stride, size=size)
@@ -174,7 +201,7 @@ def _fuse(n, scores):
     return n["fusion"]
 
 
-def build(cfg, dataset, mode="train_val", split=1, crop=224, segments=SEGMENTS, batch_size=None,
+def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, batch_size=None,
           test_batch_size=1):
     """NetParameter for `cfg` on `dataset`.
 
@@ -183,6 +210,8 @@ def build(cfg, dataset, mode="train_val", split=1, crop=224, segments=SEGMENTS, 
     "test" (Input data and label instead of VideoData: the train_val
     structure without files, for quick checks at a small crop)."""
     ds = DATASETS[dataset]
+    crop = crop or ds.crop
+    segments = segments or ds.segments
     batch = batch_size or cfg.batch_size
     n = caffe.NetSpec()
     frames = cfg.frames
@@ -190,7 +219,7 @@ def build(cfg, dataset, mode="train_val", split=1, crop=224, segments=SEGMENTS, 
         train_list, _ = list_files(dataset, split)
         n.data, n.label = video_data(train_list, lmdb_root(dataset), batch_size=batch,
                                      num_segments=segments, new_length=frames, crop_size=crop,
-                                     train=True)
+                                     train=True, mirror=ds.mirror)
     elif mode == "test":
         n.data = L.Input(input_param=dict(shape=dict(dim=[batch * segments * frames, 3, crop, crop])))
         n.label = L.Input(input_param=dict(shape=dict(dim=[batch])))
@@ -223,7 +252,8 @@ def _add_test_data_layer(proto, dataset, split, frames, crop, batch):
     _, val_list = list_files(dataset, split)
     t = caffe.NetSpec()
     t.data, t.label = video_data(val_list, lmdb_root(dataset), batch_size=batch,
-                                 num_segments=SEGMENTS, new_length=frames, crop_size=crop,
+                                 num_segments=DATASETS[dataset].segments, new_length=frames,
+                                 crop_size=crop,
                                  train=False)
     test_layer = t.to_proto().layer[0]
     test_layer.name = "data"

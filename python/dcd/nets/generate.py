@@ -26,7 +26,7 @@ def model_texts(dataset, cfg, split=1):
     }
 
 
-def write_models(repo_root, datasets=("ucf101", "kinetics"), split=1, nets=None):
+def write_models(repo_root, datasets=("ucf101", "kinetics", "synthetic"), split=1, nets=None):
     """Write the files under repo_root/models; returns the paths written."""
     written = []
     for dataset in datasets:
