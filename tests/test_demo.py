@@ -1,0 +1,39 @@
+"""A reduced `make demo`: fewer clips and iterations, three branches."""
+import pytest
+
+pytest.importorskip("caffe", reason="pycaffe is built by `make`")
+
+from dcd.demo import CHANCE, DemoConfig, run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory):
+    cfg = DemoConfig(root=tmp_path_factory.mktemp("demo"), per_class=(16, 2, 6),
+                     iterations=150, num_snippets=4, progress=False,
+                     nets=("static", "motion", "appchange"))
+    return cfg, run(cfg)
+
+
+def test_motion_branch_clearly_above_chance(reduced):
+    _, result = reduced
+    assert result.accuracy("apparent motion") >= 3 * CHANCE
+    # It is the only single branch that reads the direction of motion.
+    assert result.factors["motion"]["direction"] >= 0.8
+    assert result.factors["static"]["direction"] <= 0.7
+    assert result.factors["appchange"]["direction"] <= 0.7
+
+
+def test_three_branch_fusion_beats_every_single_branch(reduced):
+    _, result = reduced
+    fused = result.accuracy("all three fused")
+    for single in ("static appearance", "apparent motion", "appearance change (warped diff.)"):
+        assert fused > result.accuracy(single), (single, result.rows)
+
+
+def test_rerun_reuses_every_stage(reduced):
+    cfg, first = reduced
+    weights = sorted((cfg.data / "snapshots").glob("*.caffemodel"))
+    mtimes = [w.stat().st_mtime_ns for w in weights]
+    again = run(cfg)
+    assert [w.stat().st_mtime_ns for w in weights] == mtimes
+    assert [r.accuracy for r in again.rows] == [r.accuracy for r in first.rows]
