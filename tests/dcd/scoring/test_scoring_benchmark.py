@@ -11,7 +11,7 @@ from caffe import layers as L, params as P  # noqa: E402
 
 from dcd.scoring import benchmark  # noqa: E402
 from scoring_helpers import tiny_deploy  # noqa: E402
-from scoring_tools import load_tool  # noqa: E402
+from dcd.paths import load_tool  # noqa: E402
 
 
 def motion_deploy(path, slice_point=None):

@@ -93,7 +93,7 @@ def test_other_class_count_or_list_refused(tmp_path):
 
 
 def test_eval_scores_cli_outputs(tmp_path, capsys):
-    from scoring_tools import load_tool
+    from dcd.paths import load_tool
     tool = load_tool("eval_scores")
     a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
     names = tmp_path / "classInd.txt"
