@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-caffe = pytest.importorskip("caffe", reason="pycaffe is built by `make`")
+import caffe
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "dcd" / "nets"))
 from nethelpers import forward_backward, load, random_bninception, unit_bn_stats  # noqa: E402
-from dcd.nets.dcd import NETS, build  # noqa: E402
+from dcd.nets.dcd import DATASETS, NETS, build  # noqa: E402
 from dcd.nets.generate import model_paths, write_models  # noqa: E402
 
 MODELS = REPO / "models"
 ALL_NETS = [(d, c) for d in NETS for c in NETS[d]]
+PAPER_NETS = [(d, c) for d, c in ALL_NETS if d != "synthetic"]  # BN-Inception, the paper's
 IDS = [f"{d}-{c.name}" for d, c in ALL_NETS]
+PAPER_IDS = [f"{d}-{c.name}" for d, c in PAPER_NETS]
 SMALL_CROP = 64
 
 
@@ -69,22 +71,25 @@ def test_split_option_names_other_lists(tmp_path):
 def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
     """The train_val net with Input layers for VideoData (2 segments, a 64
     crop): finite loss, gradients reaching the shared and branch conv1."""
-    net = load(build(cfg, dataset, "test", crop=SMALL_CROP, segments=2, batch_size=1),
+    ds = DATASETS[dataset]
+    crop = SMALL_CROP if dataset != "synthetic" else ds.crop
+    net = load(build(cfg, dataset, "test", crop=crop, segments=2, batch_size=1),
                caffe.TRAIN, tmp_path)
     unit_bn_stats(net)
     out = forward_backward(net)
     assert np.isfinite(out["loss"]) and out["loss"] > 0
-    firsts = [f"{b}/conv1/7x7_s2" for b in cfg.branches if b != "static"]
+    stem = ds.backbone.STEM
+    firsts = [f"{b}/{stem}" for b in cfg.branches if b != "static"]
     if cfg.appchange_input != "rgbdiff":
-        firsts.append("conv1/7x7_s2")
+        firsts.append(stem)
     for name in firsts:
         diff = net.params[name][0].diff
         assert np.isfinite(diff).all()
-        if not (cfg.method == "WTA" and name == "conv1/7x7_s2" and cfg.branches == ("motion",)):
+        if not (cfg.method == "WTA" and name == stem and cfg.branches == ("motion",)):
             assert np.abs(diff).sum() > 0, f"no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
+@pytest.mark.parametrize("dataset,cfg", PAPER_NETS, ids=PAPER_IDS)
 def test_deploy_runs_forward(dataset, cfg, tmp_path):
     committed = parse(MODELS / dataset / f"{cfg.name}_deploy.prototxt")
     assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 224, 224]
@@ -97,7 +102,7 @@ def test_deploy_runs_forward(dataset, cfg, tmp_path):
     assert np.isfinite(scores).all()
 
 
-@pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
+@pytest.mark.parametrize("dataset,cfg", PAPER_NETS, ids=PAPER_IDS)
 def test_solver_follows_the_paper(dataset, cfg):
     s = parse(MODELS / dataset / f"{cfg.name}_solver.prototxt")
     assert s.net == model_paths(dataset, cfg.name)["train_val"]
@@ -216,3 +221,17 @@ def test_readme_sizes_are_current():
     text = (MODELS / "README.md").read_text()
     section = text[text.index(STATS_BEGIN):text.index(STATS_END) + len(STATS_END)]
     assert section == stats_markdown(trunk_stats(), all_stats()), "run tools/model_stats.py"
+
+
+@pytest.mark.parametrize("cfg", NETS["synthetic"], ids=[c.name for c in NETS["synthetic"]])
+def test_demo_nets_deploy_and_solver(cfg, tmp_path):
+    """models/synthetic: the small-trunk nets of `make demo`."""
+    committed = parse(MODELS / "synthetic" / f"{cfg.name}_deploy.prototxt")
+    assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 56, 56]
+    net = load(build(cfg, "synthetic", "deploy"), caffe.TEST, tmp_path)
+    assert net.forward()[net.outputs[0]].shape == (1, 8)
+    s = parse(MODELS / "synthetic" / f"{cfg.name}_solver.prototxt")
+    assert (s.solver_mode, s.iter_size, s.max_iter) == (s.CPU, 1, 400)
+    train_val = parse(MODELS / "synthetic" / f"{cfg.name}_train_val.prototxt")
+    mirrors = [layer.transform_param.mirror for layer in train_val.layer if layer.type == "VideoData"]
+    assert mirrors == [False, False]  # a flip would swap the direction classes

@@ -7,8 +7,8 @@ import tempfile
 import numpy as np
 import pytest
 
-caffe = pytest.importorskip("caffe", reason="pycaffe is built by `make`")
-cv2 = pytest.importorskip("cv2")
+import caffe
+import cv2
 
 from dcd.data.video_net import (MEAN_BGR, prepare_sample_set, sample_video_dir,  # noqa: E402
                                 tsn_test_offsets, video_data)

@@ -43,11 +43,14 @@ class Shape:
         return (self.channels, self.size, self.size)
 
 
+STEM = "conv1/7x7_s2"  # the first convolution's name (TSN's)
+
+
 def stem(n, data, prefix="", stride=2, frozen_bn=False, size=224):
     """conv1/7x7_s2 + BN + ReLU. Returns (top, Shape). `stride=1` keeps the
     input resolution (Table 3's 224x224 displacement maps); the layer keeps
     its TSN name so ImageNet weights load into it."""
-    top = conv_bn_relu(n, data, prefix + "conv1/7x7_s2", prefix + "conv1/relu_7x7", 64, 7,
+    top = conv_bn_relu(n, data, prefix + STEM, prefix + "conv1/relu_7x7", 64, 7,
                        stride=stride, pad=3, frozen_bn=frozen_bn)
     return top, Shape(64, out_size(size, 7, stride, 3, False))
 

@@ -7,13 +7,14 @@ from caffe import layers as L, params as P
 from dcd.nets.blocks import conv_bn_relu, max_pool, temporal_pool, temporal_pool_vector
 from dcd.nets.bn_inception import Shape, out_size
 
+STEM = "conv1"  # the first convolution's name
 STEM_CHANNELS = 16
 STAGES = (("stage1", 32), ("stage2", 64), ("stage3", 96))
 
 
 def stem(n, data, prefix="", stride=1, frozen_bn=False, size=56):
     """conv1 (3x3, 16 channels) + BN + ReLU: the shared low-level features."""
-    top = conv_bn_relu(n, data, prefix + "conv1", prefix + "conv1/relu", STEM_CHANNELS, 3,
+    top = conv_bn_relu(n, data, prefix + STEM, prefix + "conv1/relu", STEM_CHANNELS, 3,
                        stride=stride, pad=1, frozen_bn=frozen_bn)
     return top, Shape(STEM_CHANNELS, out_size(size, 3, stride, 1, False))
 

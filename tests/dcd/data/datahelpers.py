@@ -3,7 +3,6 @@ across test folders)."""
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from dcd.data import video_net
 from dcd.paths import load_tool  # noqa: F401 (re-exported for the data tests)

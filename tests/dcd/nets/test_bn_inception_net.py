@@ -5,7 +5,7 @@ import os
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-caffe = pytest.importorskip("caffe", reason="pycaffe is built by `make`")
+import caffe
 
 from nethelpers import load  # noqa: E402
 from dcd.nets import stats  # noqa: E402

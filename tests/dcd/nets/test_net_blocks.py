@@ -3,11 +3,10 @@ Reshape/Flatten/Slice/Pooling, checked against numpy."""
 import os
 
 import numpy as np
-import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-caffe = pytest.importorskip("caffe", reason="pycaffe is built by `make`")
+import caffe
 from caffe import layers as L  # noqa: E402
 
 from nethelpers import load  # noqa: E402

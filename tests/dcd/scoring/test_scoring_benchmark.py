@@ -6,7 +6,7 @@ import os
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-caffe = pytest.importorskip("caffe")
+import caffe
 from caffe import layers as L, params as P  # noqa: E402
 
 from dcd.scoring import benchmark  # noqa: E402

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-caffe = pytest.importorskip("caffe")
+import caffe
 
 from dcd.data.filelists import read_file_list  # noqa: E402
 from dcd.data.video_net import prepare_sample_set  # noqa: E402
