@@ -120,6 +120,7 @@ def _solver_for(cfg, net):
         s.stepvalue.append(cfg.iterations * 3 // 4)
         s.test_interval = s.snapshot = cfg.iterations
     s.snapshot_prefix = str(cfg.data / "snapshots" / f"synthetic_{net}")
+    s.random_seed = s.random_seed + cfg.seed
     return s
 
 
