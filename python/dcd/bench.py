@@ -5,13 +5,13 @@ float32 matrix multiply (the machine's ceiling in GFLOP/s) and the
 vectorised numpy reference of dcd.reference.
 """
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from dcd import reference as ref
+from dcd.netio import load_net
 
 
 def _timeit(fn, min_time=0.3, min_reps=3, max_reps=50):
@@ -82,9 +82,7 @@ def _net(config, layers):
         n.warped = L.BilinearWarp(n.feat_a, n.disp, bilinear_warp_param=dict(displacement_scale=-1))
     proto = n.to_proto()
     proto.force_backward = True
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(str(proto))
-    return caffe.Net(f.name, caffe.TEST)
+    return load_net(proto, caffe.TEST)
 
 
 def _inputs(config, rng):

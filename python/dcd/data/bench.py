@@ -1,8 +1,8 @@
 """Throughput of the VideoData layer, wall-clock and per CPU-second."""
-import tempfile
 import time
 
 from dcd.data.video_net import video_data
+from dcd.netio import load_net
 
 
 def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_length=8,
@@ -21,9 +21,7 @@ def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_
     n.data, n.label = video_data(list_file, root, backend, batch_size=batch_size,
                                  num_segments=num_segments, new_length=new_length,
                                  crop_size=crop_size, train=train, shuffle=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(str(n.to_proto()))
-    net = caffe.Net(f.name, caffe.TRAIN if train else caffe.TEST)
+    net = load_net(n.to_proto(), caffe.TRAIN if train else caffe.TEST)
     for _ in range(warmup):
         net.forward()
     wall, cpu = time.perf_counter(), time.process_time()

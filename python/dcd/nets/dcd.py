@@ -6,13 +6,13 @@ layers carry a prefix (`motion/`, `appchange/`; the static branch keeps TSN's
 plain names) so the full net holds the union of the branch nets' layers and
 can start from trained branches. Choices are in docs/ASSUMPTIONS.md "## Nets".
 """
-import tempfile
 from dataclasses import dataclass
 
 import caffe
 from caffe import layers as L, params as P
 
 from dcd.data.video_net import video_data
+from dcd.netio import load_net, write_temp  # noqa: F401 (used by nets tools and tests)
 from dcd.nets import bn_inception, small
 from dcd.nets.blocks import consensus, frame_pairs
 from dcd.nets.bn_inception import head
@@ -262,21 +262,3 @@ def _add_test_data_layer(proto, dataset, split, frames, crop, batch):
     layers[0].include.add().phase = caffe.TRAIN
     del proto.layer[:]
     proto.layer.extend(layers[:1] + [test_layer] + layers[1:])
-
-
-def load_net(proto, phase):
-    """A caffe.Net from a NetParameter (via a temporary file, removed after)."""
-    import os
-    path = write_temp(proto)
-    try:
-        return caffe.Net(path, phase)
-    finally:
-        os.unlink(path)
-
-
-def write_temp(proto, dir=None):
-    """Write a NetParameter to a temporary .prototxt; returns its path."""
-    f = tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False, dir=dir)
-    with f:
-        f.write(str(proto))
-    return f.name
