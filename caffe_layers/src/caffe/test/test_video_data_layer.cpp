@@ -332,6 +332,14 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
     return param;
   }
 
+  // Copies into `data` the data top of one forward pass of a fresh layer
+  // (the top keeps it too).
+  void ForwardOnce(const LayerParameter& param, Blob<Dtype>* data) {
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+    layer.Forward(blob_bottom_vec_, blob_top_vec_);
+    data->CopyFrom(*blob_top_data_, false, true);
+  }
   // Value at (image n, channel c, row h, column w) of the data top.
   Dtype At(int n, int c, int h, int w) const {
     return blob_top_data_->cpu_data()[blob_top_data_->offset(n, c, h, w)];
@@ -486,11 +494,8 @@ TYPED_TEST(VideoDataLayerTest, TestMirrorFlipsColumns) {
   typedef typename TypeParam::Dtype Dtype;
   // TEST phase, centre crop x = 12..35: left half dark, right half bright.
   LayerParameter param = this->Param(TEST, 1, 3, 1);
-  VideoDataLayer<Dtype> plain(param);
-  plain.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  plain.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   Blob<Dtype> reference;
-  reference.CopyFrom(*this->blob_top_data_, false, true);
+  this->ForwardOnce(param, &reference);
   EXPECT_NEAR(30, this->At(0, 2, 12, 0), 6);
   EXPECT_NEAR(220, this->At(0, 2, 12, kCrop - 1), 6);
   param.mutable_transform_param()->set_mirror(true);
@@ -520,11 +525,8 @@ TYPED_TEST(VideoDataLayerTest, TestMirrorFlipsColumns) {
 TYPED_TEST(VideoDataLayerTest, TestMeanAndScale) {
   typedef typename TypeParam::Dtype Dtype;
   LayerParameter param = this->Param(TEST, 1, 3, 1);
-  VideoDataLayer<Dtype> plain(param);
-  plain.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  plain.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   Blob<Dtype> reference;
-  reference.CopyFrom(*this->blob_top_data_, false, true);
+  this->ForwardOnce(param, &reference);
   param.mutable_transform_param()->add_mean_value(104);
   param.mutable_transform_param()->add_mean_value(117);
   param.mutable_transform_param()->add_mean_value(123);
@@ -586,11 +588,8 @@ TYPED_TEST(VideoDataLayerTest, TestLMDBMatchesFolder) {
   const std::string lmdb = this->BuildLMDB(0);
   LayerParameter param = this->Param(TEST, 3, 3, 2);
   param.mutable_transform_param()->add_mean_value(100);
-  VideoDataLayer<Dtype> folder(param);
-  folder.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  folder.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   Blob<Dtype> reference;
-  reference.CopyFrom(*this->blob_top_data_, false, true);
+  this->ForwardOnce(param, &reference);
   param.mutable_video_data_param()->set_backend(
       VideoDataParameter_Backend_LMDB);
   param.mutable_video_data_param()->set_root_folder(lmdb);
