@@ -49,7 +49,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from dcd.scoring.evaluate import EvalConfig, run_eval
-    from dcd.scoring.scorefile import ScoreFileError
+    from dcd.scoring.readers import FrameReadError
+    from dcd.scoring.scorefile import ScoreFileError, partial_path
 
     if Path(args.out).exists() and not args.overwrite:
         print(f"{args.out} exists (complete); pass --overwrite to score again", file=sys.stderr)
@@ -61,6 +62,10 @@ def main(argv=None):
     try:
         s = run_eval(args.list, cfg, args.out, workers=args.workers, gpus=args.gpus,
                      limit=args.limit, restart=args.restart, progress=not args.no_progress)
+    except FrameReadError as exc:
+        print(f"error: {exc}; the videos scored so far are kept in {partial_path(args.out)} "
+              "(fix the frames, then run again to continue)", file=sys.stderr)
+        return 2
     except (ScoreFileError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dcd.scoring import protocol
-from dcd.scoring.readers import open_reader
+from dcd.scoring.readers import FrameReadError, open_reader
 from dcd.scoring.scorefile import (ScoreFileError, entries_sha1, file_sha1, open_partial,
                                    partial_path, write_scores)
 
@@ -157,6 +157,9 @@ def _worker(cfg, gpu, tasks, results):
         video_id, num_frames, label = task
         try:
             results.put(("ok", video_id, scorer.score_video(reader, video_id, num_frames)))
+        except FrameReadError as exc:  # bad data, not a bug: one line, no traceback
+            results.put(("frame", video_id, str(exc)))
+            break
         except Exception:  # noqa: BLE001
             results.put(("error", video_id, traceback.format_exc()))
             break
@@ -268,6 +271,9 @@ def _run_pool(cfg, pending, n_proc, gpus, record):
                 record(video_id, payload)
             elif kind == "exit":
                 alive -= 1
+            elif kind == "frame":
+                error = FrameReadError(payload)
+                break
             else:
                 error = f"worker failed{' on video ' + video_id if video_id else ''}:\n{payload}"
                 break
@@ -276,5 +282,7 @@ def _run_pool(cfg, pending, n_proc, gpus, record):
             if p.is_alive():
                 p.terminate()
             p.join()
+    if isinstance(error, FrameReadError):
+        raise error
     if error:
         raise RuntimeError(error)
