@@ -41,8 +41,8 @@ def main(argv=None):
                         help="tvl1 (cv2.optflow DualTVL1, TSN's choice) or farneback "
                              "(default: %(default)s)")
     parser.add_argument("--preset", choices=sorted(flow.TVL1_PRESETS), default="default",
-                        help="TV-L1 settings: OpenCV's defaults, or 'light' (fewer scales, "
-                             "warps and iterations; docs/DATA.md gives costs) "
+                        help="TV-L1 settings: OpenCV's defaults, or 'light' (fewer warps "
+                             "and iterations; docs/DATA.md gives costs) "
                              "(default: %(default)s)")
     tvl1 = parser.add_argument_group("TV-L1 parameters (override the preset)")
     for name, kind in TVL1_FLAGS:

@@ -29,7 +29,7 @@ TVL1_DEFAULTS = dict(tau=0.25, lambda_=0.15, theta=0.3, nscales=5, warps=5, epsi
 # A cheaper setting (docs/DATA.md gives its cost and its distance to the default).
 TVL1_PRESETS = {
     "default": {},
-    "light": dict(nscales=3, warps=2, inner_iterations=10, outer_iterations=4),
+    "light": dict(warps=2, inner_iterations=10, outer_iterations=4),
 }
 FARNEBACK_DEFAULTS = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5,
                           poly_sigma=1.2)
@@ -207,7 +207,8 @@ def _read_frame_folder(folder, max_frames):
         path = Path(folder) / frames.FRAME_PATTERN.format(index)
         if not path.exists():
             return
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        # Colour, then to_grey: the same grey as from a decoded video.
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot decode {path}")
         yield image
@@ -238,7 +239,9 @@ def extract_all_flow(inputs, out_root, from_frames=False, workers=1, progress=Tr
     in `out_root`; the batch rules (workers, shards, failure list) are
     dcd.data.frames.extract_all's. Returns its ExtractSummary."""
     if from_frames:
-        options.pop("width", None), options.pop("height", None), options.pop("short_side", None)
+        sizes = [k for k in ("width", "height", "short_side") if options.pop(k, None) is not None]
+        if sizes:
+            raise ValueError(f"from_frames uses the frames' stored size; drop {', '.join(sizes)}")
         return frames.extract_all(inputs, out_root, workers=workers, progress=progress,
                                   shard=shard, extract=extract_folder_flow, id_of=folder_id_of,
                                   desc="flow", **options)
