@@ -40,7 +40,7 @@ def video_data(list_file, root, backend="LMDB", batch_size=1, num_segments=3, ne
                  num_segments=num_segments, new_length=new_length,
                  shuffle=train if shuffle is None else shuffle, **extra)
     if train:
-        param["scale_ratios"] = list(TSN_SCALE_RATIOS)
+        param.setdefault("scale_ratios", list(TSN_SCALE_RATIOS))  # TSN flow nets: [1, .875, .75]
     return L.VideoData(video_data_param=param, ntop=2,
                        transform_param=dict(crop_size=crop_size,
                                             mirror=train if mirror is None else mirror,
