@@ -18,6 +18,8 @@ from dcd.nets.blocks import consensus, frame_pairs
 from dcd.nets.bn_inception import head
 
 TEMPERATURE = 0.05  # dcd.proto's default, chosen in docs/ASSUMPTIONS.md
+MATCH_BEFORE_RELU = False  # cost volume on conv1 before its ReLU (docs/ASSUMPTIONS.md)
+TEMPERATURE_LR_MULT = 1.0  # learn_temperature: tau's rate relative to base_lr
 SEGMENTS = 3        # TSN's training segments
 
 
@@ -74,6 +76,12 @@ class NetConfig:
     batch_size: int = 8      # clips per GPU per iteration (solver iter_size makes 256)
     segments: int = None     # TSN segments in training; None: the data set's (1: w/o TSN)
     static_lr_mult: float = 1.0  # the static branch's rate relative to base_lr (joint nets)
+    # The cost volume (and the warped difference) on conv1's features before
+    # its ReLU; the static trunk always reads them after it.
+    match_before_relu: bool = MATCH_BEFORE_RELU
+    temperature: float = TEMPERATURE
+    learn_temperature: bool = False  # tau a parameter of motion/displacement
+    frozen_stem: bool = False  # conv1 (+ BN, Scale) not learned: taken from another net
     description: str = ""
 
     def __post_init__(self):
@@ -95,6 +103,10 @@ class NetConfig:
         if pairs_needed and self.frames < 2:
             raise ValueError(f"{where}: the motion and appearance-change branches need at "
                              f"least 2 frames per segment, got {self.frames}")
+        if self.temperature <= 0:
+            raise ValueError(f"{where}: temperature must be > 0, got {self.temperature}")
+        if self.learn_temperature and self.method != Method.SOFT:
+            raise ValueError(f"{where}: learn_temperature needs method SOFT")
         if self.segments is not None and self.segments < 1:
             raise ValueError(f"{where}: segments must be >= 1, got {self.segments}")
 
@@ -279,13 +291,23 @@ class _Parts:
     @property
     def features(self):
         """(top, Shape) of the shared low-level features (conv1 + BN + ReLU)."""
+        # Only the static trunk reads the features after the ReLU.
+        after_relu = Branch.STATIC in self.cfg.branches or not self.cfg.match_before_relu
         return self._once("features", lambda: self.ds.backbone.stem(
-            self.n, self.data, stride=self.cfg.stem_stride, size=self.size))
+            self.n, self.data, stride=self.cfg.stem_stride, size=self.size,
+            keep_pre_relu=self.cfg.match_before_relu, relu=after_relu))
+
+    @property
+    def matching_features(self):
+        """What the cost volume compares: conv1's features before the ReLU
+        (match_before_relu) or after it."""
+        top = self.features[0]
+        return self.n[self.ds.backbone.STEM + "_bn"] if self.cfg.match_before_relu else top
 
     @property
     def feature_pairs(self):
         return self._once("feature_pairs", lambda: frame_pairs(
-            self.n, self.features[0], "conv1/pairs", self.cfg.frames))
+            self.n, self.matching_features, "conv1/pairs", self.cfg.frames))
 
     @property
     def rgb_pairs(self):
@@ -300,10 +322,14 @@ class _Parts:
             t0, t1 = self.feature_pairs
             common = dict(max_displacement=cfg.max_displacement, dilation=cfg.dilation)
             n["motion/cost_volume"] = L.CostVolume(t0, t1, cost_volume_param=common)
+            soft = dict(temperature=cfg.temperature,
+                        method=getattr(P.SoftDisplacement, cfg.method.value), **common)
+            extra = {}
+            if cfg.learn_temperature:  # tau is a parameter blob; no weight decay on it
+                soft["learn_temperature"] = True
+                extra["param"] = [dict(lr_mult=TEMPERATURE_LR_MULT, decay_mult=0)]
             n["motion/displacement"] = L.SoftDisplacement(
-                n["motion/cost_volume"], soft_displacement_param=dict(
-                    temperature=TEMPERATURE, method=getattr(P.SoftDisplacement, cfg.method.value),
-                    **common))
+                n["motion/cost_volume"], soft_displacement_param=soft, **extra)
             return n["motion/displacement"]
         return self._once("displacement", make)
 
@@ -434,6 +460,17 @@ def _scale_lr(proto, layer_names, mult):
                 spec.lr_mult *= mult
 
 
+def _freeze_stem(proto, stem):
+    """conv1 + BN + Scale as given (another net's weights): no learning, BN
+    with its stored statistics."""
+    for layer in proto.layer:
+        if layer.name in (stem, stem + "_scale"):
+            for spec in layer.param:
+                spec.lr_mult = spec.decay_mult = 0
+        elif layer.name == stem + "_bn":
+            layer.batch_norm_param.use_global_stats = True
+
+
 def _fuse(n, scores):
     if len(scores) == 1:
         return scores[0]
@@ -484,6 +521,8 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     proto = n.to_proto()
     proto.name = f"dcd_{dataset}_{cfg.name}"
     _scale_lr(proto, static_layers, cfg.static_lr_mult)
+    if cfg.frozen_stem:
+        _freeze_stem(proto, ds.backbone.STEM)
     if mode == "train_val":
         _add_test_data_layer(proto, dataset, split, frames, crop, test_batch_size, segments)
     return proto
