@@ -80,7 +80,7 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
     assert np.isfinite(out["loss"]) and out["loss"] > 0
     stem = ds.backbone.STEM
     firsts = [f"{b}/{stem}" for b in cfg.branches if b != "static"]
-    if cfg.appchange_input != "rgbdiff":
+    if cfg.appchange_input != "rgbdiff" and not cfg.frozen_stem:  # frozen: lr_mult 0
         firsts.append(stem)
     for name in firsts:
         diff = net.params[name][0].diff

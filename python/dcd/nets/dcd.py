@@ -232,20 +232,25 @@ NETS = {
 }
 NETS["kinetics"] = [c for c in NETS["ucf101"] if c.name in ("static", "motion", "appchange", "full")]
 # The demo's nets: the same branches on the small trunk, shared conv1 at the
-# crop's resolution (stride 1), 4 frames per segment for the static and full
-# nets (gradual pooling 4 -> 2 -> 1), one pair for the others; the RGB
-# difference stacks the 3 differences of 4 frames (TSN's stacking).
-_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=16)
+# crop's resolution (stride 1), 4 frames per segment for the static net
+# (gradual pooling 4 -> 2 -> 1), one pair for the others and for the joint
+# net (which then costs about what its three branches cost apart); the RGB
+# difference stacks the 3 differences of 4 frames (TSN's stacking). Batch 8
+# and matching before conv1's ReLU: docs/ASSUMPTIONS.md (the demo).
+_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=8, match_before_relu=True)
 NETS["synthetic"] = [
     NetConfig("static", branches=("static",), frames=4, description="4 frames, gradual pooling",
               **_SMALL),
     NetConfig("motion", branches=("motion",), frames=2, description="displacement map, soft",
               **_SMALL),
+    NetConfig("motion_frozen", branches=("motion",), frames=2, frozen_stem=True,
+              description="displacement map of the static net's conv1, frozen (caffe train "
+              "--weights from the static net)", **_SMALL),
     NetConfig("appchange", branches=("appchange",), frames=2,
               description="warped conv1 feature differences", **_SMALL),
     NetConfig("appchange_rgbdiff", branches=("appchange",), frames=4, appchange_input="rgbdiff",
               description="3 RGB differences of 4 frames stacked, no warping", **_SMALL),
-    NetConfig("full", branches=("static", "motion", "appchange"), frames=4,
+    NetConfig("full", branches=("static", "motion", "appchange"), frames=2,
               description="shared conv1, three branches, scores averaged", **_SMALL),
 ]
 DROPOUT = {"static": 0.8, "motion": 0.7, "appchange": 0.7}  # TSN: RGB 0.8, flow 0.7
