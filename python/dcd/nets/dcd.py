@@ -17,9 +17,12 @@ from dcd.nets import bn_inception, small
 from dcd.nets.blocks import consensus, frame_pairs
 from dcd.nets.bn_inception import head
 
-TEMPERATURE = 0.05  # dcd.proto's default, chosen in docs/ASSUMPTIONS.md
-MATCH_BEFORE_RELU = False  # cost volume on conv1 before its ReLU (docs/ASSUMPTIONS.md)
-TEMPERATURE_LR_MULT = 1.0  # learn_temperature: tau's rate relative to base_lr
+# Measured on displacement ground truth (docs/ASSUMPTIONS.md, "Temperature"):
+TEMPERATURE = 0.02
+MATCH_BEFORE_RELU = True   # the cost volume compares conv1's features before its ReLU
+# learn_temperature: tau's rate relative to base_lr (at 1 tau crossed 0 within
+# 25 demo iterations; at 0.05 it settled near 0.02)
+TEMPERATURE_LR_MULT = 0.05
 SEGMENTS = 3        # TSN's training segments
 
 
@@ -235,9 +238,9 @@ NETS["kinetics"] = [c for c in NETS["ucf101"] if c.name in ("static", "motion", 
 # crop's resolution (stride 1), 4 frames per segment for the static net
 # (gradual pooling 4 -> 2 -> 1), one pair for the others and for the joint
 # net (which then costs about what its three branches cost apart); the RGB
-# difference stacks the 3 differences of 4 frames (TSN's stacking). Batch 8
-# and matching before conv1's ReLU: docs/ASSUMPTIONS.md (the demo).
-_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=8, match_before_relu=True)
+# difference stacks the 3 differences of 4 frames (TSN's stacking). Batch 8:
+# docs/ASSUMPTIONS.md (the demo).
+_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=8)
 NETS["synthetic"] = [
     NetConfig("static", branches=("static",), frames=4, description="4 frames, gradual pooling",
               **_SMALL),
@@ -296,11 +299,13 @@ class _Parts:
     @property
     def features(self):
         """(top, Shape) of the shared low-level features (conv1 + BN + ReLU)."""
-        # Only the static trunk reads the features after the ReLU.
-        after_relu = Branch.STATIC in self.cfg.branches or not self.cfg.match_before_relu
+        # Only the static trunk reads the features after the ReLU; a net with
+        # only the static branch matches nothing (its ReLU stays in place).
+        before = self.cfg.match_before_relu and not self.cfg.static_only
+        after_relu = Branch.STATIC in self.cfg.branches or not before
         return self._once("features", lambda: self.ds.backbone.stem(
             self.n, self.data, stride=self.cfg.stem_stride, size=self.size,
-            keep_pre_relu=self.cfg.match_before_relu, relu=after_relu))
+            keep_pre_relu=before, relu=after_relu))
 
     @property
     def matching_features(self):

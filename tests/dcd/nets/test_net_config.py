@@ -11,7 +11,8 @@ import caffe  # noqa: E402
 
 from dcd.netio import load_net  # noqa: E402
 from dcd.nets import bn_inception  # noqa: E402
-from dcd.nets.dcd import NETS, NetConfig, build, get_config  # noqa: E402
+from dcd.nets.dcd import (  # noqa: E402
+    NETS, TEMPERATURE, TEMPERATURE_LR_MULT, NetConfig, build, get_config)
 
 
 @pytest.mark.parametrize("field,value,valid", [
@@ -176,7 +177,7 @@ def _layers(proto):
 def test_matching_before_relu(dataset, branches):
     """The cost volume and the warp read conv1 before its ReLU; the static
     trunk after it; a net without the static trunk has no ReLU there."""
-    cfg = NetConfig("m", branches=branches, frames=2, match_before_relu=True)
+    cfg = NetConfig("m", branches=branches, frames=2)   # match_before_relu by default
     proto = build(cfg, dataset, "deploy", crop=None if dataset == "synthetic" else 64)
     stem = "conv1" if dataset == "synthetic" else "conv1/7x7_s2"
     layers = _layers(proto)
@@ -203,7 +204,8 @@ def test_learned_temperature_and_frozen_stem_in_the_prototxt():
     soft = layers["motion/displacement"]
     assert soft.soft_displacement_param.learn_temperature
     assert soft.soft_displacement_param.temperature == pytest.approx(0.02)
-    assert [(p.lr_mult, p.decay_mult) for p in soft.param] == [(1, 0)]   # no decay on tau
+    assert [(p.lr_mult, p.decay_mult) for p in soft.param] == \
+        [(pytest.approx(TEMPERATURE_LR_MULT), 0)]   # no decay on tau
     assert [p.lr_mult for p in layers["conv1"].param] == [0, 0]
     assert [p.lr_mult for p in layers["conv1_scale"].param] == [0, 0]
     assert layers["conv1_bn"].batch_norm_param.use_global_stats
@@ -223,5 +225,5 @@ def test_learned_temperature_is_a_parameter_that_gets_a_gradient():
     net.forward()
     net.backward()
     (tau,) = net.params["motion/displacement"]
-    assert tau.data.tolist() == pytest.approx([0.05])
+    assert tau.data.tolist() == pytest.approx([TEMPERATURE])
     assert tau.diff[0] != 0 and np.isfinite(tau.diff[0])
