@@ -123,7 +123,8 @@ def stereo_pair(scale=8):
     from skimage import data
     left, right, disp = data.stereo_motorcycle()
     h, w = left.shape[0] // scale, left.shape[1] // scale
-    small = [cv2.resize(im[..., ::-1], (w, h), interpolation=cv2.INTER_AREA) for im in (left, right)]
+    small = [cv2.resize(im[..., ::-1], (w, h), interpolation=cv2.INTER_AREA)
+             for im in (left, right)]
     valid = np.isfinite(disp)
     d = np.where(valid, disp, 0).astype(np.float32)
     # Average disparity per output pixel over its valid input pixels.
