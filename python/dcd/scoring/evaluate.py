@@ -183,21 +183,6 @@ def _worker(cfg, gpu, tasks, results):
     results.put(("exit", None, None))
 
 
-def _unique(entries, log):
-    seen, out = {}, []
-    for e in entries:
-        if e.video_id in seen:
-            if seen[e.video_id] != e:
-                raise ValueError(f"video {e.video_id} is listed twice with different labels "
-                                 f"or frame counts")
-            continue
-        seen[e.video_id] = e
-        out.append(e)
-    if len(out) < len(entries):
-        log(f"note: {len(entries) - len(out)} repeated line(s) in the list are scored once")
-    return out
-
-
 def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=False,
              progress=True, log=None):
     """Score every listed video into `out` (npz). Resumable through `<out>.partial`.
@@ -206,10 +191,10 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
     the final file (for batches of work, and to test resuming).
     """
     from tqdm import tqdm
-    from dcd.data.filelists import read_file_list
+    from dcd.data.filelists import read_file_list, unique_entries
 
     log = log or (lambda m: print(m, file=sys.stderr))
-    entries = _unique(read_file_list(list_file), log)
+    entries = unique_entries(read_file_list(list_file), log)
     input_name, shape = deploy_input(cfg.net, cfg.input_blob)
     meta = {"format": "dcd-scores-1", "list_file": str(Path(list_file).resolve()),
             "list_sha1": entries_sha1(entries), "net": str(Path(cfg.net).resolve()),
