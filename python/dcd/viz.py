@@ -168,7 +168,7 @@ def _diff_image(diff, vmax):
 def figure5(frame_a, frame_b, out, disp=None, disp_label="displacement map (cost volume)",
             **disp_kwargs):
     """Write the Figure 5 panel to `out` (PNG); returns the arrays it shows."""
-    from dcd.scoring.metrics import pyplot, quiet_matplotlib
+    from dcd.plots import pyplot, quiet_matplotlib
 
     flow, flow_name = optical_flow(frame_a, frame_b)
     if disp is None:
