@@ -54,11 +54,8 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
                 weights=None, report=None):
     """Time one net in this process; calls report(batch, result) as each batch is done."""
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from dcd.scoring.evaluate import deploy_input, set_device
-    set_device(gpu)
-    net = caffe.Net(str(path), caffe.TEST, weights=str(weights)) if weights \
-        else caffe.Net(str(path), caffe.TEST)
+    from dcd.netio import deploy_input, open_net
+    net = open_net(path, weights, gpu)
     name, shape = deploy_input(path)
     found = disp_layers(net)
     if disp_layer and disp_layer not in net._layer_names:
