@@ -21,7 +21,6 @@ import numpy as np
 
 from dcd.paths import REPO_ROOT
 
-PAPER_TABLES = REPO_ROOT / "data" / "paper_tables.json"
 DEFAULT_NETS = [REPO_ROOT / "models" / "ucf101" / f"{n}_deploy.prototxt"
                 for n in ("static", "motion", "appchange", "full")]
 # Net file stem (without _deploy) -> Table 9 column.
@@ -145,9 +144,9 @@ def device_name(gpu):
         (f", {threads} threads" if threads else "") + ")"
 
 
-def paper_table9(path=PAPER_TABLES):
-    tables = json.loads(Path(path).read_text())["tables"]
-    return next(t for t in tables if t["number"] == 9)
+def paper_table9(path=None):
+    from dcd.report import PAPER_TABLES, load_tables
+    return load_tables(path or PAPER_TABLES)[9]
 
 
 def _fmt_ms(r):

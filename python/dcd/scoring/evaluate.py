@@ -17,7 +17,7 @@ import numpy as np
 from dcd.netio import deploy_input, open_net
 from dcd.scoring import protocol
 from dcd.scoring.readers import FrameReadError, open_reader
-from dcd.scoring.scorefile import (ScoreFileError, entries_sha1, file_sha1, open_partial,
+from dcd.scoring.scorefile import (FORMAT, ScoreFileError, entries_sha1, file_sha1, open_partial,
                                    partial_path, write_scores)
 
 
@@ -155,7 +155,7 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
     log = log or (lambda m: print(m, file=sys.stderr))
     entries = unique_entries(read_file_list(list_file), log)
     input_name, shape = deploy_input(cfg.net, cfg.input_blob)
-    meta = {"format": "dcd-scores-1", "list_file": str(Path(list_file).resolve()),
+    meta = {"format": FORMAT, "list_file": str(Path(list_file).resolve()),
             "list_sha1": entries_sha1(entries), "net": str(Path(cfg.net).resolve()),
             "net_sha1": file_sha1(cfg.net),
             "weights": str(Path(cfg.weights).resolve()) if cfg.weights else None,
