@@ -11,7 +11,6 @@ Each net is timed in a spawned child process: a net that cannot be
 reshaped to a larger batch (a Reshape layer with fixed dims) aborts inside
 Caffe (a CHECK failure), which would otherwise kill the whole tool.
 """
-import json
 import os
 import platform
 import time
