@@ -91,11 +91,8 @@ def load_deploy(deploy, weights=None, gpu=None):
     """A pycaffe TEST net from a deploy prototxt (and weights)."""
     import os
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from dcd.scoring.evaluate import set_device
-    set_device(gpu)
-    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights)) if weights \
-        else caffe.Net(str(deploy), caffe.TEST)
+    from dcd.netio import open_net
+    return open_net(deploy, weights, gpu)
 
 
 def net_displacement(net, frames, layer, input_blob=None):
@@ -185,7 +182,7 @@ def _diff_image(diff, vmax):
 def figure5(frame_a, frame_b, out, disp=None, disp_label="displacement map (cost volume)",
             **disp_kwargs):
     """Write the Figure 5 panel to `out` (PNG); returns the arrays it shows."""
-    from dcd.scoring.metrics import pyplot, quiet_matplotlib
+    from dcd.plots import pyplot, quiet_matplotlib
 
     flow, flow_name = optical_flow(frame_a, frame_b)
     if disp is None:

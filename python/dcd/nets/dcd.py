@@ -6,7 +6,7 @@ layers carry a prefix (`motion/`, `appchange/`; the static branch keeps TSN's
 plain names) so the full net holds the union of the branch nets' layers and
 can start from trained branches. Choices are in docs/ASSUMPTIONS.md "## Nets".
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import caffe
