@@ -1,6 +1,7 @@
 # DCD-Caffe front door; README.md explains each target.
 #   make          setup + CPU build (Caffe, the DCD layers, pycaffe)
 #   make test     build, then the layer gtests and the pytest suites
+#   make test-fast the same without the tests marked slow (demo, caffe train, BN-Inception nets)
 #   make demo     the end-to-end demo
 #   make cuda     the CUDA build (compiles and links without a GPU)
 SHELL := /bin/bash
@@ -15,12 +16,12 @@ PYTEST_ARGS ?=
 # tools/setup.sh flags; the tests also need the CUDA headers (nvcc check).
 SETUP_FLAGS ?=
 
-.PHONY: all setup build test test-layers test-python demo cuda clean help
+.PHONY: all setup build test test-fast test-layers test-python demo cuda clean help
 
 all: build
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@tools/setup.sh $(SETUP_FLAGS)
@@ -47,7 +48,9 @@ test-python: build
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test: test-layers test-python
-test test-layers test-python: SETUP_FLAGS = --cuda
+test-fast: PYTEST_ARGS += -m "not slow"
+test-fast: test-layers test-python
+test test-fast test-layers test-python: SETUP_FLAGS = --cuda
 
 demo: build
 	$(PY) tools/demo.py

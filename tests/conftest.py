@@ -1,5 +1,3 @@
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "python"))
+"""The project's package (`dcd`, installed editable into .venv by
+tools/setup.sh) and pycaffe (linked by tools/link_venv.sh) are imported
+as installed; test helper modules are on pytest.ini's pythonpath."""

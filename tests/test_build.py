@@ -60,6 +60,7 @@ def test_project_proto_block_is_in_caffe_pb2():
     assert max(f.number for f in upstream) < 1801
 
 
+@pytest.mark.slow
 def test_caffe_train_loss_falls(tmp_path):
     losses, test = run_smoke(tmp_path, iterations=60)
     assert len(losses) >= 10
@@ -91,6 +92,7 @@ def cached_downloads(tmp_path):
     return copy
 
 
+@pytest.mark.slow
 def test_checksum_mismatch_stops_and_moves_the_file_aside(tmp_path, cached_downloads):
     orig = next(cached_downloads.glob("*.orig.tar.gz"))
     with open(orig, "ab") as f:
@@ -104,6 +106,7 @@ def test_checksum_mismatch_stops_and_moves_the_file_aside(tmp_path, cached_downl
     assert not (build / "caffe-src").exists()
 
 
+@pytest.mark.slow
 def test_failed_download_stops_with_advice(tmp_path):
     downloads = tmp_path / "empty"
     build = tmp_path / "b"
@@ -118,6 +121,7 @@ def test_failed_download_stops_with_advice(tmp_path):
     assert not (build / "caffe-src").exists()
 
 
+@pytest.mark.slow
 def test_clean_checkout_configures_to_the_same_tree(tmp_path, cached_downloads):
     """What git tracks (plus new, non-ignored files) configures from scratch to a
     tree identical to this build's, and a stale or half-made tree is not reused."""

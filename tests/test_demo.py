@@ -5,6 +5,8 @@ import caffe  # noqa: F401  (built by `make`; missing is an error, not a skip)
 
 from dcd.demo import CHANCE, DemoConfig, run  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains three nets with caffe
+
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):

@@ -3,7 +3,6 @@ tools/make_models.py generates, every net runs forward and backward, the
 solvers follow the paper, and the UCF101 motion solver trains a few
 iterations with `caffe train` on a tiny generated data set."""
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "dcd" / "nets"))
 from nethelpers import forward_backward, random_bninception, unit_bn_stats  # noqa: E402
 from dcd.netio import load_net  # noqa: E402
 from dcd.nets.dcd import BRANCH_PREFIX, DATASETS, NETS, build  # noqa: E402
@@ -24,8 +22,13 @@ from dcd.nets.generate import model_paths, write_models  # noqa: E402
 MODELS = REPO / "models"
 ALL_NETS = [(d, c) for d in NETS for c in NETS[d]]
 PAPER_NETS = [(d, c) for d, c in ALL_NETS if d != "synthetic"]  # BN-Inception, the paper's
-IDS = [f"{d}-{c.name}" for d, c in ALL_NETS]
 PAPER_IDS = [f"{d}-{c.name}" for d, c in PAPER_NETS]
+# Running the BN-Inception nets is slow (`make test-fast` leaves them out); the demo's are not.
+RUN_NETS = [pytest.param(d, c, id=f"{d}-{c.name}",
+                         marks=[pytest.mark.slow] if d != "synthetic" else [])
+            for d, c in ALL_NETS]
+RUN_PAPER_NETS = [pytest.param(d, c, id=f"{d}-{c.name}", marks=pytest.mark.slow)
+                  for d, c in PAPER_NETS]
 SMALL_CROP = 64
 
 
@@ -68,7 +71,7 @@ def test_split_option_names_other_lists(tmp_path):
     assert solver.test_iter == [3734]
 
 
-@pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
+@pytest.mark.parametrize("dataset,cfg", RUN_NETS)
 def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
     """The train_val net with Input layers for VideoData (2 clips of 2
     segments, a 64 crop): the loss is the softmax loss of the branches'
@@ -96,7 +99,7 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
             assert np.abs(diff).sum() > 0, f"no gradient reaches {name}"
 
 
-@pytest.mark.parametrize("dataset,cfg", PAPER_NETS, ids=PAPER_IDS)
+@pytest.mark.parametrize("dataset,cfg", RUN_PAPER_NETS)
 def test_deploy_runs_forward(dataset, cfg, tmp_path):
     committed = parse(MODELS / dataset / f"{cfg.name}_deploy.prototxt")
     assert list(committed.layer[0].input_param.shape[0].dim) == cfg.input_shape(1, 224)
@@ -222,6 +225,7 @@ def tiny_repo(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_motion_solver_trains_with_caffe(tiny_repo, monkeypatch):
     monkeypatch.setenv("GLOG_minloglevel", "0")  # the losses are INFO lines
     from dcd.caffe_log import caffe_train, parse_test_outputs, parse_train_losses
@@ -237,6 +241,7 @@ def test_motion_solver_trains_with_caffe(tiny_repo, monkeypatch):
     assert (tiny_repo / "snapshots/ucf101_motion_split1_iter_3.caffemodel").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", ["flow", "appchange_tvl1warp"])
 def test_flow_solvers_train_with_caffe(tiny_repo, net, monkeypatch):
     """TSN's flow stream (FLOW) and the TV-L1 warping net (RGB_FLOW) read

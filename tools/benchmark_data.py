@@ -7,9 +7,7 @@ frames per CPU-second (per core)."""
 import argparse
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from dcd.paths import BUILD_DIR  # noqa: E402
 

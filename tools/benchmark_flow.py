@@ -7,9 +7,7 @@ pair on one core; the end-point error (EPE) of each setting against default
 TV-L1 says what the cheaper settings give up."""
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from dcd.data import flow, frames  # noqa: E402
 

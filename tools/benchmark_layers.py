@@ -10,9 +10,7 @@ import itertools
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402

@@ -22,7 +22,6 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from dcd.data import filelists  # noqa: E402
 from dcd.paths import REPO_ROOT  # noqa: E402

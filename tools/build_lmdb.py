@@ -18,9 +18,7 @@ video's frames and flow may share one LMDB (run the tool once per modality).
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from dcd.data import filelists, lmdb_store  # noqa: E402
 

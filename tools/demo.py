@@ -11,13 +11,11 @@ not held, plus a Figure-5 panel and a report. A rerun reuses finished steps.
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 # Idle OpenMP threads sleep instead of spinning against OpenBLAS's (the DCD
 # layers ran many times slower otherwise); set before Caffe loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from dcd.demo import NETS, DemoConfig, run  # noqa: E402
 

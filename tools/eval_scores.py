@@ -10,9 +10,7 @@ Score files of another class count, or that do not cover the same videos
 (another list or split), are refused, naming the videos and files."""
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 
 def main(argv=None):

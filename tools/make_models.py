@@ -13,7 +13,6 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "python"))
 
 
 def main(argv=None):

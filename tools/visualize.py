@@ -10,9 +10,7 @@ warped by the flow and by the displacement map, as one PNG.
   visualize.py --video frames/<video_id> --index 10 --out fig5.png"""
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 
 def main(argv=None):

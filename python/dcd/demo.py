@@ -15,11 +15,15 @@ from pathlib import Path
 
 from dcd.paths import REPO_ROOT
 
-NETS = ("static", "motion", "motion_frozen", "appchange", "appchange_rgbdiff", "full")
+NETS = ("static", "motion", "motion_frozen", "appchange", "appchange_rgbdiff", "full", "flow")
 BRANCH_LABELS = {"static": "static appearance", "motion": "apparent motion",
                  "motion_frozen": "apparent motion, conv1 frozen (static net's)",
                  "appchange": "appearance change (warped diff.)",
-                 "appchange_rgbdiff": "appearance change (RGB diff.)", "full": "joint model"}
+                 "appchange_rgbdiff": "appearance change (RGB diff.)", "full": "joint model",
+                 "flow": "optical flow (Farneback)"}
+# The demo's optical flow: Farneback, 1 ms per 64x64 pair here against 66 ms
+# for TV-L1's light preset (docs/DATA.md), so the flow rows fit the budget.
+FLOW_METHOD = "farneback"
 # Nets that start from another net's weights (caffe train --weights): the
 # frozen-conv1 motion net takes the static net's conv1 (+ BN, Scale).
 INIT_FROM = {"motion_frozen": "static"}
@@ -76,8 +80,9 @@ def _say(cfg, message):
 
 # ------------------------------------------------------------------- data
 
-def list_path(cfg, part):
-    return cfg.data / f"synthetic_{part}_split_1.txt"
+def list_path(cfg, part, modality="rgb"):
+    kind = "flow_" if modality == "flow" else ""
+    return cfg.data / f"synthetic_{kind}{part}_split_1.txt"
 
 
 def prepare_data(cfg):
@@ -107,7 +112,32 @@ def prepare_data(cfg):
         write_file_list(list_path(cfg, part), rows)
         entries += rows
     build_lmdb(frames, entries, cfg.data / "frames_lmdb", progress=cfg.progress)
+    prepare_flow(cfg, frames, splits, parts)
     return frames
+
+
+def prepare_flow(cfg, frames, splits, parts):
+    """Optical flow of every clip (FLOW_METHOD, on the stored frames, as
+    tools/extract_flow.py --from-frames), flow lists (pair counts) and the
+    flow in the frames' LMDB, reusing what exists."""
+    from dcd.data.filelists import build_file_lists, read_file_list, write_file_list
+    from dcd.data.flow import extract_all_flow, find_frame_folders, flow_method
+    from dcd.data.lmdb_store import build_lmdb
+
+    flow = cfg.data / "flow"
+    summary = extract_all_flow(find_frame_folders(frames), flow, from_frames=True, workers=2,
+                               progress=cfg.progress, method=flow_method(FLOW_METHOD))
+    if summary.failed:
+        raise RuntimeError(f"flow extraction failed for {len(summary.failed)} videos: "
+                           f"{summary.failed[:3]}")
+    ucf = cfg.data / "lists_ucf101_format"
+    build_file_lists("ucf101", flow, splits, ucf, splits=(1, 2), modality="flow")
+    entries = []
+    for part, source in parts.items():
+        rows = read_file_list(source.with_name(source.name.replace("ucf101_", "ucf101_flow_")))
+        write_file_list(list_path(cfg, part, "flow"), rows)
+        entries += rows
+    build_lmdb(flow, entries, cfg.data / "frames_lmdb", progress=cfg.progress, modality="flow")
 
 
 # ---------------------------------------------------------------- training
@@ -225,12 +255,13 @@ def score(cfg, net, weights):
     stamp = out.with_suffix(".weights")
     if out.exists() and stamp.exists() and stamp.read_text() == str(weights.stat().st_mtime_ns):
         return out
-    frames = get_config("synthetic", net).frames
+    net_cfg = get_config("synthetic", net)
     ecfg = EvalConfig(net=str(REPO_ROOT / "models" / "synthetic" / f"{net}_deploy.prototxt"),
                       weights=str(weights), root=str(cfg.data / "frames_lmdb"),
-                      num_snippets=cfg.num_snippets, new_length=frames, ten_crop=False,
+                      num_snippets=cfg.num_snippets, new_length=net_cfg.frames, ten_crop=False,
                       frame_size=(64, 64))
-    run_eval(list_path(cfg, "test"), ecfg, out, workers=cfg.jobs, restart=True,
+    modality = "flow" if net_cfg.modality == "FLOW" else "rgb"
+    run_eval(list_path(cfg, "test", modality), ecfg, out, workers=cfg.jobs, restart=True,
              progress=cfg.progress, log=lambda m: _say(cfg, m))
     stamp.write_text(str(weights.stat().st_mtime_ns))
     return out
@@ -247,6 +278,10 @@ TABLE = (  # label, score files fused with equal weights
     ("static + motion + RGB diff.", ("static", "motion", "appchange_rgbdiff")),
     ("all three fused", ("static", "motion", "appchange")),
     ("joint model (one net)", ("full",)),
+    ("optical flow", ("flow",)),
+    ("static + optical flow", ("static", "flow")),
+    ("static + optical flow + RGB diff.", ("static", "flow", "appchange_rgbdiff")),
+    ("static + optical flow + warped diff.", ("static", "flow", "appchange")),
 )
 CHANCE = 1 / 8
 
@@ -418,7 +453,9 @@ def figure(cfg, weights, net="full"):
 def report(cfg, scores, table_md, checks):
     from dcd.report import build_report
     from dcd.scoring.metrics import evaluate
-    mapping = {"T6/r4": ("static", "motion"), "T6/r5": ("static", "motion", "appchange_rgbdiff"),
+    mapping = {"T6/r1": ("static", "flow"), "T6/r2": ("static", "flow", "appchange_rgbdiff"),
+               "T6/r3": ("static", "flow", "appchange"),
+               "T6/r4": ("static", "motion"), "T6/r5": ("static", "motion", "appchange_rgbdiff"),
                "T6/r6": ("static", "motion", "appchange")}
     summaries = [(key, evaluate([scores[n] for n in nets]).summary(), "demo: " + "+".join(nets))
                  for key, nets in mapping.items() if all(n in scores for n in nets)]

@@ -7,7 +7,7 @@ import textwrap
 import lmdb
 import pytest
 from caffe.proto import caffe_pb2
-from datahelpers import REPO_ROOT, load_tool, write_jpeg_frames
+from datahelpers import load_tool, write_jpeg_frames
 
 from dcd.data import lmdb_store
 from dcd.data.filelists import VideoEntry
@@ -167,7 +167,6 @@ def test_build_killed_mid_video_loses_nothing_and_resumes(frames_root, tmp_path)
     db = tmp_path / "db"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        sys.path.insert(0, {str(REPO_ROOT / "python")!r})
         from dcd.data import lmdb_store
         from dcd.data.filelists import VideoEntry
         real_put, puts = lmdb_store._put_record, []
