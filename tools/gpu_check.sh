@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# The on-device checks of the CUDA build, in one script (README, "CUDA build").
+#
+#   tools/gpu_check.sh pack [--build build/cuda] [--bundle build/gpu_bundle]
+#       here, after `make cuda`: gathers what the GPU machine needs into one
+#       folder to carry: the caffe binary, the gtest binary, libcaffe and the
+#       shared libraries they use that such a machine lacks (stripped), the
+#       CUDA-build pycaffe, pycuda's sdist and wheels, a sample video, and
+#       build_info.json. CUDA's own libraries (cudart, cuBLAS, cuRAND, cuDNN,
+#       NCCL) are not packed: the run step finds NVIDIA's wheels there.
+#
+#   tools/gpu_check.sh run [--bundle build/gpu_bundle] [--out DIR] [--python PY]
+#                          [--pycaffe-python PY311] [--iter-size N]
+#       on a machine with a GPU: runs every check, each step's log and a
+#       step_NN_*.json under DIR (default: $OUT, else gpu_check_out), then
+#       summary.json and one line per step:
+#         1. the layer gtests, CPU and GPU (incl. GPU-vs-CPU parity), gtest JSON
+#         2. pycuda: built from the bundle, then tests/gpu (kernels against
+#            the numpy reference, each backward 50x bit-identical)
+#         3. the pycaffe GPU-vs-CPU parity test (needs --pycaffe-python: a
+#            Python 3.11 with numpy < 2 that imports the bundled pycaffe)
+#         4. Table 9 through `caffe time` (CUDA events), cuDNN on and off
+#            (engine CUDNN / CAFFE in the same build), and the layers at
+#            Table 9's size (C=64, 224x224, d=6, N=8)
+#         5. 20 iterations of `caffe train` of the UCF101 motion solver on
+#            generated frames (loss finite and falling), and with NCCL on all
+#            GPUs when there are several
+#       --python PY: the device's Python for steps 2, 4, 5 (default python3).
+#
+# Exit status: 0 when no step failed. Nothing in it reports a figure it did
+# not measure; a step that cannot run says why and counts as skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+cmd=${1:-}
+[[ -n "$cmd" ]] && shift
+build=build/cuda
+bundle=build/gpu_bundle
+out=${OUT:-gpu_check_out}
+py=python3
+pycaffe_py=""
+iter_size=4
+while (($#)); do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --bundle) bundle=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --python) py=$2; shift 2 ;;
+    --pycaffe-python) pycaffe_py=$2; shift 2 ;;
+    --iter-size) iter_size=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "gpu_check.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# ------------------------------------------------------------------- pack --
+# Libraries the GPU machine has itself or through NVIDIA's wheels: the C
+# runtime, the driver, and CUDA's libraries.
+system_lib() {
+  [[ "$1" =~ ^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\.|libgcc_s\.|libstdc\+\+\.|libcuda\.|libcudart\.|libcublas|libcurand\.|libcudnn|libnccl\.|libnvrtc|libnvJitLink) ]]
+}
+
+pack() {
+  local caffe_bin="$build/caffe/tools/caffe" testbin="$build/caffe/test/test.testbin"
+  [[ -x "$caffe_bin" && -x "$testbin" ]] || {
+    echo "gpu_check pack: no $caffe_bin or $testbin: run 'make cuda' first" >&2; exit 1; }
+  grep -q "^CPU_ONLY:BOOL=OFF" "$build/CMakeCache.txt" || {
+    echo "gpu_check pack: $build is not a CUDA build" >&2; exit 1; }
+  local partial="$bundle.partial"
+  rm -rf "$partial"
+  mkdir -p "$partial"/{bin,lib,python,wheels,data}
+  cp -L "$caffe_bin" "$testbin" "$partial/bin/"
+  # libcaffe and every library it or the binaries load that is not the
+  # machine's own (ldd resolves them here).
+  local libs
+  libs=$(ldd "$caffe_bin" "$testbin" "$build"/caffe/lib/_caffe.so 2>/dev/null \
+         | awk '/=>/ {print $1, $3}' | sort -u)
+  while read -r name path; do
+    [[ -z "$name" ]] && continue
+    system_lib "$name" && continue
+    [[ "$path" == "not" ]] && { echo "gpu_check pack: $name not found by ldd" >&2; exit 1; }
+    cp -L "$path" "$partial/lib/$name"
+  done <<< "$libs"
+  cp -rL "$build/caffe/python/caffe" "$partial/python/"
+  find "$partial/python" -name "*.pyc" -delete
+  strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
+  # pycuda for the device's Python (3.12 on this workplace's GPU machines).
+  local pyver=${GPU_PYTHON_VERSION:-3.12}
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-build-isolation --no-deps \
+    -d "$partial/wheels" pycuda==2026.1 >/dev/null
+  .venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: \
+    --python-version "$pyver" --implementation cp --platform manylinux_2_28_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$partial/wheels" -r tools/pycuda-requirements.txt >/dev/null
+  local video
+  video=$(.venv/bin/python -c "import sys; sys.path.insert(0, 'python')
+from dcd.data.video_net import sample_video_dir; print(sample_video_dir() / 'bikes.mp4')")
+  cp "$video" "$partial/data/"
+  .venv/bin/python -c "import json, sys; sys.path.insert(0, 'python')
+from dcd.buildinfo import build_info_from_cache
+info = build_info_from_cache('$build/CMakeCache.txt')
+info['build_dir'] = '$build'
+json.dump(info, open('$partial/build_info.json', 'w'), indent=2)"
+  rm -rf "$bundle"
+  mv "$partial" "$bundle"
+  echo "gpu_check pack: $bundle ($(du -sh "$bundle" | cut -f1); $(ls "$bundle/lib" | wc -l) libraries)"
+  du -sh "$bundle"/* | sed 's/^/  /'
+  echo "Carry it (and nothing else of build/) to the GPU machine, then run: tools/gpu_check.sh run"
+}
+
+# -------------------------------------------------------------------- run --
+step_no=0
+# record NAME STATUS SECONDS NOTE: one step_NN_NAME.json
+record() {
+  step_no=$((step_no + 1))
+  "$py" - "$out" "$step_no" "$@" <<'EOF'
+import json, sys
+out, no, name, status, seconds, note = sys.argv[1:7]
+with open(f"{out}/step_{int(no):02d}_{name}.json", "w") as f:
+    json.dump({"name": name, "status": status, "seconds": float(seconds), "note": note}, f)
+EOF
+  echo "[gpu_check] $1: $2 ($3 s) $4"
+}
+
+# run_step NAME NOTE COMMAND...: runs it with its output in NAME.log.
+run_step() {
+  local name=$1 note=$2; shift 2
+  local start=$SECONDS
+  echo "[gpu_check] $name: $*"
+  "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  tail -n 5 "$out/$name.log" | sed 's/^/    /'
+  if ((rc == 0)); then
+    record "$name" passed $((SECONDS - start)) "$note"
+  else
+    record "$name" failed $((SECONDS - start)) "exit $rc; $note (see $name.log)"
+  fi
+}
+
+run() {
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  bundle=$(cd "$bundle" 2>/dev/null && pwd) || {
+    echo "gpu_check run: no bundle at $bundle (tools/gpu_check.sh pack makes it)" >&2; exit 1; }
+  command -v "$py" >/dev/null || { echo "gpu_check run: no $py" >&2; exit 1; }
+  local start=$SECONDS
+  # CUDA's libraries from the machine's NVIDIA wheels and toolkit.
+  local wheel_libs
+  wheel_libs=$("$py" -c "import glob, nvidia, os
+print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
+                       for p in glob.glob(os.path.join(d, '*', 'lib', 'lib*.so*'))})))" 2>/dev/null)
+  export LD_LIBRARY_PATH="$bundle/lib:${wheel_libs}:${CUDA_HOME:-/usr/local/cuda}/lib64:${LD_LIBRARY_PATH:-}"
+  export PYTHONPATH="$REPO/python:${PYTHONPATH:-}"
+  export DCD_CAFFE_BIN="$bundle/bin/caffe" DCD_SAMPLE_VIDEO="$bundle/data/bikes.mp4"
+  export PYTHONUNBUFFERED=1
+  { nvidia-smi || true; echo; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; echo;
+    ldd "$bundle/bin/caffe"; } > "$out/environment.log" 2>&1
+  if grep -q "not found" <(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" 2>&1); then
+    record environment failed $((SECONDS - start)) \
+      "libraries not found: $(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" | grep 'not found' | awk '{print $1}' | sort -u | tr '\n' ' ')"
+  else
+    record environment passed $((SECONDS - start)) "$(nvidia-smi -L 2>/dev/null | head -1)"
+  fi
+  local ngpu
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
+
+  # 1. gtests (CPU and GPU variants, the GPU-vs-CPU parity test).
+  run_step gtests "$(basename "$bundle")/bin/test.testbin" \
+    "$bundle/bin/test.testbin" --gtest_output="json:$out/gtests.json"
+
+  # 2. pycuda kernels.
+  start=$SECONDS
+  if tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$out/pycuda_install.log" 2>&1; then
+    record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$out/pycuda_install.log")"
+    run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
+      "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$out/pycuda_tests.xml"
+  else
+    record pycuda_install failed $((SECONDS - start)) "see pycuda_install.log"
+  fi
+
+  # 3. pycaffe parity (a Python that imports the bundled pycaffe).
+  if [[ -n "$pycaffe_py" ]]; then
+    PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
+      "tests/test_dcd_layers_pycaffe.py -k gpu" \
+      "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
+  else
+    record pycaffe_parity skipped 0 \
+      "needs --pycaffe-python (Python 3.11, numpy < 2, scikit-image, protobuf 4.21); the gtest DcdGpuParityTest checks the same in C++"
+  fi
+
+  # 4. benchmarks: Table 9 with and without cuDNN, the layers at 224x224.
+  local engine tag
+  for engine in default CAFFE; do
+    tag=$([[ $engine == CAFFE ]] && echo nocudnn || echo cudnn)
+    run_step "table9_$tag" "caffe time, engine $engine" \
+      "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters 20 \
+      --batch-sizes 1 8 --no-progress --json "$out/table9_$tag.json"
+  done
+  run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
+    "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$out/layers_224.json"
+
+  # 5. caffe train, one GPU and, with several, all of them through NCCL.
+  run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
+    "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$out" --gpu 0 \
+    --iter-size "$iter_size"
+  if ((ngpu > 1)); then
+    run_step train_gpu_all "motion solver, NCCL on $ngpu GPUs" \
+      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$out" --gpu all \
+      --iter-size "$iter_size"
+  else
+    record train_gpu_all skipped 0 "one GPU: NCCL needs several"
+  fi
+
+  "$py" -m dcd.gpu_check summary --out "$out"
+}
+
+case "$cmd" in
+  pack) pack ;;
+  run) run ;;
+  -h|--help|"") usage; [[ -n "$cmd" ]] ;;
+  *) echo "gpu_check.sh: unknown command '$cmd' (pack or run; try --help)" >&2; exit 2 ;;
+esac
