@@ -2,6 +2,8 @@
 through pycaffe and NetSpec, against the numpy reference: values and
 gradients of conv features -> cost volume -> displacement -> warp -> warped
 difference."""
+import os
+
 import caffe
 import numpy as np
 import pytest
@@ -110,6 +112,8 @@ def test_gpu_matches_cpu():
     Needs a CUDA build of pycaffe and a GPU (tools/gpu_check.sh runs it)."""
     from dcd.buildinfo import pycaffe_gpu_unavailable_reason
     reason = pycaffe_gpu_unavailable_reason()
+    if reason and os.environ.get("DCD_REQUIRE_GPU"):  # set by tools/gpu_check.sh
+        pytest.fail(reason)
     if reason:
         pytest.skip(reason)
     rng = np.random.default_rng(5)

@@ -10,7 +10,7 @@
 #       NCCL) are not packed: the run step finds NVIDIA's wheels there.
 #
 #   tools/gpu_check.sh run [--bundle build/gpu_bundle] [--out DIR] [--python PY]
-#                          [--pycaffe-python PY311] [--iter-size N]
+#                          [--pycaffe-python PY311] [--iter-size N] [--only LIST]
 #       on a machine with a GPU: runs every check, each step's log and a
 #       step_NN_*.json under DIR (default: $OUT, else gpu_check_out), then
 #       summary.json and one line per step:
@@ -26,6 +26,8 @@
 #            generated frames (loss finite and falling), and with NCCL on all
 #            GPUs when there are several
 #       --python PY: the device's Python for steps 2, 4, 5 (default python3).
+#       --only LIST: some of gtests,pycuda,parity,bench,train (default: all),
+#       to rerun part of the checks within a device session's time.
 #
 # Exit status: 0 when no step failed. Nothing in it reports a figure it did
 # not measure; a step that cannot run says why and counts as skipped.
@@ -33,7 +35,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -42,6 +44,7 @@ out=${OUT:-gpu_check_out}
 py=python3
 pycaffe_py=""
 iter_size=4
+only=gtests,pycuda,parity,bench,train
 while (($#)); do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -50,6 +53,7 @@ while (($#)); do
     --python) py=$2; shift 2 ;;
     --pycaffe-python) pycaffe_py=$2; shift 2 ;;
     --iter-size) iter_size=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "gpu_check.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -139,6 +143,8 @@ run_step() {
   fi
 }
 
+wanted() { [[ ",$only," == *",$1,"* ]]; }
+
 run() {
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
@@ -154,7 +160,7 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   export LD_LIBRARY_PATH="$bundle/lib:${wheel_libs}:${CUDA_HOME:-/usr/local/cuda}/lib64:${LD_LIBRARY_PATH:-}"
   export PYTHONPATH="$REPO/python:${PYTHONPATH:-}"
   export DCD_CAFFE_BIN="$bundle/bin/caffe" DCD_SAMPLE_VIDEO="$bundle/data/bikes.mp4"
-  export PYTHONUNBUFFERED=1
+  export PYTHONUNBUFFERED=1 DCD_REQUIRE_GPU=1
   { nvidia-smi || true; echo; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; echo;
     ldd "$bundle/bin/caffe"; } > "$out/environment.log" 2>&1
   if grep -q "not found" <(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" 2>&1); then
@@ -167,12 +173,14 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   ngpu=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
 
   # 1. gtests (CPU and GPU variants, the GPU-vs-CPU parity test).
-  run_step gtests "$(basename "$bundle")/bin/test.testbin" \
+  wanted gtests && run_step gtests "$(basename "$bundle")/bin/test.testbin" \
     "$bundle/bin/test.testbin" --gtest_output="json:$out/gtests.json"
 
   # 2. pycuda kernels.
   start=$SECONDS
-  if tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$out/pycuda_install.log" 2>&1; then
+  if ! wanted pycuda; then
+    :
+  elif tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$out/pycuda_install.log" 2>&1; then
     record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$out/pycuda_install.log")"
     run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
       "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$out/pycuda_tests.xml"
@@ -181,7 +189,9 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   fi
 
   # 3. pycaffe parity (a Python that imports the bundled pycaffe).
-  if [[ -n "$pycaffe_py" ]]; then
+  if ! wanted parity; then
+    :
+  elif [[ -n "$pycaffe_py" ]]; then
     PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
       "tests/test_dcd_layers_pycaffe.py -k gpu" \
       "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
@@ -192,20 +202,22 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
 
   # 4. benchmarks: Table 9 with and without cuDNN, the layers at 224x224.
   local engine tag
-  for engine in default CAFFE; do
+  wanted bench && for engine in default CAFFE; do
     tag=$([[ $engine == CAFFE ]] && echo nocudnn || echo cudnn)
     run_step "table9_$tag" "caffe time, engine $engine" \
       "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters 20 \
       --batch-sizes 1 8 --no-progress --json "$out/table9_$tag.json"
   done
-  run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
+  wanted bench && run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
     "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$out/layers_224.json"
 
   # 5. caffe train, one GPU and, with several, all of them through NCCL.
-  run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
+  wanted train && run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
     "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$out" --gpu 0 \
     --iter-size "$iter_size"
-  if ((ngpu > 1)); then
+  if ! wanted train; then
+    :
+  elif ((ngpu > 1)); then
     run_step train_gpu_all "motion solver, NCCL on $ngpu GPUs" \
       "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$out" --gpu all \
       --iter-size "$iter_size"

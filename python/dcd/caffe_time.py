@@ -119,7 +119,9 @@ def run_caffe_time(caffe_bin, model_text, gpu=None, iterations=20):
         os.unlink(f.name)
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise RuntimeError(f"caffe time failed (exit {proc.returncode}):\n{log[-3000:]}")
+        fatal = [x for x in log.splitlines() if x.startswith("F") or "Check failed" in x]
+        why = fatal[0].split("] ", 1)[-1] if fatal else "see the log below"
+        raise RuntimeError(f"caffe time failed (exit {proc.returncode}): {why}\n{log[-3000:]}")
     return parse_caffe_time(log)
 
 

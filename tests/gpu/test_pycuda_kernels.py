@@ -13,6 +13,9 @@ from dcd import gpu_kernels
 from dcd import reference as ref
 
 _reason = gpu_kernels.gpu_unavailable_reason()
+if _reason and os.environ.get("DCD_REQUIRE_GPU"):
+    # tools/gpu_check.sh sets it: on the GPU machine a skip would hide a failure.
+    raise RuntimeError(f"GPU kernel tests cannot run (DCD_REQUIRE_GPU is set): {_reason}")
 if _reason:
     pytest.skip(f"GPU kernel tests: {_reason}", allow_module_level=True)
 
