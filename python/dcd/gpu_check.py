@@ -51,8 +51,9 @@ def make_train_data(root, classes=8, per_class=2, frames=8, seed=0):
 def check_solver(solver, data_root, list_file, out_dir, iters=20, iter_size=4, cpu=False):
     """The solver and its train_val with the data layers on `list_file`
     (FOLDER backend), `iters` iterations, every loss printed, no snapshots or
-    tests; returns the new solver's path. Everything else (net, lr, momentum,
-    clipping) stays as generated."""
+    tests, BatchNorm on batch statistics (random weights); returns the new
+    solver's path. Everything else (net, lr, momentum, clipping) stays as
+    generated."""
     solver = Path(solver)
     text = solver.read_text()
     net = REPO_ROOT / re.search(r'^net: "([^"]+)"', text, re.M).group(1)
@@ -60,6 +61,10 @@ def check_solver(solver, data_root, list_file, out_dir, iters=20, iter_size=4, c
     net_text = re.sub(r'source: "[^"]*"', f'source: "{list_file}"', net_text)
     net_text = re.sub(r'root_folder: "[^"]*"', f'root_folder: "{data_root}/"', net_text)
     net_text = net_text.replace("backend: LMDB", "backend: FOLDER")
+    # Partial BN freezes BatchNorm at ImageNet statistics (tools/init_weights.py);
+    # from random weights those are zero and the loss is NaN at once, so the
+    # check normalises with batch statistics.
+    net_text = net_text.replace("use_global_stats: true", "use_global_stats: false")
     out_dir = Path(out_dir)
     out_net = out_dir / net.name
     out_net.write_text(net_text)

@@ -36,6 +36,9 @@ def test_check_solver_keeps_the_recipe_and_swaps_the_data(tmp_path):
         assert getattr(solver, field) == getattr(original, field), field
     net = caffe_pb2.NetParameter()
     text_format.Parse(open(solver.net).read(), net)
+    bn = [layer.batch_norm_param.use_global_stats for layer in net.layer
+          if layer.type == "BatchNorm"]
+    assert bn and not any(bn)
     data = [layer for layer in net.layer if layer.type == "VideoData"]
     assert len(data) == 2
     for layer in data:
