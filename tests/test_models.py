@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe
+import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "dcd" / "nets"))
-from nethelpers import forward_backward, load, random_bninception, unit_bn_stats  # noqa: E402
+from nethelpers import forward_backward, random_bninception, unit_bn_stats  # noqa: E402
+from dcd.netio import load_net  # noqa: E402
 from dcd.nets.dcd import DATASETS, NETS, build  # noqa: E402
 from dcd.nets.generate import model_paths, write_models  # noqa: E402
 
@@ -73,8 +74,7 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
     crop): finite loss, gradients reaching the shared and branch conv1."""
     ds = DATASETS[dataset]
     crop = SMALL_CROP if dataset != "synthetic" else ds.crop
-    net = load(build(cfg, dataset, "test", crop=crop, segments=2, batch_size=1),
-               caffe.TRAIN, tmp_path)
+    net = load_net(build(cfg, dataset, "test", crop=crop, segments=2, batch_size=1), caffe.TRAIN)
     unit_bn_stats(net)
     out = forward_backward(net)
     assert np.isfinite(out["loss"]) and out["loss"] > 0
@@ -93,7 +93,7 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
 def test_deploy_runs_forward(dataset, cfg, tmp_path):
     committed = parse(MODELS / dataset / f"{cfg.name}_deploy.prototxt")
     assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 224, 224]
-    net = load(build(cfg, dataset, "deploy", crop=SMALL_CROP), caffe.TEST, tmp_path)
+    net = load_net(build(cfg, dataset, "deploy", crop=SMALL_CROP), caffe.TEST)
     unit_bn_stats(net)
     net.blobs["data"].data[...] = np.random.default_rng(0).normal(0, 50, net.blobs["data"].data.shape)
     assert len(net.outputs) == 1, net.outputs
@@ -106,9 +106,11 @@ def test_deploy_runs_forward(dataset, cfg, tmp_path):
 def test_solver_follows_the_paper(dataset, cfg):
     s = parse(MODELS / dataset / f"{cfg.name}_solver.prototxt")
     assert s.net == model_paths(dataset, cfg.name)["train_val"]
-    got = (s.momentum, s.clip_gradients, s.gamma, s.weight_decay)
-    assert got == pytest.approx((0.9, 20, 0.1, 5e-4))  # float32 fields
+    got = (s.momentum, s.gamma, s.weight_decay)
+    assert got == pytest.approx((0.9, 0.1, 5e-4))  # float32 fields
     assert s.iter_size * cfg.batch_size == 256
+    # 20 on the 256-clip batch's gradient: Caffe clips the sum over iter_size passes
+    assert s.clip_gradients == pytest.approx(20 * s.iter_size)
     assert s.snapshot_prefix.startswith("snapshots/")
     if dataset == "kinetics":
         want = (0.01, "step", 40000, [], 110000)
@@ -216,6 +218,59 @@ def test_missing_list_is_named(tiny_repo, tmp_path):
         moved.rename(lists)
 
 
+@pytest.mark.slow
+def test_clipping_with_the_shipped_motion_solver(tiny_repo, tmp_path):
+    """The shipped UCF101 motion solver's settings (iter_size 32, clip 640)
+    against the first release's clip 20, on the CPU copy (batch 1 at a 64
+    crop, so 32 passes per update), two updates each from the same weights
+    and data: how often and how hard Caffe clips, read from its log."""
+    from dcd.caffe_log import caffe_train, parse_clipping, parse_train_losses
+    shipped = parse(MODELS / "ucf101/motion_solver.prototxt")
+    assert (shipped.iter_size, shipped.clip_gradients) == (32, 640)
+    fired = {}
+    for clip in (20, shipped.clip_gradients):
+        s = parse(tiny_repo / "models/ucf101/motion_solver.prototxt")
+        s.iter_size, s.clip_gradients, s.test_interval = shipped.iter_size, clip, 1000
+        s.max_iter, s.random_seed = 2, 3
+        path = tiny_repo / f"models/ucf101/motion_clip{clip:g}_solver.prototxt"
+        path.write_text(str(s))
+        log = caffe_train(str(path.relative_to(tiny_repo)), tmp_path / f"clip{clip:g}.log",
+                          ["--weights=motion_init.caffemodel"], cwd=tiny_repo)
+        assert [it for it, _ in parse_train_losses(log)] == [0, 1, 2]
+        fired[clip] = parse_clipping(log)
+        print(f"\nclip_gradients {clip:g}: clipped {len(fired[clip])} of {s.max_iter} updates; "
+              f"(L2 norm of the summed gradient, scale factor): "
+              f"{[(round(n, 1), round(f, 5)) for n, _, f in fired[clip]]}")
+    old, new = fired[20], fired[shipped.clip_gradients]
+    assert len(old) == 2 and all(t == 20 for _, t, _ in old)  # every update shrunk
+    assert all(t == 640 for _, t, _ in new)
+    # Same weights and data: the first update has the same gradient; the new
+    # threshold bounds the batch gradient at 20, the old one at 20 / 32.
+    norm0 = old[0][0]
+    new_scale = new[0][2] if new and new[0][0] == pytest.approx(norm0, rel=1e-3) else 1.0
+    assert new_scale == pytest.approx(min(1.0, 32 * old[0][2]), rel=1e-3)
+
+
+def test_fresh_clone_without_data_names_the_missing_list(tmp_path):
+    """The committed BN-Inception motion net, CPU copy of its solver, no
+    data: caffe stops at the data layer naming the list."""
+    from dcd.caffe_log import caffe_train
+    (tmp_path / "models/ucf101").mkdir(parents=True)
+    (tmp_path / "snapshots").mkdir()
+    net = "models/ucf101/motion_train_val.prototxt"
+    (tmp_path / net).write_text((MODELS / "ucf101/motion_train_val.prototxt").read_text())
+    s = parse(MODELS / "ucf101/motion_solver.prototxt")
+    s.solver_mode = caffe_pb2.SolverParameter.CPU
+    (tmp_path / "models/ucf101/motion_cpu_solver.prototxt").write_text(str(s))
+    with pytest.raises(RuntimeError, match="cannot open list data/ucf101/ucf101_train_split_1.txt"):
+        caffe_train("models/ucf101/motion_cpu_solver.prototxt", tmp_path / "fail.log",
+                    cwd=tmp_path)
+
+
+def test_snapshots_folder_is_in_the_repository():
+    assert (REPO / "snapshots").is_dir() and (REPO / "snapshots/.gitignore").is_file()
+
+
 def test_readme_sizes_are_current():
     from dcd.nets.stats import STATS_BEGIN, STATS_END, all_stats, stats_markdown, trunk_stats
     text = (MODELS / "README.md").read_text()
@@ -228,7 +283,7 @@ def test_demo_nets_deploy_and_solver(cfg, tmp_path):
     """models/synthetic: the small-trunk nets of `make demo`."""
     committed = parse(MODELS / "synthetic" / f"{cfg.name}_deploy.prototxt")
     assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 56, 56]
-    net = load(build(cfg, "synthetic", "deploy"), caffe.TEST, tmp_path)
+    net = load_net(build(cfg, "synthetic", "deploy"), caffe.TEST)
     assert net.forward()[net.outputs[0]].shape == (1, 8)
     s = parse(MODELS / "synthetic" / f"{cfg.name}_solver.prototxt")
     assert (s.solver_mode, s.iter_size, s.max_iter) == (s.CPU, 1, 400)

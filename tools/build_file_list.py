@@ -9,9 +9,13 @@ Outputs <out>/<dataset>_train_split_<k>.txt and <dataset>_val_split_<k>.txt.
   kinetics  *.csv with columns label,youtube_id,time_start,time_end,split
             (video_id = <youtube_id>_<start:06d>_<end:06d>; one split, written as 1)
 Videos in a split but not on disk are left out and listed on stderr, as are
-frame folders that no split mentions.
+frame folders that no split mentions. With --modality flow, --frames is a flow
+root (tools/extract_flow.py), num_frames counts flow_x_*.jpg files (flow
+pairs, as TSN counts them) and the lists are <dataset>_flow_{train,val}_split_<k>.txt.
 
   tools/build_file_list.py --dataset ucf101 --frames data/ucf101/frames \\
+      --splits-dir ucfTrainTestlist
+  tools/build_file_list.py --dataset ucf101 --modality flow --frames data/ucf101/flow \\
       --splits-dir ucfTrainTestlist
 """
 import argparse
@@ -28,7 +32,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=filelists.DATASETS)
-    parser.add_argument("--frames", required=True, help="frames root (<frames>/<video_id>/img_*.jpg)")
+    parser.add_argument("--frames", required=True,
+                        help="frames root (<frames>/<video_id>/img_*.jpg), or with --modality "
+                             "flow the flow root (<flow>/<video_id>/flow_x_*.jpg)")
+    parser.add_argument("--modality", choices=filelists.MODALITIES, default="rgb",
+                        help="what num_frames counts: img_*.jpg or flow_x_*.jpg files "
+                             "(default: %(default)s)")
     parser.add_argument("--splits-dir", required=True, help="the dataset's split/annotation files")
     parser.add_argument("--out", help="output folder (default: <repo>/data/<dataset>)")
     parser.add_argument("--split", type=int, nargs="+", metavar="K",
@@ -38,7 +47,8 @@ def main(argv=None):
     out = Path(args.out) if args.out else REPO_ROOT / "data" / args.dataset
     try:
         report = filelists.build_file_lists(args.dataset, args.frames, args.splits_dir, out,
-                                            splits=tuple(args.split) if args.split else None)
+                                            splits=tuple(args.split) if args.split else None,
+                                            modality=args.modality)
     except (filelists.FileListError, FileNotFoundError) as exc:
         print(f"build_file_list: error: {exc}", file=sys.stderr)
         return 2

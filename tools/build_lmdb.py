@@ -4,10 +4,16 @@
 Keys (see docs/DATA.md): "<video_id>/img_00001.jpg" ... -> Datum(encoded JPEG,
 label), and "__video__/<video_id>" -> frame count, written last in the same
 transaction as the video's frames. Resumable: complete videos are skipped, and
-nothing written is lost if the build is interrupted.
+nothing written is lost if the build is interrupted. --modality flow stores
+tools/extract_flow.py's JPEGs instead: "<video_id>/flow_x_00001.jpg",
+"<video_id>/flow_y_00001.jpg", ... and "__flow__/<video_id>" -> pair count; a
+video's frames and flow may share one LMDB (run the tool once per modality).
 
   tools/build_lmdb.py --frames data/ucf101/frames \\
       --list data/ucf101/ucf101_train_split_1.txt data/ucf101/ucf101_val_split_1.txt \\
+      --out data/ucf101/frames_lmdb
+  tools/build_lmdb.py --modality flow --frames data/ucf101/flow \\
+      --list data/ucf101/ucf101_flow_train_split_1.txt data/ucf101/ucf101_flow_val_split_1.txt \\
       --out data/ucf101/frames_lmdb
 """
 import argparse
@@ -22,7 +28,12 @@ from dcd.data import filelists, lmdb_store  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", required=True, help="frames root (<frames>/<video_id>/img_*.jpg)")
+    parser.add_argument("--frames", required=True,
+                        help="frames root (<frames>/<video_id>/img_*.jpg), or with --modality "
+                             "flow the flow root (<flow>/<video_id>/flow_[xy]_*.jpg)")
+    parser.add_argument("--modality", choices=lmdb_store.MODALITIES, default="rgb",
+                        help="what to store; the list's counts are frames (rgb) or flow pairs "
+                             "(flow, build_file_list.py --modality flow) (default: %(default)s)")
     parser.add_argument("--list", required=True, nargs="+", dest="lists", metavar="LIST",
                         help="file list(s): 'video_id num_frames label' per line")
     parser.add_argument("--out", required=True, help="the LMDB folder (created or resumed)")
@@ -43,7 +54,7 @@ def main(argv=None):
         report = lmdb_store.build_lmdb(
             args.frames, entries, args.out, verify=args.verify, skip_bad=args.skip_bad,
             decode_check=args.decode_check, map_size=int(args.map_size_gb * 2**30),
-            progress=not args.no_progress)
+            progress=not args.no_progress, modality=args.modality)
     except (filelists.FileListError, RuntimeError,  # bad frames, failed read-backs
             ValueError, FileNotFoundError) as exc:
         print(f"build_lmdb: error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Check that a solver's net, file lists, LMDB/frames and weights exist
-before `caffe train` (run from the repository root)."""
+before `caffe train` (run from the repository root), and warn about settings
+that train differently from the paper (clip_gradients not 20 x iter_size)."""
 import argparse
 import os
 import sys
@@ -17,7 +18,10 @@ def main(argv=None):
     parser.add_argument("--weights", default="", help="comma-separated caffemodels, as caffe takes them")
     parser.add_argument("--root", type=Path, default=Path("."), help="paths are relative to this")
     args = parser.parse_args(argv)
-    from dcd.nets.preflight import check_solver
+    from dcd.nets.preflight import check_solver, solver_warnings
+    if args.solver.is_file():
+        for line in solver_warnings(args.solver):
+            print(f"warning: {line}", file=sys.stderr)
     try:
         needs = check_solver(args.solver, args.root, [w for w in args.weights.split(",") if w])
     except FileNotFoundError as err:

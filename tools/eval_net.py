@@ -5,10 +5,17 @@ with --new_length L), 10 crops (4 corners, centre, mirrors) from 340x256
 frames or one centre crop (--center_crop), BGR means 104,117,123. Raw scores
 (snippets x crops x classes) go to an npz score file for tools/eval_scores.py.
 
-The deploy net's input blob gives crop size and layout: N x 3 x H x W
+The deploy net's input blob gives crop size, layout and modality: N x 3 x H x W
 ("snippet" layout, the L frames of a sample on L consecutive rows, N a
-multiple of L), or N x 3L x H x W ("stacked", frames along the channels).
-Interrupted runs continue from OUT.partial when run again."""
+multiple of L), N x 3L x H x W ("stacked", frames along the channels),
+N x 2L x H x W (TSN's flow stream: L stacked flow_x/flow_y pairs of
+tools/extract_flow.py, mean 128, x inverted in mirrored crops; the list
+counts flow pairs), or N x 5 x H x W (RGB frames with their TV-L1 flow, the
+TV-L1 warping net). Interrupted runs continue from OUT.partial when run again.
+
+  tools/eval_net.py models/ucf101/flow_deploy.prototxt snapshots/ucf101_flow_split1_iter_20000.caffemodel \
+      --list data/ucf101/ucf101_flow_val_split_1.txt --root data/ucf101/frames_lmdb --new_length 5 \
+      --out results/ucf101_flow_split1.npz --gpus 0"""
 import argparse
 import os
 import sys
@@ -25,7 +32,13 @@ def main(argv=None):
     p.add_argument("weights", nargs="?", help="caffemodel (omit: random initialisation)")
     p.add_argument("--list", required=True, help="file list: video_id num_frames label")
     p.add_argument("--root", required=True,
-                   help="frame folder tree (<root>/<video_id>/img_00001.jpg) or LMDB")
+                   help="frame (or flow) folder tree (<root>/<video_id>/img_00001.jpg) or LMDB")
+    p.add_argument("--modality", choices=("auto", "rgb", "flow", "rgb_flow"), default="auto",
+                   help="what the net reads (default: told by its input blob)")
+    p.add_argument("--flow_root", "--flow-root",
+                   help="rgb_flow: the flow folder tree or LMDB, if not --root")
+    p.add_argument("--flow_bound", "--flow-bound", type=float, default=20.0,
+                   help="rgb_flow: extract_flow.py's --bound (default: %(default)s px)")
     p.add_argument("--backend", choices=("auto", "folder", "lmdb"), default="auto")
     p.add_argument("--out", required=True, help="score file to write (.npz)")
     p.add_argument("--num_snippets", "--num-snippets", type=int, default=25)
@@ -49,7 +62,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from dcd.scoring.evaluate import EvalConfig, run_eval
-    from dcd.scoring.scorefile import ScoreFileError
+    from dcd.scoring.readers import FrameReadError
+    from dcd.scoring.scorefile import ScoreFileError, partial_path
 
     if Path(args.out).exists() and not args.overwrite:
         print(f"{args.out} exists (complete); pass --overwrite to score again", file=sys.stderr)
@@ -57,10 +71,16 @@ def main(argv=None):
     cfg = EvalConfig(net=args.net, weights=args.weights, root=args.root, backend=args.backend,
                      num_snippets=args.num_snippets, new_length=args.new_length,
                      ten_crop=not args.center_crop, frame_size=tuple(args.frame_size),
-                     score_blob=args.score_blob, input_blob=args.input_blob)
+                     score_blob=args.score_blob, input_blob=args.input_blob,
+                     modality=None if args.modality == "auto" else args.modality,
+                     flow_root=args.flow_root, flow_bound=args.flow_bound)
     try:
         s = run_eval(args.list, cfg, args.out, workers=args.workers, gpus=args.gpus,
                      limit=args.limit, restart=args.restart, progress=not args.no_progress)
+    except FrameReadError as exc:
+        print(f"error: {exc}; the videos scored so far are kept in {partial_path(args.out)} "
+              "(fix the frames, then run again to continue)", file=sys.stderr)
+        return 2
     except (ScoreFileError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -63,6 +63,12 @@ stamp=.venv/.dcd-requirements-$flavour
 want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
   echo "setup: installing Python requirements (${reqs[*]}) into .venv"
+  # The contrib wheel replaces opencv-python-headless (both install cv2/);
+  # keeping both lets one's uninstall break the other.
+  if .venv/bin/python -m pip show -q opencv-python-headless >/dev/null 2>&1; then
+    # Both go, so the requirements install contrib's cv2/ afresh.
+    .venv/bin/python -m pip uninstall -y -q opencv-python-headless opencv-contrib-python-headless
+  fi
   pip_args=(--disable-pip-version-check -q)
   for r in "${reqs[@]}"; do pip_args+=(-r "$r"); done
   if ! .venv/bin/python -m pip install "${pip_args[@]}" >.venv/pip-install.log 2>&1; then

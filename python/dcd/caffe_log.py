@@ -10,6 +10,15 @@ _TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+0-9.eE]+|n
 # "    Test net output #0: accuracy = 0.95"
 _TEST_OUTPUT = re.compile(r"Iteration (\d+), Testing net|Test net output #\d+: (\S+) = ([-+0-9.eE]+|nan|inf)")
 
+# SGDSolver::ClipGradients: "Gradient clipping: scaling down gradients (L2 norm 45.1 > 20) by scale factor 0.44"
+_CLIP = re.compile(r"Gradient clipping: scaling down gradients \(L2 norm ([-+0-9.eE]+) > "
+                   r"([-+0-9.eE]+)\) by scale factor ([-+0-9.eE]+)")
+
+
+def parse_clipping(log_text):
+    """[(L2 norm, threshold, scale factor)], one per update that Caffe clipped."""
+    return [tuple(float(g) for g in m.groups()) for m in _CLIP.finditer(log_text)]
+
 
 def parse_train_losses(log_text):
     """[(iteration, loss)] from a `caffe train` log, in log order."""

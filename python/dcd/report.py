@@ -52,23 +52,35 @@ def resolve_key(tables, key):
 
 
 def collect(tables, summaries):
-    """{(table, row id, column): (value in %, source)} from (key or None, summary, source)."""
-    measured = {}
+    """{(table, row id, column): (value in %, source)} from (key or None,
+    summary, source). A table averaged over splits (Table 7) takes one
+    summary per split for a key and reports their mean; elsewhere a key
+    given twice is an error."""
+    values = {}
     for key, summary, source in summaries:
         key = key or summary.get("paper_ref")
         if not key:
             raise ReportError(f"{source}: no paper reference (pass KEY=FILE or "
                               "eval_scores.py --paper_ref)")
         number, row, column = resolve_key(tables, key)
-        metric = tables[number]["values"][column]["metric"]
+        table = tables[number]
+        metric = table["values"][column]["metric"]
         if metric not in summary:
             raise ReportError(f"{source}: has no {metric!r} for {key}")
-        measured[(number, row, column)] = (100 * summary[metric], source)
+        columns = [column]
         # A Kinetics summary fills both of the row's columns.
-        for other, spec in tables[number]["values"].items():
-            if other != column and spec["metric"] in ("top1", "top5") and metric in ("top1", "top5"):
-                measured.setdefault((number, row, other), (100 * summary[spec["metric"]], source))
-    return measured
+        if metric in ("top1", "top5"):
+            columns += [c for c, spec in table["values"].items()
+                        if c != column and spec["metric"] in ("top1", "top5")]
+        for c in columns:
+            cell = values.setdefault((number, row, c), [])
+            if cell and not str(table.get("split", "")).startswith("mean"):
+                raise ReportError(f"{key} is given twice ({cell[0][1]} and {source}); Table "
+                                  f"{number} is on one split")
+            cell.append((100 * summary[table["values"][c]["metric"]], source))
+    return {k: (sum(v for v, _ in cell) / len(cell), ", ".join(src for _, src in cell) +
+                (f" (mean of {len(cell)})" if len(cell) > 1 else ""))
+            for k, cell in values.items()}
 
 
 def _fmt(value, unit=""):
@@ -95,11 +107,13 @@ def render_table(table, measured):
     values = table["values"]
     # Accuracy columns get an "ours" column; Table 3's FPS is compared in Table 9.
     measurable = [c for c, v in values.items() if v["metric"] != "fps"]
+    from dcd.recipes import describe
     header = []
     for c in table["columns"]:
         header.append(f"{c} (paper)" if c in values else c)
         if c in measurable:
             header.append(f"{c} (ours)")
+    header.append("reproduced by")
     rows, sources = [], []
     for r in table["rows"]:
         cells = []
@@ -111,6 +125,9 @@ def render_table(table, measured):
                 cells.append(f"**{m[0]:.1f}%**" if m else "")
                 if m:
                     sources.append(f"{r['ref']}, {c}: {m[1]}")
+        rec = r.get("reproduce", {})
+        per_column = [f"{c}: {describe(rec[c])}" for c in measurable if c in rec]
+        cells.append("; ".join(per_column) if per_column else describe(rec) if rec else "")
         rows.append(cells)
     lines += _md_table(header, rows)
     if sources:

@@ -24,3 +24,13 @@ def test_parse_test_outputs_groups_by_iteration():
 
 def test_parse_nothing():
     assert parse_train_losses("") == [] and parse_test_outputs("") == {}
+
+
+def test_parse_clipping():
+    from dcd.caffe_log import parse_clipping
+    log = ("I1125 14:00:00.1 1 sgd_solver.cpp:99] Gradient clipping: scaling down gradients "
+           "(L2 norm 45.25 > 20) by scale factor 0.441989\n"
+           "I1125 14:00:00.2 1 sgd_solver.cpp:99] Gradient clipping: scaling down gradients "
+           "(L2 norm 1.2e+03 > 640) by scale factor 0.533\n")
+    assert parse_clipping(log) == [(45.25, 20.0, 0.441989), (1200.0, 640.0, 0.533)]
+    assert parse_clipping(LOG) == []

@@ -61,3 +61,22 @@ def test_bad_references_are_explained():
     assert report.resolve_key(tables, "T6/r4") == (6, "r4", "Accuracy")
     with pytest.raises(report.ReportError, match="no paper reference"):
         report.collect(tables, [(None, {"top1": 1}, "x.json")])
+
+
+def test_three_splits_are_averaged_where_the_table_is(tmp_path):
+    tables = report.load_tables()
+    summaries = [("T7/ours_imagenet", {"mean_class_accuracy": a}, f"split{k}.json")
+                 for k, a in ((1, 0.90), (2, 0.92), (3, 0.94))]
+    measured = report.collect(tables, summaries)
+    value, source = measured[(7, "ours_imagenet", "Accuracy")]
+    assert value == pytest.approx(92.0) and "(mean of 3)" in source
+    with pytest.raises(report.ReportError, match="given twice"):
+        report.collect(tables, [("T6/r4", {"mean_class_accuracy": 0.9}, "a.json"),
+                                ("T6/r4", {"mean_class_accuracy": 0.8}, "b.json")])
+
+
+def test_report_names_how_each_row_is_reproduced():
+    text = report.build_report()
+    assert "`static_1frame` + `motion` (1 : 1)" in text            # Table 3, Disp. Map 112
+    assert "w/o TSN: `static_notsn`" in text                         # Table 5, per column
+    assert "not ours: FlowNet 2.0 two-stream" in text

@@ -1,9 +1,11 @@
 """TSN file lists: one line per video, `video_id num_frames label`.
 
 Labels are 0-based; num_frames is the number of `img_*.jpg` files in
-`<frames root>/<video_id>/`. Split parsers for UCF101, HMDB51 and Kinetics
-produce (video_id, label) pairs; `build_file_lists` joins them with the
-frame counts on disk and writes `<dataset>_{train,val}_split_<k>.txt`.
+`<frames root>/<video_id>/` (modality rgb) or, as TSN counts flow, of
+`flow_x_*.jpg` files in `<flow root>/<video_id>/` (modality flow). Split
+parsers for UCF101, HMDB51 and Kinetics produce (video_id, label) pairs;
+`build_file_lists` joins them with the counts on disk and writes
+`<dataset>_{train,val}_split_<k>.txt` (flow: `<dataset>_flow_{train,val}_split_<k>.txt`).
 """
 import csv
 import os
@@ -15,6 +17,9 @@ from pathlib import Path
 from dcd.data.frames import PARTIAL_SUFFIX
 
 DATASETS = ("ucf101", "hmdb51", "kinetics")
+MODALITIES = ("rgb", "flow")
+# The files counted per modality (TSN counts flow_x for flow).
+COUNTED_PREFIX = {"rgb": "img_", "flow": "flow_x_"}
 VideoEntry = namedtuple("VideoEntry", "video_id num_frames label")
 
 
@@ -67,11 +72,13 @@ def write_file_list(path, entries):
 
 # ------------------------------------------------------------- frames on disk
 
-def count_frames(frames_root, video_id):
-    """Number of img_*.jpg files in the video's folder; 0 when the folder is absent."""
+def count_frames(frames_root, video_id, modality="rgb"):
+    """Number of img_*.jpg (flow: flow_x_*.jpg) files in the video's folder;
+    0 when the folder is absent."""
+    prefix = COUNTED_PREFIX[modality]
     try:
         with os.scandir(Path(frames_root) / video_id) as it:
-            return sum(1 for e in it if e.name.startswith("img_") and e.name.endswith(".jpg"))
+            return sum(1 for e in it if e.name.startswith(prefix) and e.name.endswith(".jpg"))
     except (FileNotFoundError, NotADirectoryError):
         return 0
 
@@ -223,18 +230,23 @@ class FileListReport:
         return sorted({vid for ids in self.missing.values() for vid in ids})
 
 
-def list_path(out_dir, dataset, part, k):
-    return Path(out_dir) / f"{dataset}_{part}_split_{k}.txt"
+def list_path(out_dir, dataset, part, k, modality="rgb"):
+    infix = "" if modality == "rgb" else f"{modality}_"
+    return Path(out_dir) / f"{dataset}_{infix}{part}_split_{k}.txt"
 
 
-def build_file_lists(dataset, frames_root, splits_dir, out_dir, splits=None):
+def build_file_lists(dataset, frames_root, splits_dir, out_dir, splits=None, modality="rgb"):
     """Write `<dataset>_{train,val}_split_<k>.txt` for each split; returns a FileListReport.
 
+    `modality` "flow": `frames_root` is a flow root (extract_flow), counts
+    are flow pairs, and the lists are `<dataset>_flow_{train,val}_split_<k>.txt`.
     Videos in a split but absent (or empty) on disk are left out of the list
     and reported; so are frame folders that no split mentions.
     """
     if dataset not in PARSERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
     if splits is None:
         splits = (1,) if dataset == "kinetics" else (1, 2, 3)
     per_split, known = PARSERS[dataset](splits_dir, splits)
@@ -246,12 +258,12 @@ def build_file_lists(dataset, frames_root, splits_dir, out_dir, splits=None):
             entries = []
             for video_id, label in per_split[k][part]:
                 if video_id not in counts:
-                    counts[video_id] = count_frames(frames_root, video_id)
+                    counts[video_id] = count_frames(frames_root, video_id, modality)
                 if counts[video_id] == 0:
                     report.missing[k].append(video_id)
                     continue
                 entries.append(VideoEntry(video_id, counts[video_id], label))
-            path = list_path(out_dir, dataset, part, k)
+            path = list_path(out_dir, dataset, part, k, modality)
             write_file_list(path, entries)
             report.written[str(path)] = len(entries)
     report.unlisted = sorted(videos_on_disk(frames_root) - known)

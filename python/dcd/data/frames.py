@@ -9,7 +9,9 @@ interrupted video (a leftover `.partial`) is decoded again from the start.
 import os
 import shutil
 import sys
+import zlib
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,11 +63,11 @@ def video_id_of(path):
     return Path(path).stem
 
 
-def check_unique_ids(videos):
+def check_unique_ids(videos, id_of=None):
     """Raise DuplicateVideoIdError listing every stem shared by two or more videos."""
     by_id = defaultdict(list)
     for video in videos:
-        by_id[video_id_of(video)].append(str(video))
+        by_id[(id_of or video_id_of)(video)].append(str(video))
     duplicates = {vid: paths for vid, paths in by_id.items() if len(paths) > 1}
     if duplicates:
         lines = [f"  {vid}: " + ", ".join(paths) for vid, paths in sorted(duplicates.items())]
@@ -87,6 +89,56 @@ def is_complete(out_root, video_id):
     return (Path(out_root) / video_id).is_dir()
 
 
+@contextmanager
+def partial_folder(out_root, video_id, result):
+    """Yields `<out_root>/<video_id>.partial/`, made empty, to write a video into.
+
+    When the block ends with `result.error` unset, the folder is renamed to
+    `<out_root>/<video_id>` (the completion marker); on an error or an
+    exception it is removed, so nothing half-written is kept.
+    """
+    final = Path(out_root) / video_id
+    partial = Path(out_root) / (video_id + PARTIAL_SUFFIX)
+    # A leftover partial folder is from an interrupted run: start over.
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    done = False
+    try:
+        yield partial
+        done = not result.error
+    finally:
+        if done:
+            os.replace(partial, final)
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def open_video(video):
+    """An opened cv2.VideoCapture, or None when OpenCV cannot open the file."""
+    import cv2
+    capture = cv2.VideoCapture(str(video))
+    if capture.isOpened():
+        return capture
+    capture.release()
+    return None
+
+
+def read_resized(capture, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT, short_side=None,
+                 max_frames=None):
+    """Yields the capture's frames (BGR), resized as extract_frames stores them."""
+    import cv2
+    count = 0
+    while max_frames is None or count < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        size = target_size(frame.shape[1], frame.shape[0], width, height, short_side)
+        if (frame.shape[1], frame.shape[0]) != size:
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+        count += 1
+        yield frame
+
+
 def extract_video(video, out_root, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
                   short_side=None, max_frames=None, quality=DEFAULT_JPEG_QUALITY):
     """Decode one video into `<out_root>/<video_id>/`; returns an ExtractResult.
@@ -98,45 +150,66 @@ def extract_video(video, out_root, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
 
     video_id = video_id_of(video)
     result = ExtractResult(str(video), video_id)
-    final = Path(out_root) / video_id
-    partial = Path(out_root) / (video_id + PARTIAL_SUFFIX)
-    if final.is_dir():
+    if is_complete(out_root, video_id):
         result.skipped = True
         return result
-    # A leftover partial folder is from an interrupted run: start over.
-    shutil.rmtree(partial, ignore_errors=True)
-
-    capture = cv2.VideoCapture(str(video))
+    capture = open_video(video)
+    if capture is None:
+        result.error = "OpenCV cannot open the video"
+        return result
     try:
-        if not capture.isOpened():
-            result.error = "OpenCV cannot open the video"
-            return result
-        partial.mkdir(parents=True)
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-        count = 0
-        while max_frames is None or count < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            size = target_size(frame.shape[1], frame.shape[0], width, height, short_side)
-            if (frame.shape[1], frame.shape[0]) != size:
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
-            count += 1
-            path = partial / FRAME_PATTERN.format(count)
-            if not cv2.imwrite(str(path), frame, params):
-                result.error = f"cannot write {path}"
-                return result
-        if count == 0:
-            result.error = "0 frames decoded"
-            return result
-        # The rename is the completion marker: it happens only after the last frame.
-        os.replace(partial, final)
-        result.num_frames = count
+        with partial_folder(out_root, video_id, result) as partial:
+            params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+            for frame in read_resized(capture, width, height, short_side, max_frames):
+                path = partial / FRAME_PATTERN.format(result.num_frames + 1)
+                if not cv2.imwrite(str(path), frame, params):
+                    result.error = f"cannot write {path}"
+                    return result
+                result.num_frames += 1
+            if result.num_frames == 0:
+                result.error = "0 frames decoded"
         return result
     finally:
         capture.release()
-        if result.error:
-            shutil.rmtree(partial, ignore_errors=True)
+
+
+# ----------------------------------------------------------------- shards
+
+def parse_shard(text):
+    """"K/N" -> (K, N), 0 <= K < N; ValueError with the reason otherwise."""
+    try:
+        k, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be K/N with integers 0 <= K < N, got {text!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"shard must be K/N with 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def shard_of(video_id, num_shards):
+    """The shard (0..num_shards-1) a video belongs to: CRC-32 of its id mod N.
+
+    It depends on the id alone, not on which other videos a machine sees, so
+    every array job agrees even while the video folder is still filling up.
+    """
+    return zlib.crc32(video_id.encode("utf-8")) % num_shards
+
+
+def select_shard(videos, shard, id_of=None):
+    """The videos of shard (K, N), in their given order; None selects all."""
+    if shard is None:
+        return list(videos)
+    k, n = shard
+    id_of = id_of or video_id_of
+    return [v for v in videos if shard_of(id_of(v), n) == k]
+
+
+def failures_name(shard=None):
+    """Each shard lists its own failures, so array jobs do not overwrite each other's."""
+    if shard is None:
+        return FAILURES_FILE
+    stem, ext = os.path.splitext(FAILURES_FILE)
+    return f"{stem}.shard-{shard[0]}-of-{shard[1]}{ext}"
 
 
 def _worker_init():
@@ -145,35 +218,42 @@ def _worker_init():
 
 
 def _extract_star(job):
-    video, out_root, options = job
+    extract, video, out_root, id_of, options = job
     try:
-        return extract_video(video, out_root, **options)
+        return extract(video, out_root, **options)
     except Exception as exc:  # noqa: BLE001 -- report, keep the batch going
-        return ExtractResult(str(video), video_id_of(video), error=f"{type(exc).__name__}: {exc}")
+        return ExtractResult(str(video), id_of(video), error=f"{type(exc).__name__}: {exc}")
 
 
-def extract_all(videos, out_root, workers=1, progress=True, **options):
+def extract_all(videos, out_root, workers=1, progress=True, shard=None, extract=extract_video,
+                id_of=video_id_of, desc="extract", **options):
     """Extract every video (skipping complete ones) and write the failure list.
 
-    `<out_root>/extract_failures.txt` lists this run's failures ("path<TAB>reason");
-    it is removed when none failed. Failed videos are retried on the next run.
+    `extract(video, out_root, **options)` does one video (a module-level
+    function, so worker processes can load it) and `id_of` names its folder.
+    `shard` = (K, N) keeps only the videos of shard K (see `shard_of`); ids
+    are checked for duplicates over all videos first.
+    `<out_root>/extract_failures.txt` (per shard: `failures_name`) lists this
+    run's failures ("path<TAB>reason"); it is removed when none failed.
+    Failed videos are retried on the next run.
     """
     from tqdm import tqdm
 
     videos = [Path(v) for v in videos]
-    check_unique_ids(videos)
+    check_unique_ids(videos, id_of)
+    videos = select_shard(videos, shard, id_of)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     summary = ExtractSummary()
     todo = []
     for video in videos:
-        if is_complete(out_root, video_id_of(video)):
-            summary.skipped.append(ExtractResult(str(video), video_id_of(video), skipped=True))
+        if is_complete(out_root, id_of(video)):
+            summary.skipped.append(ExtractResult(str(video), id_of(video), skipped=True))
         else:
-            todo.append((video, str(out_root), options))
+            todo.append((extract, video, str(out_root), id_of, options))
 
     bar = tqdm(total=len(videos), initial=len(summary.skipped), unit="video",
-               desc="extract", disable=not progress)
+               desc=desc, disable=not progress)
     try:
         if workers <= 1 or len(todo) <= 1:
             results = map(_extract_star, todo)
@@ -200,7 +280,7 @@ def extract_all(videos, out_root, workers=1, progress=True, **options):
     finally:
         bar.close()
 
-    failures_path = out_root / FAILURES_FILE
+    failures_path = out_root / failures_name(shard)
     if summary.failed:
         text = "".join(f"{r.video}\t{r.error}\n" for r in sorted(summary.failed, key=lambda r: r.video))
         tmp = failures_path.with_name(failures_path.name + ".tmp")

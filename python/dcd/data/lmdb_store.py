@@ -7,27 +7,44 @@ Key scheme (read by the C++ VideoData layer; documented in docs/DATA.md):
                                                 label=<video label>)
     "__video__/{video_id}"                    -> ASCII decimal n
 
+and for optical flow (modality "flow", tools/extract_flow.py's JPEGs):
+
+    "{video_id}/flow_x_{i:05d}.jpg", "{video_id}/flow_y_{i:05d}.jpg"
+                                   (i = 1..m)  -> Datum(1, height, width, encoded JPEG, label)
+    "__flow__/{video_id}"                      -> ASCII decimal m (flow pairs)
+
 A video is written in one transaction, its marker last, so a reader sees
-either the whole video with its marker or nothing of it. Builds are resumable:
+either the whole video with its marker or nothing of it. A video's frames and
+its flow have separate markers and may share one LMDB. Builds are resumable:
 videos whose marker and label already match the file list are skipped.
 """
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcd.data.flow import FLOW_X_PATTERN, FLOW_Y_PATTERN
 from dcd.data.frames import FRAME_PATTERN
 
 MARKER_PREFIX = "__video__/"
+MODALITIES = ("rgb", "flow")
+# Per modality: the file/key patterns of one frame index, and the marker prefix.
+PATTERNS = {"rgb": (FRAME_PATTERN,), "flow": (FLOW_X_PATTERN, FLOW_Y_PATTERN)}
+MARKER_PREFIXES = {"rgb": MARKER_PREFIX, "flow": "__flow__/"}
 DEFAULT_MAP_SIZE = 1 << 30  # grown by doubling when full
 DECODE_CHECKS = ("all", "sample", "none")
 
 
-def frame_key(video_id, index):
-    return f"{video_id}/{FRAME_PATTERN.format(index)}".encode()
+def frame_key(video_id, index, pattern=FRAME_PATTERN):
+    return f"{video_id}/{pattern.format(index)}".encode()
 
 
-def marker_key(video_id):
-    return f"{MARKER_PREFIX}{video_id}".encode()
+def marker_key(video_id, modality="rgb"):
+    return f"{MARKER_PREFIXES[modality]}{video_id}".encode()
+
+
+def _check_modality(modality):
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
 
 
 class BadFrameError(RuntimeError):
@@ -101,30 +118,45 @@ def _decode_indices(n, decode_check):
     return ()
 
 
-def read_video_jpegs(frames_root, video_id, num_frames, decode_check="all"):
-    """The video's JPEG bytes and geometry; BadFrameError on the first bad frame."""
+def read_video_jpegs(frames_root, video_id, num_frames, decode_check="all", modality="rgb"):
+    """The video's JPEG bytes and geometry; BadFrameError on the first bad frame.
+
+    Bytes come in key order: frame 1..n (rgb), or flow_x 1, flow_y 1, flow_x 2, ... (flow).
+    """
+    _check_modality(modality)
     folder = Path(frames_root) / video_id
-    frames, geometry = [], None
+    patterns = PATTERNS[modality]
+    frames, paths, geometry = [], [], None
     for i in range(1, num_frames + 1):
-        path = folder / FRAME_PATTERN.format(i)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise BadFrameError(video_id, path, "missing (the list claims "
-                                f"{num_frames} frames)") from None
-        shape = jpeg_geometry(data)
-        if isinstance(shape, str):
-            raise BadFrameError(video_id, path, shape)
-        if geometry is None:
-            geometry = shape
-        elif shape != geometry:
-            raise BadFrameError(video_id, path, f"size {shape} differs from the first frame's {geometry}")
-        frames.append(data)
+        for pattern in patterns:
+            path = folder / pattern.format(i)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise BadFrameError(video_id, path, "missing (the list claims "
+                                    f"{num_frames} frames)") from None
+            shape = jpeg_geometry(data)
+            if isinstance(shape, str):
+                raise BadFrameError(video_id, path, shape)
+            if geometry is None:
+                geometry = shape
+            elif shape != geometry:
+                raise BadFrameError(video_id, path,
+                                    f"size {shape} differs from the first frame's {geometry}")
+            frames.append(data)
+            paths.append(path)
+    per = len(patterns)
     for i in _decode_indices(num_frames, decode_check):
-        image = decode_jpeg(frames[i])
-        if image is None or image.shape[:2] != geometry[:2]:
-            raise BadFrameError(video_id, folder / FRAME_PATTERN.format(i + 1), "undecodable JPEG")
+        for j in range(i * per, (i + 1) * per):
+            image = decode_jpeg(frames[j])
+            if image is None or image.shape[:2] != geometry[:2]:
+                raise BadFrameError(video_id, paths[j], "undecodable JPEG")
     return frames, geometry
+
+
+def _keys(video_id, num_frames, modality):
+    """Frame keys in the order read_video_jpegs returns their bytes."""
+    return [frame_key(video_id, i, p) for i in range(1, num_frames + 1) for p in PATTERNS[modality]]
 
 
 # ------------------------------------------------------------------ the build
@@ -138,13 +170,13 @@ class BuildReport:
     map_size: int = 0
 
 
-def _stored_count(txn, video_id):
-    value = txn.get(marker_key(video_id))
+def _stored_count(txn, video_id, modality="rgb"):
+    value = txn.get(marker_key(video_id, modality))
     return None if value is None else int(value)
 
 
-def _stored_label(txn, video_id, caffe_pb2):
-    value = txn.get(frame_key(video_id, 1))
+def _stored_label(txn, video_id, caffe_pb2, modality="rgb"):
+    value = txn.get(frame_key(video_id, 1, PATTERNS[modality][0]))
     if value is None:
         return None
     datum = caffe_pb2.Datum()
@@ -157,43 +189,52 @@ def _put_record(txn, key, value):
     txn.put(key, value)
 
 
-def _write_video(txn, video_id, frames, geometry, label, caffe_pb2):
+def _write_video(txn, video_id, frames, geometry, label, caffe_pb2, modality="rgb"):
     height, width, channels = geometry
-    old_count = _stored_count(txn, video_id) or 0
-    for i, data in enumerate(frames, 1):
+    per = len(PATTERNS[modality])
+    count = len(frames) // per
+    old_count = _stored_count(txn, video_id, modality) or 0
+    for key, data in zip(_keys(video_id, count, modality), frames):
         datum = caffe_pb2.Datum(channels=channels, height=height, width=width,
                                 encoded=True, data=data, label=label)
-        _put_record(txn, frame_key(video_id, i), datum.SerializeToString())
+        _put_record(txn, key, datum.SerializeToString())
     # A shorter re-extraction must not leave the old tail behind.
-    for i in range(len(frames) + 1, old_count + 1):
-        txn.delete(frame_key(video_id, i))
-    _put_record(txn, marker_key(video_id), str(len(frames)).encode())
+    for key in _keys(video_id, old_count, modality)[count * per:]:
+        txn.delete(key)
+    _put_record(txn, marker_key(video_id, modality), str(count).encode())
 
 
-def verify_video(txn, video_id, expected, label, caffe_pb2):
+def verify_video(txn, video_id, expected, label, caffe_pb2, modality="rgb"):
     """Re-read a stored video: marker, every frame key, labels, and decode the middle frame.
 
-    `expected` is the frames' bytes (a list) or a frame count.
+    `expected` is the frames' bytes (a list, as read_video_jpegs returns
+    them) or a frame count (flow: pair count).
     """
-    count = len(expected) if isinstance(expected, list) else expected
-    stored = _stored_count(txn, video_id)
+    per = len(PATTERNS[modality])
+    count = len(expected) // per if isinstance(expected, list) else expected
+    stored = _stored_count(txn, video_id, modality)
     if stored != count:
-        raise RuntimeError(f"verify {video_id}: marker says {stored}, expected {count} frames")
+        raise RuntimeError(f"verify {video_id}: {MARKER_PREFIXES[modality]} marker says "
+                           f"{stored}, expected {count} frames")
     datum = caffe_pb2.Datum()
-    for i in range(1, count + 1):
-        value = txn.get(frame_key(video_id, i))
+    middle = (count + 1) // 2
+    for j, key in enumerate(_keys(video_id, count, modality)):
+        i = j // per + 1
+        what = f"frame {i}" if modality == "rgb" else f"{('flow_x', 'flow_y')[j % per]} {i}"
+        value = txn.get(key)
         if value is None:
-            raise RuntimeError(f"verify {video_id}: frame {i} missing from the LMDB")
-        if isinstance(expected, list) or i == (count + 1) // 2:
+            raise RuntimeError(f"verify {video_id}: {what} missing from the LMDB")
+        if isinstance(expected, list) or i == middle:
             datum.ParseFromString(value)
             if datum.label != label:
-                raise RuntimeError(f"verify {video_id}: frame {i} has label {datum.label}, expected {label}")
-            if isinstance(expected, list) and datum.data != expected[i - 1]:
-                raise RuntimeError(f"verify {video_id}: frame {i} bytes differ from the file")
-            if i == (count + 1) // 2:
+                raise RuntimeError(f"verify {video_id}: {what} has label {datum.label}, "
+                                   f"expected {label}")
+            if isinstance(expected, list) and datum.data != expected[j]:
+                raise RuntimeError(f"verify {video_id}: {what} bytes differ from the file")
+            if i == middle:
                 image = decode_jpeg(datum.data)
                 if image is None or image.shape[:2] != (datum.height, datum.width):
-                    raise RuntimeError(f"verify {video_id}: frame {i} does not decode to "
+                    raise RuntimeError(f"verify {video_id}: {what} does not decode to "
                                        f"{datum.height}x{datum.width}")
 
 
@@ -212,16 +253,20 @@ def _unique_entries(entries):
 
 
 def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
-               decode_check="all", map_size=DEFAULT_MAP_SIZE, progress=True, log=None):
+               decode_check="all", map_size=DEFAULT_MAP_SIZE, progress=True, log=None,
+               modality="rgb"):
     """Write every listed video into the LMDB at `lmdb_path`; returns a BuildReport.
 
     One write transaction per video, its marker last; a full map is doubled
     and the video retried. A bad frame raises BadFrameError unless `skip_bad`,
-    which logs the video and goes on.
+    which logs the video and goes on. `modality` "flow": `frames_root` is a
+    flow root, the entries' counts are flow pairs, keys flow_x/flow_y and
+    the marker `__flow__/` (frames_written then counts x and y images).
     """
     import lmdb
     from tqdm import tqdm
 
+    _check_modality(modality)
     if decode_check not in DECODE_CHECKS:
         raise ValueError(f"decode_check must be one of {DECODE_CHECKS}")
     caffe_pb2 = _caffe_pb2()
@@ -236,16 +281,17 @@ def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
     try:
         for entry in bar:
             with env.begin() as txn:
-                done = (_stored_count(txn, entry.video_id) == entry.num_frames
-                        and _stored_label(txn, entry.video_id, caffe_pb2) == entry.label)
+                done = (_stored_count(txn, entry.video_id, modality) == entry.num_frames
+                        and _stored_label(txn, entry.video_id, caffe_pb2, modality) == entry.label)
                 if done and verify:
-                    verify_video(txn, entry.video_id, entry.num_frames, entry.label, caffe_pb2)
+                    verify_video(txn, entry.video_id, entry.num_frames, entry.label, caffe_pb2,
+                                 modality)
             if done:
                 report.skipped.append(entry.video_id)
                 continue
             try:
                 frames, geometry = read_video_jpegs(frames_root, entry.video_id,
-                                                    entry.num_frames, decode_check)
+                                                    entry.num_frames, decode_check, modality)
             except BadFrameError as exc:
                 if not skip_bad:
                     raise
@@ -255,14 +301,15 @@ def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
             while True:
                 try:
                     with env.begin(write=True) as txn:
-                        _write_video(txn, entry.video_id, frames, geometry, entry.label, caffe_pb2)
+                        _write_video(txn, entry.video_id, frames, geometry, entry.label, caffe_pb2,
+                                     modality)
                     break
                 except lmdb.MapFullError:
                     # The failed transaction was aborted by the context manager.
                     env.set_mapsize(env.info()["map_size"] * 2)
             if verify:
                 with env.begin() as txn:
-                    verify_video(txn, entry.video_id, frames, entry.label, caffe_pb2)
+                    verify_video(txn, entry.video_id, frames, entry.label, caffe_pb2, modality)
             report.written.append(entry.video_id)
             report.frames_written += len(frames)
             bar.set_postfix(frames=report.frames_written, refresh=False)
@@ -282,10 +329,11 @@ def _open_readonly(lmdb_path):
     return lmdb.open(str(lmdb_path), readonly=True, subdir=True)
 
 
-def list_videos(lmdb_path):
-    """{video_id: frame count} for every complete video in the LMDB."""
+def list_videos(lmdb_path, modality="rgb"):
+    """{video_id: frame count (flow: pair count)} for every complete video in the LMDB."""
+    _check_modality(modality)
     env = _open_readonly(lmdb_path)
-    prefix = MARKER_PREFIX.encode()
+    prefix = MARKER_PREFIXES[modality].encode()
     videos = {}
     try:
         with env.begin() as txn:
@@ -300,26 +348,34 @@ def list_videos(lmdb_path):
     return videos
 
 
-def read_video_datums(lmdb_path, video_id):
-    """The video's Datums in frame order; KeyError if the video is not (completely) stored."""
+def read_video_datums(lmdb_path, video_id, modality="rgb"):
+    """The video's Datums in key order (flow: x1, y1, x2, ...); KeyError if the
+    video is not (completely) stored."""
+    _check_modality(modality)
     caffe_pb2 = _caffe_pb2()
     env = _open_readonly(lmdb_path)
     try:
         with env.begin() as txn:
-            count = _stored_count(txn, video_id)
+            count = _stored_count(txn, video_id, modality)
             if count is None:
-                raise KeyError(f"video {video_id} is not in {lmdb_path}")
+                raise KeyError(f"video {video_id} ({modality}) is not in {lmdb_path}")
             datums = []
-            for i in range(1, count + 1):
+            for key in _keys(video_id, count, modality):
                 datum = caffe_pb2.Datum()
-                datum.ParseFromString(txn.get(frame_key(video_id, i)))
+                datum.ParseFromString(txn.get(key))
                 datums.append(datum)
     finally:
         env.close()
     return datums
 
 
-def read_video_frames(lmdb_path, video_id):
-    """(frames, label): the video's frames decoded to HxWxC uint8 BGR arrays, and its label."""
-    datums = read_video_datums(lmdb_path, video_id)
-    return [decode_jpeg(d.data) for d in datums], datums[0].label
+def read_video_frames(lmdb_path, video_id, modality="rgb"):
+    """(frames, label): the video's frames decoded to HxWxC uint8 BGR arrays, and its label.
+
+    Flow: frames are (x, y) pairs of H x W uint8 grey images.
+    """
+    datums = read_video_datums(lmdb_path, video_id, modality)
+    images = [decode_jpeg(d.data) for d in datums]
+    if modality == "flow":
+        images = list(zip(images[0::2], images[1::2]))
+    return images, datums[0].label

@@ -21,9 +21,26 @@ INCEPTION = [
     ("inception_5a", 352, 192, 320, 160, 224, "ave", 128),
     ("inception_5b", 352, 192, 320, 192, 224, "max", 128),
 ]
-# Where the static branch pools over time ("gradual", Table 1).
+# Where the static branch pools over time ("gradual", Table 1), and how many
+# frames the paper's 8-frame net has left after each position.
 GRADUAL_POOL_AFTER = ("pool2/3x3_s2", "inception_3c/output", "inception_4e/output")
-FEATURE_DIM = 1024
+GRADUAL_FRAMES_AFTER = (4, 2, 1)
+
+
+def gradual_kernels(frames):
+    """{position: temporal kernel} of gradual pooling for `frames` frames (a
+    power of 2). After each position a net keeps the frames the paper's
+    8-frame net keeps there (4, 2, 1), or all it has if fewer: 2 frames pool
+    once, after 4e; 4 after 3c and 4e; 16 by 4 after pool2 (docs/ASSUMPTIONS.md)."""
+    if frames < 1 or frames & (frames - 1):
+        raise ValueError(f"gradual temporal pooling needs a power of 2 frames, got {frames}")
+    kernels, left = {}, frames
+    for after, keep in zip(GRADUAL_POOL_AFTER, GRADUAL_FRAMES_AFTER):
+        keep = min(left, keep)
+        if left > keep:
+            kernels[after] = left // keep
+        left = keep
+    return kernels
 
 
 def out_size(size, kernel, stride, pad, ceil):
@@ -89,8 +106,8 @@ def _inception(n, bottom, shape, spec, prefix, frozen):
 def trunk(n, bottom, shape, prefix="", frozen_bn=True, frames=1, temporal="none"):
     """pool1/3x3_s2 ... global_pool on (N*frames) x C x H x W features.
 
-    temporal: "gradual" (max over 2 frames after pool2, 3c and 4e; frames must
-    be 8), "late" (max over all frames after global_pool) or "none" (frames
+    temporal: "gradual" (max over time after pool2, 3c and 4e, see
+    gradual_kernels; frames a power of 2), "late" (max over all frames after global_pool) or "none" (frames
     stay separate). Returns (top, frames left per clip); the top is
     (N*frames_left) x 1024 x 1 x 1, or N x 1 x 1 x 1024 for "late"."""
     p = prefix
@@ -102,10 +119,13 @@ def trunk(n, bottom, shape, prefix="", frozen_bn=True, frames=1, temporal="none"
     n[p + "pool2/3x3_s2"] = max_pool(x, 3, 2)
     x, shape = n[p + "pool2/3x3_s2"], Shape(192, out_size(shape.size, 3, 2, 0, True))
 
+    kernels = gradual_kernels(frames) if temporal == "gradual" else {}
+
     def maybe_pool(x, after, frames):
-        if temporal == "gradual" and after in GRADUAL_POOL_AFTER:
+        if after in kernels:
             name = p + after.split("/")[0] + "/temporal_pool"
-            return temporal_pool(n, x, name, frames, shape.chw()), frames // 2
+            k = kernels[after]
+            return temporal_pool(n, x, name, frames, shape.chw(), kernel=k), frames // k
         return x, frames
 
     x, frames = maybe_pool(x, "pool2/3x3_s2", frames)

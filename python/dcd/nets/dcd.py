@@ -6,13 +6,13 @@ layers carry a prefix (`motion/`, `appchange/`; the static branch keeps TSN's
 plain names) so the full net holds the union of the branch nets' layers and
 can start from trained branches. Choices are in docs/ASSUMPTIONS.md "## Nets".
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 import caffe
 from caffe import layers as L, params as P
 
 from dcd.data.video_net import video_data
-from dcd.netio import load_net, write_temp  # noqa: F401 (used by nets tools and tests)
 from dcd.nets import bn_inception, small
 from dcd.nets.blocks import consensus, frame_pairs
 from dcd.nets.bn_inception import head
@@ -21,45 +21,163 @@ TEMPERATURE = 0.05  # dcd.proto's default, chosen in docs/ASSUMPTIONS.md
 SEGMENTS = 3        # TSN's training segments
 
 
+class Choice(str, Enum):
+    """A NetConfig setting with a fixed set of values (compares equal to its string)."""
+
+    @classmethod
+    def parse(cls, value, what):
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(repr(m.value) for m in cls)
+            raise ValueError(f"{what}: unknown value {value!r}; valid: {valid}") from None
+
+    def __str__(self):
+        return self.value
+
+
+class Branch(Choice):
+    STATIC = "static"
+    MOTION = "motion"
+    APPCHANGE = "appchange"
+
+
+class Temporal(Choice):
+    GRADUAL = "gradual"  # max over time after pool2, 3c and 4e (Table 1)
+    LATE = "late"        # one max over all frames after global_pool
+    NONE = "none"        # frames stay separate (2D pooling only)
+
+
+class Method(Choice):
+    SOFT = "SOFT"  # Eq. (1)-(2)
+    WTA = "WTA"    # Table 3's winner-take-all
+
+
+class AppchangeInput(Choice):
+    WARPED = "warped"      # F_{t+1} - W(F_t, V_t) on conv1 features (Sec. 3.4)
+    RGBWARP = "rgbwarp"    # the same on RGB (Table 4, "Disp. Map warping")
+    FEATDIFF = "featdiff"  # F_{t+1} - F_t (Table 4, "No warping, Feature")
+    RGBDIFF = "rgbdiff"    # TSN's RGB difference: frames-1 differences stacked on channels
+
+
 @dataclass(frozen=True)
 class NetConfig:
     name: str
-    branches: tuple          # of "static", "motion", "appchange"
+    branches: tuple          # of Branch
     frames: int              # consecutive frames per segment (new_length)
-    temporal: str = "gradual"   # static branch: "gradual", "late", "none"
+    temporal: Temporal = Temporal.GRADUAL  # static branch
     stem_stride: int = 2     # 1: displacement maps at the input resolution
     max_displacement: int = 3
     dilation: int = 1
-    method: str = "SOFT"     # or "WTA"
-    appchange_input: str = "warped"  # "rgbwarp", "featdiff", "rgbdiff"
+    method: Method = Method.SOFT
+    appchange_input: AppchangeInput = AppchangeInput.WARPED
     batch_size: int = 8      # clips per GPU per iteration (solver iter_size makes 256)
+    segments: int = None     # TSN segments in training; None: the data set's (1: w/o TSN)
+    static_lr_mult: float = 1.0  # the static branch's rate relative to base_lr (joint nets)
     description: str = ""
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+        where = f"net {self.name!r}"
+        if isinstance(self.branches, str) or not self.branches:
+            raise ValueError(f"{where}: branches must be a non-empty tuple of "
+                             f"{[b.value for b in Branch]}, got {self.branches!r}")
+        put("branches", tuple(Branch.parse(b, f"{where}, branches") for b in self.branches))
+        put("temporal", Temporal.parse(self.temporal, f"{where}, temporal"))
+        put("method", Method.parse(self.method, f"{where}, method"))
+        put("appchange_input", AppchangeInput.parse(self.appchange_input,
+                                                    f"{where}, appchange_input"))
+        if self.frames < 1 or self.stem_stride not in (1, 2):
+            raise ValueError(f"{where}: frames must be >= 1 and stem_stride 1 or 2, got "
+                             f"{self.frames} and {self.stem_stride}")
+        pairs_needed = Branch.MOTION in self.branches or Branch.APPCHANGE in self.branches
+        if pairs_needed and self.frames < 2:
+            raise ValueError(f"{where}: the motion and appearance-change branches need at "
+                             f"least 2 frames per segment, got {self.frames}")
+        if self.segments is not None and self.segments < 1:
+            raise ValueError(f"{where}: segments must be >= 1, got {self.segments}")
+
+    @property
+    def static_only(self):
+        return self.branches == (Branch.STATIC,)
+
+    @property
+    def stacked_rgbdiff(self):
+        """The appearance-change branch alone on TSN's stacked RGB differences."""
+        return self.branches == (Branch.APPCHANGE,) and \
+            self.appchange_input == AppchangeInput.RGBDIFF
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One learning-rate schedule of Sec. 4.1."""
+    base_lr: float
+    max_iter: int
+    stepsize: int = 0          # lr_policy "step" when set
+    stepvalue: tuple = ()      # lr_policy "multistep" when set
+
+    @property
+    def lr_policy(self):
+        return "step" if self.stepsize else "multistep"
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """A data set and its training policy (solver fields that differ by data set)."""
     name: str
     classes: int
     partial_bn: bool
     val_videos: tuple  # per split, for test_iter; None: spot check
+    schedules: dict    # "static" (static-only nets) and "default" -> Schedule
     backbone: object = bn_inception  # a module with stem() and trunk()
     crop: int = 224
     segments: int = SEGMENTS
     mirror: bool = True  # TSN's horizontal flips in training
+    effective_batch: int = 256  # clips per update (batch x iter_size x GPUs); None: one batch
+    test_interval: int = None   # None: test once, at the end
+    snapshot: int = None        # None: at the end
+    solver_mode: str = "GPU"
+    random_seed: int = None     # None: Caffe's (time-based) seed
+    split_in_tag: bool = False  # snapshot names carry the split (UCF101's three splits)
+
+    def schedule(self, cfg):
+        """The static-only nets' schedule where the data set has one (UCF101)."""
+        if cfg.static_only and "static" in self.schedules:
+            return self.schedules["static"]
+        return self.schedules["default"]
 
 
-UCF101 = Dataset("ucf101", 101, True, (3783, 3734, 3696))
-KINETICS = Dataset("kinetics", 400, False, None)
+UCF101 = Dataset(
+    "ucf101", 101, True, (3783, 3734, 3696),
+    # Sec. 4.1; the paper gives no schedule for the full model: it uses the
+    # motion / appearance-change one (docs/ASSUMPTIONS.md).
+    schedules={"static": Schedule(0.001, 4500, stepsize=1500),
+               "default": Schedule(0.005, 18000, stepvalue=(10000, 16000))},
+    test_interval=500, snapshot=500, split_in_tag=True)
+KINETICS = Dataset("kinetics", 400, False, None,
+                   schedules={"default": Schedule(0.01, 110000, stepsize=40000)},
+                   test_interval=5000, snapshot=5000)
 # The generated MovingPatterns set of `make demo` (python/dcd/synthetic.py):
 # 64x64 frames, 56 crops, 8 val clips per class. No mirroring: a horizontal
-# flip turns leftward motion into rightward, a different class.
-SYNTHETIC = Dataset("synthetic", 8, False, (64, 64), backbone=small, crop=56, segments=2,
-                    mirror=False)
+# flip turns leftward motion into rightward, a different class. One batch per
+# update, a short run on the CPU (our choice, not the paper's).
+SYNTHETIC_ITERATIONS = 400
+SYNTHETIC = Dataset("synthetic", 8, False, (64, 64),
+                    schedules={"default": Schedule(0.01, SYNTHETIC_ITERATIONS,
+                                                   stepvalue=(SYNTHETIC_ITERATIONS * 3 // 4,))},
+                    backbone=small, crop=56, segments=2, mirror=False, effective_batch=None,
+                    solver_mode="CPU", random_seed=1)
 DATASETS = {"ucf101": UCF101, "kinetics": KINETICS, "synthetic": SYNTHETIC}
 
 _STATIC = dict(branches=("static",), frames=8, batch_size=4)
 _MOTION = dict(branches=("motion",), frames=2, batch_size=8)
 _APP = dict(branches=("appchange",), frames=2, batch_size=8)
+_FULL = dict(branches=("static", "motion", "appchange"), frames=8, batch_size=2,
+             static_lr_mult=0.2)
+_AT_224 = dict(stem_stride=1, max_displacement=6)  # displacement maps at 224x224 (Table 9)
+# TSN's RGB-difference input: 5 frames per segment, their 4 differences stacked.
+RGBDIFF_FRAMES = 5
 NETS = {
     "ucf101": [
         NetConfig("static", description="8 frames, gradual 3D pooling", **_STATIC),
@@ -67,28 +185,44 @@ NETS = {
                   **_STATIC),
         NetConfig("static_1frame", branches=("static",), frames=1, temporal="none",
                   batch_size=16, description="1 frame, 2D pooling only (TSN RGB)"),
+        NetConfig("static_2frames", branches=("static",), frames=2, batch_size=16,
+                  description="2 frames, gradual 3D pooling (one pool, after 4e)"),
+        NetConfig("static_4frames", branches=("static",), frames=4, batch_size=8,
+                  description="4 frames, gradual 3D pooling (after 3c and 4e)"),
+        NetConfig("static_16frames", branches=("static",), frames=16, batch_size=2,
+                  description="16 frames, gradual 3D pooling (4 after pool2, 2 after 3c and 4e)"),
+        NetConfig("static_notsn", segments=1, description="8 frames, gradual 3D pooling, "
+                  "trained on one snippet per video (w/o TSN)", **_STATIC),
         NetConfig("motion", description="displacement map 112x112 (conv1 stride 2), soft",
                   **_MOTION),
-        NetConfig("motion_224", stem_stride=1, max_displacement=6,
-                  description="displacement map 224x224 (conv1 stride 1), soft", **_MOTION),
+        NetConfig("motion_224", description="displacement map 224x224 (conv1 stride 1), soft",
+                  **_AT_224, **_MOTION),
         NetConfig("motion_wta", method="WTA", description="cost volume + WTA, 112x112",
                   **_MOTION),
+        NetConfig("motion_notsn", segments=1, description="displacement map 112x112, trained "
+                  "on one snippet per video (w/o TSN)", **_MOTION),
         NetConfig("appchange", description="warped conv1 feature differences, 112x112", **_APP),
-        NetConfig("appchange_rgbwarp", appchange_input="rgbwarp", stem_stride=1,
-                  max_displacement=6, description="RGB differences warped by 224x224 "
-                  "displacement maps", **_APP),
+        NetConfig("appchange_224", description="warped conv1 feature differences, 224x224 "
+                  "displacement maps", **_AT_224, **_APP),
+        NetConfig("appchange_rgbwarp", appchange_input="rgbwarp", description="RGB "
+                  "differences warped by 224x224 displacement maps", **_AT_224, **_APP),
         NetConfig("appchange_featdiff", appchange_input="featdiff",
                   description="conv1 feature differences, no warping", **_APP),
-        NetConfig("appchange_rgbdiff", appchange_input="rgbdiff",
-                  description="RGB differences, no warping", **_APP),
-        NetConfig("full", branches=("static", "motion", "appchange"), frames=8, batch_size=2,
-                  description="shared conv1, three branches, scores averaged"),
+        NetConfig("appchange_rgbdiff", branches=("appchange",), frames=RGBDIFF_FRAMES,
+                  appchange_input="rgbdiff", batch_size=8,
+                  description="TSN's RGB difference: 4 differences of 5 frames stacked, no warping"),
+        NetConfig("full", description="shared conv1, three branches, scores averaged", **_FULL),
+        NetConfig("full_224", description="as full, displacement maps at 224x224 (conv1 stride "
+                  "1; the static branch reads it subsampled by 2)", **_AT_224, **_FULL),
+        NetConfig("full_notsn", segments=1, description="as full, trained on one snippet per "
+                  "video (w/o TSN)", **_FULL),
     ],
 }
 NETS["kinetics"] = [c for c in NETS["ucf101"] if c.name in ("static", "motion", "appchange", "full")]
 # The demo's nets: the same branches on the small trunk, shared conv1 at the
 # crop's resolution (stride 1), 4 frames per segment for the static and full
-# nets (gradual pooling 4 -> 2 -> 1), one pair for the others.
+# nets (gradual pooling 4 -> 2 -> 1), one pair for the others; the RGB
+# difference stacks the 3 differences of 4 frames (TSN's stacking).
 _SMALL = dict(stem_stride=1, max_displacement=3, batch_size=16)
 NETS["synthetic"] = [
     NetConfig("static", branches=("static",), frames=4, description="4 frames, gradual pooling",
@@ -97,8 +231,8 @@ NETS["synthetic"] = [
               **_SMALL),
     NetConfig("appchange", branches=("appchange",), frames=2,
               description="warped conv1 feature differences", **_SMALL),
-    NetConfig("appchange_rgbdiff", branches=("appchange",), frames=2, appchange_input="rgbdiff",
-              description="RGB differences, no warping", **_SMALL),
+    NetConfig("appchange_rgbdiff", branches=("appchange",), frames=4, appchange_input="rgbdiff",
+              description="3 RGB differences of 4 frames stacked, no warping", **_SMALL),
     NetConfig("full", branches=("static", "motion", "appchange"), frames=4,
               description="shared conv1, three branches, scores averaged", **_SMALL),
 ]
@@ -121,15 +255,6 @@ def lmdb_root(dataset):
     return f"data/{dataset}/frames_lmdb"
 
 
-def _displacement(n, t0, t1, cfg):
-    common = dict(max_displacement=cfg.max_displacement, dilation=cfg.dilation)
-    n["motion/cost_volume"] = L.CostVolume(t0, t1, cost_volume_param=common)
-    n["motion/displacement"] = L.SoftDisplacement(
-        n["motion/cost_volume"], soft_displacement_param=dict(
-            temperature=TEMPERATURE, method=getattr(P.SoftDisplacement, cfg.method), **common))
-    return n["motion/displacement"]
-
-
 def _branch_stride(in_size, crop):
     """Stride of a branch's own conv1: every trunk sees crop/2 after it, as the
     RGB trunk does (maps at the crop's resolution: 2, at half of it: 1), so
@@ -137,61 +262,176 @@ def _branch_stride(in_size, crop):
     return 2 if in_size == crop else 1
 
 
-def body(n, data, cfg, ds, size):
+class _Parts:
+    """What the branches share, built on first use: the shared conv1
+    features, their consecutive-frame pairs, the displacement map, and the
+    RGB pairs."""
+
+    def __init__(self, n, data, cfg, ds, size):
+        self.n, self.data, self.cfg, self.ds, self.size = n, data, cfg, ds, size
+        self._cache = {}
+
+    def _once(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def features(self):
+        """(top, Shape) of the shared low-level features (conv1 + BN + ReLU)."""
+        return self._once("features", lambda: self.ds.backbone.stem(
+            self.n, self.data, stride=self.cfg.stem_stride, size=self.size))
+
+    @property
+    def feature_pairs(self):
+        return self._once("feature_pairs", lambda: frame_pairs(
+            self.n, self.features[0], "conv1/pairs", self.cfg.frames))
+
+    @property
+    def rgb_pairs(self):
+        return self._once("rgb_pairs", lambda: frame_pairs(
+            self.n, self.data, "data/pairs", self.cfg.frames))
+
+    @property
+    def displacement(self):
+        """V_t (N*pairs x 2 x H x W) from the cosine cost volume (Sec. 3.3)."""
+        def make():
+            n, cfg = self.n, self.cfg
+            t0, t1 = self.feature_pairs
+            common = dict(max_displacement=cfg.max_displacement, dilation=cfg.dilation)
+            n["motion/cost_volume"] = L.CostVolume(t0, t1, cost_volume_param=common)
+            n["motion/displacement"] = L.SoftDisplacement(
+                n["motion/cost_volume"], soft_displacement_param=dict(
+                    temperature=TEMPERATURE, method=getattr(P.SoftDisplacement, cfg.method.value),
+                    **common))
+            return n["motion/displacement"]
+        return self._once("displacement", make)
+
+
+def _subsample2(n, x, name, channels):
+    """Every second row and column of x: a fixed 1x1 depthwise convolution of
+    stride 2 (weight 1, not learned). On a stride-1 conv1 map this gives
+    exactly what a stride-2 conv1 computes (both sample the same windows)."""
+    n[name] = L.Convolution(x, num_output=channels, group=channels, kernel_size=1, stride=2,
+                            bias_term=False, weight_filler=dict(type="constant", value=1),
+                            param=[dict(lr_mult=0, decay_mult=0)])
+    return n[name]
+
+
+def static_branch(n, parts):
+    """Static appearance (Sec. 3.2): the trunk on the shared features with
+    temporal pooling; one score row per snippet."""
+    cfg, ds = parts.cfg, parts.ds
+    feat, fshape = parts.features
+    if fshape.size == parts.size and ds.backbone is bn_inception:
+        # full_224: the trunk keeps the 112x112 input the ImageNet weights expect
+        feat = _subsample2(n, feat, "conv1/subsample", fshape.channels)
+        fshape = bn_inception.Shape(fshape.channels, bn_inception.out_size(fshape.size, 1, 2, 0,
+                                                                            False))
+    temporal = cfg.temporal if cfg.frames > 1 else Temporal.NONE
+    x, left = ds.backbone.trunk(n, feat, fshape, "", frozen_bn=ds.partial_bn, frames=cfg.frames,
+                                temporal=temporal.value)
+    assert left == 1, f"static branch leaves {left} frames per snippet"
+    return head(n, x, ds.classes, "", DROPOUT["static"]), 1
+
+
+def motion_branch(n, parts):
+    """Apparent motion (Sec. 3.3): the displacement maps into the branch's
+    own conv1 and trunk; one score row per frame pair."""
+    ds = parts.ds
+    size = parts.features[1].size
+    x, shape = ds.backbone.stem(n, parts.displacement, "motion/",
+                                stride=_branch_stride(size, parts.size), size=size)
+    x, _ = ds.backbone.trunk(n, x, shape, "motion/", frozen_bn=ds.partial_bn)
+    return head(n, x, ds.classes, "motion/", DROPOUT["motion"]), parts.cfg.frames - 1
+
+
+def _difference(n, later, earlier, name="appchange/difference"):
+    n[name] = L.Eltwise(later, earlier, operation=P.Eltwise.SUM, coeff=[1, -1])
+    return n[name]
+
+
+def _warped_difference(n, first, second, v):
+    """second - W(first, V): W samples `first` at p - V(p) (docs/ASSUMPTIONS.md)."""
+    n["appchange/warp"] = L.BilinearWarp(first, v, bilinear_warp_param=dict(
+        displacement_scale=-1))
+    return _difference(n, second, n["appchange/warp"])
+
+
+def appchange_input(n, parts):
+    """(difference maps, their size, score rows per snippet) for the
+    appearance-change branch's input choice."""
+    cfg, size = parts.cfg, parts.size
+    kind = cfg.appchange_input
+    if kind == AppchangeInput.WARPED:
+        t0, t1 = parts.feature_pairs
+        return _warped_difference(n, t0, t1, parts.displacement), parts.features[1].size, \
+            cfg.frames - 1
+    if kind == AppchangeInput.RGBWARP:
+        # Table 4's "Disp. Map warping" of RGB: needs maps at the frames' resolution
+        if parts.features[1].size != size:
+            raise ValueError(f"net {cfg.name!r}: rgbwarp needs conv1 stride 1")
+        r0, r1 = parts.rgb_pairs
+        return _warped_difference(n, r0, r1, parts.displacement), size, cfg.frames - 1
+    if kind == AppchangeInput.FEATDIFF:
+        t0, t1 = parts.feature_pairs
+        return _difference(n, t1, t0), parts.features[1].size, cfg.frames - 1
+    # RGBDIFF, as TSN: the frames-1 differences of a snippet stacked on the
+    # channel axis, (N*(T-1)) x 3 x H x W -> N x 3(T-1) x H x W (pairs of one
+    # snippet are consecutive rows), one score row per snippet.
+    r0, r1 = parts.rgb_pairs
+    diff = _difference(n, r1, r0)
+    if cfg.frames == 2:
+        return diff, size, 1
+    n["appchange/stacked"] = L.Reshape(diff, reshape_param=dict(
+        shape=dict(dim=[-1, 3 * (cfg.frames - 1), size, size])))
+    return n["appchange/stacked"], size, 1
+
+
+def appchange_branch(n, parts):
+    """Appearance change (Sec. 3.4): difference maps into the branch's own
+    conv1 and trunk."""
+    ds = parts.ds
+    x, in_size, per_snippet = appchange_input(n, parts)
+    x, shape = ds.backbone.stem(n, x, "appchange/", stride=_branch_stride(in_size, parts.size),
+                                size=in_size)
+    x, _ = ds.backbone.trunk(n, x, shape, "appchange/", frozen_bn=ds.partial_bn)
+    return head(n, x, ds.classes, "appchange/", DROPOUT["appchange"]), per_snippet
+
+
+BRANCH_BUILDERS = {Branch.STATIC: static_branch, Branch.MOTION: motion_branch,
+                   Branch.APPCHANGE: appchange_branch}
+BRANCH_PREFIX = {Branch.STATIC: "", Branch.MOTION: "motion/", Branch.APPCHANGE: "appchange/"}
+
+
+def body(n, data, cfg, ds, size, static_layers=None):
     """The net from `data` ((N*snippets*frames) x 3 x size x size) to
-    per-branch scores. Returns [(prefix, scores, score rows per snippet)]."""
-    frozen = ds.partial_bn
-    stem, trunk = ds.backbone.stem, ds.backbone.trunk
-    rgbdiff_only = cfg.branches == ("appchange",) and cfg.appchange_input == "rgbdiff"
-    if not rgbdiff_only:  # the shared low-level features
-        feat, fshape = stem(n, data, stride=cfg.stem_stride, size=size)
+    per-branch scores. Returns [(prefix, scores, score rows per snippet)].
+    The static branch's layer names are added to the set `static_layers`
+    (for its learning-rate multiplier)."""
+    parts = _Parts(n, data, cfg, ds, size)
     outputs = []
-    if "static" in cfg.branches:
-        temporal = cfg.temporal if cfg.frames > 1 else "none"
-        x, left = trunk(n, feat, fshape, "", frozen_bn=frozen, frames=cfg.frames, temporal=temporal)
-        assert left == 1, f"static branch leaves {left} frames per snippet"
-        outputs.append(("", head(n, x, ds.classes, "", DROPOUT["static"]), 1))
-    pairs = cfg.frames - 1
-    need_v = "motion" in cfg.branches or (
-        "appchange" in cfg.branches and cfg.appchange_input in ("warped", "rgbwarp"))
-    if need_v or ("appchange" in cfg.branches and cfg.appchange_input == "featdiff"):
-        t0, t1 = frame_pairs(n, feat, "conv1/pairs", cfg.frames)
-    if need_v:
-        v = _displacement(n, t0, t1, cfg)
-    if "motion" in cfg.branches:
-        x, shape = stem(n, v, "motion/", stride=_branch_stride(fshape.size, size), size=fshape.size)
-        x, _ = trunk(n, x, shape, "motion/", frozen_bn=frozen)
-        outputs.append(("motion/", head(n, x, ds.classes, "motion/", DROPOUT["motion"]), pairs))
-    if "appchange" in cfg.branches:
-        if cfg.appchange_input == "warped":
-            # F_{t+1} - W(F_t, V_t): W samples F_t at p - V(p) (docs/ASSUMPTIONS.md)
-            n["appchange/warp"] = L.BilinearWarp(t0, v, bilinear_warp_param=dict(
-                displacement_scale=-1))
-            n["appchange/difference"] = L.Eltwise(t1, n["appchange/warp"],
-                                                  operation=P.Eltwise.SUM, coeff=[1, -1])
-            in_size = fshape.size
-        elif cfg.appchange_input == "rgbwarp":
-            # Table 4's "Disp. Map warping" of RGB: needs maps at the frames' resolution
-            assert fshape.size == size, "rgbwarp needs conv1 stride 1"
-            r0, r1 = frame_pairs(n, data, "data/pairs", cfg.frames)
-            n["appchange/warp"] = L.BilinearWarp(r0, v, bilinear_warp_param=dict(
-                displacement_scale=-1))
-            n["appchange/difference"] = L.Eltwise(r1, n["appchange/warp"],
-                                                  operation=P.Eltwise.SUM, coeff=[1, -1])
-            in_size = size
-        elif cfg.appchange_input == "featdiff":
-            n["appchange/difference"] = L.Eltwise(t1, t0, operation=P.Eltwise.SUM, coeff=[1, -1])
-            in_size = fshape.size
-        else:
-            r0, r1 = frame_pairs(n, data, "data/pairs", cfg.frames)
-            n["appchange/difference"] = L.Eltwise(r1, r0, operation=P.Eltwise.SUM, coeff=[1, -1])
-            in_size = size
-        x, shape = stem(n, n["appchange/difference"], "appchange/",
-                        stride=_branch_stride(in_size, size), size=in_size)
-        x, _ = trunk(n, x, shape, "appchange/", frozen_bn=frozen)
-        outputs.append(("appchange/", head(n, x, ds.classes, "appchange/", DROPOUT["appchange"]),
-                        pairs))
+    for branch in cfg.branches:
+        before = set(n.tops)
+        scores, per_snippet = BRANCH_BUILDERS[branch](n, parts)
+        if branch == Branch.STATIC:
+            # the shared conv1 is built inside on first use: it is not the static branch's
+            shared = {k for k in n.tops if k.startswith(ds.backbone.STEM)}
+            if static_layers is not None:
+                static_layers.update(set(n.tops) - before - shared)
+        outputs.append((BRANCH_PREFIX[branch], scores, per_snippet))
     return outputs
+
+
+def _scale_lr(proto, layer_names, mult):
+    """Multiply the lr_mult of the named layers' parameters (BatchNorm's
+    statistics have none)."""
+    if mult == 1:
+        return
+    for layer in proto.layer:
+        if layer.name in layer_names:
+            for spec in layer.param:
+                spec.lr_mult *= mult
 
 
 def _fuse(n, scores):
@@ -211,7 +451,7 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     structure without files, for quick checks at a small crop)."""
     ds = DATASETS[dataset]
     crop = crop or ds.crop
-    segments = segments or ds.segments
+    segments = segments or cfg.segments or ds.segments
     batch = batch_size or cfg.batch_size
     n = caffe.NetSpec()
     frames = cfg.frames
@@ -228,7 +468,8 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
         n.data = L.Input(input_param=dict(shape=dict(dim=[frames, 3, crop, crop])))
     else:
         raise ValueError(f"unknown mode {mode!r}")
-    outputs = body(n, n.data, cfg, ds, crop)
+    static_layers = set()
+    outputs = body(n, n.data, cfg, ds, crop, static_layers)
     if mode == "deploy":
         scores = [s if per == 1 else consensus(n, s, prefix + "pair_consensus", per, ds.classes)
                   for prefix, s, per in outputs]
@@ -242,17 +483,18 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
             n.accuracy = L.Accuracy(fused, n.label, include=dict(phase=caffe.TEST))
     proto = n.to_proto()
     proto.name = f"dcd_{dataset}_{cfg.name}"
+    _scale_lr(proto, static_layers, cfg.static_lr_mult)
     if mode == "train_val":
-        _add_test_data_layer(proto, dataset, split, frames, crop, test_batch_size)
+        _add_test_data_layer(proto, dataset, split, frames, crop, test_batch_size, segments)
     return proto
 
 
-def _add_test_data_layer(proto, dataset, split, frames, crop, batch):
+def _add_test_data_layer(proto, dataset, split, frames, crop, batch, segments):
     """Caffe's train_val convention: one data layer per phase, same tops."""
     _, val_list = list_files(dataset, split)
     t = caffe.NetSpec()
     t.data, t.label = video_data(val_list, lmdb_root(dataset), batch_size=batch,
-                                 num_segments=DATASETS[dataset].segments, new_length=frames,
+                                 num_segments=segments, new_length=frames,
                                  crop_size=crop,
                                  train=False)
     test_layer = t.to_proto().layer[0]

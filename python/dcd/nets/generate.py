@@ -1,4 +1,5 @@
 """Write every net's train_val, deploy and solver prototxt (tools/make_models.py)."""
+import dataclasses
 from pathlib import Path
 
 from dcd.nets.dcd import NETS, build
@@ -9,33 +10,65 @@ KINDS = ("train_val", "deploy", "solver")
 
 
 def model_paths(dataset, name, split=1, root="models"):
-    """{kind: path} of one net's files, relative to `root`'s parent layout
-    (models/<dataset>/<net>[_split<k>]_<kind>.prototxt)."""
+    """{kind: path} of one net's files under `root`
+    (<root>/<dataset>/<net>[_split<k>]_<kind>.prototxt)."""
     stem = name + (f"_split{split}" if dataset == "ucf101" and split != 1 else "")
     return {kind: f"{root}/{dataset}/{stem}_{kind}.prototxt" for kind in KINDS}
 
 
-def model_texts(dataset, cfg, split=1):
-    """{kind: prototxt text}; the solver names the train_val by its
-    repository-relative path."""
-    paths = model_paths(dataset, cfg.name, split)
+def variant(cfg, segments=None):
+    """`cfg` with another TSN segment count, named <net>_seg<k>."""
+    if segments is None:
+        return cfg
+    return dataclasses.replace(cfg, name=f"{cfg.name}_seg{segments}", segments=segments)
+
+
+def model_texts(dataset, cfg, split=1, gpus=1, root="models"):
+    """{kind: prototxt text}; the solver names the train_val by its path
+    under `root` (repository-relative for the committed files)."""
+    paths = model_paths(dataset, cfg.name, split, root)
     return {
         "train_val": HEADER + str(build(cfg, dataset, "train_val", split=split)),
         "deploy": HEADER + str(build(cfg, dataset, "deploy")),
-        "solver": HEADER + str(solver(dataset, cfg, paths["train_val"], split=split)),
+        "solver": HEADER + str(solver(dataset, cfg, paths["train_val"], split=split, gpus=gpus)),
     }
 
 
-def write_models(repo_root, datasets=("ucf101", "kinetics", "synthetic"), split=1, nets=None):
-    """Write the files under repo_root/models; returns the paths written."""
+def _root_for_solver(repo_root, out):
+    """How a solver in `out` names its net: relative to the repository root
+    (where caffe runs) when `out` is inside it, else absolute."""
+    out, repo_root = Path(out).resolve(), Path(repo_root).resolve()
+    try:
+        return str(out.relative_to(repo_root))
+    except ValueError:
+        return str(out)
+
+
+def write_models(out, datasets=("ucf101", "kinetics", "synthetic"), split=1, nets=None, gpus=1,
+                 segments=None, repo_root=None):
+    """Write the files under out/models (the committed layout); returns the
+    paths written.
+
+    gpus > 1 writes only the solvers, for `caffe train --gpu 0,...,gpus-1`
+    (iter_size divided among the GPUs, clip_gradients scaled with it), naming
+    the committed train_val nets. segments writes all three files of each net
+    as <net>_seg<k> with that many TSN segments (1: w/o TSN, Table 5).
+    repo_root: where caffe will run (default: `out`)."""
     written = []
+    models = Path(out) / "models"
+    solver_root = _root_for_solver(repo_root or out, models)
     for dataset in datasets:
         for cfg in NETS[dataset]:
             if nets and cfg.name not in nets:
                 continue
-            paths = model_paths(dataset, cfg.name, split)
-            for kind, text in model_texts(dataset, cfg, split).items():
-                path = Path(repo_root) / paths[kind]
+            cfg = variant(cfg, segments)
+            root = solver_root if (segments or gpus == 1) else "models"
+            texts = model_texts(dataset, cfg, split, gpus, root)
+            paths = model_paths(dataset, cfg.name, split, str(models))
+            for kind, text in texts.items():
+                if gpus > 1 and segments is None and kind != "solver":
+                    continue
+                path = Path(paths[kind])
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
                 written.append(path)

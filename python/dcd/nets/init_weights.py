@@ -92,7 +92,7 @@ def reference_layers():
     if not _REFERENCE:
         import caffe
         from dcd.nets.bn_inception import imagenet_deploy
-        from dcd.nets.dcd import load_net
+        from dcd.netio import load_net
         net = load_net(imagenet_deploy(size=64), caffe.TEST)
         _REFERENCE["layers"] = [(name, layer.type, [b.data.shape for b in layer.blobs])
                                 for name, layer in zip(net._layer_names, net.layers)
@@ -174,12 +174,60 @@ def init_weights(caffemodel, dataset, net_name, out_path):
     """Initial weights for one net of models/<dataset>/ (built from the
     package at a small crop: parameter shapes do not depend on it)."""
     import caffe
-    from dcd.nets.dcd import build, get_config, load_net
+    from dcd.netio import load_net
+    from dcd.nets.dcd import build, get_config
     source = read_caffemodel(caffemodel)
     check_bn_inception(source, caffemodel)
     cfg = get_config(dataset, net_name)
     net = load_net(build(cfg, dataset, "deploy", crop=64), caffe.TEST)
     report = init_net(net, source)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    net.save(str(out_path))
+    return report
+
+
+class NetMismatchError(ValueError):
+    """A trained caffemodel does not fit the target net; names the layer."""
+
+
+# Layers a transfer to another data set leaves at their fillers: the classifiers.
+CLASSIFIER_SUFFIX = "fc-action"
+
+
+def transfer_net(net, source, path="caffemodel"):
+    """Fill `net` from a snapshot of the same net trained on another data set
+    (Table 7's ImageNet+Kinetics row): every parameter layer but the
+    classifiers (`fc-action`, `<branch>/fc-action`) must be in `source` with
+    the same shapes, else NetMismatchError names the first that is not."""
+    report = InitReport()
+    for name, layer in zip(net._layer_names, net.layers):
+        if not len(layer.blobs):
+            continue
+        if name.endswith(CLASSIFIER_SUFFIX):
+            report.random.append(name)
+            continue
+        if name not in source:
+            raise NetMismatchError(f"{path} does not fit the net: it has no layer {name!r}")
+        got = [b.shape for b in source[name][1]]
+        want = [b.data.shape for b in layer.blobs]
+        if got != want:
+            raise NetMismatchError(f"{path} does not fit the net: layer {name!r} has shapes "
+                                   f"{got}, the net needs {want}")
+        for blob, array in zip(layer.blobs, source[name][1]):
+            blob.data[...] = array
+        report.copied.append(name)
+    return report
+
+
+def transfer_weights(caffemodel, dataset, net_name, out_path):
+    """Initial weights for `net_name` on `dataset` from a snapshot of the
+    same net trained on another data set (e.g. Kinetics -> UCF101)."""
+    import caffe
+    from dcd.netio import load_net
+    from dcd.nets.dcd import build, get_config
+    source = read_caffemodel(caffemodel)
+    net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
+    report = transfer_net(net, source, caffemodel)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     net.save(str(out_path))
     return report

@@ -33,6 +33,24 @@ def solver_inputs(solver_path, root="."):
     return needs
 
 
+def solver_warnings(solver_path):
+    """Settings that train differently from the paper, one line each:
+    clip_gradients must be 20 x iter_size (dcd.nets.solvers.CLIP_PER_BATCH:
+    Caffe clips the gradient summed over iter_size passes)."""
+    from caffe.proto import caffe_pb2
+    from dcd.nets.solvers import CLIP_PER_BATCH, clip_threshold
+    solver = _read(solver_path, caffe_pb2.SolverParameter())
+    warnings = []
+    want = clip_threshold(solver.iter_size)
+    if solver.clip_gradients > 0 and abs(solver.clip_gradients - want) > 1e-3 * want:
+        warnings.append(
+            f"{solver_path}: clip_gradients {solver.clip_gradients:g} with iter_size "
+            f"{solver.iter_size}: Caffe clips the gradient summed over iter_size passes, so the "
+            f"paper's {CLIP_PER_BATCH} per batch is clip_gradients {want:g} "
+            f"({CLIP_PER_BATCH} x iter_size)")
+    return warnings
+
+
 def check_solver(solver_path, root=".", weights=()):
     """Raise FileNotFoundError listing every missing input (weights included)."""
     solver_path = Path(solver_path)

@@ -54,7 +54,7 @@ def net_stats(net, frames=1):
 
 def _load(proto):
     import caffe
-    from dcd.nets.dcd import load_net
+    from dcd.netio import load_net
     return load_net(proto, caffe.TEST)
 
 

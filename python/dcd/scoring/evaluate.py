@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dcd.scoring import protocol
-from dcd.scoring.readers import open_reader
+from dcd.scoring.readers import FrameReadError, open_reader
 from dcd.scoring.scorefile import (ScoreFileError, entries_sha1, file_sha1, open_partial,
                                    partial_path, write_scores)
 
@@ -32,13 +32,27 @@ class EvalConfig:
     frame_size: tuple = protocol.FRAME_SIZE
     score_blob: str = None
     input_blob: str = None
+    modality: str = None     # rgb, flow, rgb_flow; None: told by the deploy input
+    flow_root: str = None    # rgb_flow: where the flow is, if not in root
+    flow_bound: float = 20.0  # rgb_flow: extract_flow.py's --bound
+
+    def modality_for(self, shape):
+        return self.modality or protocol.infer_modality(shape, self.new_length)
 
     def protocol_meta(self, shape):
-        return {"num_snippets": self.num_snippets, "new_length": self.new_length,
+        modality = self.modality_for(shape)
+        meta = {"num_snippets": self.num_snippets, "new_length": self.new_length,
                 "crops": 10 if self.ten_crop else 1, "crop_size": list(shape[2:]),
                 "frame_size": list(self.frame_size), "mean_bgr": list(protocol.MEAN_BGR),
-                "layout": protocol.input_layout(shape, self.new_length),
+                "layout": protocol.input_layout(shape, self.new_length, modality),
                 "input_shape": list(shape)}
+        if modality != "rgb":
+            meta.update(modality=modality, flow_bound=self.flow_bound)
+        return meta
+
+    def open_reader(self, shape):
+        return open_reader(self.root, self.backend, self.modality_for(shape), self.flow_root,
+                           self.flow_bound)
 
 
 @dataclass
@@ -99,14 +113,15 @@ class NetScorer:
             self.net = caffe.Net(str(cfg.net), caffe.TEST, weights=str(cfg.weights))
         else:
             self.net = caffe.Net(str(cfg.net), caffe.TEST)
-        self.layout = protocol.input_layout(self.shape, cfg.new_length)
-        self.per_forward = protocol.samples_per_forward(self.shape, cfg.new_length)
+        self.modality = cfg.modality_for(self.shape)
+        self.layout = protocol.input_layout(self.shape, cfg.new_length, self.modality)
+        self.per_forward = protocol.samples_per_forward(self.shape, cfg.new_length, self.modality)
         self.score_blob = cfg.score_blob or self.net.outputs[-1]
         if self.score_blob not in self.net.blobs:
             raise ValueError(f"no blob {self.score_blob!r} in {cfg.net}")
 
     def _forward(self, samples):
-        """samples: M x L x 3 x h x w with M <= per_forward -> M x C."""
+        """samples: M x L x C x h x w with M <= per_forward -> M x classes."""
         m = len(samples)
         if m < self.per_forward:  # pad the last batch; the padding's outputs are dropped
             pad = np.repeat(samples[-1:], self.per_forward - m, axis=0)
@@ -126,9 +141,10 @@ class NetScorer:
     def score_video(self, reader, video_id, num_frames):
         cfg = self.cfg
         crop_h, crop_w = self.shape[2], self.shape[3]
-        snippets = protocol.iter_snippets(lambda idx: reader(video_id, idx), num_frames,
-                                          crop_h, crop_w, cfg.num_snippets, cfg.new_length,
-                                          cfg.ten_crop, tuple(cfg.frame_size))
+        snippets = protocol.iter_snippets(lambda idx: reader(video_id, idx, num_frames),
+                                          num_frames, crop_h, crop_w, cfg.num_snippets,
+                                          cfg.new_length, cfg.ten_crop, tuple(cfg.frame_size),
+                                          modality=self.modality)
         buffer, outputs, per_snippet = [], [], None
         for crops in snippets:
             per_snippet = len(crops)
@@ -146,7 +162,7 @@ def _worker(cfg, gpu, tasks, results):
     """Spawned process: score (video_id, num_frames, label) tasks until None."""
     try:
         scorer = NetScorer(cfg, gpu)
-        reader = open_reader(cfg.root, cfg.backend)
+        reader = cfg.open_reader(scorer.shape)
     except Exception:  # noqa: BLE001 - reported to the parent
         results.put(("error", None, traceback.format_exc()))
         return
@@ -157,6 +173,9 @@ def _worker(cfg, gpu, tasks, results):
         video_id, num_frames, label = task
         try:
             results.put(("ok", video_id, scorer.score_video(reader, video_id, num_frames)))
+        except FrameReadError as exc:  # bad data, not a bug: one line, no traceback
+            results.put(("frame", video_id, str(exc)))
+            break
         except Exception:  # noqa: BLE001
             results.put(("error", video_id, traceback.format_exc()))
             break
@@ -220,7 +239,7 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
         n_proc = max(workers, len(gpus))
         if n_proc <= 1:
             scorer = NetScorer(cfg, gpus[0] if gpus else None)
-            reader = open_reader(cfg.root, cfg.backend)
+            reader = cfg.open_reader(scorer.shape)
             try:
                 for e in pending:
                     record(e.video_id, scorer.score_video(reader, e.video_id, e.num_frames))
@@ -268,6 +287,9 @@ def _run_pool(cfg, pending, n_proc, gpus, record):
                 record(video_id, payload)
             elif kind == "exit":
                 alive -= 1
+            elif kind == "frame":
+                error = FrameReadError(payload)
+                break
             else:
                 error = f"worker failed{' on video ' + video_id if video_id else ''}:\n{payload}"
                 break
@@ -276,5 +298,7 @@ def _run_pool(cfg, pending, n_proc, gpus, record):
             if p.is_alive():
                 p.terminate()
             p.join()
+    if isinstance(error, FrameReadError):
+        raise error
     if error:
         raise RuntimeError(error)

@@ -14,13 +14,22 @@ Net input layouts (told by the deploy net's input blob, N x C x H x W):
 * "stacked": C == 3 * L with L > 1, the L frames of one sample are stacked
   along the channels (frame 1's BGR, frame 2's BGR, ...), one row per sample;
   TSN's RGB-difference style.
+
+Modalities (dcd.scoring.readers): "rgb" as above; "flow", TSN's flow stream,
+2 channels per frame (x, y as stored, mean 128; a mirrored crop inverts x,
+255 - x, before the mean), stacked (x1, y1, x2, y2, ...: C == 2 * L);
+"rgb_flow", 5 channels per frame (BGR minus the means, then the frame's flow
+v_y, v_x in pixels, negated v_x when mirrored), snippet layout (C == 5), the
+input of the TV-L1 warping net. Flow frames are resized like RGB frames (the
+rgb_flow displacements scaled with them).
 """
 import numpy as np
 
 MEAN_BGR = (104.0, 117.0, 123.0)
+FLOW_MEAN = 128.0
+CHANNELS = {"rgb": 3, "flow": 2, "rgb_flow": 5}
 FRAME_SIZE = (340, 256)  # (width, height), TSN's frame size
 NUM_SNIPPETS = 25
-CROP_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
 
 
 def snippet_starts(num_frames, num_snippets=NUM_SNIPPETS, new_length=1):
@@ -53,47 +62,78 @@ def crop_boxes(height, width, crop_h, crop_w, ten_crop=True):
     return [(y, x, False) for y, x in corners] + [(y, x, True) for y, x in corners]
 
 
-def resize_frame(frame, frame_size=FRAME_SIZE):
+def resize_frame(frame, frame_size=FRAME_SIZE, modality="rgb"):
     import cv2
     w, h = frame_size
     if frame.shape[:2] != (h, w):
+        if modality == "rgb_flow":  # displacements in pixels scale with the image
+            frame = frame * np.array([1, 1, 1, h / frame.shape[0], w / frame.shape[1]],
+                                     np.float32)
         frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR)
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     return frame
 
 
-def crop_snippet(frames, crop_h, crop_w, ten_crop=True, mean=MEAN_BGR):
-    """frames: L arrays H x W x 3 (BGR, uint8, same size).
+def _normalise(crop, mirror, modality, mean):
+    """One crop, L x C x h x w float32 before the mean: mirror, then subtract."""
+    crop = crop[..., ::-1].copy() if mirror else crop.copy()  # crops overlap: never in place
+    if mirror:
+        if modality == "flow":
+            crop[:, 0] = 255.0 - crop[:, 0]  # TSN: a flipped x flow points the other way
+        elif modality == "rgb_flow":
+            crop[:, 4] = -crop[:, 4]
+    if modality == "flow":
+        return crop - np.float32(FLOW_MEAN)
+    crop[:, :3] -= np.asarray(mean, np.float32)[:, None, None]
+    return crop
 
-    Returns K x L x 3 x crop_h x crop_w float32 (K = 10 or 1), mean subtracted.
+
+def crop_snippet(frames, crop_h, crop_w, ten_crop=True, mean=MEAN_BGR, modality="rgb"):
+    """frames: L arrays H x W x C (same size; C as the modality, module doc).
+
+    Returns K x L x C x crop_h x crop_w float32 (K = 10 or 1), mean subtracted.
     """
-    stack = np.stack(frames).astype(np.float32)            # L x H x W x 3
-    stack -= np.asarray(mean, np.float32)
-    stack = stack.transpose(0, 3, 1, 2)                    # L x 3 x H x W
+    stack = np.stack(frames).astype(np.float32).transpose(0, 3, 1, 2)   # L x C x H x W
     out = []
     for y, x, mirror in crop_boxes(stack.shape[2], stack.shape[3], crop_h, crop_w, ten_crop):
-        c = stack[:, :, y:y + crop_h, x:x + crop_w]
-        out.append(c[..., ::-1] if mirror else c)
+        out.append(_normalise(stack[:, :, y:y + crop_h, x:x + crop_w], mirror, modality, mean))
     return np.ascontiguousarray(np.stack(out))
 
 
-def input_layout(shape, new_length):
+def infer_modality(shape, new_length):
+    """The modality a deploy input N x C x H x W reads (module doc)."""
+    c = shape[1]
+    if c in (3, 3 * new_length):
+        return "rgb"
+    if c == 2 * new_length:
+        return "flow"
+    if c == 5:
+        return "rgb_flow"
+    raise ValueError(f"net input has {c} channels: expected 3 or 3 * new_length = "
+                     f"{3 * new_length} (RGB), 2 * new_length = {2 * new_length} (flow) or 5 "
+                     "(RGB with flow)")
+
+
+def input_layout(shape, new_length, modality="rgb"):
     """'snippet' or 'stacked' for a net input N x C x H x W (see module doc)."""
     n, c = shape[0], shape[1]
-    if c == 3:
+    per_frame = CHANNELS[modality]
+    if c == per_frame and modality != "flow":
         if n % new_length:
             raise ValueError(f"net input has {n} rows, not a multiple of new_length={new_length} "
-                             "(snippet layout: (samples * L) x 3 x H x W)")
+                             f"(snippet layout: (samples * L) x {per_frame} x H x W)")
         return "snippet"
-    if c == 3 * new_length:
+    if c == per_frame * new_length and modality != "rgb_flow":
         return "stacked"
-    raise ValueError(f"net input has {c} channels: expected 3 (snippet layout) or "
-                     f"3 * new_length = {3 * new_length} (stacked layout)")
+    raise ValueError(f"net input has {c} channels: {modality} expects "
+                     + (f"{per_frame} (snippet layout) or " if modality != "flow" else "")
+                     + (f"{per_frame} * new_length = {per_frame * new_length} (stacked layout)"
+                        if modality != "rgb_flow" else ""))
 
 
-def samples_per_forward(shape, new_length):
-    layout = input_layout(shape, new_length)
+def samples_per_forward(shape, new_length, modality="rgb"):
+    layout = input_layout(shape, new_length, modality)
     return shape[0] // new_length if layout == "snippet" else shape[0]
 
 
@@ -106,19 +146,21 @@ def to_net_rows(samples, layout):
 
 
 def iter_snippets(frames_by_index, num_frames, crop_h, crop_w, num_snippets=NUM_SNIPPETS,
-                  new_length=1, ten_crop=True, frame_size=FRAME_SIZE, mean=MEAN_BGR):
-    """Yield each snippet's crops, K x L x 3 x h x w, in snippet order.
+                  new_length=1, ten_crop=True, frame_size=FRAME_SIZE, mean=MEAN_BGR,
+                  modality="rgb"):
+    """Yield each snippet's crops, K x L x C x h x w, in snippet order.
 
     `frames_by_index(list of 1-based indices)` returns those frames (BGR).
     One snippet at a time: 25 x 10 crops of 8-frame snippets would be 1.2 GB.
     """
     idx = snippet_frames(num_frames, num_snippets, new_length)
     unique = sorted(set(idx.ravel().tolist()))
-    loaded = dict(zip(unique, (resize_frame(f, frame_size) for f in frames_by_index(unique))))
+    loaded = dict(zip(unique, (resize_frame(f, frame_size, modality)
+                               for f in frames_by_index(unique))))
     for row in idx:
-        yield crop_snippet([loaded[i] for i in row], crop_h, crop_w, ten_crop, mean)
+        yield crop_snippet([loaded[i] for i in row], crop_h, crop_w, ten_crop, mean, modality)
 
 
 def video_samples(*args, **kwargs):
-    """All samples of one video: (S * K) x L x 3 x h x w, snippet-major, crop-minor."""
+    """All samples of one video: (S * K) x L x C x h x w, snippet-major, crop-minor."""
     return np.concatenate(list(iter_snippets(*args, **kwargs)))

@@ -1,12 +1,19 @@
 """Frame readers for scoring: a TSN frame folder tree or the LMDB of docs/DATA.md.
 
-Both read only the frames asked for (25 of a few hundred), decoded to BGR.
+They read only the frames asked for (25 snippets of a few hundred), by
+modality: "rgb" frames decoded to BGR (H x W x 3 uint8), "flow" pairs of
+tools/extract_flow.py (H x W x 2 uint8, x then y, as stored), and
+"rgb_flow", a frame with its flow to the next frame (H x W x 5 float32: BGR,
+then v_y, v_x in pixels; the last frame, with no next one, gets zero flow).
 """
 from pathlib import Path
 
 import numpy as np
 
+from dcd.data.flow import DEFAULT_BOUND, FLOW_X_PATTERN, FLOW_Y_PATTERN, dequantize_flow
 from dcd.data.frames import FRAME_PATTERN
+
+MODALITIES = ("rgb", "flow", "rgb_flow")
 
 
 class FrameReadError(RuntimeError):
@@ -18,21 +25,20 @@ def is_lmdb(root):
 
 
 class FolderReader:
+    """Images of a frame or flow folder tree (`root/<video_id>/<pattern>`)."""
+
     def __init__(self, root):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"no frame folder tree at {root}")
 
-    def __call__(self, video_id, indices):
+    def image(self, video_id, pattern, index, colour):
         import cv2
-        frames = []
-        for i in indices:
-            path = self.root / video_id / FRAME_PATTERN.format(i)
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise FrameReadError(f"video {video_id}: cannot read frame {path}")
-            frames.append(frame)
-        return frames
+        path = self.root / video_id / pattern.format(index)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise FrameReadError(f"video {video_id}: cannot read frame {path}")
+        return image
 
     def close(self):
         pass
@@ -50,23 +56,23 @@ class LmdbReader:
         self.env = lmdb.open(self.root, readonly=True, lock=False, subdir=True)
         self._datum = caffe_pb2.Datum
 
-    def __call__(self, video_id, indices):
+    def image(self, video_id, pattern, index, colour):
         from dcd.data.lmdb_store import decode_jpeg, frame_key
-        frames = []
         with self.env.begin() as txn:
-            for i in indices:
-                value = txn.get(frame_key(video_id, i))
-                if value is None:
-                    raise FrameReadError(f"video {video_id}: frame {i} is not in {self.root}")
-                datum = self._datum()
-                datum.ParseFromString(value)
-                frame = decode_jpeg(datum.data) if datum.encoded else _raw_datum(datum)
-                if frame is None:
-                    raise FrameReadError(f"video {video_id}: frame {i} does not decode")
-                if frame.ndim == 2:
-                    frame = np.repeat(frame[:, :, None], 3, axis=2)
-                frames.append(frame)
-        return frames
+            value = txn.get(frame_key(video_id, index, pattern))
+        name = pattern.format(index)
+        if value is None:
+            raise FrameReadError(f"video {video_id}: frame {name} is not in {self.root}")
+        datum = self._datum()
+        datum.ParseFromString(value)
+        image = decode_jpeg(datum.data) if datum.encoded else _raw_datum(datum)
+        if image is None:
+            raise FrameReadError(f"video {video_id}: frame {name} in {self.root} does not decode")
+        if colour and image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if not colour and image.ndim == 3:
+            image = image[:, :, 0]
+        return image
 
     def close(self):
         self.env.close()
@@ -77,8 +83,7 @@ def _raw_datum(datum):
     return arr.transpose(1, 2, 0)
 
 
-def open_reader(root, backend="auto"):
-    """backend: 'auto' (LMDB if root holds data.mdb), 'folder' or 'lmdb'."""
+def _open_store(root, backend):
     backend = backend.lower()
     if backend == "auto":
         backend = "lmdb" if is_lmdb(root) else "folder"
@@ -87,3 +92,52 @@ def open_reader(root, backend="auto"):
     if backend == "folder":
         return FolderReader(root)
     raise ValueError(f"unknown backend {backend!r}")
+
+
+class VideoReader:
+    """reader(video_id, indices) -> images of one modality (module doc)."""
+
+    def __init__(self, root, backend="auto", modality="rgb", flow_root=None,
+                 flow_bound=DEFAULT_BOUND):
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+        self.modality, self.flow_bound = modality, flow_bound
+        self.store = _open_store(root, backend)
+        self.flow_store = self.store
+        if modality == "rgb_flow" and flow_root and str(flow_root) != str(root):
+            self.flow_store = _open_store(flow_root, backend)
+
+    def _flow(self, store, video_id, index):
+        return np.stack([store.image(video_id, p, index, colour=False)
+                         for p in (FLOW_X_PATTERN, FLOW_Y_PATTERN)], axis=-1)
+
+    def __call__(self, video_id, indices, num_frames=None):
+        out = []
+        for i in indices:
+            if self.modality == "rgb":
+                out.append(self.store.image(video_id, FRAME_PATTERN, i, colour=True))
+            elif self.modality == "flow":
+                out.append(self._flow(self.store, video_id, i))
+            else:
+                frame = self.store.image(video_id, FRAME_PATTERN, i, colour=True)
+                if num_frames is not None and i >= num_frames:
+                    v = np.zeros(frame.shape[:2] + (2,), np.float32)  # no next frame
+                else:
+                    q = self._flow(self.flow_store, video_id, i)
+                    v = dequantize_flow(q[..., 0], q[..., 1], self.flow_bound)[..., ::-1]
+                    if v.shape[:2] != frame.shape[:2]:
+                        raise FrameReadError(f"video {video_id}: flow {i} is {v.shape[1]}x"
+                                             f"{v.shape[0]}, its frame {frame.shape[1]}x"
+                                             f"{frame.shape[0]}")
+                out.append(np.concatenate([frame.astype(np.float32), v], axis=-1))
+        return out
+
+    def close(self):
+        self.store.close()
+        if self.flow_store is not self.store:
+            self.flow_store.close()
+
+
+def open_reader(root, backend="auto", modality="rgb", flow_root=None, flow_bound=DEFAULT_BOUND):
+    """backend: 'auto' (LMDB if root holds data.mdb), 'folder' or 'lmdb'."""
+    return VideoReader(root, backend, modality, flow_root, flow_bound)

@@ -133,3 +133,36 @@ def test_count_frames(tmp_path):
     make_frames(tmp_path, {"v": 3})
     assert filelists.count_frames(tmp_path, "v") == 3
     assert filelists.count_frames(tmp_path, "absent") == 0
+
+
+def make_flow(root, counts):
+    """Flow folders with `count` (empty) flow_x/flow_y pairs each, beside 1 RGB frame."""
+    for video_id, count in counts.items():
+        folder = root / video_id
+        folder.mkdir(parents=True)
+        for i in range(1, count + 1):
+            (folder / f"flow_x_{i:05d}.jpg").write_bytes(b"")
+            (folder / f"flow_y_{i:05d}.jpg").write_bytes(b"")
+        (folder / "img_00001.jpg").write_bytes(b"")
+
+
+def test_flow_lists_count_flow_x_files(tmp_path, ucf_splits, capsys):
+    flow = tmp_path / "flow"
+    make_flow(flow, {"v_ApplyEyeMakeup_g08_c01": 6, "v_HandStandPushups_g08_c01": 4,
+                     "v_ApplyEyeMakeup_g01_c01": 2})
+    assert filelists.count_frames(flow, "v_ApplyEyeMakeup_g08_c01", "flow") == 6
+    assert filelists.count_frames(flow, "v_ApplyEyeMakeup_g08_c01") == 1  # rgb counts img_
+    out = tmp_path / "lists"
+    rc = load_tool("build_file_list").main(["--dataset", "ucf101", "--modality", "flow",
+                                            "--frames", str(flow), "--splits-dir", str(ucf_splits),
+                                            "--out", str(out), "--split", "1"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ucf101_flow_train_split_1.txt",
+                                                    "ucf101_flow_val_split_1.txt"]
+    assert filelists.read_file_list(out / "ucf101_flow_train_split_1.txt") == [
+        VideoEntry("v_ApplyEyeMakeup_g08_c01", 6, 0), VideoEntry("v_HandStandPushups_g08_c01", 4, 1)]
+    assert filelists.read_file_list(out / "ucf101_flow_val_split_1.txt") == [
+        VideoEntry("v_ApplyEyeMakeup_g01_c01", 2, 0)]
+    assert "in a split but not on disk: v_HandStandPushups_g01_c01" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="modality"):
+        filelists.build_file_lists("ucf101", flow, ucf_splits, out, modality="depth")

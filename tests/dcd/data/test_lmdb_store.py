@@ -207,3 +207,87 @@ def test_cli_errors(frames_root, tmp_path, capsys):
     assert "video c: frame" in capsys.readouterr().err
     assert tool.main(args + ["--skip-bad"]) == 0
     assert "0 videos written (0 frames), 2 already complete, 1 bad videos skipped" in capsys.readouterr().out
+
+
+def write_flow_pairs(folder, count, seed=0, size=(24, 32)):
+    """`count` grey JPEG flow pairs flow_x/flow_y_<i>.jpg; returns {name: bytes}."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for i in range(1, count + 1):
+        for c in "xy":
+            ok, data = cv2.imencode(".jpg", rng.integers(0, 256, size, dtype=np.uint8))
+            assert ok
+            (folder / f"flow_{c}_{i:05d}.jpg").write_bytes(data.tobytes())
+            written[f"flow_{c}_{i:05d}.jpg"] = data.tobytes()
+    return written
+
+
+def test_flow_shares_the_lmdb_with_frames(frames_root, tmp_path, capsys):
+    """Flow keys and the __flow__/ marker beside a video's frames; each modality is
+    resumable on its own; flow Datums are 1-channel encoded JPEGs."""
+    flow_root = tmp_path / "flow"
+    written = {vid: write_flow_pairs(flow_root / vid, n - 1, seed=i + 10)
+               for i, (vid, n, _) in enumerate(ENTRIES)}
+    flow_entries = [VideoEntry(vid, n - 1, label) for vid, n, label in ENTRIES]
+    db = tmp_path / "db"
+    build_lmdb(frames_root, ENTRIES, db, progress=False)
+    report = build_lmdb(flow_root, flow_entries, db, modality="flow", progress=False)
+    assert report.written == ["a", "b", "c"] and report.frames_written == 2 * (4 + 2 + 3)
+    keys = set(all_keys(db))
+    assert {f"a/flow_{c}_{i:05d}.jpg" for c in "xy" for i in range(1, 5)} < keys
+    assert "a/flow_x_00005.jpg" not in keys and "__flow__/a" in keys and "a/img_00005.jpg" in keys
+    assert list_videos(db) == {"a": 5, "b": 3, "c": 4}
+    assert list_videos(db, "flow") == {"a": 4, "b": 2, "c": 3}
+    datums = lmdb_store.read_video_datums(db, "b", "flow")
+    assert [d.data for d in datums] == [written["b"][n] for n in (
+        "flow_x_00001.jpg", "flow_y_00001.jpg", "flow_x_00002.jpg", "flow_y_00002.jpg")]
+    assert (datums[0].channels, datums[0].height, datums[0].width, datums[0].label) == (1, 24, 32, 7)
+    pairs, label = read_video_frames(db, "c", "flow")
+    assert label == 2 and len(pairs) == 3 and pairs[0][1].shape == (24, 32)
+    # Reruns skip per modality; a rebuilt RGB video leaves its flow alone.
+    assert build_lmdb(flow_root, flow_entries, db, modality="flow", progress=False).skipped == ["a", "b", "c"]
+    report = build_lmdb(frames_root, [VideoEntry("a", 5, 4)], db, progress=False)
+    assert report.written == ["a"] and list_videos(db, "flow")["a"] == 4
+    # A missing y image names the file; the video's flow stays absent, its frames present.
+    os.remove(flow_root / "b" / "flow_y_00002.jpg")
+    db2 = tmp_path / "db2"
+    build_lmdb(frames_root, ENTRIES, db2, progress=False)
+    with pytest.raises(BadFrameError, match=r"video b: frame .*b/flow_y_00002.jpg: missing"):
+        build_lmdb(flow_root, flow_entries, db2, modality="flow", progress=False)
+    assert list_videos(db2, "flow") == {"a": 4} and list_videos(db2)["b"] == 3
+    # The CLI.
+    listed = tmp_path / "flow_list.txt"
+    listed.write_text("a 4 0\nc 3 2\n")
+    assert load_tool("build_lmdb").main(["--modality", "flow", "--frames", str(flow_root),
+                                         "--list", str(listed), "--out", str(db2),
+                                         "--no-progress"]) == 0
+    assert "1 videos written (6 frames), 1 already complete" in capsys.readouterr().out
+    assert list_videos(db2, "flow") == {"a": 4, "c": 3}
+
+
+def test_flow_transaction_interrupted_leaves_nothing_of_the_video(frames_root, tmp_path,
+                                                                  monkeypatch):
+    flow_root = tmp_path / "flow"
+    for vid, n, _ in ENTRIES:
+        write_flow_pairs(flow_root / vid, n - 1)
+    flow_entries = [VideoEntry(vid, n - 1, label) for vid, n, label in ENTRIES]
+    calls, real_put = [], lmdb_store._put_record
+
+    def put_then_fail(txn, key, value):
+        calls.append(key)
+        if len(calls) == 8 + 1 + 3:  # video a (4 pairs + marker), then x, y, x of b
+            raise KeyboardInterrupt
+        real_put(txn, key, value)
+
+    monkeypatch.setattr(lmdb_store, "_put_record", put_then_fail)
+    db = tmp_path / "db"
+    with pytest.raises(KeyboardInterrupt):
+        build_lmdb(flow_root, flow_entries, db, modality="flow", progress=False)
+    assert list_videos(db, "flow") == {"a": 4}
+    assert not [k for k in all_keys(db) if k.startswith("b/")]
+    monkeypatch.setattr(lmdb_store, "_put_record", real_put)
+    report = build_lmdb(flow_root, flow_entries, db, modality="flow", progress=False)
+    assert report.skipped == ["a"] and report.written == ["b", "c"]

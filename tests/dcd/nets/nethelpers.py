@@ -7,18 +7,10 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 
+from dcd.netio import load_net  # noqa: E402
 from dcd.nets.bn_inception import imagenet_deploy  # noqa: E402
-from dcd.nets.dcd import write_temp  # noqa: E402
 
 caffe.set_mode_cpu()
-
-
-def load(proto, phase=caffe.TRAIN, tmp_dir=None):
-    path = write_temp(proto, tmp_dir)
-    try:
-        return caffe.Net(path, phase)
-    finally:
-        os.unlink(path)
 
 
 def unit_bn_stats(net):
@@ -34,7 +26,7 @@ def unit_bn_stats(net):
 def random_bninception(path, seed=0):
     """A BN-Inception caffemodel with random (filler) weights and BN
     statistics, as net.save() writes it (BatchNorm + Scale)."""
-    net = load(imagenet_deploy(size=64), caffe.TEST)
+    net = load_net(imagenet_deploy(size=64), caffe.TEST)
     rng = np.random.default_rng(seed)
     for layer in net.layers:
         for blob in layer.blobs:

@@ -5,9 +5,9 @@ import os
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe
+import caffe  # noqa: E402
 
-from nethelpers import load  # noqa: E402
+from dcd.netio import load_net  # noqa: E402
 from dcd.nets import stats  # noqa: E402
 from dcd.nets.bn_inception import imagenet_deploy  # noqa: E402
 from dcd.nets.dcd import build, get_config  # noqa: E402
@@ -32,7 +32,7 @@ def test_static_net_has_tsn_layer_names(static_proto):
 
 
 def test_trunk_shapes_at_224():
-    net = load(imagenet_deploy(), caffe.TEST)
+    net = load_net(imagenet_deploy(), caffe.TEST)
     shapes = {name: net.blobs[name].data.shape[1:] for name in
               ("pool2/3x3_s2", "inception_3c/output", "inception_4e/output",
                "inception_5b/output", "global_pool")}
@@ -42,7 +42,7 @@ def test_trunk_shapes_at_224():
 
 
 def test_gradual_pooling_halves_frames_after_pool2_3c_4e(static_proto):
-    net = load(static_proto, caffe.TEST)
+    net = load_net(static_proto, caffe.TEST)
     assert net.blobs["data"].data.shape == (8, 3, 224, 224)
     assert net.blobs["pool2/3x3_s2"].data.shape[0] == 8
     assert net.blobs["pool2/temporal_pool_restore"].data.shape == (4, 192, 28, 28)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe
+import caffe  # noqa: E402
 from caffe import layers as L  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 
-from nethelpers import load, random_bninception  # noqa: E402
+from nethelpers import random_bninception  # noqa: E402
+from dcd.netio import load_net  # noqa: E402
 from dcd.nets.init_weights import (NotBNInceptionError, init_weights,  # noqa: E402
                                    read_caffemodel)
 
@@ -96,7 +97,7 @@ def test_refuses_a_net_that_is_not_bn_inception(tmp_path):
     n.data = L.Input(input_param=dict(shape=dict(dim=[1, 3, 32, 32])))
     n.conv1 = L.Convolution(n.data, num_output=8, kernel_size=5)
     n.fc = L.InnerProduct(n.conv1, num_output=10)
-    net = load(n.to_proto(), caffe.TEST, tmp_path)
+    net = load_net(n.to_proto(), caffe.TEST)
     net.save(str(tmp_path / "lenet.caffemodel"))
     with pytest.raises(NotBNInceptionError, match="conv1/7x7_s2"):
         init_weights(tmp_path / "lenet.caffemodel", "ucf101", "static", tmp_path / "x.caffemodel")
@@ -137,3 +138,57 @@ def test_tool_reports_and_refuses(imagenet, tmp_path):
                                   "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1  # a DCD net is not an ImageNet BN-Inception
     assert "not BN-Inception" in proc.stderr and "conv2/3x3_reduce" in proc.stderr
+
+
+def _random_net_snapshot(dataset, name, path, seed):
+    from dcd.nets.dcd import build, get_config
+    net = load_net(build(get_config(dataset, name), dataset, "deploy", crop=64), caffe.TEST)
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        for blob in layer.blobs:
+            blob.data[...] = rng.normal(0, 1, blob.data.shape)
+    net.save(str(path))
+    return path
+
+
+def test_kinetics_snapshot_to_ucf101_weights(tmp_path):
+    """Table 7's ImageNet+Kinetics row: all but the classifier copied."""
+    from dcd.nets.init_weights import transfer_weights
+    kinetics = _random_net_snapshot("kinetics", "motion", tmp_path / "kin.caffemodel", 1)
+    out = tmp_path / "ucf101_motion_from_kinetics.caffemodel"
+    report = transfer_weights(kinetics, "ucf101", "motion", out)
+    src, dst = read_caffemodel(kinetics), read_caffemodel(out)
+    assert report.random == ["motion/fc-action"]
+    assert dst["motion/fc-action"][1][0].shape == (101, 1024)
+    assert src["motion/fc-action"][1][0].shape == (400, 1024)
+    for name in ("conv1/7x7_s2", "conv1/7x7_s2_bn", "motion/conv1/7x7_s2",
+                 "motion/inception_5b/pool_proj_scale"):
+        for a, b in zip(src[name][1], dst[name][1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_transfer_refuses_another_net_naming_the_layer(tmp_path):
+    from dcd.nets.init_weights import NetMismatchError, transfer_weights
+    static = _random_net_snapshot("kinetics", "static", tmp_path / "static.caffemodel", 2)
+    with pytest.raises(NetMismatchError, match="no layer 'motion/conv1/7x7_s2'"):
+        transfer_weights(static, "ucf101", "motion", tmp_path / "out.caffemodel")
+    rgbwarp = _random_net_snapshot("ucf101", "appchange_rgbwarp", tmp_path / "rgbwarp.caffemodel", 3)
+    with pytest.raises(NetMismatchError, match=r"layer 'appchange/conv1/7x7_s2' has shapes"):
+        transfer_weights(rgbwarp, "ucf101", "appchange", tmp_path / "out.caffemodel")
+    assert not (tmp_path / "out.caffemodel").exists()
+
+
+def test_transfer_tool(tmp_path):
+    import subprocess
+    import sys
+    from dcd.paths import REPO_ROOT
+    kinetics = _random_net_snapshot("kinetics", "motion", tmp_path / "kin.caffemodel", 1)
+    out = tmp_path / "init.caffemodel"
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "tools/transfer_weights.py"),
+                          str(kinetics), "--net", "motion", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and out.is_file(), run.stderr
+    bad = subprocess.run([sys.executable, str(REPO_ROOT / "tools/transfer_weights.py"),
+                          str(kinetics), "--net", "full", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "no layer" in bad.stderr

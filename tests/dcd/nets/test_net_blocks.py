@@ -6,10 +6,10 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-import caffe
+import caffe  # noqa: E402
 from caffe import layers as L  # noqa: E402
 
-from nethelpers import load  # noqa: E402
+from dcd.netio import load_net  # noqa: E402
 from dcd.nets.blocks import consensus, frame_pairs, temporal_pool, temporal_pool_vector  # noqa: E402
 
 N, T, C, H, W = 2, 4, 3, 5, 6
@@ -32,7 +32,7 @@ def test_temporal_pool_is_max_over_consecutive_pairs():
     n.out = L.Power(top)  # a separate top to read and to send gradients into
     proto = n.to_proto()
     proto.force_backward = True
-    net = load(proto)
+    net = load_net(proto, caffe.TRAIN)
     x = random_clips(net)
     net.forward()
     want = x.reshape(N, T // 2, 2, C, H, W).max(axis=2).reshape(N * T // 2, C, H, W)
@@ -48,7 +48,7 @@ def test_temporal_pool_is_max_over_consecutive_pairs():
 def test_temporal_pool_vector_pools_all_frames():
     n = caffe.NetSpec()
     n.out = temporal_pool_vector(n, clip_input(n, (N * T, C, 1, 1)), "tp", T, C)
-    net = load(n.to_proto())
+    net = load_net(n.to_proto(), caffe.TRAIN)
     x = random_clips(net)
     net.forward()
     assert net.blobs["out"].data.shape == (N, 1, 1, C)
@@ -60,7 +60,7 @@ def test_frame_pairs_are_consecutive_frames_of_each_clip():
     n = caffe.NetSpec()
     t0, t1 = frame_pairs(n, clip_input(n, (N * T, C, H, W)), "pairs", T)
     n.a, n.b = L.Power(t0), L.Power(t1)
-    net = load(n.to_proto())
+    net = load_net(n.to_proto(), caffe.TRAIN)
     x = random_clips(net).reshape(N, T, C, H, W)
     net.forward()
     assert net.blobs["a"].data.shape == (N * (T - 1), C, H, W)
@@ -72,7 +72,7 @@ def test_consensus_averages_the_snippets_of_a_clip():
     classes, snippets = 7, 3
     n = caffe.NetSpec()
     n.out = consensus(n, clip_input(n, (N * snippets, classes)), "c", snippets, classes)
-    net = load(n.to_proto())
+    net = load_net(n.to_proto(), caffe.TRAIN)
     x = random_clips(net)
     net.forward()
     np.testing.assert_allclose(net.blobs["out"].data, x.reshape(N, snippets, classes).mean(1),
@@ -85,7 +85,7 @@ def test_frame_pairs_pass_gradients_back_to_their_frames():
     n.a, n.b = L.Power(t0), L.Power(t1)
     proto = n.to_proto()
     proto.force_backward = True
-    net = load(proto)
+    net = load_net(proto, caffe.TRAIN)
     random_clips(net)
     net.forward()
     net.blobs["a"].diff[...] = 1

@@ -150,3 +150,27 @@ def test_two_worker_processes(samples, tmp_path):
     ref = tmp_path / "w1.npz"
     ev.run_eval(samples["list"], _cfg(samples), ref, progress=False)
     np.testing.assert_allclose(load_scores(out).scores, load_scores(ref).scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_missing_frame_stops_with_one_line_and_keeps_the_partial(samples, tmp_path, capsys,
+                                                                 workers):
+    import shutil
+    frames = tmp_path / "frames"
+    shutil.copytree(samples["frames"], frames)
+    for i in range(20, 41):  # a hole that every 25-snippet sampling hits
+        (frames / "carphone_pristine" / f"img_{i:05d}.jpg").unlink()
+    out = tmp_path / "scores.npz"
+    args = [str(samples["deploy"]), str(samples["weights"]), "--list", str(samples["list"]),
+            "--root", str(frames), "--out", str(out), "--no-progress",
+            "--workers", str(workers)]
+    code = load_tool("eval_net").main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "video carphone_pristine" in line and "img_000" in line
+    assert str(partial_path(out)) in line
+    if workers == 1:  # bikes comes first in the list and was kept
+        assert sorted(read_partial(partial_path(out))[1]) == ["bikes"]
+    assert partial_path(out).exists()

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Initial UCF101 weights from a net trained on Kinetics (Table 7, "Ours,
+ImageNet+Kinetics"): every layer is copied from the Kinetics snapshot of the
+same net except the classifiers (`fc-action`, `motion/fc-action`,
+`appchange/fc-action`: 400 vs 101 classes), which keep their fillers. A
+snapshot of another net (a missing layer, other shapes) is refused, naming
+the layer. Then train with the UCF101 solver of that net:
+
+  tools/transfer_weights.py snapshots/kinetics_full_iter_110000.caffemodel --net full
+  caffe train --solver=models/ucf101/full_solver.prototxt \\
+      --weights=snapshots/init/ucf101_full_from_kinetics.caffemodel"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("snapshot", type=Path, help="caffemodel of the net trained on Kinetics")
+    parser.add_argument("--net", default="full", help="net name (default: %(default)s)")
+    parser.add_argument("--dataset", default="ucf101", choices=("ucf101", "kinetics", "synthetic"),
+                        help="target data set (default: %(default)s)")
+    parser.add_argument("--out", type=Path,
+                        help="output caffemodel (default: snapshots/init/<dataset>_<net>"
+                             "_from_kinetics.caffemodel)")
+    args = parser.parse_args(argv)
+    from dcd.nets.dcd import get_config
+    from dcd.nets.init_weights import transfer_weights
+    try:
+        get_config(args.dataset, args.net)
+    except KeyError as err:
+        parser.error(str(err.args[0]))
+    out = args.out or Path("snapshots/init") / f"{args.dataset}_{args.net}_from_kinetics.caffemodel"
+    try:
+        report = transfer_weights(args.snapshot, args.dataset, args.net, out)
+    except (FileNotFoundError, ValueError) as err:  # NetMismatchError, not a caffemodel
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{out}: {report.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
