@@ -3,13 +3,15 @@
 #
 #   tools/gpu_check.sh pack [--build build/cuda] [--bundle build/gpu_bundle]
 #       here, after `make cuda`: gathers what the GPU machine needs into one
-#       folder to carry: the caffe binary, the gtest binary, libcaffe and the
-#       shared libraries they use that such a machine lacks (stripped), the
-#       CUDA-build pycaffe, pycuda's sdist and wheels, a sample video, and
-#       build_info.json. CUDA's own libraries (cudart, cuBLAS, cuRAND, cuDNN,
-#       NCCL) are not packed: the run step finds NVIDIA's wheels there.
+#       folder and one file to carry, build/gpu_bundle.tar.xz: the caffe
+#       binary, the gtest binary, libcaffe and the shared libraries they use
+#       that such a machine lacks (stripped; GDAL and GDCM, which OpenCV's
+#       codecs link but Caffe never calls, as stand-ins), the CUDA-build
+#       pycaffe, pycuda's sdist and wheels, a sample video, build_info.json.
+#       CUDA's own libraries (cudart, cuBLAS, cuRAND, cuDNN, NCCL) are not
+#       packed: the run step finds NVIDIA's wheels there.
 #
-#   tools/gpu_check.sh run [--bundle build/gpu_bundle] [--out DIR] [--python PY]
+#   tools/gpu_check.sh run [--bundle build/gpu_bundle[.tar.xz]] [--out DIR] [--python PY]
 #                          [--pycaffe-python PY311] [--iter-size N] [--only LIST]
 #       on a machine with a GPU: runs every check, each step's log and a
 #       step_NN_*.json under DIR (default: $OUT, else gpu_check_out), then
@@ -35,7 +37,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -60,12 +62,6 @@ while (($#)); do
 done
 
 # ------------------------------------------------------------------- pack --
-# Libraries the GPU machine has itself or through NVIDIA's wheels: the C
-# runtime, the driver, and CUDA's libraries.
-system_lib() {
-  [[ "$1" =~ ^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\.|libgcc_s\.|libstdc\+\+\.|libcuda\.|libcudart\.|libcublas|libcurand\.|libcudnn|libnccl\.|libnvrtc|libnvJitLink) ]]
-}
-
 pack() {
   local caffe_bin="$build/caffe/tools/caffe" testbin="$build/caffe/test/test.testbin"
   [[ -x "$caffe_bin" && -x "$testbin" ]] || {
@@ -76,42 +72,39 @@ pack() {
   rm -rf "$partial"
   mkdir -p "$partial"/{bin,lib,python,wheels,data}
   cp -L "$caffe_bin" "$testbin" "$partial/bin/"
-  # libcaffe and every library it or the binaries load that is not the
-  # machine's own (ldd resolves them here).
-  local libs
-  libs=$(ldd "$caffe_bin" "$testbin" "$build"/caffe/lib/_caffe.so 2>/dev/null \
-         | awk '/=>/ {print $1, $3}' | sort -u)
-  while read -r name path; do
-    [[ -z "$name" ]] && continue
-    system_lib "$name" && continue
-    [[ "$path" == "not" ]] && { echo "gpu_check pack: $name not found by ldd" >&2; exit 1; }
-    cp -L "$path" "$partial/lib/$name"
-  done <<< "$libs"
   cp -rL "$build/caffe/python/caffe" "$partial/python/"
   find "$partial/python" -name "*.pyc" -delete
+  # Every library they load that a GPU machine lacks (dcd.gpu_check.SYSTEM_LIBS
+  # and STUBBED_LIBS say which are not packed as they are).
+  PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$partial/lib" \
+    "$partial/bin/caffe" "$partial/bin/test.testbin" "$partial/python/caffe/_caffe.so" || exit 1
   strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
   # pycuda for the device's Python (3.12 on this workplace's GPU machines).
   local pyver=${GPU_PYTHON_VERSION:-3.12}
   .venv/bin/python -m pip download -q --disable-pip-version-check --no-build-isolation --no-deps \
-    -d "$partial/wheels" pycuda==2026.1 >/dev/null
+    -d "$partial/wheels" pycuda==2026.1 >/dev/null || exit 1
   .venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: \
     --python-version "$pyver" --implementation cp --platform manylinux_2_28_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$partial/wheels" -r tools/pycuda-requirements.txt >/dev/null
+    -d "$partial/wheels" -r tools/pycuda-requirements.txt >/dev/null || exit 1
   local video
-  video=$(.venv/bin/python -c "import sys; sys.path.insert(0, 'python')
+  video=$(PYTHONPATH=python .venv/bin/python -c "
 from dcd.data.video_net import sample_video_dir; print(sample_video_dir() / 'bikes.mp4')")
   cp "$video" "$partial/data/"
-  .venv/bin/python -c "import json, sys; sys.path.insert(0, 'python')
+  PYTHONPATH=python .venv/bin/python -c "import json
 from dcd.buildinfo import build_info_from_cache
 info = build_info_from_cache('$build/CMakeCache.txt')
 info['build_dir'] = '$build'
 json.dump(info, open('$partial/build_info.json', 'w'), indent=2)"
   rm -rf "$bundle"
   mv "$partial" "$bundle"
-  echo "gpu_check pack: $bundle ($(du -sh "$bundle" | cut -f1); $(ls "$bundle/lib" | wc -l) libraries)"
+  # One compressed file to carry (the carried tree may hold 64 MiB in all).
+  tar -C "$(dirname "$bundle")" -cf - "$(basename "$bundle")" | xz -6 -T0 > "$bundle.tar.xz.partial"
+  mv "$bundle.tar.xz.partial" "$bundle.tar.xz"
+  echo "gpu_check pack: $bundle ($(du -sh "$bundle" | cut -f1), $(ls "$bundle/lib" | wc -l) libraries)"
   du -sh "$bundle"/* | sed 's/^/  /'
-  echo "Carry it (and nothing else of build/) to the GPU machine, then run: tools/gpu_check.sh run"
+  echo "gpu_check pack: $bundle.tar.xz ($(du -h "$bundle.tar.xz" | cut -f1)): carry it to the GPU"
+  echo "machine and run there: tools/gpu_check.sh run --bundle $bundle.tar.xz"
 }
 
 # -------------------------------------------------------------------- run --
@@ -148,6 +141,12 @@ wanted() { [[ ",$only," == *",$1,"* ]]; }
 run() {
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
+  if [[ -f "$bundle" && "$bundle" == *.tar.xz ]]; then
+    local unpacked=${TMPDIR:-/tmp}/dcd_gpu_bundle
+    rm -rf "$unpacked" && mkdir -p "$unpacked"
+    tar -C "$unpacked" -xJf "$bundle" || { echo "gpu_check run: cannot unpack $bundle" >&2; exit 1; }
+    bundle=$(ls -d "$unpacked"/*/ | head -1)
+  fi
   bundle=$(cd "$bundle" 2>/dev/null && pwd) || {
     echo "gpu_check run: no bundle at $bundle (tools/gpu_check.sh pack makes it)" >&2; exit 1; }
   command -v "$py" >/dev/null || { echo "gpu_check run: no $py" >&2; exit 1; }

@@ -4,6 +4,7 @@ and the summary of all steps. Nothing here imports caffe (the device's
 Python cannot import the pycaffe built here); it needs numpy, scipy and
 OpenCV.
 
+    python -m dcd.gpu_check libs --out DIR BINARY...   (tools/gpu_check.sh pack)
     python -m dcd.gpu_check train --caffe BIN --out DIR [--gpu 0|all] [--iters 20]
     python -m dcd.gpu_check summary --out DIR
 """
@@ -12,6 +13,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +22,104 @@ from pathlib import Path
 from dcd.paths import REPO_ROOT
 
 MOTION_SOLVER = REPO_ROOT / "models" / "ucf101" / "motion_solver.prototxt"
+
+# Libraries a GPU machine has itself or through NVIDIA's wheels: the C
+# runtime, the driver and CUDA's libraries. Everything else the binaries
+# load is packed.
+SYSTEM_LIBS = re.compile(r"^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\.|"
+                         r"libgcc_s\.|libstdc\+\+\.|libcuda\.|libcudart\.|libcublas|libcurand\.|"
+                         r"libcudnn|libnccl\.|libnvrtc|libnvJitLink)")
+# Debian's OpenCV image codecs link GDAL and GDCM (geodata, DICOM), whose own
+# dependencies are two thirds of the binaries' 220 MB closure; Caffe decodes
+# JPEG and PNG only. They are replaced by stand-ins that define what the
+# codecs import, so the loader is satisfied; calling one would crash.
+STUBBED_LIBS = ("libgdal.so.32", "libgdcmMSFF.so.3.0", "libgdcmDSED.so.3.0")
+
+
+def _needed(path):
+    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+    return re.findall(r"\(NEEDED\).*\[(.+)\]", out)
+
+
+def _resolved(binaries):
+    """{soname: path} as the loader here resolves the binaries' libraries."""
+    out = subprocess.run(["ldd", *map(str, binaries)], capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+) => (\S+)", line)
+        if m:
+            if m.group(2) == "not":
+                raise FileNotFoundError(f"ldd: {m.group(1)} not found (needed by {binaries})")
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def _dynamic_symbols(path, defined):
+    """{name: (nm type letter, size)} of a library's dynamic symbols."""
+    flag = "--defined-only" if defined else "--undefined-only"
+    out = subprocess.run(["nm", "-D", "-S", flag, str(path)], capture_output=True,
+                         text=True).stdout
+    symbols = {}
+    for line in out.splitlines():
+        parts = line.split()
+        name = parts[-1].split("@")[0]
+        kind = parts[-2]
+        size = int(parts[1], 16) if len(parts) == 4 else 0
+        symbols[name] = (kind, size)
+    return symbols
+
+
+def stub_library(real, users, out_path):
+    """A library with `real`'s SONAME defining every symbol that `users`
+    import from it: functions as a bare `ret`, data as zeroed storage of
+    the real size."""
+    soname = re.search(r"\(SONAME\).*\[(.+)\]",
+                       subprocess.run(["readelf", "-d", str(real)], capture_output=True,
+                                      text=True).stdout).group(1)
+    provided = _dynamic_symbols(real, defined=True)
+    wanted = set()
+    for user in users:
+        wanted |= set(_dynamic_symbols(user, defined=False)) & set(provided)
+    lines = [".text"]
+    data = [".data"]
+    for i, name in enumerate(sorted(wanted)):
+        kind, size = provided[name]
+        if kind.upper() in ("T", "W", "I"):
+            lines += [f'.globl "{name}"', f'.type "{name}", @function', f'"{name}":', "  ret"]
+        else:
+            data += [f'.globl "{name}"', f'.type "{name}", @object', f'.size "{name}", {max(size, 8)}',
+                     ".balign 16", f'"{name}":', f"  .zero {max(size, 8)}"]
+    asm = Path(str(out_path) + ".s")
+    asm.write_text("\n".join(lines + data) + "\n")
+    subprocess.run(["gcc", "-shared", "-nostdlib", "-o", str(out_path), f"-Wl,-soname,{soname}",
+                    str(asm)], check=True)
+    asm.unlink()
+    return len(wanted)
+
+
+def pack_libraries(binaries, out_dir):
+    """Copies every library the binaries load, except SYSTEM_LIBS, into
+    out_dir; STUBBED_LIBS become stand-ins. Returns (copied, stubbed)."""
+    out_dir = Path(out_dir)
+    paths = _resolved(binaries)
+    seen, todo, copied, stubs = set(), list(binaries), [], {}
+    while todo:
+        path = todo.pop()
+        for name in _needed(path):
+            if SYSTEM_LIBS.match(name):
+                continue
+            if name in STUBBED_LIBS:
+                stubs.setdefault(name, set()).add(str(path))
+                continue
+            if name in seen:
+                continue
+            seen.add(name)
+            shutil.copy2(paths[name], out_dir / name)
+            copied.append(name)
+            todo.append(paths[name])
+    for name, users in stubs.items():
+        stub_library(paths[name], sorted(users), out_dir / name)
+    return copied, sorted(stubs)
 
 
 def make_train_data(root, classes=8, per_class=2, frames=8, seed=0):
@@ -143,7 +243,14 @@ def main(argv=None):
     t.add_argument("--iter-size", type=int, default=4)
     s = sub.add_parser("summary", help="summary.json of the steps")
     s.add_argument("--out", required=True)
+    libs = sub.add_parser("libs", help="copy the libraries the binaries need (with stand-ins)")
+    libs.add_argument("--out", required=True)
+    libs.add_argument("binaries", nargs="+")
     args = p.parse_args(argv)
+    if args.cmd == "libs":
+        copied, stubbed = pack_libraries(args.binaries, args.out)
+        print(f"{len(copied)} libraries copied, stand-ins for {', '.join(stubbed) or 'none'}")
+        return 0
     if args.cmd == "train":
         gpu = None if args.gpu == "cpu" else args.gpu
         r = run_train(args.caffe, args.out, gpu, args.iters, args.iter_size)

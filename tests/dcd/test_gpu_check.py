@@ -83,3 +83,20 @@ def test_gpu_check_script_help_and_missing_bundle(tmp_path):
     pack = subprocess.run([str(script), "pack", "--build", str(tmp_path / "nobuild")],
                           capture_output=True, text=True)
     assert pack.returncode == 1 and "run 'make cuda' first" in pack.stderr
+
+
+def test_packed_libraries_load_the_caffe_binary(tmp_path):
+    """The libraries tools/gpu_check.sh packs (GDAL and GDCM as stand-ins)
+    satisfy the loader: the CPU build's caffe starts with them first on the
+    path, and its GDAL is the stand-in."""
+    import os
+    from dcd.paths import caffe_binary
+    caffe = caffe_binary()
+    copied, stubbed = gpu_check.pack_libraries([caffe], tmp_path)
+    assert "libopencv_imgcodecs.so.406" in copied and "libgdal.so.32" in stubbed
+    assert not any(gpu_check.SYSTEM_LIBS.match(name) for name in copied)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path))
+    ldd = subprocess.run(["ldd", str(caffe)], capture_output=True, text=True, env=env).stdout
+    assert f"libgdal.so.32 => {tmp_path}/libgdal.so.32" in ldd and "not found" not in ldd
+    run = subprocess.run([str(caffe), "--version"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0 and "caffe version" in run.stdout + run.stderr
