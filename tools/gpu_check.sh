@@ -13,9 +13,10 @@
 #
 #   tools/gpu_check.sh run [--bundle build/gpu_bundle[.tar.xz]] [--out DIR] [--python PY]
 #                          [--pycaffe-python PY311] [--iter-size N] [--only LIST]
-#       on a machine with a GPU: runs every check, each step's log and a
-#       step_NN_*.json under DIR (default: $OUT, else gpu_check_out), then
-#       summary.json and one line per step:
+#       on a machine with a GPU: runs every check and writes to DIR (default:
+#       $OUT, else gpu_check_out) summary.json (one record per step), the
+#       measurements' JSON files and gpu_check_logs.tar.gz (every log and
+#       record); prints one line per step:
 #         1. the layer gtests, CPU and GPU (incl. GPU-vs-CPU parity), gtest JSON
 #         2. pycuda: built from the bundle, then tests/gpu (kernels against
 #            the numpy reference, each backward 50x bit-identical)
@@ -37,7 +38,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -79,7 +80,7 @@ pack() {
   PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$partial/lib" \
     "$partial/bin/caffe" "$partial/bin/test.testbin" "$partial/python/caffe/_caffe.so" || exit 1
   strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
-  # pycuda for the device's Python (3.12 on this workplace's GPU machines).
+  # pycuda for the device's Python (3.12 unless GPU_PYTHON_VERSION says otherwise).
   local pyver=${GPU_PYTHON_VERSION:-3.12}
   .venv/bin/python -m pip download -q --disable-pip-version-check --no-build-isolation --no-deps \
     -d "$partial/wheels" pycuda==2026.1 >/dev/null || exit 1
@@ -112,7 +113,7 @@ step_no=0
 # record NAME STATUS SECONDS NOTE: one step_NN_NAME.json
 record() {
   step_no=$((step_no + 1))
-  "$py" - "$out" "$step_no" "$@" <<'EOF'
+  "$py" - "$work" "$step_no" "$@" <<'EOF'
 import json, sys
 out, no, name, status, seconds, note = sys.argv[1:7]
 with open(f"{out}/step_{int(no):02d}_{name}.json", "w") as f:
@@ -126,9 +127,9 @@ run_step() {
   local name=$1 note=$2; shift 2
   local start=$SECONDS
   echo "[gpu_check] $name: $*"
-  "$@" > "$out/$name.log" 2>&1
+  "$@" > "$work/$name.log" 2>&1
   local rc=$?
-  tail -n 5 "$out/$name.log" | sed 's/^/    /'
+  tail -n 5 "$work/$name.log" | sed 's/^/    /'
   if ((rc == 0)); then
     record "$name" passed $((SECONDS - start)) "$note"
   else
@@ -141,6 +142,11 @@ wanted() { [[ ",$only," == *",$1,"* ]]; }
 run() {
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
+  # Logs, records and the training data go to a scratch folder; $out gets
+  # the summary, the measurements and one archive of the rest (the device
+  # tool returns at most 8 files).
+  work=${TMPDIR:-/tmp}/dcd_gpu_check
+  rm -rf "$work" && mkdir -p "$work"
   if [[ -f "$bundle" && "$bundle" == *.tar.xz ]]; then
     local unpacked=${TMPDIR:-/tmp}/dcd_gpu_bundle
     rm -rf "$unpacked" && mkdir -p "$unpacked"
@@ -161,7 +167,7 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   export DCD_CAFFE_BIN="$bundle/bin/caffe" DCD_SAMPLE_VIDEO="$bundle/data/bikes.mp4"
   export PYTHONUNBUFFERED=1 DCD_REQUIRE_GPU=1
   { nvidia-smi || true; echo; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; echo;
-    ldd "$bundle/bin/caffe"; } > "$out/environment.log" 2>&1
+    ldd "$bundle/bin/caffe"; } > "$work/environment.log" 2>&1
   if grep -q "not found" <(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" 2>&1); then
     record environment failed $((SECONDS - start)) \
       "libraries not found: $(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" | grep 'not found' | awk '{print $1}' | sort -u | tr '\n' ' ')"
@@ -173,16 +179,16 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
 
   # 1. gtests (CPU and GPU variants, the GPU-vs-CPU parity test).
   wanted gtests && run_step gtests "$(basename "$bundle")/bin/test.testbin" \
-    "$bundle/bin/test.testbin" --gtest_output="json:$out/gtests.json"
+    "$bundle/bin/test.testbin" --gtest_output="xml:$work/gtests.xml"
 
   # 2. pycuda kernels.
   start=$SECONDS
   if ! wanted pycuda; then
     :
-  elif tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$out/pycuda_install.log" 2>&1; then
-    record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$out/pycuda_install.log")"
+  elif tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$work/pycuda_install.log" 2>&1; then
+    record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$work/pycuda_install.log")"
     run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
-      "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$out/pycuda_tests.xml"
+      "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$work/pycuda_tests.xml"
   else
     record pycuda_install failed $((SECONDS - start)) "see pycuda_install.log"
   fi
@@ -205,26 +211,35 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
     tag=$([[ $engine == CAFFE ]] && echo nocudnn || echo cudnn)
     run_step "table9_$tag" "caffe time, engine $engine" \
       "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters 20 \
-      --batch-sizes 1 8 --no-progress --json "$out/table9_$tag.json"
+      --batch-sizes 1 8 --no-progress --json "$work/table9_$tag.json"
   done
   wanted bench && run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
-    "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$out/layers_224.json"
+    "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$work/layers_224.json"
 
   # 5. caffe train, one GPU and, with several, all of them through NCCL.
   wanted train && run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
-    "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$out" --gpu 0 \
+    "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
     --iter-size "$iter_size"
   if ! wanted train; then
     :
   elif ((ngpu > 1)); then
     run_step train_gpu_all "motion solver, NCCL on $ngpu GPUs" \
-      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$out" --gpu all \
+      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu all \
       --iter-size "$iter_size"
   else
     record train_gpu_all skipped 0 "one GPU: NCCL needs several"
   fi
 
-  "$py" -m dcd.gpu_check summary --out "$out"
+  "$py" -m dcd.gpu_check summary --out "$work"
+  local rc=$?
+  local f
+  for f in summary.json gtests.xml table9_cudnn.json table9_nocudnn.json layers_224.json \
+           train_gpu_0.json; do
+    [[ -f "$work/$f" ]] && cp "$work/$f" "$out/"
+  done
+  tar -C "$work" --exclude=train_work -czf "$out/gpu_check_logs.tar.gz" .
+  echo "[gpu_check] results in $out: $(ls "$out" | tr '\n' ' ')"
+  return $rc
 }
 
 case "$cmd" in
