@@ -23,8 +23,9 @@
 #         3. the pycaffe GPU-vs-CPU parity test (needs --pycaffe-python: a
 #            Python 3.11 with numpy < 2 that imports the bundled pycaffe)
 #         4. Table 9 through `caffe time` (CUDA events), cuDNN on and off
-#            (engine CUDNN / CAFFE in the same build), and the layers at
-#            Table 9's size (C=64, 224x224, d=6, N=8)
+#            (engine CUDNN / CAFFE in the same build), the layers at Table
+#            9's size (C=64, 224x224, d=6, N=1 and 8), and the warp's old and
+#            new gradient kernels side by side (pycuda, CUDA events)
 #         5. 20 iterations of `caffe train` of the UCF101 motion solver on
 #            generated frames (loss finite and falling), and with NCCL on all
 #            GPUs when there are several
@@ -38,7 +39,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -215,6 +216,8 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   done
   wanted bench && run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
     "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$work/layers_224.json"
+  wanted bench && wanted pycuda && run_step warp_backward "old vs new warp gradient to F" \
+    "$py" -m dcd.gpu_kernels --json "$work/warp_backward.json"
 
   # 5. caffe train, one GPU and, with several, all of them through NCCL.
   wanted train && run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
@@ -234,7 +237,7 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   local rc=$?
   local f
   for f in summary.json gtests.xml table9_cudnn.json table9_nocudnn.json layers_224.json \
-           train_gpu_0.json; do
+           warp_backward.json train_gpu_0.json; do
     [[ -f "$work/$f" ]] && cp "$work/$f" "$out/"
   done
   tar -C "$work" --exclude=train_work -czf "$out/gpu_check_logs.tar.gz" .

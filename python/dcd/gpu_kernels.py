@@ -58,11 +58,30 @@ _KERNELS = [
 ]
 
 
+# The warp's gradient to F before the sort-based gather (one thread per
+# (n, c) plane scattering serially), kept here only to time it beside the new
+# kernels.
+_LEGACY_WARP_BACKWARD_F = """
+__global__ void warp_backward_f_legacy(int nplanes, const float* v, const float* top_diff,
+                                       int C, int H, int W, float s, float* f_diff) {
+  for (int nc = blockIdx.x * blockDim.x + threadIdx.x; nc < nplanes;
+       nc += blockDim.x * gridDim.x) {
+    const int hw = H * W;
+    float* plane = f_diff + nc * hw;
+    const float* g = top_diff + nc * hw;
+    for (int p = 0; p < hw; ++p) { plane[p] = 0; }
+    for (int p = 0; p < hw; ++p) {
+      bilinear_scatter(plane, H, W, warp_taps(v, nc / C, p, H, W, s), g[p]);
+    }
+  }
+}"""
+
+
 def kernel_source():
     """The CUDA module's source (include path: INCLUDE_DIR)."""
     lines = ['#include "caffe/util/dcd_kernels.hpp"',
              "using namespace caffe::dcd;",
-             'extern "C" {']
+             'extern "C" {', _LEGACY_WARP_BACKWARD_F]
     for name, params, call in _KERNELS:
         lines.append(f"__global__ void {name}(int n, {params}) {{\n"
                      "  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
@@ -122,6 +141,7 @@ class Kernels:
             self.context.pop()
             raise
         self.fn = {name: self.module.get_function(name) for name, _, _ in _KERNELS}
+        self.fn["warp_backward_f_legacy"] = self.module.get_function("warp_backward_f_legacy")
 
     def close(self):
         self.context.pop()
@@ -222,3 +242,73 @@ class Kernels:
                      float(scale), df)
         self._launch("warp_backward_v", npix, self._to_gpu(f), gv, gg, c, h, w, float(scale), dv)
         return self._get(df, f.shape), self._get(dv, v.shape)
+
+    def time_warp_backward_f(self, n=8, c=64, h=224, w=224, repeats=5, seed=0):
+        """Milliseconds (CUDA events, median of `repeats`) of the warp's
+        gradient to F: the old one-thread-per-plane kernel, and the new
+        kernels without the sort (emit, run starts, gather; the layer's CUB
+        sort is timed by `caffe time` with the rest of the layer)."""
+        rng = np.random.default_rng(seed)
+        v = rng.uniform(-3, 3, (n, 2, h, w)).astype(np.float32)
+        g = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+        npix, m = n * h * w, 4 * n * h * w
+        gv, gg = self._to_gpu(v), self._to_gpu(g)
+        df = self._empty((n, c, h, w))
+        keys, values = self._empty(m, np.int32, -1), self._empty(m, np.int32, -1)
+        starts = self._empty(npix + 1, np.int32, -1)
+
+        def timed(fn):
+            start, end = self.drv.Event(), self.drv.Event()
+            times = []
+            for _ in range(repeats + 1):  # the first is a warm-up
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(end.time_since(start))
+            return float(np.median(times[1:]))
+
+        legacy = timed(lambda: self._launch("warp_backward_f_legacy", n * c, gv, gg, c, h, w,
+                                            -1.0, df))
+        emit = timed(lambda: self._launch("warp_emit_taps", npix, gv, n, h, w, -1.0, keys,
+                                          values))
+        keys_h, values_h = self._get(keys, m, np.int32), self._get(values, m, np.int32)
+        order = np.argsort(keys_h, kind="stable")
+        sorted_keys = self._to_gpu(keys_h[order], np.int32)
+        sorted_values = self._to_gpu(values_h[order], np.int32)
+        runs = timed(lambda: self._launch("warp_run_starts", npix + 1, sorted_keys, m, starts))
+        gather = timed(lambda: self._launch("warp_backward_f", n * c * h * w, sorted_values,
+                                            starts, gv, gg, c, h, w, -1.0, df))
+        return {"shape": [n, c, h, w], "legacy_plane_serial_ms": legacy,
+                "new_emit_ms": emit, "new_run_starts_ms": runs, "new_gather_ms": gather,
+                "new_without_sort_ms": emit + runs + gather, "device": self.name}
+
+
+def main(argv=None):
+    """python -m dcd.gpu_kernels [--json FILE]: the warp backward, old and new."""
+    import argparse
+    import json
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--json")
+    p.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    args = p.parse_args(argv)
+    reason = gpu_unavailable_reason()
+    if reason:
+        print(f"error: {reason}")
+        return 1
+    k = Kernels()
+    try:
+        results = [k.time_warp_backward_f(h=size, w=size) for size in args.sizes]
+    finally:
+        k.close()
+    for r in results:
+        print(f"{r['device']} N,C,H,W={r['shape']}: old {r['legacy_plane_serial_ms']:.3f} ms, "
+              f"new without the sort {r['new_without_sort_ms']:.3f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
