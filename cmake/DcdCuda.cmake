@@ -59,7 +59,9 @@ function(dcd_wheel_library pkg lib header out_lib out_inc)
   if(_so AND EXISTS "${_dir}/include/${header}")
     list(GET _so 0 _so)
     file(MAKE_DIRECTORY "${_libdir}")
-    file(CREATE_LINK "${_so}" "${_libdir}/lib${lib}.so" SYMBOLIC)
+    get_filename_component(_versioned "${_so}" NAME)
+    file(CREATE_LINK "${_so}" "${_libdir}/${_versioned}" SYMBOLIC)  # what the binaries load
+    file(CREATE_LINK "${_so}" "${_libdir}/lib${lib}.so" SYMBOLIC)   # what the linker looks for
     set(${out_lib} "${_libdir}/lib${lib}.so" PARENT_SCOPE)
     set(${out_inc} "${_dir}/include" PARENT_SCOPE)
   endif()

@@ -74,7 +74,7 @@ pack() {
   rm -rf "$partial"
   mkdir -p "$partial"/{bin,lib,python,wheels,data}
   cp -L "$caffe_bin" "$testbin" "$partial/bin/"
-  cp -rL "$build/caffe/python/caffe" "$partial/python/"
+  cp -rL "$build/caffe-src/python/caffe" "$partial/python/"
   find "$partial/python" -name "*.pyc" -delete
   # Every library they load that a GPU machine lacks (dcd.gpu_check.SYSTEM_LIBS
   # and STUBBED_LIBS say which are not packed as they are).

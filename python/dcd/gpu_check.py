@@ -48,7 +48,7 @@ def _resolved(binaries):
     for line in out.splitlines():
         m = re.match(r"\s*(\S+) => (\S+)", line)
         if m:
-            if m.group(2) == "not":
+            if m.group(2) == "not" and not SYSTEM_LIBS.match(m.group(1)):
                 raise FileNotFoundError(f"ldd: {m.group(1)} not found (needed by {binaries})")
             found[m.group(1)] = m.group(2)
     return found
