@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "dcd" / "nets"))
 from nethelpers import forward_backward, random_bninception, unit_bn_stats  # noqa: E402
 from dcd.netio import load_net  # noqa: E402
-from dcd.nets.dcd import DATASETS, NETS, build  # noqa: E402
+from dcd.nets.dcd import BRANCH_PREFIX, DATASETS, NETS, build  # noqa: E402
 from dcd.nets.generate import model_paths, write_models  # noqa: E402
 
 MODELS = REPO / "models"
@@ -70,19 +70,26 @@ def test_split_option_names_other_lists(tmp_path):
 
 @pytest.mark.parametrize("dataset,cfg", ALL_NETS, ids=IDS)
 def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
-    """The train_val net with Input layers for VideoData (2 segments, a 64
-    crop): finite loss, gradients reaching the shared and branch conv1."""
+    """The train_val net with Input layers for VideoData (2 clips of 2
+    segments, a 64 crop): the loss is the softmax loss of the branches'
+    scores averaged over each clip's snippets (TSN consensus) and then over
+    branches, and gradients reach the shared and branch conv1."""
     ds = DATASETS[dataset]
     crop = SMALL_CROP if dataset != "synthetic" else ds.crop
-    net = load_net(build(cfg, dataset, "test", crop=crop, segments=2, batch_size=1), caffe.TRAIN)
+    net = load_net(build(cfg, dataset, "test", crop=crop, segments=2, batch_size=2), caffe.TRAIN)
     unit_bn_stats(net)
     out = forward_backward(net)
-    assert np.isfinite(out["loss"]) and out["loss"] > 0
+    labels = net.blobs["label"].data.astype(int)
+    fused = np.mean([net.blobs[BRANCH_PREFIX[b] + "fc-action"].data.reshape(2, -1, ds.classes)
+                     .mean(axis=1) for b in cfg.branches], axis=0)
+    log_p = fused - fused.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    assert out["loss"] == pytest.approx(-log_p[[0, 1], labels].mean(), rel=1e-4)
     stem = ds.backbone.STEM
-    firsts = [f"{b}/{stem}" for b in cfg.branches if b != "static"]
-    if cfg.appchange_input != "rgbdiff":
+    firsts = [BRANCH_PREFIX[b] + stem for b in cfg.branches]
+    if cfg.uses_shared_features:
         firsts.append(stem)
-    for name in firsts:
+    for name in set(firsts):
         diff = net.params[name][0].diff
         assert np.isfinite(diff).all()
         if not (cfg.method == "WTA" and name == stem and cfg.branches == ("motion",)):
@@ -92,7 +99,7 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
 @pytest.mark.parametrize("dataset,cfg", PAPER_NETS, ids=PAPER_IDS)
 def test_deploy_runs_forward(dataset, cfg, tmp_path):
     committed = parse(MODELS / dataset / f"{cfg.name}_deploy.prototxt")
-    assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 224, 224]
+    assert list(committed.layer[0].input_param.shape[0].dim) == cfg.input_shape(1, 224)
     net = load_net(build(cfg, dataset, "deploy", crop=SMALL_CROP), caffe.TEST)
     unit_bn_stats(net)
     net.blobs["data"].data[...] = np.random.default_rng(0).normal(0, 50, net.blobs["data"].data.shape)
@@ -116,6 +123,8 @@ def test_solver_follows_the_paper(dataset, cfg):
         want = (0.01, "step", 40000, [], 110000)
     elif cfg.branches == ("static",):
         want = (0.001, "step", 1500, [], 4500)
+    elif cfg.branches == ("flow",):  # TSN's flow stream
+        want = (0.005, "multistep", 0, [12000, 18000], 20000)
     else:
         want = (0.005, "multistep", 0, [10000, 16000], 18000)
     got = (s.base_lr, s.lr_policy, s.stepsize, list(s.stepvalue), s.max_iter)
@@ -146,25 +155,55 @@ def test_full_net_holds_every_branch_layer():
 # --- caffe train on a tiny UCF101-format data set -------------------------
 
 def make_tiny_ucf101(root):
-    """Two 8-frame videos of moving noise at 96x72, their lists and LMDB,
-    laid out as docs/DATA.md describes, under root/data/ucf101."""
+    """Two 8-frame videos of moving noise at 96x72, their Farneback flow,
+    the RGB and flow lists and one LMDB of both, laid out as docs/DATA.md
+    describes, under root/data/ucf101."""
     import cv2
+    from dcd.data import flow
     from dcd.data.filelists import VideoEntry, write_file_list
     from dcd.data.lmdb_store import build_lmdb
     data = root / "data/ucf101"
     rng = np.random.default_rng(0)
-    entries = []
+    entries, flow_entries = [], []
+    estimator = flow.FlowEstimator(flow.flow_method("farneback"))
     for label, video in ((0, "v_ApplyEyeMakeup_g01_c01"), (5, "v_Basketball_g01_c01")):
-        folder = data / "frames" / video
+        folder, flow_folder = data / "frames" / video, data / "flow" / video
         folder.mkdir(parents=True)
+        flow_folder.mkdir(parents=True)
         base = rng.integers(0, 255, (72, 128, 3), dtype=np.uint8)
-        for i in range(8):
-            cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), base[:, 2 * i:2 * i + 96])
+        clip = [base[:, 2 * i:2 * i + 96] for i in range(8)]
+        for i, frame in enumerate(clip):
+            cv2.imwrite(str(folder / f"img_{i + 1:05d}.jpg"), frame)
+        for i, (x, y) in enumerate(flow.compute_clip_flow(clip, estimator)):
+            cv2.imwrite(str(flow_folder / f"flow_x_{i + 1:05d}.jpg"), x)
+            cv2.imwrite(str(flow_folder / f"flow_y_{i + 1:05d}.jpg"), y)
         entries.append(VideoEntry(video, 8, label))
+        flow_entries.append(VideoEntry(video, 7, label))
     for part in ("train", "val"):
         write_file_list(data / f"ucf101_{part}_split_1.txt", entries)
+        write_file_list(data / f"ucf101_flow_{part}_split_1.txt", flow_entries)
     build_lmdb(data / "frames", entries, data / "frames_lmdb", progress=False)
+    build_lmdb(data / "flow", flow_entries, data / "frames_lmdb", progress=False, modality="flow")
     return entries
+
+
+def tiny_copy(root, net_name, max_iter=3):
+    """models/ucf101/<net>_{train_val,solver}.prototxt in `root`: the net at
+    a 64 crop with batch 1, the committed solver cut to `max_iter` CPU
+    iterations; returns the solver's path relative to root."""
+    from dcd.nets.dcd import get_config
+    net = root / f"models/ucf101/{net_name}_train_val.prototxt"
+    net.parent.mkdir(parents=True, exist_ok=True)
+    net.write_text(str(build(get_config("ucf101", net_name), "ucf101", "train_val",
+                             crop=SMALL_CROP, batch_size=1)))
+    solver = parse(MODELS / f"ucf101/{net_name}_solver.prototxt")
+    solver.max_iter, solver.iter_size, solver.test_iter[:] = max_iter, 1, [1]
+    solver.test_interval, solver.display, solver.snapshot = 2, 1, 0
+    solver.clip_gradients = 20 * solver.iter_size
+    solver.solver_mode = caffe_pb2.SolverParameter.CPU
+    path = f"models/ucf101/{net_name}_solver.prototxt"
+    (root / path).write_text(str(solver))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -172,22 +211,14 @@ def tiny_repo(tmp_path_factory):
     """A repository-shaped folder: tiny data, the motion net at a 64 crop with
     batch 1 in models/ucf101/, the committed solver cut to 3 iterations on
     the CPU, snapshots/, and initial weights from a random BN-Inception."""
-    from dcd.nets.dcd import get_config
     from dcd.nets.init_weights import init_weights
     root = tmp_path_factory.mktemp("tiny_repo")
     make_tiny_ucf101(root)
-    cfg = get_config("ucf101", "motion")
-    net = root / "models/ucf101/motion_train_val.prototxt"
-    net.parent.mkdir(parents=True)
-    net.write_text(str(build(cfg, "ucf101", "train_val", crop=SMALL_CROP, batch_size=1)))
-    solver = parse(MODELS / "ucf101/motion_solver.prototxt")
-    solver.max_iter, solver.iter_size, solver.test_iter[:] = 3, 1, [1]
-    solver.test_interval, solver.display, solver.snapshot = 2, 1, 0
-    solver.solver_mode = caffe_pb2.SolverParameter.CPU
-    (root / "models/ucf101/motion_solver.prototxt").write_text(str(solver))
+    tiny_copy(root, "motion")
     (root / "snapshots").mkdir()
     imagenet = random_bninception(root / "bn_inception.caffemodel")
-    init_weights(imagenet, "ucf101", "motion", root / "motion_init.caffemodel")
+    for net in ("motion", "flow", "appchange_tvl1warp"):
+        init_weights(imagenet, "ucf101", net, root / f"{net}_init.caffemodel")
     return root
 
 
@@ -204,6 +235,19 @@ def test_motion_solver_trains_with_caffe(tiny_repo, monkeypatch):
     assert all(np.isfinite(loss) for _, loss in losses)
     assert "accuracy" in parse_test_outputs(log)[2]
     assert (tiny_repo / "snapshots/ucf101_motion_split1_iter_3.caffemodel").exists()
+
+
+@pytest.mark.parametrize("net", ["flow", "appchange_tvl1warp"])
+def test_flow_solvers_train_with_caffe(tiny_repo, net, monkeypatch):
+    """TSN's flow stream (FLOW) and the TV-L1 warping net (RGB_FLOW) read
+    the tiny data set's flow from the shared LMDB and train."""
+    from dcd.caffe_log import caffe_train, parse_train_losses
+    solver = tiny_copy(tiny_repo, net)
+    log = caffe_train(solver, tiny_repo / f"{net}.log", [f"--weights={net}_init.caffemodel"],
+                      cwd=tiny_repo)
+    losses = parse_train_losses(log)
+    assert [it for it, _ in losses][:3] == [0, 1, 2]
+    assert all(np.isfinite(loss) for _, loss in losses)
 
 
 def test_missing_list_is_named(tiny_repo, tmp_path):
@@ -282,7 +326,7 @@ def test_readme_sizes_are_current():
 def test_demo_nets_deploy_and_solver(cfg, tmp_path):
     """models/synthetic: the small-trunk nets of `make demo`."""
     committed = parse(MODELS / "synthetic" / f"{cfg.name}_deploy.prototxt")
-    assert list(committed.layer[0].input_param.shape[0].dim) == [cfg.frames, 3, 56, 56]
+    assert list(committed.layer[0].input_param.shape[0].dim) == cfg.input_shape(1, 56)
     net = load_net(build(cfg, "synthetic", "deploy"), caffe.TEST)
     assert net.forward()[net.outputs[0]].shape == (1, 8)
     s = parse(MODELS / "synthetic" / f"{cfg.name}_solver.prototxt")

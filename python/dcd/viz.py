@@ -94,12 +94,9 @@ def displacement_from_net(frame_a, frame_b, deploy, weights, layer, gpu=None):
     import os
     import cv2
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from dcd.scoring.evaluate import deploy_input, set_device
+    from dcd.netio import deploy_input, open_net
     from dcd.scoring.protocol import MEAN_BGR
-    set_device(gpu)
-    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights)) if weights \
-        else caffe.Net(str(deploy), caffe.TEST)
+    net = open_net(deploy, weights, gpu)
     name, shape = deploy_input(deploy)
     n, c, ih, iw = shape
     rows = [cv2.resize(f, (iw, ih)).astype(np.float32) - np.array(MEAN_BGR, np.float32)
@@ -168,7 +165,7 @@ def _diff_image(diff, vmax):
 def figure5(frame_a, frame_b, out, disp=None, disp_label="displacement map (cost volume)",
             **disp_kwargs):
     """Write the Figure 5 panel to `out` (PNG); returns the arrays it shows."""
-    from dcd.scoring.metrics import pyplot, quiet_matplotlib
+    from dcd.plots import pyplot, quiet_matplotlib
 
     flow, flow_name = optical_flow(frame_a, frame_b)
     if disp is None:

@@ -6,7 +6,7 @@ layers carry a prefix (`motion/`, `appchange/`; the static branch keeps TSN's
 plain names) so the full net holds the union of the branch nets' layers and
 can start from trained branches. Choices are in docs/ASSUMPTIONS.md "## Nets".
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import caffe
@@ -40,6 +40,7 @@ class Branch(Choice):
     STATIC = "static"
     MOTION = "motion"
     APPCHANGE = "appchange"
+    FLOW = "flow"  # TSN's optical-flow stream (TV-L1), a net of its own
 
 
 class Temporal(Choice):
@@ -58,6 +59,7 @@ class AppchangeInput(Choice):
     RGBWARP = "rgbwarp"    # the same on RGB (Table 4, "Disp. Map warping")
     FEATDIFF = "featdiff"  # F_{t+1} - F_t (Table 4, "No warping, Feature")
     RGBDIFF = "rgbdiff"    # TSN's RGB difference: frames-1 differences stacked on channels
+    TVL1WARP = "tvl1warp"  # RGB warped by its TV-L1 flow (Table 4, "TV-L1 warping")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,37 @@ class NetConfig:
                              f"least 2 frames per segment, got {self.frames}")
         if self.segments is not None and self.segments < 1:
             raise ValueError(f"{where}: segments must be >= 1, got {self.segments}")
+        if Branch.FLOW in self.branches and len(self.branches) > 1:
+            raise ValueError(f"{where}: the flow stream is a net of its own; fuse its scores "
+                             "with the others' (tools/eval_scores.py)")
+        if self.appchange_input == AppchangeInput.TVL1WARP and self.branches != (Branch.APPCHANGE,):
+            raise ValueError(f"{where}: tvl1warp reads TV-L1 flow instead of the displacement "
+                             "map: an appearance-change net of its own")
+
+    @property
+    def modality(self):
+        """What VideoData reads (dcd.proto's VideoDataParameter.Modality)."""
+        if self.branches == (Branch.FLOW,):
+            return "FLOW"
+        if self.appchange_input == AppchangeInput.TVL1WARP:
+            return "RGB_FLOW"
+        return "RGB"
+
+    @property
+    def uses_shared_features(self):
+        """Whether the net has the shared conv1 (static and motion branches,
+        and the appearance-change inputs built on it)."""
+        return Branch.STATIC in self.branches or Branch.MOTION in self.branches or (
+            Branch.APPCHANGE in self.branches and self.appchange_input in (
+                AppchangeInput.WARPED, AppchangeInput.RGBWARP, AppchangeInput.FEATDIFF))
+
+    def input_shape(self, samples, crop):
+        """The data blob for `samples` snippets: frames on rows (RGB: 3
+        channels, RGB_FLOW: 5, BGR then the frame's flow), or TSN's stacked
+        flow (one row of 2 x frames channels per snippet)."""
+        if self.modality == "FLOW":
+            return [samples, 2 * self.frames, crop, crop]
+        return [samples * self.frames, 5 if self.modality == "RGB_FLOW" else 3, crop, crop]
 
     @property
     def static_only(self):
@@ -142,9 +175,12 @@ class Dataset:
     split_in_tag: bool = False  # snapshot names carry the split (UCF101's three splits)
 
     def schedule(self, cfg):
-        """The static-only nets' schedule where the data set has one (UCF101)."""
+        """The static-only and flow nets' schedules where the data set has
+        them (UCF101), else the default."""
         if cfg.static_only and "static" in self.schedules:
             return self.schedules["static"]
+        if cfg.branches == (Branch.FLOW,) and "flow" in self.schedules:
+            return self.schedules["flow"]
         return self.schedules["default"]
 
 
@@ -153,7 +189,8 @@ UCF101 = Dataset(
     # Sec. 4.1; the paper gives no schedule for the full model: it uses the
     # motion / appearance-change one (docs/ASSUMPTIONS.md).
     schedules={"static": Schedule(0.001, 4500, stepsize=1500),
-               "default": Schedule(0.005, 18000, stepvalue=(10000, 16000))},
+               "default": Schedule(0.005, 18000, stepvalue=(10000, 16000)),
+               "flow": Schedule(0.005, 20000, stepvalue=(12000, 18000))},  # TSN's flow stream
     test_interval=500, snapshot=500, split_in_tag=True)
 KINETICS = Dataset("kinetics", 400, False, None,
                    schedules={"default": Schedule(0.01, 110000, stepsize=40000)},
@@ -178,6 +215,7 @@ _FULL = dict(branches=("static", "motion", "appchange"), frames=8, batch_size=2,
 _AT_224 = dict(stem_stride=1, max_displacement=6)  # displacement maps at 224x224 (Table 9)
 # TSN's RGB-difference input: 5 frames per segment, their 4 differences stacked.
 RGBDIFF_FRAMES = 5
+FLOW_FRAMES = 5  # TSN's flow stream: 5 x/y pairs per snippet
 NETS = {
     "ucf101": [
         NetConfig("static", description="8 frames, gradual 3D pooling", **_STATIC),
@@ -216,9 +254,15 @@ NETS = {
                   "1; the static branch reads it subsampled by 2)", **_AT_224, **_FULL),
         NetConfig("full_notsn", segments=1, description="as full, trained on one snippet per "
                   "video (w/o TSN)", **_FULL),
+        NetConfig("flow", branches=("flow",), frames=FLOW_FRAMES, batch_size=16,
+                  description="TSN's flow stream: 5 stacked TV-L1 x/y pairs (10 channels)"),
+        NetConfig("appchange_tvl1warp", branches=("appchange",), frames=2,
+                  appchange_input="tvl1warp", description="RGB frame warped by its TV-L1 flow, "
+                  "differenced with the next frame", batch_size=8),
     ],
 }
-NETS["kinetics"] = [c for c in NETS["ucf101"] if c.name in ("static", "motion", "appchange", "full")]
+NETS["kinetics"] = [c for c in NETS["ucf101"]
+                    if c.name in ("static", "motion", "appchange", "full", "flow")]
 # The demo's nets: the same branches on the small trunk, shared conv1 at the
 # crop's resolution (stride 1), 4 frames per segment for the static and full
 # nets (gradual pooling 4 -> 2 -> 1), one pair for the others; the RGB
@@ -235,8 +279,12 @@ NETS["synthetic"] = [
               description="3 RGB differences of 4 frames stacked, no warping", **_SMALL),
     NetConfig("full", branches=("static", "motion", "appchange"), frames=4,
               description="shared conv1, three branches, scores averaged", **_SMALL),
+    NetConfig("flow", branches=("flow",), frames=FLOW_FRAMES,
+              description="optical-flow stream: 5 stacked flow pairs (the demo's Table 6 "
+              "flow rows)", **_SMALL),
 ]
-DROPOUT = {"static": 0.8, "motion": 0.7, "appchange": 0.7}  # TSN: RGB 0.8, flow 0.7
+DROPOUT = {"static": 0.8, "motion": 0.7, "appchange": 0.7, "flow": 0.7}  # TSN: RGB 0.8, flow 0.7
+FLOW_SCALE_RATIOS = (1, 0.875, 0.75)  # TSN's flow stream crops (RGB adds 0.66)
 
 
 def get_config(dataset, name):
@@ -246,13 +294,28 @@ def get_config(dataset, name):
     raise KeyError(f"no net {name!r} for {dataset}; have {[c.name for c in NETS[dataset]]}")
 
 
-def list_files(dataset, split=1):
-    """Train and val file lists, relative to the repository root (docs/DATA.md)."""
-    return tuple(f"data/{dataset}/{dataset}_{part}_split_{split}.txt" for part in ("train", "val"))
+def list_files(dataset, split=1, modality="RGB"):
+    """Train and val file lists, relative to the repository root (docs/DATA.md):
+    a FLOW net's list counts flow pairs (build_file_list.py --modality flow)."""
+    kind = "flow_" if modality == "FLOW" else ""
+    return tuple(f"data/{dataset}/{dataset}_{kind}{part}_split_{split}.txt"
+                 for part in ("train", "val"))
 
 
 def lmdb_root(dataset):
+    """The frames and (TV-L1) flow of a data set share one LMDB (docs/DATA.md)."""
     return f"data/{dataset}/frames_lmdb"
+
+
+def _data_layer(cfg, dataset, split, batch, segments, crop, train):
+    ds = DATASETS[dataset]
+    train_list, val_list = list_files(dataset, split, cfg.modality)
+    extra = {}
+    if cfg.modality == "FLOW" and train:
+        extra["scale_ratios"] = list(FLOW_SCALE_RATIOS)
+    return video_data(train_list if train else val_list, lmdb_root(dataset), batch_size=batch,
+                      num_segments=segments, new_length=cfg.frames, crop_size=crop, train=train,
+                      mirror=ds.mirror if train else None, modality=cfg.modality, **extra)
 
 
 def _branch_stride(in_size, crop):
@@ -270,6 +333,12 @@ class _Parts:
     def __init__(self, n, data, cfg, ds, size):
         self.n, self.data, self.cfg, self.ds, self.size = n, data, cfg, ds, size
         self._cache = {}
+        if cfg.modality == "RGB_FLOW":  # BGR, then the frame's flow (v_y, v_x) in pixels
+            n["data/rgb"], n["data/flow"] = L.Slice(data, slice_param=dict(axis=1, slice_point=[3]),
+                                                    ntop=2)
+            self.rgb, self.flow = n["data/rgb"], n["data/flow"]
+        else:
+            self.rgb, self.flow = data, None
 
     def _once(self, key, make):
         if key not in self._cache:
@@ -280,7 +349,7 @@ class _Parts:
     def features(self):
         """(top, Shape) of the shared low-level features (conv1 + BN + ReLU)."""
         return self._once("features", lambda: self.ds.backbone.stem(
-            self.n, self.data, stride=self.cfg.stem_stride, size=self.size))
+            self.n, self.rgb, stride=self.cfg.stem_stride, size=self.size))
 
     @property
     def feature_pairs(self):
@@ -290,7 +359,17 @@ class _Parts:
     @property
     def rgb_pairs(self):
         return self._once("rgb_pairs", lambda: frame_pairs(
-            self.n, self.data, "data/pairs", self.cfg.frames))
+            self.n, self.rgb, "data/pairs", self.cfg.frames))
+
+    @property
+    def flow_of_first(self):
+        """The TV-L1 flow of the first frame of each pair (the second's is
+        not used)."""
+        def make():
+            f0, f1 = frame_pairs(self.n, self.flow, "data/flow_pairs", self.cfg.frames)
+            self.n["data/flow_pairs_unused"] = L.Silence(f1, ntop=0)
+            return f0
+        return self._once("flow_of_first", make)
 
     @property
     def displacement(self):
@@ -373,6 +452,11 @@ def appchange_input(n, parts):
             raise ValueError(f"net {cfg.name!r}: rgbwarp needs conv1 stride 1")
         r0, r1 = parts.rgb_pairs
         return _warped_difference(n, r0, r1, parts.displacement), size, cfg.frames - 1
+    if kind == AppchangeInput.TVL1WARP:
+        # Table 4's "TV-L1 warping, RGB": VideoData's RGB_FLOW gives each frame's
+        # flow to the next in the displacement map's order and units.
+        r0, r1 = parts.rgb_pairs
+        return _warped_difference(n, r0, r1, parts.flow_of_first), size, cfg.frames - 1
     if kind == AppchangeInput.FEATDIFF:
         t0, t1 = parts.feature_pairs
         return _difference(n, t1, t0), parts.features[1].size, cfg.frames - 1
@@ -399,9 +483,20 @@ def appchange_branch(n, parts):
     return head(n, x, ds.classes, "appchange/", DROPOUT["appchange"]), per_snippet
 
 
+def flow_branch(n, parts):
+    """TSN's temporal stream: BN-Inception on 2 x frames stacked flow
+    channels, with TSN's plain layer names (its flow models load as they
+    are); one score row per snippet."""
+    ds = parts.ds
+    x, shape = ds.backbone.stem(n, parts.data, stride=parts.cfg.stem_stride, size=parts.size)
+    x, _ = ds.backbone.trunk(n, x, shape, "", frozen_bn=ds.partial_bn)
+    return head(n, x, ds.classes, "", DROPOUT["flow"]), 1
+
+
 BRANCH_BUILDERS = {Branch.STATIC: static_branch, Branch.MOTION: motion_branch,
-                   Branch.APPCHANGE: appchange_branch}
-BRANCH_PREFIX = {Branch.STATIC: "", Branch.MOTION: "motion/", Branch.APPCHANGE: "appchange/"}
+                   Branch.APPCHANGE: appchange_branch, Branch.FLOW: flow_branch}
+BRANCH_PREFIX = {Branch.STATIC: "", Branch.MOTION: "motion/", Branch.APPCHANGE: "appchange/",
+                 Branch.FLOW: ""}
 
 
 def body(n, data, cfg, ds, size, static_layers=None):
@@ -454,18 +549,14 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     segments = segments or cfg.segments or ds.segments
     batch = batch_size or cfg.batch_size
     n = caffe.NetSpec()
-    frames = cfg.frames
     if mode == "train_val":
-        train_list, _ = list_files(dataset, split)
-        n.data, n.label = video_data(train_list, lmdb_root(dataset), batch_size=batch,
-                                     num_segments=segments, new_length=frames, crop_size=crop,
-                                     train=True, mirror=ds.mirror)
+        n.data, n.label = _data_layer(cfg, dataset, split, batch, segments, crop, train=True)
     elif mode == "test":
-        n.data = L.Input(input_param=dict(shape=dict(dim=[batch * segments * frames, 3, crop, crop])))
+        n.data = L.Input(input_param=dict(shape=dict(dim=cfg.input_shape(batch * segments, crop))))
         n.label = L.Input(input_param=dict(shape=dict(dim=[batch])))
     elif mode == "deploy":
         segments = 1
-        n.data = L.Input(input_param=dict(shape=dict(dim=[frames, 3, crop, crop])))
+        n.data = L.Input(input_param=dict(shape=dict(dim=cfg.input_shape(1, crop))))
     else:
         raise ValueError(f"unknown mode {mode!r}")
     static_layers = set()
@@ -485,18 +576,14 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     proto.name = f"dcd_{dataset}_{cfg.name}"
     _scale_lr(proto, static_layers, cfg.static_lr_mult)
     if mode == "train_val":
-        _add_test_data_layer(proto, dataset, split, frames, crop, test_batch_size, segments)
+        _add_test_data_layer(proto, cfg, dataset, split, crop, test_batch_size, segments)
     return proto
 
 
-def _add_test_data_layer(proto, dataset, split, frames, crop, batch, segments):
+def _add_test_data_layer(proto, cfg, dataset, split, crop, batch, segments):
     """Caffe's train_val convention: one data layer per phase, same tops."""
-    _, val_list = list_files(dataset, split)
     t = caffe.NetSpec()
-    t.data, t.label = video_data(val_list, lmdb_root(dataset), batch_size=batch,
-                                 num_segments=segments, new_length=frames,
-                                 crop_size=crop,
-                                 train=False)
+    t.data, t.label = _data_layer(cfg, dataset, split, batch, segments, crop, train=False)
     test_layer = t.to_proto().layer[0]
     test_layer.name = "data"
     test_layer.include.add().phase = caffe.TEST

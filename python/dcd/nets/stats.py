@@ -1,6 +1,5 @@
 """Parameters and multiply-adds of the nets, from blob shapes of a pycaffe
 net (constructed, never run)."""
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,8 +93,6 @@ def stats_markdown(trunk, stats):
 
 
 def rewrite_section(text, section):
-    """Replace the marked section of a README text (append it if absent)."""
-    pattern = re.compile(re.escape(STATS_BEGIN) + ".*?" + re.escape(STATS_END), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section, text)
-    return text.rstrip("\n") + "\n\n" + section + "\n"
+    """Replace the sizes section of a README text (append it if absent)."""
+    from dcd.markdown import rewrite_section as rewrite
+    return rewrite(text, STATS_BEGIN, STATS_END, section)

@@ -11,7 +11,6 @@ Each net is timed in a spawned child process: a net that cannot be
 reshaped to a larger batch (a Reshape layer with fixed dims) aborts inside
 Caffe (a CHECK failure), which would otherwise kill the whole tool.
 """
-import json
 import os
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ import numpy as np
 
 from dcd.paths import REPO_ROOT
 
-PAPER_TABLES = REPO_ROOT / "data" / "paper_tables.json"
 # Table 9 times displacement maps at 224 x 224: the *_224 nets where
 # tools/make_models.py has them, else the branch's default net.
 TABLE9_BRANCHES = ("static", "motion", "appchange", "full")
@@ -66,21 +64,21 @@ def _time(fn, iters, warmup):
     return float(np.median(times))
 
 
-def _load(path, weights, engine):
-    """caffe.Net of a deploy prototxt, with `engine` set on the layers that
-    have a cuDNN implementation unless engine is 'default'."""
-    import caffe
+def _load(path, weights, gpu, engine):
+    """caffe.Net of a deploy prototxt on the device, with `engine` set on the
+    layers that have a cuDNN implementation unless engine is 'default'."""
+    from dcd.netio import load_net, open_net, set_device
     if engine == "default":
-        net = caffe.Net(str(path), caffe.TEST)
-    else:
-        from caffe.proto import caffe_pb2
-        from google.protobuf import text_format
-        from dcd.buildinfo import set_engine
-        from dcd.netio import load_net
-        param = caffe_pb2.NetParameter()
-        text_format.Merge(Path(path).read_text(), param)
-        set_engine(param, engine)
-        net = load_net(param, caffe.TEST)
+        return open_net(path, weights, gpu)
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    from dcd.buildinfo import set_engine
+    set_device(gpu)
+    param = caffe_pb2.NetParameter()
+    text_format.Merge(Path(path).read_text(), param)
+    set_engine(param, engine)
+    net = load_net(param, caffe.TEST)
     if weights:
         net.copy_from(str(weights))
     return net
@@ -95,9 +93,8 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
     """
     os.environ.setdefault("GLOG_minloglevel", "2")
     from dcd.bench import DeviceSync, forward
-    from dcd.scoring.evaluate import deploy_input, set_device
-    set_device(gpu)
-    net = _load(path, weights, engine)
+    from dcd.netio import deploy_input
+    net = _load(path, weights, gpu, engine)
     sync = DeviceSync(gpu)
     name, shape = deploy_input(path)
     found = disp_layers(net)
@@ -221,9 +218,9 @@ def device_name(gpu):
     return name(gpu)
 
 
-def paper_table9(path=PAPER_TABLES):
-    tables = json.loads(Path(path).read_text())["tables"]
-    return next(t for t in tables if t["number"] == 9)
+def paper_table9(path=None):
+    from dcd.report import PAPER_TABLES, load_tables
+    return load_tables(path or PAPER_TABLES)[9]
 
 
 def _fmt_ms(r):

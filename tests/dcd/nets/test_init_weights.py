@@ -192,3 +192,17 @@ def test_transfer_tool(tmp_path):
                           str(kinetics), "--net", "full", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "no layer" in bad.stderr
+
+
+def test_flow_net_conv1_is_the_rgb_mean_over_ten_channels(imagenet, tmp_path):
+    """TSN's cross-modality initialisation of the flow stream."""
+    out = tmp_path / "flow.caffemodel"
+    report = init_weights(imagenet, "ucf101", "flow", out)
+    src, dst = read_caffemodel(imagenet), read_caffemodel(out)
+    w = dst["conv1/7x7_s2"][1][0]
+    assert w.shape == (64, 10, 7, 7)
+    want = src["conv1/7x7_s2"][1][0].mean(axis=1)
+    for c in range(10):
+        np.testing.assert_allclose(w[:, c], want, rtol=1e-6)
+    assert ("conv1/7x7_s2", (64, 3, 7, 7), (64, 10, 7, 7)) in report.adapted
+    np.testing.assert_array_equal(dst["inception_5b/1x1"][1][0], src["inception_5b/1x1"][1][0])

@@ -15,10 +15,10 @@ from dcd.nets.dcd import NETS, NetConfig, build, get_config  # noqa: E402
 
 
 @pytest.mark.parametrize("field,value,valid", [
-    ("appchange_input", "rgb_diff", "'warped', 'rgbwarp', 'featdiff', 'rgbdiff'"),
+    ("appchange_input", "rgb_diff", "'warped', 'rgbwarp', 'featdiff', 'rgbdiff', 'tvl1warp'"),
     ("temporal", "gradually", "'gradual', 'late', 'none'"),
     ("method", "soft", "'SOFT', 'WTA'"),
-    ("branches", ("static", "flow"), "'static', 'motion', 'appchange'"),
+    ("branches", ("static", "optical_flow"), "'static', 'motion', 'appchange', 'flow'"),
 ])
 def test_unknown_choices_are_refused_listing_the_valid_ones(field, value, valid):
     kwargs = dict(branches=("motion",), frames=2)
@@ -26,7 +26,8 @@ def test_unknown_choices_are_refused_listing_the_valid_ones(field, value, valid)
     with pytest.raises(ValueError) as err:
         NetConfig("bad", **kwargs)
     assert "net 'bad'" in str(err.value) and field in str(err.value)
-    assert valid in str(err.value) and repr(value if field != "branches" else "flow") in str(err.value)
+    assert valid in str(err.value)
+    assert repr(value if field != "branches" else "optical_flow") in str(err.value)
 
 
 def test_other_bad_settings():
@@ -38,6 +39,10 @@ def test_other_bad_settings():
         NetConfig("m", branches=("motion",), frames=2, segments=0)
     with pytest.raises(ValueError, match="stem_stride"):
         NetConfig("m", branches=("motion",), frames=2, stem_stride=4)
+    with pytest.raises(ValueError, match="flow stream is a net of its own"):
+        NetConfig("m", branches=("static", "flow"), frames=2)
+    with pytest.raises(ValueError, match="tvl1warp reads TV-L1 flow"):
+        NetConfig("m", branches=("motion", "appchange"), frames=2, appchange_input="tvl1warp")
 
 
 def test_choices_compare_with_their_strings():

@@ -14,6 +14,7 @@
 
 #include "caffe/layers/video_data_layer.hpp"
 #include "caffe/util/benchmark.hpp"
+#include "caffe/util/math_functions.hpp"
 #include "caffe/util/rng.hpp"
 
 #ifdef USE_LMDB
@@ -28,10 +29,22 @@ namespace caffe {
 
 namespace {
 
+// Patterns are checked by CheckNamePattern before they get here.
 std::string FrameName(const std::string& pattern, int frame) {
   char buf[256];
   snprintf(buf, sizeof(buf), pattern.c_str(), frame);
   return std::string(buf);
+}
+
+std::string FlowName(const std::string& pattern, char component, int frame) {
+  char buf[256];
+  snprintf(buf, sizeof(buf), pattern.c_str(), component, frame);
+  return std::string(buf);
+}
+
+const char* KindName(FrameKind kind) {
+  return kind == FRAME_RGB ? "frame" :
+         (kind == FRAME_FLOW_X ? "flow_x" : "flow_y");
 }
 
 std::string VideoWhere(const VideoRecord& video) {
@@ -40,39 +53,46 @@ std::string VideoWhere(const VideoRecord& video) {
   return s.str();
 }
 
-std::string FrameWhere(const VideoRecord& video, int frame) {
+std::string FrameWhere(const VideoRecord& video, int frame,
+                       FrameKind kind = FRAME_RGB) {
   std::ostringstream s;
-  s << VideoWhere(video) << " frame " << frame;
+  s << VideoWhere(video) << " " << KindName(kind) << " " << frame;
   return s.str();
 }
 
 class FolderFrameReader : public VideoFrameReader {
  public:
-  FolderFrameReader(const std::string& root, const std::string& pattern)
-      : root_(root), pattern_(pattern) {
+  FolderFrameReader(const std::string& root, const std::string& pattern,
+                    const std::string& flow_pattern)
+      : root_(root), pattern_(pattern), flow_pattern_(flow_pattern) {
     if (!root_.empty() && root_[root_.size() - 1] != '/') root_ += '/';
   }
 
-  virtual std::string CheckVideo(const VideoRecord& video) {
-    // Stat only the last frame: cheap, and catches lists whose frame counts
+  virtual std::string CheckFrames(const VideoRecord& video, bool flow,
+                                  int count) {
+    // Stat only the last image: cheap, and catches lists whose frame counts
     // do not match the extracted frames.
-    const std::string path = Path(video, video.num_frames);
-    struct stat st;
-    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      std::ostringstream s;
-      s << VideoWhere(video) << ": num_frames is " << video.num_frames
-        << " but " << path << " does not exist";
-      return s.str();
+    if (count < 1) return "";
+    const FrameKind kinds[] = {flow ? FRAME_FLOW_X : FRAME_RGB, FRAME_FLOW_Y};
+    for (int k = 0; k < (flow ? 2 : 1); ++k) {
+      const std::string path = Path(video, kinds[k], count);
+      struct stat st;
+      if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        std::ostringstream s;
+        s << VideoWhere(video) << ": num_frames is " << video.num_frames
+          << " but " << path << " does not exist";
+        return s.str();
+      }
     }
     return "";
   }
 
-  virtual bool ReadFrame(const VideoRecord& video, int frame, cv::Mat* image,
-                         std::string* error) {
-    const std::string path = Path(video, frame);
+  virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
+                         cv::Mat* image, std::string* error) {
+    const std::string path = Path(video, kind, frame);
     FILE* f = fopen(path.c_str(), "rb");
     if (f == NULL) {
-      *error = FrameWhere(video, frame) + ": cannot open " + path;
+      *error = FrameWhere(video, frame, kind) + ": cannot open " + path;
       return false;
     }
     fseek(f, 0, SEEK_END);
@@ -82,8 +102,8 @@ class FolderFrameReader : public VideoFrameReader {
     const size_t got = size > 0 ? fread(&bytes_[0], 1, size, f) : 0;
     fclose(f);
     if (size <= 0 || got != static_cast<size_t>(size) ||
-        !DecodeFrameBytes(&bytes_[0], got, image)) {
-      *error = FrameWhere(video, frame) + ": cannot decode " + path +
+        !DecodeFrameBytes(&bytes_[0], got, image, kind != FRAME_RGB)) {
+      *error = FrameWhere(video, frame, kind) + ": cannot decode " + path +
                " (empty, truncated or not an image)";
       return false;
     }
@@ -91,11 +111,14 @@ class FolderFrameReader : public VideoFrameReader {
   }
 
  private:
-  std::string Path(const VideoRecord& video, int frame) const {
-    return root_ + video.id + "/" + FrameName(pattern_, frame);
+  std::string Path(const VideoRecord& video, FrameKind kind,
+                   int frame) const {
+    return root_ + video.id + "/" +
+           (kind == FRAME_RGB ? FrameName(pattern_, frame) :
+            FlowName(flow_pattern_, kind == FRAME_FLOW_X ? 'x' : 'y', frame));
   }
 
-  std::string root_, pattern_;
+  std::string root_, pattern_, flow_pattern_;
   std::vector<char> bytes_;  // reused file buffer
 };
 
@@ -152,46 +175,55 @@ class LMDBFrameReader : public VideoFrameReader {
     if (txn_ != NULL) mdb_txn_abort(txn_);
   }
 
-  virtual std::string CheckVideo(const VideoRecord& video) {
+  virtual std::string CheckFrames(const VideoRecord& video, bool flow,
+                                  int count) {
+    if (count < 1) return "";
     BeginBatch();
     MDB_val value;
     std::ostringstream s;
-    if (!Get("__video__/" + video.id, &value)) {
-      s << VideoWhere(video) << ": not in LMDB " << path_
-        << " (no __video__/" << video.id << " marker)";
+    const std::string marker = (flow ? "__flow__/" : "__video__/") + video.id;
+    if (!Get(marker, &value)) {
+      s << VideoWhere(video) << ": " << (flow ? "flow " : "")
+        << "not in LMDB " << path_ << " (no " << marker << " marker)";
       return s.str();
     }
-    const std::string count(static_cast<const char*>(value.mv_data),
-                            value.mv_size);
-    const int stored = atoi(count.c_str());
-    if (stored < video.num_frames) {
+    const std::string text(static_cast<const char*>(value.mv_data),
+                           value.mv_size);
+    const int stored = atoi(text.c_str());
+    if (stored < count) {
       s << VideoWhere(video) << ": num_frames is " << video.num_frames
-        << " but LMDB " << path_ << " holds " << stored << " frames";
+        << " but LMDB " << path_ << " holds " << stored
+        << (flow ? " flow pairs" : " frames");
+      if (flow && count != video.num_frames) {
+        s << " (RGB_FLOW needs num_frames - 1)";
+      }
       return s.str();
     }
     return "";
   }
 
-  virtual bool ReadFrame(const VideoRecord& video, int frame, cv::Mat* image,
-                         std::string* error) {
+  virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
+                         cv::Mat* image, std::string* error) {
     BeginBatch();
     MDB_val value;
-    const std::string key = video.id + "/" + FrameName("img_%05d.jpg", frame);
+    const char* pattern = kind == FRAME_RGB ? "img_%05d.jpg" :
+        (kind == FRAME_FLOW_X ? "flow_x_%05d.jpg" : "flow_y_%05d.jpg");
+    const std::string key = video.id + "/" + FrameName(pattern, frame);
     if (!Get(key, &value)) {
-      *error = FrameWhere(video, frame) + ": key " + key + " not in LMDB " +
-               path_;
+      *error = FrameWhere(video, frame, kind) + ": key " + key +
+               " not in LMDB " + path_;
       return false;
     }
     // Values are mapped memory, valid until the transaction is reset.
     if (!datum_.ParseFromArray(value.mv_data, value.mv_size) ||
         !datum_.encoded()) {
-      *error = FrameWhere(video, frame) + ": value of " + key +
+      *error = FrameWhere(video, frame, kind) + ": value of " + key +
                " is not an encoded Datum";
       return false;
     }
     if (!DecodeFrameBytes(datum_.data().data(), datum_.data().size(),
-                          image)) {
-      *error = FrameWhere(video, frame) + ": cannot decode " + key +
+                          image, kind != FRAME_RGB)) {
+      *error = FrameWhere(video, frame, kind) + ": cannot decode " + key +
                " (truncated or not an image)";
       return false;
     }
@@ -245,8 +277,9 @@ class RngSampler : public IntSampler {
 }  // namespace
 
 VideoFrameReader* NewFolderFrameReader(const std::string& root_folder,
-                                       const std::string& name_pattern) {
-  return new FolderFrameReader(root_folder, name_pattern);
+                                       const std::string& name_pattern,
+                                       const std::string& flow_name_pattern) {
+  return new FolderFrameReader(root_folder, name_pattern, flow_name_pattern);
 }
 
 VideoFrameReader* NewLMDBFrameReader(const std::string& path) {
@@ -258,7 +291,8 @@ VideoFrameReader* NewLMDBFrameReader(const std::string& path) {
 #endif
 }
 
-bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image) {
+bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
+                      bool grey) {
   const unsigned char* b = reinterpret_cast<const unsigned char*>(data);
   if (size >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
     // JPEG: require the end-of-image marker near the end (some writers pad).
@@ -272,8 +306,8 @@ bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image) {
   if (size == 0) return false;
   const cv::Mat buf(1, static_cast<int>(size), CV_8UC1,
                     const_cast<unsigned char*>(b));
-  cv::imdecode(buf, cv::IMREAD_COLOR, image);
-  return !image->empty() && image->type() == CV_8UC3;
+  cv::imdecode(buf, grey ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR, image);
+  return !image->empty() && image->type() == (grey ? CV_8UC1 : CV_8UC3);
 }
 
 template <typename Dtype>
@@ -295,13 +329,28 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
       << "VideoData " << name << ": set new_height and new_width together";
   CHECK(!tp.has_mean_file()) << "VideoData " << name
       << ": mean_file is not supported, use mean_value";
-  CHECK(tp.mean_value_size() == 0 || tp.mean_value_size() == 1 ||
-        tp.mean_value_size() == 3)
-      << "VideoData " << name << ": give 0, 1 or 3 mean_value entries";
+  modality_ = p.modality();
+  channels_ = modality_ == VideoDataParameter_Modality_RGB ? 3 :
+              (modality_ == VideoDataParameter_Modality_FLOW ? 2 : 5);
+  if (modality_ == VideoDataParameter_Modality_FLOW) {
+    CHECK_LE(tp.mean_value_size(), 1) << "VideoData " << name
+        << ": modality FLOW takes 0 or 1 mean_value (one for all channels, "
+        << "TSN: 128)";
+  } else {
+    CHECK(tp.mean_value_size() == 0 || tp.mean_value_size() == 1 ||
+          tp.mean_value_size() == 3)
+        << "VideoData " << name << ": give 0, 1 or 3 mean_value entries";
+  }
+  CHECK_GT(p.flow_bound(), 0) << "VideoData " << name
+                              << ": flow_bound must be positive";
   mean_.assign(3, 0.f);
   for (int c = 0; c < 3 && tp.mean_value_size() > 0; ++c) {
     mean_[c] = tp.mean_value(tp.mean_value_size() == 1 ? 0 : c);
   }
+  string e = CheckNamePattern(p.name_pattern(), "d");
+  CHECK(e.empty()) << "VideoData " << name << ": name_pattern: " << e;
+  e = CheckNamePattern(p.flow_name_pattern(), "cd");
+  CHECK(e.empty()) << "VideoData " << name << ": flow_name_pattern: " << e;
   scale_ratios_.assign(p.scale_ratios().begin(), p.scale_ratios().end());
   for (size_t i = 0; i < scale_ratios_.size(); ++i) {
     CHECK(scale_ratios_[i] > 0 && scale_ratios_[i] <= 1)
@@ -323,14 +372,32 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
   const string error = ParseVideoList(contents.str(), source, &lines_);
   CHECK(error.empty()) << "VideoData " << name << ": " << error;
 
-  // Every listed video must exist with at least num_frames frames.
-  if (p.backend() == VideoDataParameter_Backend_LMDB) {
-    reader_.reset(NewLMDBFrameReader(p.root_folder()));
-  } else {
-    reader_.reset(NewFolderFrameReader(p.root_folder(), p.name_pattern()));
+  // Every listed video must exist with at least num_frames frames (FLOW:
+  // flow pairs; RGB_FLOW: frames, and the flow of all but the last frame).
+  const bool lmdb = p.backend() == VideoDataParameter_Backend_LMDB;
+  for (int r = 0; r < 2; ++r) {
+    const string& root = r == 0 || p.flow_root_folder().empty() ?
+                         p.root_folder() : p.flow_root_folder();
+    shared_ptr<VideoFrameReader>& reader = r == 0 ? reader_ : flow_reader_;
+    if (r == 1 && root == p.root_folder()) {
+      flow_reader_ = reader_;
+    } else if (lmdb) {
+      reader.reset(NewLMDBFrameReader(root));
+    } else {
+      reader.reset(NewFolderFrameReader(root, p.name_pattern(),
+                                        p.flow_name_pattern()));
+    }
   }
   for (size_t i = 0; i < lines_.size(); ++i) {
-    const string e = reader_->CheckVideo(lines_[i]);
+    const VideoRecord& v = lines_[i];
+    if (modality_ == VideoDataParameter_Modality_FLOW) {
+      e = flow_reader_->CheckFrames(v, true, v.num_frames);
+    } else {
+      e = reader_->CheckFrames(v, false, v.num_frames);
+      if (e.empty() && modality_ == VideoDataParameter_Modality_RGB_FLOW) {
+        e = flow_reader_->CheckFrames(v, true, v.num_frames - 1);
+      }
+    }
     CHECK(e.empty()) << "VideoData " << name << ": " << source << ":" << e;
   }
   LOG(INFO) << "VideoData " << name << ": " << lines_.size() << " videos";
@@ -347,17 +414,26 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
     out_w_ = p.new_width();
   } else {
     cv::Mat first;
-    string e;
-    CHECK(reader_->ReadFrame(lines_[lines_id_], 1, &first, &e))
+    const FrameKind kind = modality_ == VideoDataParameter_Modality_FLOW ?
+                           FRAME_FLOW_X : FRAME_RGB;
+    CHECK((kind == FRAME_RGB ? reader_ : flow_reader_)->ReadImage(
+              lines_[lines_id_], kind, 1, &first, &e))
         << "VideoData " << name << ": " << source << ":" << e;
     out_h_ = first.rows;
     out_w_ = first.cols;
   }
   reader_->EndBatch();
+  flow_reader_->EndBatch();
 
   vector<int> top_shape(4);
-  top_shape[0] = p.batch_size() * frames_per_clip_;
-  top_shape[1] = 3;
+  if (modality_ == VideoDataParameter_Modality_FLOW) {
+    // A snippet's pairs as channels: the same memory as (frames x 2).
+    top_shape[0] = p.batch_size() * p.num_segments();
+    top_shape[1] = 2 * p.new_length();
+  } else {
+    top_shape[0] = p.batch_size() * frames_per_clip_;
+    top_shape[1] = channels_;
+  }
   top_shape[2] = out_h_;
   top_shape[3] = out_w_;
   top[0]->Reshape(top_shape);
@@ -404,75 +480,156 @@ vector<int> VideoDataLayer<Dtype>::SampleFrames(const VideoRecord& video) {
 }
 
 template <typename Dtype>
+bool VideoDataLayer<Dtype>::ReadCropped(const VideoRecord& video,
+    FrameKind kind, int frame, bool* first, cv::Rect* box,
+    cv::Size* image_size, cv::Mat* out, float* scale_x, float* scale_y,
+    std::string* error) {
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  const int crop_size = this->transform_param_.crop_size();
+  VideoFrameReader* reader =
+      kind == FRAME_RGB ? reader_.get() : flow_reader_.get();
+  if (!reader->ReadImage(video, kind, frame, &frame_buf_, error)) {
+    return false;
+  }
+  const cv::Mat* img = &frame_buf_;
+  const int new_h = p.new_height(), new_w = p.new_width();
+  if (new_h > 0 && (frame_buf_.rows != new_h || frame_buf_.cols != new_w)) {
+    cv::resize(frame_buf_, resized_buf_, cv::Size(new_w, new_h));
+    img = &resized_buf_;
+  }
+  if (*first) {
+    // One geometry per clip, fixed by its first image.
+    *first = false;
+    *image_size = cv::Size(img->cols, img->rows);
+    CropBox b;
+    if (crop_size == 0) {
+      b.x = b.y = 0;
+      b.w = img->cols;
+      b.h = img->rows;
+    } else if (this->phase_ == TRAIN) {
+      RngSampler rand(static_cast<caffe::rng_t*>(rng_->generator()));
+      b = SampleMultiScaleCrop(img->cols, img->rows, crop_size,
+                               scale_ratios_, p.max_distort(), p.fix_crop(),
+                               p.more_fix_crop(), &rand);
+    } else {
+      b = CenterCrop(img->cols, img->rows, crop_size);
+    }
+    *box = cv::Rect(b.x, b.y, b.w, b.h);
+    if (crop_size == 0 && (img->cols != out_w_ || img->rows != out_h_)) {
+      std::ostringstream s;
+      s << FrameWhere(video, frame, kind) << ": image is " << img->cols << "x"
+        << img->rows << ", expected " << out_w_ << "x" << out_h_
+        << " (set new_height/new_width or crop_size)";
+      *error = s.str();
+      return false;
+    }
+  } else if (img->cols != image_size->width ||
+             img->rows != image_size->height) {
+    std::ostringstream s;
+    s << FrameWhere(video, frame, kind) << ": image is " << img->cols << "x"
+      << img->rows << ", expected " << image_size->width << "x"
+      << image_size->height << " like the clip's first image"
+      << " (set new_height/new_width)";
+    *error = s.str();
+    return false;
+  }
+  cv::Mat src = (*img)(*box);
+  if (box->width != out_w_ || box->height != out_h_) {
+    cv::resize(src, *out, cv::Size(out_w_, out_h_), 0, 0, cv::INTER_LINEAR);
+  } else {
+    src.copyTo(*out);
+  }
+  *scale_x = static_cast<float>(img->cols) / frame_buf_.cols * out_w_ /
+             box->width;
+  *scale_y = static_cast<float>(img->rows) / frame_buf_.rows * out_h_ /
+             box->height;
+  return true;
+}
+
+template <typename Dtype>
 bool VideoDataLayer<Dtype>::LoadClip(const VideoRecord& video,
     const vector<int>& frames, Dtype* out, std::string* error) {
-  const VideoDataParameter& p = this->layer_param_.video_data_param();
   const TransformationParameter& tp = this->transform_param_;
-  const int crop_size = tp.crop_size();
   const Dtype scale = tp.scale();
   // Caffe's DataTransformer draws a mirror in any phase when mirror is set.
   const bool do_mirror = tp.mirror() && Rand(2);
   const int plane = out_h_ * out_w_;
   const Dtype mean[3] = {mean_[0], mean_[1], mean_[2]};
-  int image_w = 0, image_h = 0;
+  const bool want_rgb = modality_ != VideoDataParameter_Modality_FLOW;
+  const bool want_flow = modality_ != VideoDataParameter_Modality_RGB;
+  const bool flow_in_pixels =
+      modality_ == VideoDataParameter_Modality_RGB_FLOW;
+  // Quantised flow q -> pixels: q * step - bound.
+  const float bound = this->layer_param_.video_data_param().flow_bound();
+  const float step = 2 * bound / 255;
+  bool first = true;
   cv::Rect box;
+  cv::Size image_size;
+  float sx = 1, sy = 1;
   for (size_t f = 0; f < frames.size(); ++f) {
-    if (!reader_->ReadFrame(video, frames[f], &frame_buf_, error)) {
-      return false;
-    }
-    const cv::Mat* img = &frame_buf_;
-    const int new_h = p.new_height(), new_w = p.new_width();
-    if (new_h > 0 && (frame_buf_.rows != new_h || frame_buf_.cols != new_w)) {
-      cv::resize(frame_buf_, resized_buf_,
-                 cv::Size(new_w, new_h));
-      img = &resized_buf_;
-    }
-    if (f == 0) {
-      // One geometry per clip, fixed by its first frame.
-      image_w = img->cols;
-      image_h = img->rows;
-      CropBox b;
-      if (crop_size == 0) {
-        b.x = b.y = 0;
-        b.w = image_w;
-        b.h = image_h;
-      } else if (this->phase_ == TRAIN) {
-        RngSampler rand(static_cast<caffe::rng_t*>(rng_->generator()));
-        b = SampleMultiScaleCrop(image_w, image_h, crop_size, scale_ratios_,
-                                 p.max_distort(), p.fix_crop(),
-                                 p.more_fix_crop(), &rand);
-      } else {
-        b = CenterCrop(image_w, image_h, crop_size);
+    Dtype* dst = out + f * channels_ * plane;
+    if (want_rgb) {
+      if (!ReadCropped(video, FRAME_RGB, frames[f], &first, &box, &image_size,
+                       &rgb_, &sx, &sy, error)) {
+        return false;
       }
-      box = cv::Rect(b.x, b.y, b.w, b.h);
+      for (int h = 0; h < out_h_; ++h) {
+        const uchar* row = rgb_.ptr<uchar>(h);
+        Dtype* d0 = dst + h * out_w_;
+        Dtype* d1 = d0 + plane;
+        Dtype* d2 = d1 + plane;
+        for (int w = 0; w < out_w_; ++w) {
+          const uchar* px = row + 3 * (do_mirror ? out_w_ - 1 - w : w);
+          d0[w] = (px[0] - mean[0]) * scale;
+          d1[w] = (px[1] - mean[1]) * scale;
+          d2[w] = (px[2] - mean[2]) * scale;
+        }
+      }
     }
-    if (img->cols != image_w || img->rows != image_h ||
-        (crop_size == 0 && (image_w != out_w_ || image_h != out_h_))) {
-      std::ostringstream s;
-      s << FrameWhere(video, frames[f]) << ": frame is " << img->cols << "x"
-        << img->rows << ", expected " << (f == 0 ? out_w_ : image_w) << "x"
-        << (f == 0 ? out_h_ : image_h)
-        << " (set new_height/new_width or crop_size)";
-      *error = s.str();
-      return false;
-    }
-    cv::Mat src = (*img)(box);
-    if (box.width != out_w_ || box.height != out_h_) {
-      cv::resize(src, crop_buf_, cv::Size(out_w_, out_h_), 0, 0,
-                 cv::INTER_LINEAR);
-      src = crop_buf_;
-    }
-    Dtype* dst = out + f * 3 * plane;
-    for (int h = 0; h < out_h_; ++h) {
-      const uchar* row = src.ptr<uchar>(h);
-      Dtype* d0 = dst + h * out_w_;
-      Dtype* d1 = d0 + plane;
-      Dtype* d2 = d1 + plane;
-      for (int w = 0; w < out_w_; ++w) {
-        const uchar* px = row + 3 * (do_mirror ? out_w_ - 1 - w : w);
-        d0[w] = (px[0] - mean[0]) * scale;
-        d1[w] = (px[1] - mean[1]) * scale;
-        d2[w] = (px[2] - mean[2]) * scale;
+    if (!want_flow) continue;
+    if (flow_in_pixels) {
+      Dtype* vy = dst + 3 * plane;
+      Dtype* vx = vy + plane;
+      if (frames[f] >= video.num_frames) {
+        // The last frame has no next frame (repeated frames: no motion).
+        caffe_set(2 * plane, Dtype(0), vy);
+        continue;
+      }
+      if (!ReadCropped(video, FRAME_FLOW_X, frames[f], &first, &box,
+                       &image_size, &flow_x_, &sx, &sy, error) ||
+          !ReadCropped(video, FRAME_FLOW_Y, frames[f], &first, &box,
+                       &image_size, &flow_y_, &sx, &sy, error)) {
+        return false;
+      }
+      const Dtype x_sign = do_mirror ? -1 : 1;
+      for (int h = 0; h < out_h_; ++h) {
+        const uchar* qx = flow_x_.ptr<uchar>(h);
+        const uchar* qy = flow_y_.ptr<uchar>(h);
+        for (int w = 0; w < out_w_; ++w) {
+          const int src_w = do_mirror ? out_w_ - 1 - w : w;
+          vy[h * out_w_ + w] = (qy[src_w] * step - bound) * sy;
+          vx[h * out_w_ + w] = x_sign * (qx[src_w] * step - bound) * sx;
+        }
+      }
+    } else {
+      // TSN's flow stream: x then y of each pair, 255 - x when mirrored.
+      if (!ReadCropped(video, FRAME_FLOW_X, frames[f], &first, &box,
+                       &image_size, &flow_x_, &sx, &sy, error) ||
+          !ReadCropped(video, FRAME_FLOW_Y, frames[f], &first, &box,
+                       &image_size, &flow_y_, &sx, &sy, error)) {
+        return false;
+      }
+      Dtype* dx = dst;
+      Dtype* dy = dst + plane;
+      for (int h = 0; h < out_h_; ++h) {
+        const uchar* qx = flow_x_.ptr<uchar>(h);
+        const uchar* qy = flow_y_.ptr<uchar>(h);
+        for (int w = 0; w < out_w_; ++w) {
+          const int src_w = do_mirror ? out_w_ - 1 - w : w;
+          const int x = do_mirror ? 255 - qx[src_w] : qx[src_w];
+          dx[h * out_w_ + w] = (x - mean[0]) * scale;
+          dy[h * out_w_ + w] = (qy[src_w] - mean[0]) * scale;
+        }
       }
     }
   }
@@ -487,12 +644,13 @@ void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
   const VideoDataParameter& p = this->layer_param_.video_data_param();
   const string& name = this->layer_param_.name();
   const int batch_size = p.batch_size();
-  const int clip_count = frames_per_clip_ * 3 * out_h_ * out_w_;
+  const int clip_count = frames_per_clip_ * channels_ * out_h_ * out_w_;
   Dtype* data = batch->data_.mutable_cpu_data();
   Dtype* label = batch->label_.mutable_cpu_data();
   const int num_lines = lines_.size();
   int bad_in_a_row = 0;
   reader_->BeginBatch();
+  flow_reader_->BeginBatch();
   for (int item = 0; item < batch_size; ++item) {
     for (;;) {
       const VideoRecord& video = lines_[lines_id_];
@@ -521,6 +679,7 @@ void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
     }
   }
   reader_->EndBatch();
+  flow_reader_->EndBatch();
   batch_timer.Stop();
   DLOG(INFO) << "Prefetch batch: " << batch_timer.MilliSeconds() << " ms.";
 }

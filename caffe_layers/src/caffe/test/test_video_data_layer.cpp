@@ -52,6 +52,17 @@ cv::Mat FrameImage(int video, int frame) {
   return img;
 }
 
+// Synthetic flow pair `frame` of `video`, grey: x = 40 + 3 * frame on the
+// left half and 200 on the right half; y = 30 + 40 * video everywhere.
+cv::Mat FlowImage(int video, int frame, char component) {
+  if (component == 'y') {
+    return cv::Mat(kH, kW, CV_8UC1, cv::Scalar(30 + 40 * video));
+  }
+  cv::Mat img(kH, kW, CV_8UC1, cv::Scalar(40 + 3 * frame));
+  img(cv::Rect(kW / 2, 0, kW / 2, kH)).setTo(cv::Scalar(200));
+  return img;
+}
+
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path.c_str(), std::ios::binary);
   std::stringstream s;
@@ -259,6 +270,24 @@ TEST(VideoSamplingTest, ParseList) {
   EXPECT_NE(std::string::npos, e.find("empty")) << e;
 }
 
+TEST(VideoSamplingTest, NamePatterns) {
+  EXPECT_EQ("", CheckNamePattern("img_%05d.jpg", "d"));
+  EXPECT_EQ("", CheckNamePattern("frame%d_100%%.png", "d"));
+  EXPECT_EQ("", CheckNamePattern("flow_%c_%05d.jpg", "cd"));
+  EXPECT_EQ("", CheckNamePattern("%c/%i.jpg", "cd"));
+  // Wrong count, order or kind of conversion, or one that reads a length.
+  EXPECT_NE("", CheckNamePattern("img.jpg", "d"));
+  EXPECT_NE("", CheckNamePattern("img_%05d_%d.jpg", "d"));
+  EXPECT_NE("", CheckNamePattern("flow_x_%05d.jpg", "cd"));
+  EXPECT_NE("", CheckNamePattern("flow_%05d_%c.jpg", "cd"));
+  EXPECT_NE("", CheckNamePattern("img_%s.jpg", "d"));
+  EXPECT_NE("", CheckNamePattern("img_%ld.jpg", "d"));
+  EXPECT_NE("", CheckNamePattern("img_%*d.jpg", "d"));
+  EXPECT_NE("", CheckNamePattern("img_%05", "d"));
+  const std::string e = CheckNamePattern("flow_x_%05d.jpg", "cd");
+  EXPECT_NE(std::string::npos, e.find("flow_x_%05d.jpg")) << e;
+}
+
 // ---------------------------------------------------------------------------
 // The layer, on a tiny frame tree written here.
 
@@ -281,11 +310,16 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
     num_frames_.push_back(7);
     for (int v = 0; v < num_frames_.size(); ++v) {
       WriteVideo(v, num_frames_[v]);
+      WriteFlow(v, num_frames_[v] - 1);
     }
     list_ = root_ + "/list.txt";
     std::ofstream list(list_.c_str());
+    // The flow list counts flow pairs, as build_file_list.py --modality flow.
+    flow_list_ = root_ + "/flow_list.txt";
+    std::ofstream flow_list(flow_list_.c_str());
     for (int v = 0; v < num_frames_.size(); ++v) {
       list << VideoId(v) << " " << num_frames_[v] << " " << v << "\n";
+      flow_list << VideoId(v) << " " << num_frames_[v] - 1 << " " << v << "\n";
     }
   }
 
@@ -305,6 +339,36 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
     char name[32];
     snprintf(name, sizeof(name), "img_%05d.jpg", frame);
     return root_ + "/" + id + "/" + name;
+  }
+
+  std::string FlowPath(const std::string& id, char component,
+                       int frame) const {
+    char name[32];
+    snprintf(name, sizeof(name), "flow_%c_%05d.jpg", component, frame);
+    return root_ + "/" + id + "/" + name;
+  }
+
+  void WriteFlow(int v, int pairs) {
+    const std::string id = VideoId(v);
+    boost::filesystem::create_directories(root_ + "/" + id);
+    std::vector<int> params;
+    params.push_back(cv::IMWRITE_JPEG_QUALITY);
+    params.push_back(100);
+    for (int i = 1; i <= pairs; ++i) {
+      ASSERT_TRUE(cv::imwrite(FlowPath(id, 'x', i), FlowImage(v, i, 'x'),
+                              params));
+      ASSERT_TRUE(cv::imwrite(FlowPath(id, 'y', i), FlowImage(v, i, 'y'),
+                              params));
+    }
+  }
+
+  LayerParameter FlowParam(Phase phase, int batch_size, int segments,
+                           int length) {
+    LayerParameter param = Param(phase, batch_size, segments, length);
+    param.mutable_video_data_param()->set_source(flow_list_);
+    param.mutable_video_data_param()->set_modality(
+        VideoDataParameter_Modality_FLOW);
+    return param;
   }
 
   void WriteVideo(int v, int frames) {
@@ -377,13 +441,35 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
       std::ostringstream count;
       count << num_frames_[v] + count_delta;
       txn->Put("__video__/" + id, count.str());
+      // Flow: grey Datums under flow_x/flow_y keys, marker __flow__/.
+      for (int i = 1; i < num_frames_[v]; ++i) {
+        for (int c = 0; c < 2; ++c) {
+          const char component = c == 0 ? 'x' : 'y';
+          Datum datum;
+          datum.set_encoded(true);
+          datum.set_channels(1);
+          datum.set_height(kH);
+          datum.set_width(kW);
+          datum.set_label(v);
+          datum.set_data(ReadAll(FlowPath(id, component, i)));
+          char key[64];
+          snprintf(key, sizeof(key), "%s/flow_%c_%05d.jpg", id.c_str(),
+                   component, i);
+          std::string value;
+          datum.SerializeToString(&value);
+          txn->Put(key, value);
+        }
+      }
+      std::ostringstream pairs;
+      pairs << num_frames_[v] - 1 + count_delta;
+      txn->Put("__flow__/" + id, pairs.str());
     }
     txn->Commit();
     lmdb->Close();
     return path;
   }
 
-  std::string root_, list_;
+  std::string root_, list_, flow_list_;
   std::vector<int> num_frames_;
   Blob<Dtype>* const blob_top_data_;
   Blob<Dtype>* const blob_top_label_;
@@ -748,6 +834,261 @@ TYPED_TEST(VideoDataLayerTest, TestBadFrames) {
     bad.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
     bad.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   }, "video 'bad' frame 3");
+}
+
+// ---------------------------------------------------------------------------
+// Optical flow: modality FLOW (TSN's flow stream) and RGB_FLOW.
+
+TYPED_TEST(VideoDataLayerTest, TestFlowShapeAndChannelOrder) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int K = 3, L = 2;
+  VideoDataLayer<Dtype> layer(this->FlowParam(TEST, 2, K, L));
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  // (batch * segments) x (2 * new_length): a snippet's pairs as channels.
+  EXPECT_EQ(2 * K, this->blob_top_data_->num());
+  EXPECT_EQ(2 * L, this->blob_top_data_->channels());
+  EXPECT_EQ(kCrop, this->blob_top_data_->height());
+  EXPECT_EQ(kCrop, this->blob_top_data_->width());
+  for (int iter = 0; iter < 2; ++iter) {
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    for (int clip = 0; clip < 2; ++clip) {
+      const int v = (iter * 2 + clip) % 3;
+      const int pairs = this->num_frames_[v] - 1;
+      EXPECT_EQ(v, this->blob_top_label_->cpu_data()[clip]);
+      const std::vector<int> expected =
+          ClipFrameIndices(TsnTestOffsets(pairs, K, L), L, pairs);
+      for (int k = 0; k < K; ++k) {
+        for (int l = 0; l < L; ++l) {
+          // Centre crop x = 12..35: columns 0..11 show the left half.
+          const int n = clip * K + k;
+          const Dtype x = this->At(n, 2 * l, 12, 2);
+          const Dtype y = this->At(n, 2 * l + 1, 12, 2);
+          EXPECT_NEAR(40 + 3 * expected[k * L + l], x, 1) << k << " " << l;
+          EXPECT_NEAR(200, this->At(n, 2 * l, 12, kCrop - 1), 1);
+          EXPECT_NEAR(30 + 40 * v, y, 1);
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(VideoDataLayerTest, TestFlowMeanAndMirrorInvertX) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->FlowParam(TEST, 1, 3, 2);
+  param.mutable_transform_param()->add_mean_value(128);
+  Blob<Dtype> reference;
+  this->ForwardOnce(param, &reference);
+  EXPECT_NEAR(200 - 128, reference.data_at(0, 0, 12, kCrop - 1), 1);
+  EXPECT_NEAR(30 - 128, reference.data_at(0, 1, 12, 0), 1);
+  param.mutable_transform_param()->set_mirror(true);
+  bool seen_mirror = false;
+  for (int seed = 0; seed < 8 && !seen_mirror; ++seed) {
+    Caffe::set_random_seed(seed);
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    // TEST sampling is deterministic: any change is the mirror.
+    if (this->At(0, 0, 12, 0) != reference.data_at(0, 0, 12, 0)) {
+      seen_mirror = true;
+      for (int n = 0; n < 3; ++n) {
+        for (int c = 0; c < 4; ++c) {
+          for (int h = 0; h < kCrop; ++h) {
+            for (int w = 0; w < kCrop; ++w) {
+              const Dtype ref = reference.data_at(n, c, h, kCrop - 1 - w);
+              // x: 255 - q before the mean: (255 - q) - 128 = -ref - 1.
+              const Dtype want = c % 2 == 0 ? -ref - 1 : ref;
+              ASSERT_EQ(want, this->At(n, c, h, w)) << n << c << h << w;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(seen_mirror);
+}
+
+TYPED_TEST(VideoDataLayerTest, TestFlowLMDBMatchesFolder) {
+  typedef typename TypeParam::Dtype Dtype;
+  const std::string lmdb = this->BuildLMDB(0);
+  LayerParameter param = this->FlowParam(TRAIN, 3, 3, 2);
+  param.mutable_transform_param()->add_mean_value(128);
+  param.mutable_transform_param()->set_mirror(true);
+  VideoDataParameter* p = param.mutable_video_data_param();
+  p->add_scale_ratios(1);
+  p->add_scale_ratios(.75);
+  Caffe::set_random_seed(55);
+  Blob<Dtype> reference;
+  this->ForwardOnce(param, &reference);
+  p->set_backend(VideoDataParameter_Backend_LMDB);
+  p->set_root_folder(lmdb);
+  Caffe::set_random_seed(55);  // the same samples, crops and mirrors
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  ASSERT_EQ(reference.count(), this->blob_top_data_->count());
+  for (int i = 0; i < reference.count(); ++i) {
+    ASSERT_EQ(reference.cpu_data()[i], this->blob_top_data_->cpu_data()[i]);
+  }
+}
+
+TYPED_TEST(VideoDataLayerTest, TestFlowSetupChecksBothComponents) {
+  typedef typename TypeParam::Dtype Dtype;
+  shared_ptr<VideoFrameReader> reader(
+      NewFolderFrameReader(this->root_, "img_%05d.jpg", "flow_%c_%05d.jpg"));
+  VideoRecord video = {this->VideoId(2), 6, 2, 3};  // 7 frames, 6 pairs
+  EXPECT_EQ("", reader->CheckFrames(video, true, 6));
+  EXPECT_NE("", reader->CheckFrames(video, true, 7));
+  boost::filesystem::remove(this->FlowPath(this->VideoId(2), 'y', 6));
+  const std::string e = reader->CheckFrames(video, true, 6);
+  EXPECT_NE(std::string::npos, e.find("flow_y_00006.jpg")) << e;
+  EXPECT_NE(std::string::npos, e.find("line 3")) << e;
+  cv::Mat img;
+  std::string error;
+  EXPECT_TRUE(reader->ReadImage(video, FRAME_FLOW_X, 6, &img, &error));
+  EXPECT_EQ(CV_8UC1, img.type());
+  EXPECT_FALSE(reader->ReadImage(video, FRAME_FLOW_Y, 6, &img, &error));
+  EXPECT_NE(std::string::npos, error.find("flow_y 6")) << error;
+  // LMDB: the __flow__ marker is checked apart from __video__.
+  boost::filesystem::remove_all(this->root_ + "/lmdb");
+  const std::string lmdb = this->BuildLMDB(-1);
+  shared_ptr<VideoFrameReader> db(NewLMDBFrameReader(lmdb));
+  video.num_frames = 6;
+  EXPECT_EQ("", db->CheckFrames(video, true, 5));
+  EXPECT_NE(std::string::npos, db->CheckFrames(video, true, 6).find(
+      "holds 5 flow pairs"));
+  EXPECT_TRUE(db->ReadImage(video, FRAME_FLOW_Y, 3, &img, &error)) << error;
+  EXPECT_EQ(CV_8UC1, img.type());
+  EXPECT_NEAR(30 + 40 * 2, img.at<uchar>(5, 5), 1);
+  // Bad patterns stop the layer at setup.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  LayerParameter param = this->FlowParam(TEST, 1, 3, 1);
+  param.mutable_video_data_param()->set_flow_name_pattern("flow_x_%05d.jpg");
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "flow_name_pattern");
+}
+
+TYPED_TEST(VideoDataLayerTest, TestRGBFlowChannelsInPixels) {
+  typedef typename TypeParam::Dtype Dtype;
+  // One snippet of 7 frames: all of video 2, last frame included.
+  const int K = 1, L = 7;
+  const Dtype step = 40. / 255;
+  LayerParameter param = this->Param(TEST, 1, K, L);
+  param.mutable_video_data_param()->set_modality(
+      VideoDataParameter_Modality_RGB_FLOW);
+  // Frames (and flow) resized 2x before the crop: 1 stored pixel = 2 output
+  // pixels, so the flow comes out doubled.
+  param.mutable_video_data_param()->set_new_height(2 * kH);
+  param.mutable_video_data_param()->set_new_width(2 * kW);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  EXPECT_EQ(K * L, this->blob_top_data_->num());
+  EXPECT_EQ(5, this->blob_top_data_->channels());
+  // Video 2 (7 frames) is the third.
+  for (int i = 0; i < 3; ++i) {
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  }
+  EXPECT_EQ(2, this->blob_top_label_->cpu_data()[0]);
+  const std::vector<int> frames =
+      ClipFrameIndices(TsnTestOffsets(7, K, L), L, 7);
+  // Centre crop of the 96 x 64 frame: x = 36..59, the left half before
+  // column 12 (edge at 48), the right half from it on.
+  for (int n = 0; n < K * L; ++n) {
+    EXPECT_EQ(frames[n], this->FrameOf(n)) << n;  // RGB as in RGB mode
+    if (frames[n] == 7) {
+      EXPECT_EQ(0, this->At(n, 3, 12, 2));
+      EXPECT_EQ(0, this->At(n, 4, 12, 2));
+      continue;
+    }
+    const Dtype vy = ((30 + 40 * 2) * step - 20) * 2;
+    const Dtype vx_left = ((40 + 3 * frames[n]) * step - 20) * 2;
+    const Dtype vx_right = (200 * step - 20) * 2;
+    EXPECT_NEAR(vy, this->At(n, 3, 12, 2), 2 * step);
+    EXPECT_NEAR(vx_left, this->At(n, 4, 12, 2), 2 * step);
+    EXPECT_NEAR(vx_right, this->At(n, 4, 12, kCrop - 2), 2 * step);
+  }
+  EXPECT_EQ(7, frames[K * L - 1]);  // the last frame was checked
+}
+
+TYPED_TEST(VideoDataLayerTest, TestRGBFlowMirrorNegatesVx) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->Param(TEST, 1, 3, 2);
+  param.mutable_video_data_param()->set_modality(
+      VideoDataParameter_Modality_RGB_FLOW);
+  Blob<Dtype> reference;
+  this->ForwardOnce(param, &reference);
+  // The RGB channels equal the RGB modality's.
+  LayerParameter rgb = this->Param(TEST, 1, 3, 2);
+  Blob<Dtype> rgb_reference;
+  this->ForwardOnce(rgb, &rgb_reference);
+  for (int n = 0; n < 6; ++n) {
+    for (int c = 0; c < 3; ++c) {
+      for (int h = 0; h < kCrop; h += 3) {
+        for (int w = 0; w < kCrop; ++w) {
+          ASSERT_EQ(rgb_reference.data_at(n, c, h, w),
+                    reference.data_at(n, c, h, w));
+        }
+      }
+    }
+  }
+  param.mutable_transform_param()->set_mirror(true);
+  bool seen_mirror = false;
+  for (int seed = 0; seed < 8 && !seen_mirror; ++seed) {
+    Caffe::set_random_seed(seed);
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    if (this->At(0, 2, 12, 0) > 125) {  // red edge flipped
+      seen_mirror = true;
+      for (int n = 0; n < 6; ++n) {
+        for (int h = 0; h < kCrop; ++h) {
+          for (int w = 0; w < kCrop; ++w) {
+            const int m = kCrop - 1 - w;
+            ASSERT_EQ(reference.data_at(n, 3, h, m), this->At(n, 3, h, w));
+            ASSERT_EQ(-reference.data_at(n, 4, h, m), this->At(n, 4, h, w));
+          }
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(seen_mirror);
+}
+
+TYPED_TEST(VideoDataLayerTest, TestFlowRootFolderApart) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->Param(TEST, 3, 2, 2);
+  param.mutable_video_data_param()->set_modality(
+      VideoDataParameter_Modality_RGB_FLOW);
+  Blob<Dtype> reference;
+  this->ForwardOnce(param, &reference);
+  // Move every flow image to <root>/flow/<video>/: frames and flow apart,
+  // as extract_frames and extract_flow write them.
+  const std::string flow_root = this->root_ + "/flow";
+  for (int v = 0; v < 3; ++v) {
+    const std::string id = this->VideoId(v);
+    boost::filesystem::create_directories(flow_root + "/" + id);
+    for (int i = 1; i < this->num_frames_[v]; ++i) {
+      for (int c = 0; c < 2; ++c) {
+        const std::string from = this->FlowPath(id, c ? 'y' : 'x', i);
+        boost::filesystem::rename(
+            from, flow_root + "/" + id + "/" +
+                  boost::filesystem::path(from).filename().string());
+      }
+    }
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "flow_x_00011.jpg does not exist");
+  param.mutable_video_data_param()->set_flow_root_folder(flow_root);
+  VideoDataLayer<Dtype> layer(param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  for (int i = 0; i < reference.count(); ++i) {
+    ASSERT_EQ(reference.cpu_data()[i], this->blob_top_data_->cpu_data()[i]);
+  }
 }
 
 }  // namespace caffe
