@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 # Extra CMake arguments, e.g. CMAKE_ARGS=-DCAFFE_SOURCE_DIR=/path/to/caffe
 CMAKE_ARGS ?=
 PYTEST_ARGS ?=
-# tools/setup.sh flags; the tests also need the CUDA headers (nvcc check).
+# tools/setup.sh flags; the tests also need cuBLAS/cuRAND headers (nvcc check).
 SETUP_FLAGS ?=
 
 .PHONY: all setup build test test-fast test-layers test-python demo cuda clean help
@@ -50,7 +50,7 @@ test-python: build
 test: test-layers test-python
 test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test-layers test-python
-test test-fast test-layers test-python: SETUP_FLAGS = --cuda
+test test-fast test-layers test-python: SETUP_FLAGS = --cuda-check
 
 demo: build
 	$(PY) tools/demo.py

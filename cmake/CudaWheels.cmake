@@ -10,3 +10,15 @@ if(NOT DCD_CUDA_WHEEL_DIR AND PYTHON_EXECUTABLE)
     set(DCD_CUDA_WHEEL_DIR "${_wheel_dir}" CACHE PATH "" FORCE)
   endif()
 endif()
+
+# DCD_NVIDIA_WHEELS_DIR: the virtualenv's nvidia/ package folder, whose
+# nccl/ and cudnn/ hold the nvidia-nccl-cu13 and nvidia-cudnn-cu13 wheels.
+set(DCD_NVIDIA_WHEELS_DIR "" CACHE PATH "The nvidia/ folder of NVIDIA's wheels (nccl/, cudnn/)")
+if(NOT DCD_NVIDIA_WHEELS_DIR AND PYTHON_EXECUTABLE)
+  execute_process(COMMAND "${PYTHON_EXECUTABLE}" -c
+    "import nvidia; print(list(nvidia.__path__)[0])"
+    OUTPUT_VARIABLE _nv_dir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(_nv_dir AND IS_DIRECTORY "${_nv_dir}")
+    set(DCD_NVIDIA_WHEELS_DIR "${_nv_dir}" CACHE PATH "" FORCE)
+  endif()
+endif()

@@ -11,7 +11,7 @@ file(GLOB_RECURSE _dcd_headers CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/caffe_la
 if(NOT CUDAToolkit_NVCC_EXECUTABLE OR NOT DCD_CUDA_WHEEL_DIR)
   add_custom_target(dcd_cuda_check
     COMMAND ${CMAKE_COMMAND} -E echo
-      "dcd_cuda_check: cannot compile the .cu files here (nvcc: '${CUDAToolkit_NVCC_EXECUTABLE}', cuBLAS/cuRAND headers: '${DCD_CUDA_WHEEL_DIR}'); run tools/setup.sh --cuda and reconfigure"
+      "dcd_cuda_check: cannot compile the .cu files here (nvcc: '${CUDAToolkit_NVCC_EXECUTABLE}', cuBLAS/cuRAND headers: '${DCD_CUDA_WHEEL_DIR}'); run tools/setup.sh --cuda-check and reconfigure"
     COMMAND ${CMAKE_COMMAND} -E false)
   return()
 endif()

@@ -2,6 +2,8 @@
 through pycaffe and NetSpec, against the numpy reference: values and
 gradients of conv features -> cost volume -> displacement -> warp -> warped
 difference."""
+import os
+
 import caffe
 import numpy as np
 import pytest
@@ -98,3 +100,42 @@ def test_wta_forward_and_no_gradient():
     net.blobs["warped_diff"].diff[...] = 1
     net.backward(start="warped_diff")
     assert np.all(net.blobs["cost"].diff == 0)
+
+
+def _relative_error(got, want):
+    return float(np.max(np.abs(got.astype(np.float64) - want))) / float(np.max(np.abs(want)))
+
+
+def test_gpu_matches_cpu():
+    """The same net on the GPU and the CPU: values and gradients of the three
+    layers agree to 1e-4 of the largest |value| (nvcc fuses multiply-adds).
+    Needs a CUDA build of pycaffe and a GPU (tools/gpu_check.sh runs it)."""
+    from dcd.buildinfo import pycaffe_gpu_unavailable_reason
+    reason = pycaffe_gpu_unavailable_reason()
+    if reason and os.environ.get("DCD_REQUIRE_GPU"):  # set by tools/gpu_check.sh
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(N, C_IN, H, W)).astype(np.float32)
+    b = np.roll(a, (1, -2), axis=(2, 3)) + 0.1 * rng.normal(size=a.shape).astype(np.float32)
+    g = rng.normal(size=(N, C, H, W)).astype(np.float32)
+    caffe.set_random_seed(0)
+    caffe.set_mode_cpu()
+    net = branch_net()
+    runs = {}
+    for mode in ("cpu", "gpu"):
+        if mode == "gpu":
+            caffe.set_device(0)
+            caffe.set_mode_gpu()
+        net.blobs["frame_a"].data[...] = a
+        net.blobs["frame_b"].data[...] = b
+        net.forward()
+        net.blobs["warped_diff"].diff[...] = g
+        net.backward(start="warped_diff")
+        runs[mode] = {f"{name}.{kind}": getattr(net.blobs[name], kind).copy()
+                      for name in ("cost", "disp", "warped", "feat_a", "feat_b")
+                      for kind in ("data", "diff")}
+    caffe.set_mode_cpu()
+    for key, want in runs["cpu"].items():
+        assert _relative_error(runs["gpu"][key], want.astype(np.float64)) <= 1e-4, key

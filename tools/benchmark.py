@@ -13,12 +13,15 @@ from pathlib import Path
 
 
 def main(argv=None):
-    from dcd.scoring.benchmark import DEFAULT_NETS, format_table, run_benchmark
+    from dcd.scoring.benchmark import (DEFAULT_NETS, format_table, run_benchmark,
+                                       run_benchmark_caffe_time)
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", default=[str(n) for n in DEFAULT_NETS],
                    help="deploy prototxts; named by stem: static, motion, appchange, full "
-                        "map to the paper's columns (default: models/ucf101/*_deploy.prototxt)")
+                        "(and their _224 versions) map to the paper's columns (default: "
+                        "models/ucf101/{static,motion,appchange,full}[_224]_deploy.prototxt, "
+                        "the 224x224 displacement-map nets where they exist)")
     p.add_argument("--weights", nargs="+", help="caffemodels, one per net (optional)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8],
                    help="multiples of the deploy input's batch (default: 1 8)")
@@ -27,7 +30,14 @@ def main(argv=None):
     p.add_argument("--gpu", type=int, nargs="?", const=0, help="GPU id (default: CPU)")
     p.add_argument("--disp-layer", help="layer whose top is the displacement map "
                                         "(default: the first SoftDisplacement layer)")
-    p.add_argument("--json", help="write the measurements here (for tools/report.py)")
+    p.add_argument("--engine", choices=("default", "CAFFE", "CUDNN"), default="default",
+                   help="engine of the layers that have a cuDNN version (convolution, pooling, "
+                        "ReLU, ...): CAFFE times a cuDNN build without cuDNN")
+    p.add_argument("--caffe-time", action="store_true",
+                   help="time with the caffe binary's `caffe time` (per-layer CUDA events on a "
+                        "GPU; needs no pycaffe; --warmup is ignored, --iters is its iterations)")
+    p.add_argument("--json", help="write the measurements here (device, build, per-branch "
+                                  "ms/frame and FPS; for tools/report.py)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
@@ -38,11 +48,21 @@ def main(argv=None):
         print("error: deploy net(s) not found:\n  " + "\n  ".join(missing) +
               "\n(generate the models first, or pass --nets)", file=sys.stderr)
         return 2
-    bench = run_benchmark(args.nets, args.batch_sizes, args.iters, args.warmup, args.gpu,
-                          args.disp_layer, args.weights, progress=not args.no_progress)
+    if args.caffe_time:
+        if args.weights:
+            p.error("--caffe-time times random weights; leave out --weights")
+        bench = run_benchmark_caffe_time(args.nets, args.batch_sizes, args.iters, args.gpu,
+                                         args.disp_layer, progress=not args.no_progress,
+                                         engine=args.engine)
+    else:
+        bench = run_benchmark(args.nets, args.batch_sizes, args.iters, args.warmup, args.gpu,
+                              args.disp_layer, args.weights, progress=not args.no_progress,
+                              engine=args.engine)
     print(format_table(bench))
     if args.json:
-        Path(args.json).write_text(json.dumps(bench, indent=2) + "\n")
+        tmp = Path(args.json).with_suffix(".partial")
+        tmp.write_text(json.dumps(bench, indent=2) + "\n")
+        tmp.replace(args.json)
     return 1 if any(n.get("error") for n in bench["nets"].values()) else 0
 
 

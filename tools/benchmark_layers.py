@@ -3,10 +3,15 @@
 BilinearWarp layers (through pycaffe), next to numpy's float32 matrix-multiply
 GFLOP/s and the vectorised numpy reference, all measured in this run.
 
-Default grid: C=64 features at 56x56 and 112x112, d=3 and 7, batch 1 and 8.
+Default grid: C=64 features at 56x56 and 112x112, d=3 and 7, batch 1 and 8;
+with --gpu, Table 9's displacement map: C=64 at 224x224, d=6, batch 1 and 8.
+--json writes the device, the build (CUDA, cuDNN) and, per configuration and
+layer, ms per frame (one frame = one feature-map pair) and FPS, plus the
+displacement map (CostVolume + SoftDisplacement forward).
 """
 import argparse
 import itertools
+import json
 import os
 import sys
 import time
@@ -15,7 +20,8 @@ import time
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dcd.bench import Config, flops, sgemm_gflops, time_layer, time_reference  # noqa: E402
+from dcd.bench import (Config, DeviceSync, flops, sgemm_gflops, time_layer,  # noqa: E402
+                       time_reference)
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
 
@@ -24,25 +30,36 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[56, 112])
-    parser.add_argument("--displacements", type=int, nargs="+", default=[3, 7])
+    parser.add_argument("--sizes", type=int, nargs="+",
+                        help="H = W (default: 56 112; with --gpu: 224)")
+    parser.add_argument("--displacements", type=int, nargs="+",
+                        help="max displacement d (default: 3 7; with --gpu: 6)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--json", help="write the measurements here")
+    parser.add_argument("--caffe-time", action="store_true",
+                        help="time with the caffe binary's `caffe time` (per-layer CUDA events "
+                             "on a GPU; needs no pycaffe, no numpy reference)")
     parser.add_argument("--gpu", type=int, default=None, metavar="ID",
                         help="time the CUDA path on this GPU (the reference stays numpy)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the (slow) numpy reference timings")
     args = parser.parse_args(argv)
+    if args.sizes is None:
+        args.sizes = [56, 112] if args.gpu is None else [224]
+    if args.displacements is None:
+        args.displacements = [3, 7] if args.gpu is None else [6]
 
+    if args.caffe_time:
+        return main_caffe_time(args)
     os.environ.setdefault("GLOG_minloglevel", "2")  # keep Caffe's net set-up logs out of the table
     import caffe
     if args.gpu is None:
         caffe.set_mode_cpu()
-        device = "CPU"
     else:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
-        device = f"GPU {args.gpu}"
     caffe.set_random_seed(0)
+    sync = DeviceSync(args.gpu)
 
     # Three phases, each after a pause: BLAS and OpenMP worker threads keep
     # spinning for a while after their last job and would steal the core
@@ -51,7 +68,7 @@ def main(argv=None):
     configs = [Config(args.channels, s, d, n) for s, d, n in
                itertools.product(args.sizes, args.displacements, args.batches)]
     cases = list(itertools.product(configs, LAYERS + ("chain",)))
-    layer_times = [time_layer(config, layer, rng)
+    layer_times = [time_layer(config, layer, rng, sync)
                    for config, layer in tqdm(cases, desc="layers", unit="case")]
     time.sleep(0.5)
     ref_times = [(None, None)] * len(cases) if args.no_reference else \
@@ -63,7 +80,11 @@ def main(argv=None):
     rows = [(config, layer, *lt, *rt) for (config, layer), lt, rt in
             zip(cases, layer_times, ref_times)]
 
-    print(f"\nDevice: {device}. Times are medians in ms; GFLOP/s counts multiply-adds x 2.")
+    from dcd.buildinfo import caffe_build, device_name
+    device = device_name(args.gpu)
+    build = caffe_build()
+    print(f"\nDevice: {device} (build: CUDA {build['cuda']}, cuDNN {build['cudnn']}). "
+          "Times are medians in ms; GFLOP/s counts multiply-adds x 2.")
     header = (f"{'config':<26} {'layer':<17} {'fwd ms':>9} {'fwd GF/s':>9} {'%sgemm':>7} "
               f"{'f+b ms':>9} {'ref fwd':>9} {'ref f+b':>9} {'speedup':>8}")
     print(header)
@@ -76,6 +97,10 @@ def main(argv=None):
                     f"{ref_fwd * 1e3:9.2f} {ref_fwd_bwd * 1e3:9.2f} {ref_fwd_bwd / fwd_bwd:7.1f}x")
         print(f"{config.label():<26} {name:<17} {fwd * 1e3:9.3f} {gf:9.2f} {gf / ceiling:6.1%} "
               f"{fwd_bwd * 1e3:9.3f} {ref_cols}")
+
+    if args.json:
+        write_json(args.json, device, build, args.gpu, rows, ceiling)
+        print(f"\nwrote {args.json}")
 
     print("\nTargets (C=64, 112x112, d=7):")
     for config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd in rows:
@@ -90,6 +115,64 @@ def main(argv=None):
             print(f"  [{'held' if speedup >= 5 else 'NOT HELD'}] N={config.batch}: three layers "
                   f"forward+backward {speedup:.1f}x faster than numpy (target >= 5x)")
     return 0
+
+
+def main_caffe_time(args):
+    from dcd import caffe_time
+    from dcd.buildinfo import device_name
+    from dcd.paths import caffe_binary
+    caffe_bin = caffe_binary()
+    configs = list(itertools.product(args.sizes, args.displacements, args.batches))
+    results = [caffe_time.time_layers(caffe_bin, args.channels, size, d, n, args.gpu)
+               for size, d, n in tqdm(configs, desc="caffe time", unit="config")]
+    device = device_name(args.gpu)
+    build = caffe_time.build_info(caffe_bin)
+    print(f"Device: {device} (build: CUDA {build.get('cuda')}, cuDNN {build.get('cudnn')}); "
+          "caffe time, ms per frame (one feature-map pair)")
+    for r in results:
+        label = f"C={r['channels']} {r['size']}x{r['size']} d={r['max_displacement']} N={r['batch']}"
+        cells = ", ".join(f"{k} {v['forward_ms_per_frame']:.3f} fwd / {v['backward_ms_per_frame']:.3f} bwd"
+                          for k, v in r["layers"].items())
+        print(f"{label}: {cells}; displacement map "
+              f"{r['displacement_map']['forward_ms_per_frame']:.3f} ms/frame")
+    if args.json:
+        out = {"device": device, "mode": "cpu" if args.gpu is None else "gpu", "build": build,
+               "timer": "caffe time", "frame": "one pair of feature maps (N = batch)",
+               "configs": results}
+        tmp = Path(args.json).with_suffix(".partial")
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
+        tmp.replace(args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def write_json(path, device, build, gpu, rows, ceiling):
+    """One record per configuration: each layer's forward and forward+backward
+    ms per frame and FPS, and the displacement map (CostVolume +
+    SoftDisplacement forward, Table 9's bracketed figure)."""
+    configs = {}
+    for config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd in rows:
+        entry = configs.setdefault(config.label(), {
+            "channels": config.channels, "size": config.size,
+            "max_displacement": config.max_displacement, "batch": config.batch, "layers": {}})
+        n = config.batch
+        entry["layers"][layer] = {
+            "forward_ms_per_frame": 1e3 * fwd / n, "forward_fps": n / fwd,
+            "forward_backward_ms_per_frame": 1e3 * fwd_bwd / n,
+            "forward_backward_fps": n / fwd_bwd,
+            "numpy_forward_ms_per_frame": None if ref_fwd is None else 1e3 * ref_fwd / n}
+    for entry in configs.values():
+        layers = entry["layers"]
+        if "CostVolume" in layers and "SoftDisplacement" in layers:
+            ms = (layers["CostVolume"]["forward_ms_per_frame"] +
+                  layers["SoftDisplacement"]["forward_ms_per_frame"])
+            entry["displacement_map"] = {"forward_ms_per_frame": ms, "forward_fps": 1e3 / ms}
+    out = {"device": device, "mode": "cpu" if gpu is None else "gpu", "build": build,
+           "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": ceiling,
+           "configs": list(configs.values())}
+    tmp = Path(path).with_suffix(".partial")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

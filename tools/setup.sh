@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what DCD-Caffe needs to build and run, and nothing twice.
 #
-#   tools/setup.sh          Debian build dependencies + the .venv virtualenv
-#   tools/setup.sh --cuda   also the CUDA wheels (cuBLAS, cuRAND) for make cuda
+#   tools/setup.sh              Debian build dependencies + the .venv virtualenv
+#   tools/setup.sh --cuda-check also cuBLAS/cuRAND (the nvcc check of make test)
+#   tools/setup.sh --cuda       also NCCL and cuDNN (make cuda)
 #
 # Idempotent: installed Debian packages are not touched, and the virtualenv
 # is re-synced only when a requirements file changed since the last success.
@@ -11,9 +12,10 @@ cd "$(dirname "$0")/.."
 
 cuda=0
 case "${1:-}" in
-  --cuda) cuda=1 ;;
+  --cuda) cuda=2 ;;
+  --cuda-check) cuda=1 ;;
   "") ;;
-  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "setup.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -54,7 +56,9 @@ fi
 
 reqs=(requirements.txt)
 flavour=cpu
-((cuda)) && { reqs+=(requirements-cuda.txt); flavour=cuda; }
+# All files listed count in the stamp (requirements-cuda.txt includes the check's).
+((cuda >= 1)) && { reqs+=(requirements-cuda-check.txt); flavour=cuda-check; }
+((cuda >= 2)) && { reqs+=(requirements-cuda.txt); flavour=cuda; }
 stamp=.venv/.dcd-requirements-$flavour
 want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then

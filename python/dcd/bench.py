@@ -14,6 +14,47 @@ from dcd import reference as ref
 from dcd.netio import load_net
 
 
+class DeviceSync:
+    """Waits for the GPU's queued work: a forward pass of a one-element net
+    (its input copy to the GPU and its output copy back are synchronous
+    cudaMemcpy calls on the default stream that Caffe's kernels use). Costs
+    microseconds, where reading a big blob through pycaffe would time a
+    device-to-host copy of it; on the CPU it does nothing."""
+
+    def __init__(self, gpu):
+        self.net = None
+        if gpu is None:
+            return
+        import caffe
+        from caffe import layers as L
+        n = caffe.NetSpec()
+        n.x = L.Input(shape=dict(dim=[1]))
+        n.y = L.Power(n.x, power=1.0)
+        self.net = load_net(n.to_proto(), caffe.TEST)
+
+    def __call__(self):
+        if self.net is not None:
+            self.net.blobs["x"].data[...] = 1
+            self.net._forward(0, len(self.net.layers) - 1)
+            float(self.net.blobs["y"].data[0])
+
+
+def forward(net, sync, end=None):
+    """net's forward pass up to layer `end` (all by default), without
+    pycaffe's copies of the outputs, then sync()."""
+    names = list(net._layer_names)
+    net._forward(0, names.index(end) if end else len(names) - 1)
+    sync()
+
+
+def forward_backward(net, sync):
+    """Forward then backward over all layers (the top diffs as they are), then sync()."""
+    last = len(net.layers) - 1
+    net._forward(0, last)
+    net._backward(last, 0)
+    sync()
+
+
 def _timeit(fn, min_time=0.3, min_reps=3, max_reps=50):
     """Median seconds of fn() over repeats (after one warm-up call)."""
     fn()
@@ -92,12 +133,13 @@ def _inputs(config, rng):
     return fa, fb
 
 
-def time_layer(config, layer, rng):
+def time_layer(config, layer, rng, sync=lambda: None):
     """(forward s, forward+backward s) of one layer through pycaffe.
 
     SoftDisplacement and BilinearWarp are timed by difference from their
     producers (a SoftDisplacement on an Input cost volume, and the same net
-    plus the warp), so each figure is the layer's own.
+    plus the warp), so each figure is the layer's own. `sync` waits for the
+    device (DeviceSync) so GPU times are the device's, not the launches'.
     """
     def measure(net, cost_is_input=False):
         fa, fb = _inputs(config, rng)
@@ -105,18 +147,9 @@ def time_layer(config, layer, rng):
         net.blobs["feat_b"].data[...] = fb
         if cost_is_input:
             net.blobs["cost"].data[...] = rng.uniform(-1, 1, net.blobs["cost"].data.shape)
-        last = list(net.blobs)[-1]
-
-        def fwd():
-            net.forward()
-            return net.blobs[last].data
-
-        def fwd_bwd():
-            net.forward()
-            net.blobs[last].diff[...] = 1
-            net.backward()
-            return net.blobs["feat_a"].diff
-        return _timeit(fwd), _timeit(fwd_bwd)
+        net.blobs[list(net.blobs)[-1]].diff[...] = 1
+        return (_timeit(lambda: forward(net, sync)),
+                _timeit(lambda: forward_backward(net, sync)))
 
     if layer == "CostVolume" or layer == "chain":
         return measure(_net(config, layer))

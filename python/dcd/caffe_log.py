@@ -6,9 +6,10 @@ import subprocess
 from dcd.paths import caffe_binary
 
 # "Iteration 20 (...), loss = 0.693" (Caffe >= 1.0 adds the timing in brackets)
-_TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+0-9.eE]+|nan|inf)")
+# glibc prints a negative NaN as "-nan": the sign goes with nan/inf, not the number.
+_TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = ([-+]?(?:nan|inf)|[-+0-9.eE]+)")
 # "    Test net output #0: accuracy = 0.95"
-_TEST_OUTPUT = re.compile(r"Iteration (\d+), Testing net|Test net output #\d+: (\S+) = ([-+0-9.eE]+|nan|inf)")
+_TEST_OUTPUT = re.compile(r"Iteration (\d+), Testing net|Test net output #\d+: (\S+) = ([-+]?(?:nan|inf)|[-+0-9.eE]+)")
 
 # SGDSolver::ClipGradients: "Gradient clipping: scaling down gradients (L2 norm 45.1 > 20) by scale factor 0.44"
 _CLIP = re.compile(r"Gradient clipping: scaling down gradients \(L2 norm ([-+0-9.eE]+) > "

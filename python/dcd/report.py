@@ -136,12 +136,12 @@ def render_table(table, measured):
 
 
 def render_table9(table, bench):
-    from dcd.scoring.benchmark import COLUMNS
+    from dcd.scoring.benchmark import column
     lines = [f"### Table {table['number']}", "", f"*{table['caption']}*", ""]
     cols = [c for c in table["columns"] if c != "Branch"]
     by_col = {}
     for name, entry in (bench or {}).get("nets", {}).items():
-        by_col[COLUMNS.get(name, name)] = entry
+        by_col[column(name)] = entry
     cols += [c for c in by_col if c not in cols]
     fmt9 = lambda v: "-" if v is None else _fmt(v) if isinstance(v, dict) else f"{v:g}"  # noqa: E731
     rows = [[f"{r['label']} (paper, {table['device']})"] + [fmt9(r["cells"].get(c)) for c in cols]

@@ -34,3 +34,13 @@ def test_parse_clipping():
            "(L2 norm 1.2e+03 > 640) by scale factor 0.533\n")
     assert parse_clipping(log) == [(45.25, 20.0, 0.441989), (1200.0, 640.0, 0.533)]
     assert parse_clipping(LOG) == []
+
+
+def test_signed_nan_and_inf_losses_parse():
+    import math
+    log = ("I1126 solver.cpp:239] Iteration 0 (0 iter/s, 1s/1 iters), loss = -nan\n"
+           "I1126 solver.cpp:239] Iteration 1 (1 iter/s, 1s/1 iters), loss = inf\n"
+           "I1126 solver.cpp:239] Iteration 2 (1 iter/s, 1s/1 iters), loss = 0.5\n")
+    losses = parse_train_losses(log)
+    assert [i for i, _ in losses] == [0, 1, 2]
+    assert math.isnan(losses[0][1]) and math.isinf(losses[1][1]) and losses[2][1] == 0.5

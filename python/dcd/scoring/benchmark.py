@@ -12,7 +12,6 @@ reshaped to a larger batch (a Reshape layer with fixed dims) aborts inside
 Caffe (a CHECK failure), which would otherwise kill the whole tool.
 """
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -20,9 +19,21 @@ import numpy as np
 
 from dcd.paths import REPO_ROOT
 
-DEFAULT_NETS = [REPO_ROOT / "models" / "ucf101" / f"{n}_deploy.prototxt"
-                for n in ("static", "motion", "appchange", "full")]
-# Net file stem (without _deploy) -> Table 9 column.
+# Table 9 times displacement maps at 224 x 224: the *_224 nets where
+# tools/make_models.py has them, else the branch's default net.
+TABLE9_BRANCHES = ("static", "motion", "appchange", "full")
+
+
+def default_nets(models=REPO_ROOT / "models" / "ucf101"):
+    nets = []
+    for branch in TABLE9_BRANCHES:
+        at_224 = models / f"{branch}_224_deploy.prototxt"
+        nets.append(at_224 if at_224.is_file() else models / f"{branch}_deploy.prototxt")
+    return nets
+
+
+DEFAULT_NETS = default_nets()
+# Net file stem (without _deploy and _224) -> Table 9 column.
 COLUMNS = {"static": "Static App.", "motion": "Motion", "appchange": "App. Change",
            "full": "Overall"}
 
@@ -30,6 +41,11 @@ COLUMNS = {"static": "Static App.", "motion": "Motion", "appchange": "App. Chang
 def net_name(path):
     stem = Path(path).stem
     return stem[:-len("_deploy")] if stem.endswith("_deploy") else stem
+
+
+def column(name):
+    base = name[:-len("_224")] if name.endswith("_224") else name
+    return COLUMNS.get(base, name)
 
 
 def disp_layers(net):
@@ -48,12 +64,38 @@ def _time(fn, iters, warmup):
     return float(np.median(times))
 
 
+def _load(path, weights, gpu, engine):
+    """caffe.Net of a deploy prototxt on the device, with `engine` set on the
+    layers that have a cuDNN implementation unless engine is 'default'."""
+    from dcd.netio import load_net, open_net, set_device
+    if engine == "default":
+        return open_net(path, weights, gpu)
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    from dcd.buildinfo import set_engine
+    set_device(gpu)
+    param = caffe_pb2.NetParameter()
+    text_format.Merge(Path(path).read_text(), param)
+    set_engine(param, engine)
+    net = load_net(param, caffe.TEST)
+    if weights:
+        net.copy_from(str(weights))
+    return net
+
+
 def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_layer=None,
-                weights=None, report=None):
-    """Time one net in this process; calls report(batch, result) as each batch is done."""
+                weights=None, report=None, engine="default"):
+    """Time one net in this process; calls report(batch, result) as each batch is done.
+
+    Each timed pass ends by waiting for the device (dcd.bench.DeviceSync)
+    and copies nothing back, so GPU times are the device's.
+    """
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from dcd.netio import deploy_input, open_net
-    net = open_net(path, weights, gpu)
+    from dcd.bench import DeviceSync, forward
+    from dcd.netio import deploy_input
+    net = _load(path, weights, gpu, engine)
+    sync = DeviceSync(gpu)
     name, shape = deploy_input(path)
     found = disp_layers(net)
     if disp_layer and disp_layer not in net._layer_names:
@@ -67,11 +109,11 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
         net.reshape()
         net.blobs[name].data[...] = rng.uniform(-128, 128, net.blobs[name].data.shape)
         frames = rows * shape[1] // 3
-        total = _time(lambda: net.forward(), iters, warmup)
+        total = _time(lambda: forward(net, sync), iters, warmup)
         r = {"rows": rows, "frames": frames, "ms_per_forward": 1e3 * total,
              "ms_per_frame": 1e3 * total / frames, "fps": frames / total}
         if disp:
-            t = _time(lambda: net.forward(end=disp), iters, warmup)
+            t = _time(lambda: forward(net, sync, end=disp), iters, warmup)
             r["disp_ms_per_frame"] = 1e3 * t / frames
             r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
         results[b] = r
@@ -92,8 +134,10 @@ def _child(kw, conn):
 
 
 def run_benchmark(paths, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_layer=None,
-                  weights=None, progress=True):
-    """{'device': ..., 'nets': {name: {...}}} for each deploy prototxt, each timed in a child."""
+                  weights=None, progress=True, engine="default"):
+    """{'device', 'build', 'engine', 'nets': {name: {...}}} for each deploy
+    prototxt, each timed in a child process."""
+    from dcd.buildinfo import caffe_build
     import multiprocessing as mp
     from tqdm import tqdm
 
@@ -102,14 +146,17 @@ def run_benchmark(paths, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_l
         raise FileNotFoundError("deploy net(s) not found: " + ", ".join(missing))
     weights = list(weights or [None] * len(paths))
     ctx = mp.get_context("spawn")
+    build = caffe_build()
     out = {"device": device_name(gpu), "mode": "gpu" if gpu is not None else "cpu",
+           "build": build, "engine": engine,
+           "cudnn_used": bool(gpu is not None and build["cudnn"] and engine != "CAFFE"),
            "batch_sizes": list(batch_sizes), "iters": iters, "nets": {}}
     for path, w in tqdm(list(zip(paths, weights)), desc="benchmark", unit="net",
                         disable=not progress):
         entry = {"path": str(path), "results": {}}
         recv, send = ctx.Pipe(duplex=False)
         kw = dict(path=str(path), batch_sizes=tuple(batch_sizes), iters=iters, warmup=warmup,
-                  gpu=gpu, disp_layer=disp_layer, weights=w)
+                  gpu=gpu, disp_layer=disp_layer, weights=w, engine=engine)
         p = ctx.Process(target=_child, args=(kw, send))
         p.start()
         send.close()  # the parent's copy: EOF once the child is gone
@@ -135,12 +182,40 @@ def run_benchmark(paths, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_l
     return out
 
 
+def run_benchmark_caffe_time(paths, batch_sizes=(1, 8), iters=20, gpu=None, disp_layer=None,
+                             progress=True, engine="default", caffe_bin=None):
+    """run_benchmark's result, timed by the caffe binary's `caffe time` (CUDA
+    events per layer on a GPU) instead of pycaffe; needs no pycaffe."""
+    from tqdm import tqdm
+    from dcd import caffe_time
+    from dcd.paths import caffe_binary
+
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError("deploy net(s) not found: " + ", ".join(missing))
+    caffe_bin = caffe_bin or caffe_binary()
+    build = caffe_time.build_info(caffe_bin)
+    out = {"device": device_name(gpu), "mode": "gpu" if gpu is not None else "cpu",
+           "build": dict(build, caffe=str(caffe_bin)), "engine": engine,
+           "cudnn_used": bool(gpu is not None and build.get("cudnn") and engine != "CAFFE"),
+           "timer": "caffe time", "batch_sizes": list(batch_sizes), "iters": iters, "nets": {}}
+    for path in tqdm(list(paths), desc="benchmark", unit="net", disable=not progress):
+        entry = {"path": str(path), "results": {}}
+        try:
+            res = caffe_time.measure_net(caffe_bin, path, batch_sizes, iters, gpu, engine,
+                                         disp_layer)
+            entry.update(res)
+            entry["results"] = {str(b): r for b, r in res["results"].items()}
+        except (RuntimeError, ValueError) as exc:
+            entry["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            entry["error_log"] = str(exc)[-3000:]
+        out["nets"][net_name(path)] = entry
+    return out
+
+
 def device_name(gpu):
-    if gpu is not None:
-        return f"GPU {gpu}"
-    threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores" + \
-        (f", {threads} threads" if threads else "") + ")"
+    from dcd.buildinfo import device_name as name
+    return name(gpu)
 
 
 def paper_table9(path=None):
@@ -158,7 +233,7 @@ def format_table(bench, paper=None):
     """Table 9's layout: a column per branch, paper rows then ours per batch size."""
     paper = paper or paper_table9()
     names = list(bench["nets"])
-    cols = [COLUMNS.get(n, n) for n in names]
+    cols = [column(n) for n in names]
     rows = []
     by_label = {r["label"]: r for r in paper["rows"]}
     for label in ("ms/frame", "FPS"):
@@ -174,7 +249,10 @@ def format_table(bench, paper=None):
     header = ["Branch"] + cols
     widths = [max(len(str(x[i])) for x in rows + [header]) for i in range(len(header))]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    lines = [f"Table 9 (runtime); ours on {bench['device']}; numbers in brackets: the "
+    build = ""
+    if bench.get("mode") == "gpu":
+        build = ", cuDNN " + ("on" if bench.get("cudnn_used") else "off")
+    lines = [f"Table 9 (runtime); ours on {bench['device']}{build}; numbers in brackets: the "
              "displacement map (shared by motion and appearance change)", line(header)]
     lines += [line(r) for r in rows]
     for n in names:

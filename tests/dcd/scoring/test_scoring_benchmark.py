@@ -70,3 +70,25 @@ def test_unknown_disp_layer_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no layer named"):
         benchmark.measure_net(motion_deploy(tmp_path / "m.prototxt"), batch_sizes=(1,),
                               iters=1, warmup=0, disp_layer="nope")
+
+
+def test_engine_caffe_and_build_in_json(tmp_path):
+    motion = motion_deploy(tmp_path / "motion_deploy.prototxt")
+    out = tmp_path / "bench.json"
+    tool = load_tool("benchmark")
+    assert tool.main(["--nets", str(motion), "--batch-sizes", "1", "--iters", "1",
+                      "--warmup", "0", "--engine", "CAFFE", "--json", str(out),
+                      "--no-progress"]) == 0
+    bench = json.loads(out.read_text())
+    assert bench["engine"] == "CAFFE" and bench["cudnn_used"] is False
+    assert bench["build"]["cuda"] is False and bench["device"].startswith("CPU")
+    assert bench["nets"]["motion"]["results"]["1"]["disp_ms_per_frame"] > 0
+
+
+def test_default_nets_prefer_the_224_maps(tmp_path):
+    for name in ("static", "motion", "motion_224", "appchange", "full"):
+        (tmp_path / f"{name}_deploy.prototxt").write_text("")
+    names = [p.name for p in benchmark.default_nets(tmp_path)]
+    assert names == ["static_deploy.prototxt", "motion_224_deploy.prototxt",
+                     "appchange_deploy.prototxt", "full_deploy.prototxt"]
+    assert benchmark.column("motion_224") == "Motion" and benchmark.column("x") == "x"

@@ -64,6 +64,15 @@ class BilinearWarpLayer : public Layer<Dtype> {
       const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
 
   Dtype displacement_scale_;
+  /// GPU backward scratch (gradient to F, see dcd_kernels.hpp): one entry
+  /// per bilinear tap, 4 N H W, before and after the sort by target pixel,
+  /// where each target's run starts (N H W + 1), and CUB's sort storage.
+  Blob<int> tap_keys_;
+  Blob<int> tap_values_;
+  Blob<int> sorted_keys_;
+  Blob<int> sorted_values_;
+  Blob<int> run_starts_;
+  Blob<int> sort_temp_;
 };
 
 }  // namespace caffe

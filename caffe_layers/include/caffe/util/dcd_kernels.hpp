@@ -16,6 +16,14 @@
 #define DCD_HOST_DEVICE
 #endif
 
+// Unrolls the fixed-size loops over a thread's block of outputs so their
+// sums stay in registers on the GPU (host compilers unroll by themselves).
+#ifdef __CUDA_ARCH__
+#define DCD_UNROLL _Pragma("unroll")
+#else
+#define DCD_UNROLL
+#endif
+
 namespace caffe {
 namespace dcd {
 
@@ -136,6 +144,27 @@ DCD_HOST_DEVICE inline Dtype softmax_weight(Dtype c_k, Dtype max_c,
   return softmax_exp((c_k - max_c) * inv_tau);
 }
 
+// Max, partition sum z and first moments (sy, sx) of the unnormalised
+// softmax weights of one pixel, summed over k in ascending order.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void softmax_moments(const Dtype* c, int stride,
+    int dh, int dw, int s, Dtype inv_tau, Dtype* max_c, Dtype* z, Dtype* sy,
+    Dtype* sx) {
+  const int D = window_size(dh, dw);
+  const Dtype m = softmax_max(c, D, stride);
+  Dtype zz = 0, yy = 0, xx = 0;
+  for (int k = 0; k < D; ++k) {
+    const Dtype e = softmax_weight(c[k * stride], m, inv_tau);
+    zz += e;
+    yy += e * Dtype(window_di(k, dh, dw) * s);
+    xx += e * Dtype(window_dj(k, dw) * s);
+  }
+  *max_c = m;
+  *z = zz;
+  *sy = yy;
+  *sx = xx;
+}
+
 // Expected displacement (v_y, v_x) in pixels under p = softmax(c / tau):
 // v_y = sum_k p_k di_k s, v_x = sum_k p_k dj_k s. Summing over the whole
 // window equals the paper's Eq. (1)-(2), whose marginals rho^y, rho^x are
@@ -144,19 +173,10 @@ template <typename Dtype>
 DCD_HOST_DEVICE inline void soft_displacement(const Dtype* c, int stride,
     int dh, int dw, int s, Dtype inv_tau, Dtype* v_y, Dtype* v_x,
     Dtype* max_c, Dtype* sum) {
-  const int D = window_size(dh, dw);
-  const Dtype m = softmax_max(c, D, stride);
-  Dtype z = 0, sy = 0, sx = 0;
-  for (int k = 0; k < D; ++k) {
-    const Dtype e = softmax_weight(c[k * stride], m, inv_tau);
-    z += e;
-    sy += e * Dtype(window_di(k, dh, dw) * s);
-    sx += e * Dtype(window_dj(k, dw) * s);
-  }
-  *v_y = sy / z;
-  *v_x = sx / z;
-  *max_c = m;
-  *sum = z;
+  Dtype sy, sx;
+  softmax_moments(c, stride, dh, dw, s, inv_tau, max_c, sum, &sy, &sx);
+  *v_y = sy / *sum;
+  *v_x = sx / *sum;
 }
 
 // dL/dc_k = p_k / tau * (g_y (dy_k - v_y) + g_x (dx_k - v_x)).
@@ -267,6 +287,373 @@ DCD_HOST_DEVICE inline void bilinear_scatter(Dtype* plane, int H, int W,
       plane[row * W + col] += g * bilinear_weight(k, t.ay, t.ax);
     }
   }
+}
+
+// ====================================================== GPU kernel bodies ==
+// Each CUDA kernel of the DCD layers is a grid-stride loop over `index` that
+// calls one of the functions below and nothing else. Keeping the bodies here
+// lets test_dcd_kernels.cpp run them on the CPU over every index, in launch
+// order, and compare with the CPU layers: the GPU's index decoding and
+// arithmetic are tested without a GPU. Launch sizes come from the *_count
+// functions.
+
+// --- CostVolume --------------------------------------------------------------
+// Blocking: a forward thread computes kCostVolumeBlockD horizontal
+// displacements of one pixel (one load of a_hat(c) serves them all, and the
+// b_hat loads of neighbouring displacements share cache lines); a backward
+// thread computes kCostVolumeBlockC channels of one pixel (one load of the
+// top gradient serves them all).
+const int kCostVolumeBlockD = 8;
+const int kCostVolumeBlockC = 4;
+
+DCD_HOST_DEVICE inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// One pixel (n, p): 1 / norm and the normalised vector, written into `out`,
+// which may be padded (rows of out_w, offset by pad_h rows and pad_w
+// columns, planes of out_plane). Count: N H W.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_normalize_pixel(int index,
+    const Dtype* f, int channels, int height, int width, Dtype eps,
+    Dtype* inv_norm, Dtype* out, int pad_h, int pad_w, int out_w,
+    int out_plane) {
+  const int hw = height * width;
+  const int n = index / hw;
+  const int p = index % hw;
+  const Dtype* fp = f + n * channels * hw + p;
+  Dtype sum_sq = 0;
+  for (int c = 0; c < channels; ++c) {
+    sum_sq += fp[c * hw] * fp[c * hw];
+  }
+  const Dtype inv = inverse_norm(sum_sq, eps);
+  inv_norm[index] = inv;
+  Dtype* op = out + n * channels * out_plane +
+      padded_offset(p / width, p % width, pad_h, pad_w, out_w);
+  for (int c = 0; c < channels; ++c) {
+    op[c * out_plane] = fp[c * hw] * inv;
+  }
+}
+
+// Forward: thread (n, di, block of horizontal offsets, i, j), j fastest.
+DCD_HOST_DEVICE inline int cost_volume_forward_count(int num, int height,
+    int width, int dh, int dw) {
+  return num * (2 * dh + 1) * ceil_div(2 * dw + 1, kCostVolumeBlockD) *
+      height * width;
+}
+
+// top(n, k, i, j) = <a_hat(n, :, i, j), b_hat(n, :, i + di s, j + dj s)>
+// for the block's offsets dj, summed over c in ascending order; b_hat is
+// zero-padded by (dh s, dw s), so partners outside the map give exactly 0.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_forward_block(int index,
+    const Dtype* a_hat, const Dtype* b_hat_pad, int channels, int height,
+    int width, int dh, int dw, int s, Dtype* top) {
+  const int KB = kCostVolumeBlockD;
+  const int hw = height * width;
+  const int nblocks = ceil_div(2 * dw + 1, KB);
+  const int j = index % width;
+  const int i = (index / width) % height;
+  const int block = (index / hw) % nblocks;
+  const int di = (index / (hw * nblocks)) % (2 * dh + 1) - dh;
+  const int n = index / (hw * nblocks * (2 * dh + 1));
+  const int dj0 = block * KB - dw;
+  const int nd = dcd_min(KB, dw - dj0 + 1);
+  Dtype acc[KB];
+  DCD_UNROLL
+  for (int d = 0; d < KB; ++d) { acc[d] = 0; }
+  const int y = i + di * s;
+  if (y >= 0 && y < height) {
+    const int pad_h = dh * s, pad_w = dw * s;
+    const int pw = width + 2 * pad_w;
+    const int pplane = (height + 2 * pad_h) * pw;
+    const Dtype* a = a_hat + n * channels * hw + i * width + j;
+    const Dtype* b = b_hat_pad + n * channels * pplane +
+        padded_offset(y, j + dj0 * s, pad_h, pad_w, pw);
+    for (int c = 0; c < channels; ++c) {
+      const Dtype ac = a[c * hw];
+      const Dtype* bc = b + c * pplane;
+      DCD_UNROLL
+      for (int d = 0; d < KB; ++d) {
+        if (d < nd) { acc[d] += ac * bc[d * s]; }
+      }
+    }
+  }
+  Dtype* out = top + (n * window_size(dh, dw) + window_channel(di, dj0, dh,
+      dw)) * hw + i * width + j;
+  DCD_UNROLL
+  for (int d = 0; d < KB; ++d) {
+    if (d < nd) { out[d * hw] = acc[d]; }
+  }
+}
+
+// Backward to F_a and F_b: thread (n, block of channels, i, j), j fastest.
+DCD_HOST_DEVICE inline int cost_volume_backward_count(int num, int channels,
+    int height, int width) {
+  return num * ceil_div(channels, kCostVolumeBlockC) * height * width;
+}
+
+// dL/da_hat(n, c, i, j) = sum_k g(n, k, i, j) b_hat(n, c, i + di s, j + dj s)
+// over k in ascending order, for the block's channels.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_backward_a_block(int index,
+    const Dtype* top_diff, const Dtype* b_hat_pad, int channels, int height,
+    int width, int dh, int dw, int s, Dtype* a_diff) {
+  const int CB = kCostVolumeBlockC;
+  const int hw = height * width;
+  const int D = window_size(dh, dw);
+  const int nblocks = ceil_div(channels, CB);
+  const int j = index % width;
+  const int i = (index / width) % height;
+  const int c0 = (index / hw) % nblocks * CB;
+  const int n = index / (hw * nblocks);
+  const int nc = dcd_min(CB, channels - c0);
+  const int pad_h = dh * s, pad_w = dw * s;
+  const int pw = width + 2 * pad_w;
+  const int pplane = (height + 2 * pad_h) * pw;
+  const Dtype* g = top_diff + n * D * hw + i * width + j;
+  const Dtype* b = b_hat_pad + (n * channels + c0) * pplane +
+      padded_offset(i, j, pad_h, pad_w, pw);
+  Dtype acc[CB];
+  DCD_UNROLL
+  for (int cb = 0; cb < CB; ++cb) { acc[cb] = 0; }
+  for (int k = 0; k < D; ++k) {
+    const int di = window_di(k, dh, dw);
+    const int dj = window_dj(k, dw);
+    if (!shifted_inside(i, j, di, dj, s, height, width)) { continue; }
+    const Dtype gk = g[k * hw];
+    const Dtype* bk = b + di * s * pw + dj * s;
+    DCD_UNROLL
+    for (int cb = 0; cb < CB; ++cb) {
+      if (cb < nc) { acc[cb] += gk * bk[cb * pplane]; }
+    }
+  }
+  Dtype* out = a_diff + (n * channels + c0) * hw + i * width + j;
+  DCD_UNROLL
+  for (int cb = 0; cb < CB; ++cb) {
+    if (cb < nc) { out[cb * hw] = acc[cb]; }
+  }
+}
+
+// dL/db_hat(n, c, q) = sum_k g(n, k, q - shift_k) a_hat(n, c, q - shift_k)
+// over k in ascending order (the CPU's scatter order), for the block's
+// channels.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_backward_b_block(int index,
+    const Dtype* top_diff, const Dtype* a_hat, int channels, int height,
+    int width, int dh, int dw, int s, Dtype* b_diff) {
+  const int CB = kCostVolumeBlockC;
+  const int hw = height * width;
+  const int D = window_size(dh, dw);
+  const int nblocks = ceil_div(channels, CB);
+  const int x = index % width;
+  const int y = (index / width) % height;
+  const int c0 = (index / hw) % nblocks * CB;
+  const int n = index / (hw * nblocks);
+  const int nc = dcd_min(CB, channels - c0);
+  const Dtype* g = top_diff + n * D * hw;
+  const Dtype* a = a_hat + (n * channels + c0) * hw;
+  Dtype acc[CB];
+  DCD_UNROLL
+  for (int cb = 0; cb < CB; ++cb) { acc[cb] = 0; }
+  for (int k = 0; k < D; ++k) {
+    const int di = window_di(k, dh, dw);
+    const int dj = window_dj(k, dw);
+    // (y - di s, x - dj s) is the F_a position matched with q.
+    if (!shifted_inside(y, x, -di, -dj, s, height, width)) { continue; }
+    const int p = (y - di * s) * width + (x - dj * s);
+    const Dtype gk = g[k * hw + p];
+    DCD_UNROLL
+    for (int cb = 0; cb < CB; ++cb) {
+      if (cb < nc) { acc[cb] += gk * a[cb * hw + p]; }
+    }
+  }
+  Dtype* out = b_diff + (n * channels + c0) * hw + y * width + x;
+  DCD_UNROLL
+  for (int cb = 0; cb < CB; ++cb) {
+    if (cb < nc) { out[cb * hw] = acc[cb]; }
+  }
+}
+
+// One pixel, in place: diff = (diff - f_hat <f_hat, diff>) / n, channels
+// in ascending order. Count: N H W.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_normalize_backward_pixel(int index,
+    const Dtype* f, const Dtype* inv_norm, int channels, int hw,
+    Dtype* diff) {
+  const int n = index / hw;
+  const int p = index % hw;
+  const Dtype inv = inv_norm[index];
+  const Dtype* fp = f + n * channels * hw + p;
+  Dtype* gp = diff + n * channels * hw + p;
+  Dtype dot = 0;
+  for (int c = 0; c < channels; ++c) {
+    dot += fp[c * hw] * inv * gp[c * hw];
+  }
+  for (int c = 0; c < channels; ++c) {
+    gp[c * hw] = normalize_backward(gp[c * hw], fp[c * hw] * inv, dot, inv);
+  }
+}
+
+// --- SoftDisplacement ---------------------------------------------------------
+// One pixel (n, p) each, count N H W; the same arithmetic as the CPU's row
+// loops (v = moment / z in the forward pass, times 1 / z in the backward).
+
+template <typename Dtype>
+DCD_HOST_DEVICE inline void soft_displacement_forward_pixel(int index,
+    const Dtype* cost, int hw, int dh, int dw, int s, Dtype inv_tau,
+    bool wta, Dtype* top) {
+  const int n = index / hw;
+  const int p = index % hw;
+  const int D = window_size(dh, dw);
+  const Dtype* c = cost + n * D * hw + p;
+  Dtype* v = top + n * 2 * hw + p;
+  if (wta) {
+    const int k = argmax_first(c, D, hw);
+    v[0] = Dtype(window_di(k, dh, dw) * s);
+    v[hw] = Dtype(window_dj(k, dw) * s);
+    return;
+  }
+  Dtype max_c, z, sy, sx;
+  softmax_moments(c, hw, dh, dw, s, inv_tau, &max_c, &z, &sy, &sx);
+  v[0] = sy / z;
+  v[hw] = sx / z;
+}
+
+template <typename Dtype>
+DCD_HOST_DEVICE inline void soft_displacement_backward_pixel(int index,
+    const Dtype* cost, const Dtype* top_diff, int hw, int dh, int dw, int s,
+    Dtype inv_tau, Dtype* cost_diff) {
+  const int n = index / hw;
+  const int p = index % hw;
+  const int D = window_size(dh, dw);
+  const Dtype* c = cost + n * D * hw + p;
+  const Dtype* g = top_diff + n * 2 * hw + p;
+  Dtype* dc = cost_diff + n * D * hw + p;
+  Dtype max_c, z, sy, sx;
+  softmax_moments(c, hw, dh, dw, s, inv_tau, &max_c, &z, &sy, &sx);
+  const Dtype inv_z = Dtype(1) / z;
+  const Dtype v_y = sy * inv_z;
+  const Dtype v_x = sx * inv_z;
+  for (int k = 0; k < D; ++k) {
+    const Dtype p_k = softmax_weight(c[k * hw], max_c, inv_tau) * inv_z;
+    dc[k * hw] = soft_displacement_grad(p_k, inv_tau, g[0], g[hw],
+        Dtype(window_di(k, dh, dw) * s), Dtype(window_dj(k, dw) * s), v_y,
+        v_x);
+  }
+}
+
+// --- BilinearWarp --------------------------------------------------------------
+
+// Taps of output pixel p of image n: position (i, j) + s V(n, :, i, j).
+template <typename Dtype>
+DCD_HOST_DEVICE inline BilinearTaps<Dtype> warp_taps(const Dtype* v, int n,
+    int p, int height, int width, Dtype s) {
+  const int hw = height * width;
+  return bilinear_taps(p / width + s * v[(n * 2) * hw + p],
+                       p % width + s * v[(n * 2 + 1) * hw + p], height, width);
+}
+
+// Forward: one output (n, c, p) each, count N C H W.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void bilinear_warp_forward_elem(int index,
+    const Dtype* f, const Dtype* v, int channels, int height, int width,
+    Dtype s, Dtype* top) {
+  const int hw = height * width;
+  const int nc = index / hw;
+  const BilinearTaps<Dtype> t =
+      warp_taps(v, nc / channels, index % hw, height, width, s);
+  top[index] = bilinear_sample(f + nc * hw, height, width, t);
+}
+
+// Gradient to V: one pixel (n, p) each, summing over c in ascending order.
+// Count N H W.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void bilinear_warp_backward_v_pixel(int index,
+    const Dtype* f, const Dtype* v, const Dtype* top_diff, int channels,
+    int height, int width, Dtype s, Dtype* v_diff) {
+  const int hw = height * width;
+  const int n = index / hw;
+  const int p = index % hw;
+  const BilinearTaps<Dtype> t = warp_taps(v, n, p, height, width, s);
+  Dtype gy = 0, gx = 0;
+  for (int c = 0; c < channels; ++c) {
+    Dtype d_y, d_x;
+    bilinear_sample_grad(f + (n * channels + c) * hw, height, width, t, &d_y,
+                         &d_x);
+    const Dtype g = top_diff[(n * channels + c) * hw + p];
+    gy += g * d_y;
+    gx += g * d_x;
+  }
+  v_diff[(n * 2) * hw + p] = gy * s;
+  v_diff[(n * 2 + 1) * hw + p] = gx * s;
+}
+
+// Gradient to F without atomics, in the CPU's summation order. The CPU
+// scatters g(n, c, p) w_t(p) into tap q_t(p) for p in raster order, so
+// f_diff(n, c, q) is the sum over the taps that land on q in ascending p.
+// The taps depend on (n, p) only, so the GPU
+//   1. emits one (key, value) entry per tap: key n HW + q (or N HW when the
+//      tap lies outside the map), value 4 (n HW + p) + t; count N H W;
+//   2. sorts the entries by key with a stable radix sort: entries of one key
+//      keep ascending values, i.e. ascending p;
+//   3. finds where each key's run starts (a binary search per key,
+//      count N H W + 1, so the last start is the end of the in-map taps);
+//   4. sums each (n, c, q)'s run in order and writes it; count N C H W.
+// Every element of f_diff is written once: no zero fill, no atomics.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void bilinear_warp_emit_taps(int index, const Dtype* v,
+    int num, int height, int width, Dtype s, int* keys, int* values) {
+  const int hw = height * width;
+  const int n = index / hw;
+  const BilinearTaps<Dtype> t = warp_taps(v, n, index % hw, height, width, s);
+  for (int k = 0; k < 4; ++k) {
+    const int row = t.y0 + (k >> 1);
+    const int col = t.x0 + (k & 1);
+    const bool inside = row >= 0 && row < height && col >= 0 && col < width;
+    keys[4 * index + k] = inside ? n * hw + row * width + col : num * hw;
+    values[4 * index + k] = 4 * index + k;
+  }
+}
+
+// First position of `key` in the ascending array keys[0 .. m).
+DCD_HOST_DEVICE inline int lower_bound(const int* keys, int m, int key) {
+  int lo = 0, hi = m;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (keys[mid] < key) { lo = mid + 1; } else { hi = mid; }
+  }
+  return lo;
+}
+
+DCD_HOST_DEVICE inline void bilinear_warp_run_start(int index,
+    const int* sorted_keys, int m, int* starts) {
+  starts[index] = lower_bound(sorted_keys, m, index);
+}
+
+template <typename Dtype>
+DCD_HOST_DEVICE inline void bilinear_warp_backward_f_elem(int index,
+    const int* sorted_values, const int* starts, const Dtype* v,
+    const Dtype* top_diff, int channels, int height, int width, Dtype s,
+    Dtype* f_diff) {
+  const int hw = height * width;
+  const int nc = index / hw;
+  const int n = nc / channels;
+  const int key = n * hw + index % hw;
+  const Dtype* g = top_diff + nc * hw;
+  Dtype acc = 0;
+  for (int e = starts[key]; e < starts[key + 1]; ++e) {
+    const int tap = sorted_values[e];
+    const int p = tap / 4 - n * hw;
+    const BilinearTaps<Dtype> t = warp_taps(v, n, p, height, width, s);
+    acc += g[p] * bilinear_weight(tap % 4, t.ay, t.ax);
+  }
+  f_diff[index] = acc;
+}
+
+// Bits of the sort keys 0 .. num HW (the sort skips the rest).
+DCD_HOST_DEVICE inline int bit_width(unsigned int x) {
+  int b = 0;
+  while (x) { ++b; x >>= 1; }
+  return b;
 }
 
 }  // namespace dcd

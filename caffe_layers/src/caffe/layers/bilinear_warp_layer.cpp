@@ -76,9 +76,9 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const Dtype* v = bottom[1]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
   if (propagate_down[0]) {
-    // Serial scatter within each plane, pixels in a fixed order:
-    // deterministic, and the same order as the GPU kernel (one thread per
-    // plane). Planes split over CPU threads.
+    // Serial scatter within each plane, pixels in raster order:
+    // deterministic; the GPU sums each target's taps in the same order
+    // (dcd::bilinear_warp_backward_f_elem). Planes split over CPU threads.
     Dtype* f_diff = bottom[0]->mutable_cpu_diff();
     caffe_set(bottom[0]->count(), Dtype(0), f_diff);
 #pragma omp parallel for collapse(2) schedule(static)

@@ -1,25 +1,23 @@
 #include <vector>
 
+#include "cub/device/device_radix_sort.cuh"
+
 #include "caffe/layers/bilinear_warp_layer.hpp"
 #include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
 
-// One thread per output (n, c, i, j).
+// The kernel bodies are in dcd_kernels.hpp (tested on the CPU by
+// test_dcd_kernels.cpp); each kernel is a grid-stride loop over them.
+
 template <typename Dtype>
 __global__ void BilinearWarpForward(const int nthreads, const Dtype* f,
     const Dtype* v, const int channels, const int height, const int width,
     const Dtype s, Dtype* top) {
   CUDA_KERNEL_LOOP(index, nthreads) {
-    const int hw = height * width;
-    const int n = index / (channels * hw);
-    const int nc = index / hw;
-    const int p = index % hw;
-    const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
-        p / width + s * v[(n * 2) * hw + p],
-        p % width + s * v[(n * 2 + 1) * hw + p], height, width);
-    top[index] = dcd::bilinear_sample(f + nc * hw, height, width, t);
+    dcd::bilinear_warp_forward_elem(index, f, v, channels, height, width, s,
+                                    top);
   }
 }
 
@@ -27,6 +25,7 @@ template <typename Dtype>
 void BilinearWarpLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const int count = top[0]->count();
+  if (count == 0) { return; }
   // NOLINT_NEXT_LINE(whitespace/operators)
   BilinearWarpForward<Dtype><<<CAFFE_GET_BLOCKS(count),
       CAFFE_CUDA_NUM_THREADS>>>(
@@ -36,53 +35,43 @@ void BilinearWarpLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
   CUDA_POST_KERNEL_CHECK;
 }
 
-// Deterministic gradient to F without atomics: one thread owns one (n, c)
-// plane, zeroes it and scatters the plane's top gradient serially, pixel by
-// pixel in raster order (the CPU order). Parallelism is N * C threads.
+// Gradient to F in four steps (see dcd_kernels.hpp): emit the taps, stable
+// radix sort by target pixel, find each target's run, sum each run in order.
 template <typename Dtype>
-__global__ void BilinearWarpBackwardF(const int nplanes, const Dtype* v,
-    const Dtype* top_diff, const int channels, const int height,
-    const int width, const Dtype s, Dtype* f_diff) {
-  CUDA_KERNEL_LOOP(nc, nplanes) {
-    const int hw = height * width;
-    const int n = nc / channels;
-    Dtype* plane = f_diff + nc * hw;
-    const Dtype* g = top_diff + nc * hw;
-    for (int p = 0; p < hw; ++p) {
-      plane[p] = 0;
-    }
-    for (int p = 0; p < hw; ++p) {
-      const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
-          p / width + s * v[(n * 2) * hw + p],
-          p % width + s * v[(n * 2 + 1) * hw + p], height, width);
-      dcd::bilinear_scatter(plane, height, width, t, g[p]);
-    }
+__global__ void BilinearWarpEmitTaps(const int nthreads, const Dtype* v,
+    const int num, const int height, const int width, const Dtype s,
+    int* keys, int* values) {
+  CUDA_KERNEL_LOOP(index, nthreads) {
+    dcd::bilinear_warp_emit_taps(index, v, num, height, width, s, keys,
+                                 values);
   }
 }
 
-// Gradient to V: one thread per pixel (n, p), gathering over the channels.
+__global__ void BilinearWarpRunStarts(const int nthreads,
+    const int* sorted_keys, const int m, int* starts) {
+  CUDA_KERNEL_LOOP(index, nthreads) {
+    dcd::bilinear_warp_run_start(index, sorted_keys, m, starts);
+  }
+}
+
+template <typename Dtype>
+__global__ void BilinearWarpBackwardF(const int nthreads,
+    const int* sorted_values, const int* starts, const Dtype* v,
+    const Dtype* top_diff, const int channels, const int height,
+    const int width, const Dtype s, Dtype* f_diff) {
+  CUDA_KERNEL_LOOP(index, nthreads) {
+    dcd::bilinear_warp_backward_f_elem(index, sorted_values, starts, v,
+        top_diff, channels, height, width, s, f_diff);
+  }
+}
+
 template <typename Dtype>
 __global__ void BilinearWarpBackwardV(const int nthreads, const Dtype* f,
     const Dtype* v, const Dtype* top_diff, const int channels,
     const int height, const int width, const Dtype s, Dtype* v_diff) {
   CUDA_KERNEL_LOOP(index, nthreads) {
-    const int hw = height * width;
-    const int n = index / hw;
-    const int p = index % hw;
-    const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
-        p / width + s * v[(n * 2) * hw + p],
-        p % width + s * v[(n * 2 + 1) * hw + p], height, width);
-    Dtype gy = 0, gx = 0;
-    for (int c = 0; c < channels; ++c) {
-      Dtype d_y, d_x;
-      dcd::bilinear_sample_grad(f + (n * channels + c) * hw, height, width, t,
-                                &d_y, &d_x);
-      const Dtype g = top_diff[(n * channels + c) * hw + p];
-      gy += g * d_y;
-      gx += g * d_x;
-    }
-    v_diff[(n * 2) * hw + p] = gy * s;
-    v_diff[(n * 2 + 1) * hw + p] = gx * s;
+    dcd::bilinear_warp_backward_v_pixel(index, f, v, top_diff, channels,
+                                        height, width, s, v_diff);
   }
 }
 
@@ -93,23 +82,55 @@ void BilinearWarpLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   const int channels = bottom[0]->channels();
   const int height = bottom[0]->height();
   const int width = bottom[0]->width();
+  const int npix = num * height * width;
+  if (bottom[0]->count() == 0) { return; }
+  const Dtype* v = bottom[1]->gpu_data();
   if (propagate_down[0]) {
-    const int nplanes = num * channels;
+    const int m = 4 * npix;
+    tap_keys_.Reshape(1, 1, 1, m);
+    tap_values_.Reshape(1, 1, 1, m);
+    sorted_keys_.Reshape(1, 1, 1, m);
+    sorted_values_.Reshape(1, 1, 1, m);
+    run_starts_.Reshape(1, 1, 1, npix + 1);
     // NOLINT_NEXT_LINE(whitespace/operators)
-    BilinearWarpBackwardF<Dtype><<<CAFFE_GET_BLOCKS(nplanes),
+    BilinearWarpEmitTaps<Dtype><<<CAFFE_GET_BLOCKS(npix),
         CAFFE_CUDA_NUM_THREADS>>>(
-        nplanes, bottom[1]->gpu_data(), top[0]->gpu_diff(), channels, height,
-        width, displacement_scale_, bottom[0]->mutable_gpu_diff());
+        npix, v, num, height, width, displacement_scale_,
+        tap_keys_.mutable_gpu_data(), tap_values_.mutable_gpu_data());
+    CUDA_POST_KERNEL_CHECK;
+    const int end_bit = dcd::bit_width(static_cast<unsigned int>(npix));
+    size_t temp_bytes = 0;
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, temp_bytes,
+        tap_keys_.gpu_data(), sorted_keys_.mutable_gpu_data(),
+        tap_values_.gpu_data(), sorted_values_.mutable_gpu_data(), m, 0,
+        end_bit));
+    sort_temp_.Reshape(1, 1, 1,
+        static_cast<int>((temp_bytes + sizeof(int) - 1) / sizeof(int)) + 1);
+    CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+        sort_temp_.mutable_gpu_data(), temp_bytes,
+        tap_keys_.gpu_data(), sorted_keys_.mutable_gpu_data(),
+        tap_values_.gpu_data(), sorted_values_.mutable_gpu_data(), m, 0,
+        end_bit));
+    // NOLINT_NEXT_LINE(whitespace/operators)
+    BilinearWarpRunStarts<<<CAFFE_GET_BLOCKS(npix + 1),
+        CAFFE_CUDA_NUM_THREADS>>>(
+        npix + 1, sorted_keys_.gpu_data(), m, run_starts_.mutable_gpu_data());
+    CUDA_POST_KERNEL_CHECK;
+    const int count = bottom[0]->count();
+    // NOLINT_NEXT_LINE(whitespace/operators)
+    BilinearWarpBackwardF<Dtype><<<CAFFE_GET_BLOCKS(count),
+        CAFFE_CUDA_NUM_THREADS>>>(
+        count, sorted_values_.gpu_data(), run_starts_.gpu_data(), v,
+        top[0]->gpu_diff(), channels, height, width, displacement_scale_,
+        bottom[0]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
   }
   if (propagate_down[1]) {
-    const int npix = num * height * width;
     // NOLINT_NEXT_LINE(whitespace/operators)
     BilinearWarpBackwardV<Dtype><<<CAFFE_GET_BLOCKS(npix),
         CAFFE_CUDA_NUM_THREADS>>>(
-        npix, bottom[0]->gpu_data(), bottom[1]->gpu_data(),
-        top[0]->gpu_diff(), channels, height, width, displacement_scale_,
-        bottom[1]->mutable_gpu_diff());
+        npix, bottom[0]->gpu_data(), v, top[0]->gpu_diff(), channels, height,
+        width, displacement_scale_, bottom[1]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
   }
 }

@@ -6,28 +6,16 @@
 
 namespace caffe {
 
-// One thread per pixel (n, p).
+// The kernel bodies are in dcd_kernels.hpp (tested on the CPU by
+// test_dcd_kernels.cpp); each kernel is a grid-stride loop over them.
+
 template <typename Dtype>
 __global__ void SoftDisplacementForward(const int nthreads, const Dtype* cost,
     const int hw, const int dh, const int dw, const int s,
     const Dtype inv_tau, const bool wta, Dtype* top) {
   CUDA_KERNEL_LOOP(index, nthreads) {
-    const int n = index / hw;
-    const int p = index % hw;
-    const int D = dcd::window_size(dh, dw);
-    const Dtype* c = cost + n * D * hw + p;
-    Dtype* v = top + n * 2 * hw + p;
-    if (wta) {
-      const int k = dcd::argmax_first(c, D, hw);
-      v[0] = Dtype(dcd::window_di(k, dh, dw) * s);
-      v[hw] = Dtype(dcd::window_dj(k, dw) * s);
-    } else {
-      Dtype v_y, v_x, max_c, sum;
-      dcd::soft_displacement(c, hw, dh, dw, s, inv_tau, &v_y, &v_x, &max_c,
-                             &sum);
-      v[0] = v_y;
-      v[hw] = v_x;
-    }
+    dcd::soft_displacement_forward_pixel(index, cost, hw, dh, dw, s, inv_tau,
+                                         wta, top);
   }
 }
 
@@ -36,6 +24,7 @@ void SoftDisplacementLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const int hw = bottom[0]->height() * bottom[0]->width();
   const int npix = bottom[0]->num() * hw;
+  if (npix == 0) { return; }
   // NOLINT_NEXT_LINE(whitespace/operators)
   SoftDisplacementForward<Dtype><<<CAFFE_GET_BLOCKS(npix),
       CAFFE_CUDA_NUM_THREADS>>>(
@@ -46,27 +35,13 @@ void SoftDisplacementLayer<Dtype>::Forward_gpu(
   CUDA_POST_KERNEL_CHECK;
 }
 
-// One thread per pixel (n, p): writes dL/dc_k for all k of the pixel.
 template <typename Dtype>
 __global__ void SoftDisplacementBackward(const int nthreads, const Dtype* cost,
     const Dtype* top_diff, const int hw, const int dh, const int dw,
     const int s, const Dtype inv_tau, Dtype* cost_diff) {
   CUDA_KERNEL_LOOP(index, nthreads) {
-    const int n = index / hw;
-    const int p = index % hw;
-    const int D = dcd::window_size(dh, dw);
-    const Dtype* c = cost + n * D * hw + p;
-    const Dtype* g = top_diff + n * 2 * hw + p;
-    Dtype* dc = cost_diff + n * D * hw + p;
-    Dtype v_y, v_x, max_c, sum;
-    dcd::soft_displacement(c, hw, dh, dw, s, inv_tau, &v_y, &v_x, &max_c,
-                           &sum);
-    for (int k = 0; k < D; ++k) {
-      const Dtype p_k = dcd::softmax_weight(c[k * hw], max_c, inv_tau) / sum;
-      dc[k * hw] = dcd::soft_displacement_grad(p_k, inv_tau, g[0], g[hw],
-          Dtype(dcd::window_di(k, dh, dw) * s),
-          Dtype(dcd::window_dj(k, dw) * s), v_y, v_x);
-    }
+    dcd::soft_displacement_backward_pixel(index, cost, top_diff, hw, dh, dw,
+                                          s, inv_tau, cost_diff);
   }
 }
 
@@ -87,6 +62,7 @@ void SoftDisplacementLayer<Dtype>::Backward_gpu(
                                          : cost_diff_buffer_.mutable_gpu_diff();
   const int hw = bottom[0]->height() * bottom[0]->width();
   const int npix = bottom[0]->num() * hw;
+  if (npix == 0) { return; }
   // NOLINT_NEXT_LINE(whitespace/operators)
   SoftDisplacementBackward<Dtype><<<CAFFE_GET_BLOCKS(npix),
       CAFFE_CUDA_NUM_THREADS>>>(

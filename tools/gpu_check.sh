@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The on-device checks of the CUDA build, in one script (README, "CUDA build").
+#
+#   tools/gpu_check.sh pack [--build build/cuda] [--bundle build/gpu_bundle]
+#       here, after `make cuda`: gathers what the GPU machine needs into one
+#       folder and one file to carry, build/gpu_bundle.tar.xz: the caffe
+#       binary, the gtest binary, libcaffe and the shared libraries they use
+#       that such a machine lacks (stripped; GDAL and GDCM, which OpenCV's
+#       codecs link but Caffe never calls, as stand-ins), the CUDA-build
+#       pycaffe, pycuda's sdist and wheels, a sample video, build_info.json.
+#       CUDA's own libraries (cudart, cuBLAS, cuRAND, cuDNN, NCCL) are not
+#       packed: the run step finds NVIDIA's wheels there.
+#
+#   tools/gpu_check.sh run [--bundle build/gpu_bundle[.tar.xz]] [--out DIR] [--python PY]
+#                          [--pycaffe-python PY311] [--iter-size N] [--only LIST]
+#       on a machine with a GPU: runs every check and writes to DIR (default:
+#       $OUT, else gpu_check_out) summary.json (one record per step), the
+#       measurements' JSON files and gpu_check_logs.tar.gz (every log and
+#       record); prints one line per step:
+#         1. the layer gtests, CPU and GPU (incl. GPU-vs-CPU parity), gtest JSON
+#         2. pycuda: built from the bundle, then tests/gpu (kernels against
+#            the numpy reference, each backward 50x bit-identical)
+#         3. the pycaffe GPU-vs-CPU parity test (needs --pycaffe-python: a
+#            Python 3.11 with numpy < 2 that imports the bundled pycaffe)
+#         4. Table 9 through `caffe time` (CUDA events), cuDNN on and off
+#            (engine CUDNN / CAFFE in the same build), the layers at Table
+#            9's size (C=64, 224x224, d=6, N=1 and 8), and the warp's old and
+#            new gradient kernels side by side (pycuda, CUDA events)
+#         5. 20 iterations of `caffe train` of the UCF101 motion solver on
+#            generated frames (loss finite and falling), and with NCCL on all
+#            GPUs when there are several
+#       --python PY: the device's Python for steps 2, 4, 5 (default python3).
+#       --only LIST: some of gtests,pycuda,parity,bench,train (default: all),
+#       to rerun part of the checks within a device session's time.
+#
+# Exit status: 0 when no step failed. Nothing in it reports a figure it did
+# not measure; a step that cannot run says why and counts as skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+cmd=${1:-}
+[[ -n "$cmd" ]] && shift
+build=build/cuda
+bundle=build/gpu_bundle
+out=${OUT:-gpu_check_out}
+py=python3
+pycaffe_py=""
+iter_size=4
+only=gtests,pycuda,parity,bench,train
+while (($#)); do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --bundle) bundle=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --python) py=$2; shift 2 ;;
+    --pycaffe-python) pycaffe_py=$2; shift 2 ;;
+    --iter-size) iter_size=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "gpu_check.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# ------------------------------------------------------------------- pack --
+pack() {
+  local caffe_bin="$build/caffe/tools/caffe" testbin="$build/caffe/test/test.testbin"
+  [[ -x "$caffe_bin" && -x "$testbin" ]] || {
+    echo "gpu_check pack: no $caffe_bin or $testbin: run 'make cuda' first" >&2; exit 1; }
+  grep -q "^CPU_ONLY:BOOL=OFF" "$build/CMakeCache.txt" || {
+    echo "gpu_check pack: $build is not a CUDA build" >&2; exit 1; }
+  local partial="$bundle.partial"
+  rm -rf "$partial"
+  mkdir -p "$partial"/{bin,lib,python,wheels,data}
+  cp -L "$caffe_bin" "$testbin" "$partial/bin/"
+  cp -rL "$build/caffe-src/python/caffe" "$partial/python/"
+  find "$partial/python" -name "*.pyc" -delete
+  # Every library they load that a GPU machine lacks (dcd.gpu_check.SYSTEM_LIBS
+  # and STUBBED_LIBS say which are not packed as they are).
+  PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$partial/lib" \
+    "$partial/bin/caffe" "$partial/bin/test.testbin" "$partial/python/caffe/_caffe.so" || exit 1
+  strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
+  # pycuda for the device's Python (3.12 unless GPU_PYTHON_VERSION says otherwise).
+  local pyver=${GPU_PYTHON_VERSION:-3.12}
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-build-isolation --no-deps \
+    -d "$partial/wheels" pycuda==2026.1 >/dev/null || exit 1
+  .venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: \
+    --python-version "$pyver" --implementation cp --platform manylinux_2_28_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$partial/wheels" -r tools/pycuda-requirements.txt >/dev/null || exit 1
+  local video
+  video=$(PYTHONPATH=python .venv/bin/python -c "
+from dcd.data.video_net import sample_video_dir; print(sample_video_dir() / 'bikes.mp4')")
+  cp "$video" "$partial/data/"
+  PYTHONPATH=python .venv/bin/python -c "import json
+from dcd.buildinfo import build_info_from_cache
+info = build_info_from_cache('$build/CMakeCache.txt')
+info['build_dir'] = '$build'
+json.dump(info, open('$partial/build_info.json', 'w'), indent=2)"
+  rm -rf "$bundle"
+  mv "$partial" "$bundle"
+  # One compressed file to carry (the carried tree may hold 64 MiB in all).
+  tar -C "$(dirname "$bundle")" -cf - "$(basename "$bundle")" | xz -6 -T0 > "$bundle.tar.xz.partial"
+  mv "$bundle.tar.xz.partial" "$bundle.tar.xz"
+  echo "gpu_check pack: $bundle ($(du -sh "$bundle" | cut -f1), $(ls "$bundle/lib" | wc -l) libraries)"
+  du -sh "$bundle"/* | sed 's/^/  /'
+  echo "gpu_check pack: $bundle.tar.xz ($(du -h "$bundle.tar.xz" | cut -f1)): carry it to the GPU"
+  echo "machine and run there: tools/gpu_check.sh run --bundle $bundle.tar.xz"
+}
+
+# -------------------------------------------------------------------- run --
+step_no=0
+# record NAME STATUS SECONDS NOTE: one step_NN_NAME.json
+record() {
+  step_no=$((step_no + 1))
+  "$py" - "$work" "$step_no" "$@" <<'EOF'
+import json, sys
+out, no, name, status, seconds, note = sys.argv[1:7]
+with open(f"{out}/step_{int(no):02d}_{name}.json", "w") as f:
+    json.dump({"name": name, "status": status, "seconds": float(seconds), "note": note}, f)
+EOF
+  echo "[gpu_check] $1: $2 ($3 s) $4"
+}
+
+# run_step NAME NOTE COMMAND...: runs it with its output in NAME.log.
+run_step() {
+  local name=$1 note=$2; shift 2
+  local start=$SECONDS
+  echo "[gpu_check] $name: $*"
+  "$@" > "$work/$name.log" 2>&1
+  local rc=$?
+  tail -n 5 "$work/$name.log" | sed 's/^/    /'
+  if ((rc == 0)); then
+    record "$name" passed $((SECONDS - start)) "$note"
+  else
+    record "$name" failed $((SECONDS - start)) "exit $rc; $note (see $name.log)"
+  fi
+}
+
+wanted() { [[ ",$only," == *",$1,"* ]]; }
+
+run() {
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  # Logs, records and the training data go to a scratch folder; $out gets
+  # the summary, the measurements and one archive of the rest (the device
+  # tool returns at most 8 files).
+  work=${TMPDIR:-/tmp}/dcd_gpu_check
+  rm -rf "$work" && mkdir -p "$work"
+  if [[ -f "$bundle" && "$bundle" == *.tar.xz ]]; then
+    local unpacked=${TMPDIR:-/tmp}/dcd_gpu_bundle
+    rm -rf "$unpacked" && mkdir -p "$unpacked"
+    tar -C "$unpacked" -xJf "$bundle" || { echo "gpu_check run: cannot unpack $bundle" >&2; exit 1; }
+    bundle=$(ls -d "$unpacked"/*/ | head -1)
+  fi
+  bundle=$(cd "$bundle" 2>/dev/null && pwd) || {
+    echo "gpu_check run: no bundle at $bundle (tools/gpu_check.sh pack makes it)" >&2; exit 1; }
+  command -v "$py" >/dev/null || { echo "gpu_check run: no $py" >&2; exit 1; }
+  local start=$SECONDS
+  # CUDA's libraries from the machine's NVIDIA wheels and toolkit.
+  local wheel_libs
+  wheel_libs=$("$py" -c "import glob, nvidia, os
+print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
+                       for p in glob.glob(os.path.join(d, '*', 'lib', 'lib*.so*'))})))" 2>/dev/null)
+  export LD_LIBRARY_PATH="$bundle/lib:${wheel_libs}:${CUDA_HOME:-/usr/local/cuda}/lib64:${LD_LIBRARY_PATH:-}"
+  export PYTHONPATH="$REPO/python:${PYTHONPATH:-}"
+  export DCD_CAFFE_BIN="$bundle/bin/caffe" DCD_SAMPLE_VIDEO="$bundle/data/bikes.mp4"
+  export PYTHONUNBUFFERED=1 DCD_REQUIRE_GPU=1
+  { nvidia-smi || true; echo; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; echo;
+    ldd "$bundle/bin/caffe"; } > "$work/environment.log" 2>&1
+  if grep -q "not found" <(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" 2>&1); then
+    record environment failed $((SECONDS - start)) \
+      "libraries not found: $(ldd "$bundle/bin/caffe" "$bundle/bin/test.testbin" | grep 'not found' | awk '{print $1}' | sort -u | tr '\n' ' ')"
+  else
+    record environment passed $((SECONDS - start)) "$(nvidia-smi -L 2>/dev/null | head -1)"
+  fi
+  local ngpu
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
+
+  # 1. gtests (CPU and GPU variants, the GPU-vs-CPU parity test).
+  wanted gtests && run_step gtests "$(basename "$bundle")/bin/test.testbin" \
+    "$bundle/bin/test.testbin" --gtest_output="xml:$work/gtests.xml"
+
+  # 2. pycuda kernels.
+  start=$SECONDS
+  if ! wanted pycuda; then
+    :
+  elif tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$work/pycuda_install.log" 2>&1; then
+    record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$work/pycuda_install.log")"
+    run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
+      "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$work/pycuda_tests.xml"
+  else
+    record pycuda_install failed $((SECONDS - start)) "see pycuda_install.log"
+  fi
+
+  # 3. pycaffe parity (a Python that imports the bundled pycaffe).
+  if ! wanted parity; then
+    :
+  elif [[ -n "$pycaffe_py" ]]; then
+    PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
+      "tests/test_dcd_layers_pycaffe.py -k gpu" \
+      "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
+  else
+    record pycaffe_parity skipped 0 \
+      "needs --pycaffe-python (Python 3.11, numpy < 2, scikit-image, protobuf 4.21); the gtest DcdGpuParityTest checks the same in C++"
+  fi
+
+  # 4. benchmarks: Table 9 with and without cuDNN, the layers at 224x224.
+  local engine tag
+  wanted bench && for engine in default CAFFE; do
+    tag=$([[ $engine == CAFFE ]] && echo nocudnn || echo cudnn)
+    run_step "table9_$tag" "caffe time, engine $engine" \
+      "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters 20 \
+      --batch-sizes 1 8 --no-progress --json "$work/table9_$tag.json"
+  done
+  wanted bench && run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
+    "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$work/layers_224.json"
+  wanted bench && wanted pycuda && run_step warp_backward "old vs new warp gradient to F" \
+    "$py" -m dcd.gpu_kernels --json "$work/warp_backward.json"
+
+  # 5. caffe train, one GPU and, with several, all of them through NCCL.
+  wanted train && run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
+    "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
+    --iter-size "$iter_size"
+  if ! wanted train; then
+    :
+  elif ((ngpu > 1)); then
+    run_step train_gpu_all "motion solver, NCCL on $ngpu GPUs" \
+      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu all \
+      --iter-size "$iter_size"
+  else
+    record train_gpu_all skipped 0 "one GPU: NCCL needs several"
+  fi
+
+  "$py" -m dcd.gpu_check summary --out "$work"
+  local rc=$?
+  local f
+  for f in summary.json gtests.xml table9_cudnn.json table9_nocudnn.json layers_224.json \
+           warp_backward.json train_gpu_0.json; do
+    [[ -f "$work/$f" ]] && cp "$work/$f" "$out/"
+  done
+  tar -C "$work" --exclude=train_work -czf "$out/gpu_check_logs.tar.gz" .
+  echo "[gpu_check] results in $out: $(ls "$out" | tr '\n' ' ')"
+  return $rc
+}
+
+case "$cmd" in
+  pack) pack ;;
+  run) run ;;
+  -h|--help|"") usage; [[ -n "$cmd" ]] ;;
+  *) echo "gpu_check.sh: unknown command '$cmd' (pack or run; try --help)" >&2; exit 2 ;;
+esac
