@@ -21,16 +21,37 @@ def test_caffe_version_from_venv():
 
 
 def test_import_caffe_from_venv_uses_the_build():
-    # A fresh interpreter with no PYTHONPATH: only the venv's .pth can find pycaffe.
+    # A fresh interpreter with no PYTHONPATH: only the venv's link finds pycaffe.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [str(VENV_BIN / "python"), "-c",
-         "import caffe, numpy; print(caffe.__file__); print(numpy.__version__)"],
+         "import os, caffe, numpy; print(os.path.realpath(caffe.__file__)); "
+         "print(numpy.__version__)"],
         capture_output=True, text=True, env=env, cwd="/")
     assert proc.returncode == 0, proc.stderr
     caffe_file, numpy_version = proc.stdout.split()
     assert caffe_file.startswith(str(CPU_BUILD_DIR / "caffe-src" / "python"))
     assert int(numpy_version.split(".")[0]) < 2
+
+
+def test_project_package_is_installed_from_this_checkout():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    listed = subprocess.run([str(VENV_BIN / "pip"), "list", "--disable-pip-version-check"],
+                            capture_output=True, text=True, env=env)
+    assert re.search(r"^dcd-caffe\s", listed.stdout, re.M), listed.stdout
+    proc = subprocess.run([str(VENV_BIN / "python"), "-c",
+                           "import os, dcd; print(os.path.realpath(dcd.__file__))"],
+                          capture_output=True, text=True, env=env, cwd="/")
+    assert proc.stdout.strip() == str((REPO_ROOT / "python/dcd/__init__.py").resolve())
+
+
+def test_pyproject_dependencies_mirror_requirements():
+    import tomllib
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    pinned = {line.split("#")[0].strip() for line in
+              (REPO_ROOT / "requirements.txt").read_text().splitlines()} - {""}
+    assert declared == pinned
 
 
 def _declared_fields():

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Put a build's Caffe tools on .venv/bin and its pycaffe plus the project's
-# Python package on .venv's sys.path, so that after
-# `source .venv/bin/activate` both `caffe` and `import caffe` work.
+# Put a build's Caffe tools on .venv/bin and its pycaffe into .venv's
+# site-packages (a symbolic link to the build's package), so that after
+# `source .venv/bin/activate` both `caffe` and `import caffe` work. The
+# project's own package is installed by tools/setup.sh (pip install -e .).
 #
 #   tools/link_venv.sh build/cpu
 set -euo pipefail
@@ -19,4 +20,5 @@ for exe in "$tools_dir"/*; do
 done
 
 site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-printf '%s\n%s\n' "$build/caffe-src/python" "$(pwd)/python" > "$site/dcd_caffe.pth"
+rm -f "$site/dcd_caffe.pth"  # what earlier versions wrote
+ln -sfn "$build/caffe-src/python/caffe" "$site/caffe"

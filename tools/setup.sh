@@ -60,7 +60,8 @@ flavour=cpu
 ((cuda >= 1)) && { reqs+=(requirements-cuda-check.txt); flavour=cuda-check; }
 ((cuda >= 2)) && { reqs+=(requirements-cuda.txt); flavour=cuda; }
 stamp=.venv/.dcd-requirements-$flavour
-want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
+# pyproject.toml counts too: the project's package is installed with them.
+want=$(cat "${reqs[@]}" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
   echo "setup: installing Python requirements (${reqs[*]}) into .venv"
   # The contrib wheel replaces opencv-python-headless (both install cv2/);
@@ -74,6 +75,14 @@ if [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; then
   if ! .venv/bin/python -m pip install "${pip_args[@]}" >.venv/pip-install.log 2>&1; then
     grep -v "^WARNING: Location" .venv/pip-install.log >&2
     echo "setup: pip could not install ${reqs[*]}; its log is above and in .venv/pip-install.log" >&2
+    exit 1
+  fi
+  # The project's package `dcd` (python/dcd), editable: tools and tests import
+  # it as installed; its dependencies are the pins above.
+  if ! .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -e . \
+      >>.venv/pip-install.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/pip-install.log | tail -20 >&2
+    echo "setup: pip could not install the project's package (pyproject.toml)" >&2
     exit 1
   fi
   # Written last: an interrupted install is redone on the next run.
