@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dcd.data.flow import dequantize_flow, read_flow_folder
+from dcd.data.frames import FRAME_PATTERN
 from dcd.data.video_net import (MEAN_BGR, TSN_SCALE_RATIOS, prepare_flow_sample_set,
                                 prepare_sample_set, sample_video_dir, tsn_test_offsets,
                                 video_data)
@@ -143,7 +144,7 @@ def test_train_phase_clips_are_tsn_crops_of_the_labelled_video(sample_set):
     counts = {video_id: int(n) for video_id, n, _ in
               (line.split() for line in list_file.read_text().splitlines())}
     names = ["bikes", "carphone_pristine"]
-    videos = {name: [cv2.imread(str(frames_root / name / f"img_{i:05d}.jpg"))
+    videos = {name: [cv2.imread(str(frames_root / name / FRAME_PATTERN.format(i)))
                      for i in range(1, counts[name] + 1)] for name in names}
     caffe.set_random_seed(3)
     net = net_for(list_file, lmdb_path, "LMDB", train=True)

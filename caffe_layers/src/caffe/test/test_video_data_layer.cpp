@@ -776,7 +776,9 @@ TYPED_TEST(VideoDataLayerTest, TestNamePatternsOnBothBackends) {
                              this->flow_name_pattern_));
     EXPECT_EQ("", reader->CheckFrames(video, false, 20));
     EXPECT_EQ("", reader->CheckFrames(video, true, 19));
-    EXPECT_TRUE(reader->ReadImage(video, FRAME_FLOW_Y, 19, &img, &error))
+    // ASSERT: a failed read would stop the layer's prefetch thread below.
+    ASSERT_TRUE(reader->ReadFrame(video, 20, &img, &error)) << error;
+    ASSERT_TRUE(reader->ReadImage(video, FRAME_FLOW_Y, 19, &img, &error))
         << error;
     EXPECT_FALSE(reader->ReadImage(video, FRAME_FLOW_X, 20, &img, &error));
     EXPECT_NE(std::string::npos, error.find("v_1/ofx.20.jpg")) << error;
