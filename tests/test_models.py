@@ -87,7 +87,7 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
     assert out["loss"] == pytest.approx(-log_p[[0, 1], labels].mean(), rel=1e-4)
     stem = ds.backbone.STEM
     firsts = [BRANCH_PREFIX[b] + stem for b in cfg.branches]
-    if cfg.uses_shared_features:
+    if cfg.uses_shared_features and not cfg.frozen_stem:  # frozen: lr_mult 0
         firsts.append(stem)
     for name in set(firsts):
         diff = net.params[name][0].diff

@@ -54,7 +54,8 @@ def main(argv=None):
     if args.per_class_csv:
         metrics.write_per_class_csv(ev, args.per_class_csv, names)
     if args.confusion_png:
-        metrics.plot_confusion(ev, args.confusion_png, names)
+        from dcd.plots import plot_confusion
+        plot_confusion(ev, args.confusion_png, names)
     if args.json:
         metrics.write_json(s, args.json)
     return 0

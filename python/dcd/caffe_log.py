@@ -37,15 +37,21 @@ def parse_test_outputs(log_text):
     return results
 
 
-def caffe_train(solver, log_path, extra_args=(), cwd=None):
+def caffe_train(solver, log_path, extra_args=(), cwd=None, env=None, usage=None):
     """Run `caffe train --solver=<solver>`, logging to log_path; returns the log text.
 
-    Raises RuntimeError with the log's tail when Caffe fails.
+    `env`: extra environment variables. `usage`, a dict, receives the run's
+    CPU seconds (user + sys) as "cpu_seconds". Raises RuntimeError with the
+    log's tail when Caffe fails.
     """
     cmd = [str(caffe_binary()), "train", f"--solver={solver}", *extra_args]
     with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                              env=_logging_env())
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                env={**_logging_env(), **(env or {})})
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if usage is not None:
+        usage["cpu_seconds"] = rusage.ru_utime + rusage.ru_stime
     text = open(log_path).read()
     if proc.returncode != 0:
         tail = "\n".join(text.splitlines()[-30:])

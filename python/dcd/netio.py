@@ -1,6 +1,9 @@
-"""pycaffe nets from NetParameters (NetSpec's output) without leaving files."""
+"""Opening pycaffe nets: from NetParameters (NetSpec's output) without
+leaving files, or a deploy prototxt with optional weights on a device, and
+reading a deploy net's input blob."""
 import os
 import tempfile
+from pathlib import Path
 
 
 def write_temp(proto, dir=None):
@@ -19,3 +22,50 @@ def load_net(proto, phase):
         return caffe.Net(path, phase)
     finally:
         os.unlink(path)
+
+
+def deploy_input(net_path, input_blob=None):
+    """(blob name, shape) of the deploy net's input, read from the prototxt
+    (an Input layer, or the legacy `input:` + `input_shape`/`input_dim` fields)."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    param = caffe_pb2.NetParameter()
+    text_format.Merge(Path(net_path).read_text(), param)
+    found = []
+    for name, shape in zip(param.input, param.input_shape):
+        found.append((name, tuple(shape.dim)))
+    if param.input and param.input_dim:
+        dims = list(param.input_dim)
+        found += [(name, tuple(dims[4 * i:4 * i + 4])) for i, name in enumerate(param.input)]
+    for layer in param.layer:
+        if layer.type == "Input":
+            for top, shape in zip(layer.top, layer.input_param.shape):
+                found.append((top, tuple(shape.dim)))
+    if input_blob:
+        found = [f for f in found if f[0] == input_blob]
+    if not found:
+        raise ValueError(f"{net_path}: no input blob{' ' + input_blob if input_blob else ''} "
+                         "(need an Input layer or input_shape)")
+    name, shape = found[0]
+    if len(shape) != 4:
+        raise ValueError(f"{net_path}: input {name} has shape {shape}, expected N x C x H x W")
+    return name, shape
+
+
+def set_device(gpu):
+    import caffe
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_mode_gpu()
+        caffe.set_device(int(gpu))
+
+
+def open_net(prototxt, weights=None, gpu=None):
+    """A TEST-phase caffe.Net of a prototxt file, with weights if given, on
+    GPU `gpu` (None: the CPU)."""
+    import caffe
+    set_device(gpu)
+    if weights:
+        return caffe.Net(str(prototxt), caffe.TEST, weights=str(weights))
+    return caffe.Net(str(prototxt), caffe.TEST)

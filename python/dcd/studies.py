@@ -36,3 +36,212 @@ def temperature_sweep(temperatures, shift=(0.4, -1.3), channels=64, size=40,
             err = np.hypot(v[:, 0] - shift[0], v[:, 1] - shift[1])[inner[0], inner[1], inner[2]]
             errors[key].append(err.mean())
     return {k: float(np.mean(v)) for k, v in errors.items()}
+
+
+# ------------------------------------------------ displacement maps on ground truth
+#
+# The temperature sweep above uses zero-mean Gaussian features. The nets'
+# cost volumes see conv1 features instead (after BN + Scale, and after the
+# ReLU unless a net takes them before it). The functions below measure the
+# end-point error of the displacement map on data with ground truth:
+# MovingPatterns clips (python/dcd/synthetic.py, object and background) and
+# the Middlebury stereo pair that scikit-image ships (disparity).
+
+def conv_features(images, weight, bias=None, stride=1, relu=True, stats=None):
+    """N x H x W x 3 BGR uint8 -> N x C x h x w features of one conv layer
+    (O x 3 x k x k `weight`, same padding) on mean-subtracted frames, then
+    batch normalisation (`stats` = (mean, var, gamma, beta) per channel, or
+    the batch's own statistics and unit scale when None), then an optional
+    ReLU: what a net's conv1 + BN + Scale (+ ReLU) give the cost volume."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    from dcd.scoring.protocol import MEAN_BGR
+    x = images.astype(np.float32) - np.array(MEAN_BGR, np.float32)
+    k = weight.shape[-1]
+    r = k // 2
+    x = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+    win = sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride]  # N h w 3 k k
+    f = np.einsum("nhwcij,ocij->nohw", win, weight.astype(np.float32), optimize=True)
+    if bias is not None:
+        f += bias.astype(np.float32)[None, :, None, None]
+    if stats is None:
+        mean = f.mean(axis=(0, 2, 3), keepdims=True)
+        std = np.sqrt(f.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+        f = (f - mean) / std
+    else:
+        mean, var, gamma, beta = (np.asarray(s, np.float32)[None, :, None, None] for s in stats)
+        f = (f - mean) / np.sqrt(var + 1e-5) * gamma + beta
+    return np.maximum(f, 0) if relu else f
+
+
+def gabor_bank(size=7, orientations=8, seed=0):
+    """64 x 3 x size x size filters like an ImageNet net's conv1 (oriented
+    luminance edges at two frequencies and two phases, colour-opponent edges),
+    a stand-in for BN-Inception's conv1/7x7_s2, whose ImageNet weights are
+    not here."""
+    yy, xx = np.mgrid[-(size // 2):size // 2 + 1, -(size // 2):size // 2 + 1].astype(np.float64)
+    envelope = np.exp(-(xx ** 2 + yy ** 2) / (2 * (size / 4) ** 2))
+    lum, red_green, blue_yellow = np.ones(3) / 3, np.array([0, -1, 1]) / 2, np.array([1, -.5, -.5])
+    filters = []
+    for theta in np.arange(orientations) * np.pi / orientations:
+        u = xx * np.cos(theta) + yy * np.sin(theta)
+        for freq, colour in ((0.25, lum), (0.125, lum), (0.125, red_green), (0.125, blue_yellow)):
+            for phase in (0, np.pi / 2):
+                g = envelope * np.cos(2 * np.pi * freq * u + phase)
+                g -= g.mean() * (phase == 0)
+                filters.append(colour[:, None, None] * g[None])
+    bank = np.stack(filters) / 128.0
+    return bank.astype(np.float32)
+
+
+def he_conv1(channels=16, size=3, seed=0):
+    """Random conv1 weights as a freshly initialised net has them."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((channels, 3, size, size)) * np.sqrt(2 / (3 * size * size)))
+
+
+def moving_pattern_pairs(clips=48, seed=0, steps=(3, 7, 11)):
+    """Frame pairs of generated clips (every class in turn) with ground truth:
+    (frames_a, frames_b, v_true, object mask, background mask), masks over
+    frame t; v_true is (0, step) on the object, 0 elsewhere."""
+    from dcd.synthetic import CLASS_NAMES, ClipSpec, make_clip, motion_ground_truth
+    spec = ClipSpec()
+    a, b, vt, obj, bg = [], [], [], [], []
+    for c in range(clips):
+        info = {}
+        clip = make_clip(c % len(CLASS_NAMES), np.random.default_rng([seed, 7, c]), spec, info)
+        for t in steps:
+            v, m, back = motion_ground_truth(info, t)
+            a.append(clip[t]), b.append(clip[t + 1]), vt.append(v), obj.append(m), bg.append(back)
+    return np.stack(a), np.stack(b), np.stack(vt), np.stack(obj), np.stack(bg)
+
+
+def stereo_pair(scale=8):
+    """scikit-image's Middlebury 2014 motorcycle pair, downscaled by `scale`:
+    (left, right, v_true, valid mask). The left view's content is found at
+    x - d in the right view, so v_true = (0, -d / scale)."""
+    import cv2
+    from skimage import data
+    left, right, disp = data.stereo_motorcycle()
+    h, w = left.shape[0] // scale, left.shape[1] // scale
+    small = [cv2.resize(im[..., ::-1], (w, h), interpolation=cv2.INTER_AREA)
+             for im in (left, right)]
+    valid = np.isfinite(disp)
+    d = np.where(valid, disp, 0).astype(np.float32)
+    # Average disparity per output pixel over its valid input pixels.
+    num = cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA)
+    den = cv2.resize(valid.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    v = np.zeros((1, 2, h, w), np.float32)
+    v[0, 1] = -num / np.maximum(den, 1e-6) / scale
+    return small[0][None], small[1][None], v, (den > 0.99)[None]
+
+
+def displacement_map(fa, fb, dh, dw, temperature, dilation=1, method="SOFT"):
+    cost = ref.cost_volume(fa, fb, dh, dw, dilation)
+    return ref.soft_displacement(cost, dh, dw, dilation, temperature, method)
+
+
+def _up(v, shape):
+    """Displacement maps from a strided feature map to the frame's grid, in frame pixels."""
+    import cv2
+    n, _, h, w = v.shape
+    H, W = shape
+    if (h, w) == (H, W):
+        return v
+    out = np.stack([cv2.resize(m.transpose(1, 2, 0), (W, H), interpolation=cv2.INTER_LINEAR)
+                    .transpose(2, 0, 1) for m in v])
+    return out * np.array([H / h, W / w], np.float32)[None, :, None, None]
+
+
+def endpoint_errors(v, v_true, mask):
+    """Mean end-point error (px) over `mask` (N x H x W)."""
+    err = np.hypot(v[:, 0] - v_true[:, 0], v[:, 1] - v_true[:, 1])
+    return float(err[mask].mean())
+
+
+def displacement_study(features, temperatures, moving=None, stereo=None, window=3,
+                       stereo_window=(2, 8)):
+    """End-point errors per feature set and temperature.
+
+    features: {name: function images -> features}; moving /
+    stereo: the outputs of moving_pattern_pairs / stereo_pair (None skips).
+    Returns rows of dict(features, tau, object_epe, background_v, stereo_epe)."""
+    rows = []
+    for name, fn in features.items():
+        fm = [fn(moving[0]), fn(moving[1])] if moving is not None else None
+        fs = [fn(stereo[0]), fn(stereo[1])] if stereo is not None else None
+        for tau in temperatures:
+            method = "WTA" if tau == "WTA" else "SOFT"
+            t = 1.0 if tau == "WTA" else tau
+            row = dict(features=name, tau=tau)
+            if fm is not None:
+                v = _up(displacement_map(*fm, window, window, t, method=method),
+                        moving[0].shape[1:3])
+                row["object_epe"] = endpoint_errors(v, moving[2], moving[3])
+                row["background_v"] = float(np.hypot(v[:, 0], v[:, 1])[moving[4]].mean())
+            if fs is not None:
+                dh, dw = stereo_window
+                v = _up(displacement_map(*fs, dh, dw, t, method=method),
+                        stereo[0].shape[1:3])
+                row["stereo_epe"] = endpoint_errors(v, stereo[2], stereo[3])
+            rows.append(row)
+    return rows
+
+
+def caffemodel_blobs(weights, layers):
+    """{layer: [numpy arrays]} of the named layers in a .caffemodel."""
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    with open(weights, "rb") as f:
+        net.ParseFromString(f.read())
+    found = {}
+    for layer in list(net.layer) + list(net.layers):
+        if layer.name in layers:
+            found[layer.name] = [np.array(b.data, np.float32).reshape(tuple(b.shape.dim))
+                                 for b in layer.blobs]
+    missing = [name for name in layers if name not in found]
+    if missing:
+        raise KeyError(f"{weights}: no layer {', '.join(missing)}")
+    return found
+
+
+def caffemodel_layers(weights):
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    with open(weights, "rb") as f:
+        net.ParseFromString(f.read())
+    return [layer.name for layer in list(net.layer) + list(net.layers)]
+
+
+def trained_conv1(weights, name="conv1"):
+    """A net's shared conv1 + BN + Scale as conv_features arguments:
+    (weight, bias, (mean, var, gamma, beta))."""
+    b = caffemodel_blobs(weights, [name, name + "_bn", name + "_scale"])
+    factor = b[name + "_bn"][2].ravel()[0]
+    factor = 1 / factor if factor else 0
+    mean, var = b[name + "_bn"][0] * factor, b[name + "_bn"][1] * factor
+    gamma, beta = b[name + "_scale"]
+    return b[name][0], b[name][1], (mean, var, gamma, beta)
+
+
+def learned_temperature(weights, layer="motion/displacement"):
+    """The temperature a net learned (SoftDisplacement learn_temperature);
+    None when the layer has a fixed one."""
+    blobs = caffemodel_blobs(weights, [layer])[layer]
+    return float(blobs[0].ravel()[0]) if blobs else None
+
+
+def format_displacement_study(rows):
+    """Markdown table: one row per feature set and ReLU choice, columns per
+    temperature, cells 'object EPE / background |V| / stereo EPE'."""
+    taus = list(dict.fromkeys(r["tau"] for r in rows))
+    feats = list(dict.fromkeys(r["features"] for r in rows))
+    head = "| features | " + " | ".join("WTA" if t == "WTA" else f"tau={t:g}" for t in taus) + " |"
+    lines = [head, "|---" + "|---:" * len(taus) + "|"]
+    for f in feats:
+        cells = []
+        for t in taus:
+            r = next(r for r in rows if r["features"] == f and r["tau"] == t)
+            cells.append(" / ".join(f"{r[k]:.2f}" for k in ("object_epe", "background_v",
+                                                              "stereo_epe") if k in r))
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

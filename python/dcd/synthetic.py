@@ -84,7 +84,8 @@ def make_clip(label, rng, spec=ClipSpec(), info=None):
         levels = [rng.uniform(low, high)] * n
     clip = np.empty((n, s, s, 3), np.uint8)
     if info is not None:
-        info.update(x=[x0 + step * t for t in range(n)], y=y0, levels=levels, size=o)
+        info.update(x=[x0 + step * t for t in range(n)], y=y0, levels=levels, size=o,
+                    frame_size=s)
     def composed(xi, level):
         frame = bg.copy()
         frame[y0:y0 + o, xi:xi + o] = texture * level
@@ -98,6 +99,24 @@ def make_clip(label, rng, spec=ClipSpec(), info=None):
         frame = (1 - frac) * composed(xi, levels[t]) + frac * composed(xi + 1, levels[t])
         clip[t] = np.clip(frame * 255 + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
     return clip
+
+
+def motion_ground_truth(info, t, margin=3):
+    """Ground truth of the pair (t, t + 1) of a clip made with make_clip(info=...):
+    (v, object, background), v 2 x S x S (v_y, v_x) in pixels, the object's
+    motion on the pixels it covers in frame t and 0 elsewhere; `object` those
+    pixels; `background` the pixels farther than `margin` from the object in
+    both frames (the static part)."""
+    s, o, y = info["frame_size"], info["size"], info["y"]
+    x0, x1 = info["x"][t], info["x"][t + 1]
+    obj = np.zeros((s, s), bool)
+    obj[y:y + o, int(np.floor(x0)):int(np.floor(x0)) + o] = True
+    near = np.zeros((s, s), bool)
+    lo, hi = int(np.floor(min(x0, x1))) - margin, int(np.ceil(max(x0, x1))) + o + margin
+    near[max(y - margin, 0):y + o + margin, max(lo, 0):hi] = True
+    v = np.zeros((2, s, s), np.float32)
+    v[1][obj] = x1 - x0
+    return v, obj, ~near
 
 
 def write_video(path, clip, fps=8):

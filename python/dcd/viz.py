@@ -87,27 +87,41 @@ def displacement_numpy(frame_a, frame_b, scale=4, max_displacement=4, temperatur
     return full * np.array([h / small[1], w / small[0]], np.float32)
 
 
+def load_deploy(deploy, weights=None, gpu=None):
+    """A pycaffe TEST net from a deploy prototxt (and weights)."""
+    import os
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from dcd.netio import open_net
+    return open_net(deploy, weights, gpu)
+
+
+def net_displacement(net, frames, layer, input_blob=None):
+    """The displacement maps (blob `layer`, P x 2 x h x w) of a deploy net fed
+    one snippet: `frames`, BGR arrays already at the net's input size, become
+    consecutive input rows (mean subtracted); a snippet shorter than the input
+    repeats its last frame."""
+    from dcd.scoring.protocol import MEAN_BGR
+    name = input_blob or net.inputs[0]
+    shape = net.blobs[name].data.shape
+    rows = [f.astype(np.float32).transpose(2, 0, 1) - np.array(MEAN_BGR, np.float32)[:, None, None]
+            for f in frames]
+    if rows[0].shape != tuple(shape[1:]):
+        raise ValueError(f"frames of shape {rows[0].shape} do not fit the input {shape}")
+    rows += [rows[-1]] * (shape[0] - len(rows))
+    net.blobs[name].data[...] = np.stack(rows[:shape[0]])
+    net.forward(end=layer) if layer in net._layer_names else net.forward()
+    return net.blobs[layer].data.copy()
+
+
 def displacement_from_net(frame_a, frame_b, deploy, weights, layer, gpu=None):
     """The displacement map (blob `layer`, N x 2 x h x w) of a deploy net for the
     pair fed as one snippet (rows 0 and 1 of the input, mean subtracted),
-    resized to the frame, in full-resolution pixels."""
-    import os
+    resized to the frame, in full-resolution pixels (v_y, v_x): H x W x 2."""
     import cv2
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from dcd.scoring.evaluate import deploy_input, set_device
-    from dcd.scoring.protocol import MEAN_BGR
-    set_device(gpu)
-    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights)) if weights \
-        else caffe.Net(str(deploy), caffe.TEST)
-    name, shape = deploy_input(deploy)
-    n, c, ih, iw = shape
-    rows = [cv2.resize(f, (iw, ih)).astype(np.float32) - np.array(MEAN_BGR, np.float32)
-            for f in (frame_a, frame_b)]
-    data = np.stack([r.transpose(2, 0, 1) for r in rows] + [rows[1].transpose(2, 0, 1)] * (n - 2))
-    net.blobs[name].data[...] = data.reshape(shape)
-    net.forward(end=layer) if layer in net._layer_names else net.forward()
-    disp = net.blobs[layer].data[0].transpose(1, 2, 0)
+    net = load_deploy(deploy, weights, gpu)
+    _, _, ih, iw = net.blobs[net.inputs[0]].data.shape
+    pair = [cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA) for f in (frame_a, frame_b)]
+    disp = net_displacement(net, pair, layer)[0].transpose(1, 2, 0)
     h, w = frame_a.shape[:2]
     full = cv2.resize(disp, (w, h), interpolation=cv2.INTER_LINEAR)
     return full * np.array([h / disp.shape[0], w / disp.shape[1]], np.float32)
@@ -168,7 +182,7 @@ def _diff_image(diff, vmax):
 def figure5(frame_a, frame_b, out, disp=None, disp_label="displacement map (cost volume)",
             **disp_kwargs):
     """Write the Figure 5 panel to `out` (PNG); returns the arrays it shows."""
-    from dcd.scoring.metrics import pyplot, quiet_matplotlib
+    from dcd.plots import pyplot, quiet_matplotlib
 
     flow, flow_name = optical_flow(frame_a, frame_b)
     if disp is None:
@@ -192,14 +206,24 @@ def figure5(frame_a, frame_b, out, disp=None, disp_label="displacement map (cost
             (_diff_image(by_flow, vmax), f"RGB diff. warped by {flow_name}", "gray"),
             (_diff_image(by_disp, vmax), "RGB diff. warped by displacement map", "gray"),
             (colour_wheel_legend(), f"colour key (|v| = {speed:.1f} px at the rim)", None)]
-        fig, axes = plt.subplots(2, 4, figsize=(16, 6.6))
+        fig, axes = plt.subplots(2, 4, figsize=(16, 6.6), dpi=80)
         for ax, (img, title, cmap) in zip(axes.ravel(), panels):
             ax.imshow(img, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
             ax.set_title(title, fontsize=10)
             ax.axis("off")
         fig.tight_layout()
         fig.savefig(out, dpi=80)
+        # Where each panel's image lies in the PNG: (top, bottom, left, right) pixels.
+        height = fig.get_size_inches()[1] * 80
+        boxes = []
+        for ax in axes.ravel():
+            e = ax.get_window_extent()
+            boxes.append(tuple(int(round(v)) for v in (height - e.y1, height - e.y0, e.x0, e.x1)))
         plt.close(fig)
-    draw()
+        return boxes
+    boxes = draw()
     return {"flow": flow, "disp": disp, "diff": diff, "warped_by_flow": by_flow,
-            "warped_by_disp": by_disp, "flow_method": flow_name}
+            "warped_by_disp": by_disp, "flow_method": flow_name,
+            "disp_colour": flow_to_colour(disp, speed), "speed": speed,
+            "panel_boxes": dict(zip(("frame_a", "frame_b", "flow", "disp", "diff",
+                                     "warped_by_flow", "warped_by_disp", "legend"), boxes))}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcd.data.frames import PARTIAL_SUFFIX
+from dcd.fileio import write_atomic
 
 DATASETS = ("ucf101", "hmdb51", "kinetics")
 MODALITIES = ("rgb", "flow")
@@ -54,20 +55,25 @@ def read_file_list(path):
     return entries
 
 
-def write_text_atomic(path, text):
-    """Write via a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def unique_entries(entries, log=None):
+    """Drop repeats of a video (e.g. train and val lists combined); a video
+    listed twice with different frame counts or labels is an error."""
+    seen, unique = {}, []
+    for entry in entries:
+        previous = seen.get(entry.video_id)
+        if previous is None:
+            seen[entry.video_id] = entry
+            unique.append(entry)
+        elif previous != entry:
+            raise ValueError(f"video {entry.video_id} is listed twice with different "
+                             f"frame counts or labels: {tuple(previous)} vs {tuple(entry)}")
+    if log and len(unique) < len(entries):
+        log(f"note: {len(entries) - len(unique)} repeated line(s) in the list are used once")
+    return unique
 
 
 def write_file_list(path, entries):
-    write_text_atomic(path, "".join(f"{e.video_id} {e.num_frames} {e.label}\n" for e in entries))
+    write_atomic(path, "".join(f"{e.video_id} {e.num_frames} {e.label}\n" for e in entries))
 
 
 # ------------------------------------------------------------- frames on disk

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcd.fileio import write_atomic
+
 FRAME_PATTERN = "img_{:05d}.jpg"
 PARTIAL_SUFFIX = ".partial"
 FAILURES_FILE = "extract_failures.txt"
@@ -283,9 +285,7 @@ def extract_all(videos, out_root, workers=1, progress=True, shard=None, extract=
     failures_path = out_root / failures_name(shard)
     if summary.failed:
         text = "".join(f"{r.video}\t{r.error}\n" for r in sorted(summary.failed, key=lambda r: r.video))
-        tmp = failures_path.with_name(failures_path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, failures_path)
+        write_atomic(failures_path, text)
     elif failures_path.exists():
         failures_path.unlink()
     return summary

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcd.data.filelists import unique_entries
 from dcd.data.flow import FLOW_X_PATTERN, FLOW_Y_PATTERN
 from dcd.data.frames import FRAME_PATTERN
 
@@ -238,20 +239,6 @@ def verify_video(txn, video_id, expected, label, caffe_pb2, modality="rgb"):
                                        f"{datum.height}x{datum.width}")
 
 
-def _unique_entries(entries):
-    """Drop repeats of a video (e.g. train and val lists combined); conflicts are errors."""
-    seen, unique = {}, []
-    for entry in entries:
-        previous = seen.get(entry.video_id)
-        if previous is None:
-            seen[entry.video_id] = entry
-            unique.append(entry)
-        elif previous != entry:
-            raise ValueError(f"video {entry.video_id} is listed twice with different "
-                             f"frame counts or labels: {tuple(previous)} vs {tuple(entry)}")
-    return unique
-
-
 def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
                decode_check="all", map_size=DEFAULT_MAP_SIZE, progress=True, log=None,
                modality="rgb"):
@@ -270,7 +257,7 @@ def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
     if decode_check not in DECODE_CHECKS:
         raise ValueError(f"decode_check must be one of {DECODE_CHECKS}")
     caffe_pb2 = _caffe_pb2()
-    entries = _unique_entries(entries)
+    entries = unique_entries(entries)
     if not entries:
         raise ValueError("no videos to write (empty file list)")
     bar = tqdm(entries, unit="video", desc="lmdb", disable=not progress)

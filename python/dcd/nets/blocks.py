@@ -11,10 +11,13 @@ CONV_PARAM = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 SCALE_PARAM = [dict(lr_mult=1, decay_mult=0), dict(lr_mult=1, decay_mult=0)]
 
 
-def conv_bn_relu(n, bottom, name, relu, num_output, kernel, stride=1, pad=0, frozen_bn=False):
+def conv_bn_relu(n, bottom, name, relu, num_output, kernel, stride=1, pad=0, frozen_bn=False,
+                 keep_pre_relu=False):
     """`name` (Convolution) -> `name_bn` (BatchNorm) -> `name_scale` (Scale,
     in place) -> `relu` (ReLU, in place). `frozen_bn` sets use_global_stats
-    (partial BN: the layer keeps the statistics it was initialised with)."""
+    (partial BN: the layer keeps the statistics it was initialised with).
+    `keep_pre_relu`: the ReLU writes its own top `relu`, so `name_bn` keeps
+    the features before it (for the cost volume); `relu=None`: no ReLU."""
     n[name] = L.Convolution(bottom, num_output=num_output, kernel_size=kernel, stride=stride,
                             pad=pad, param=CONV_PARAM, weight_filler=dict(type="xavier"),
                             bias_filler=dict(type="constant", value=0))
@@ -22,6 +25,11 @@ def conv_bn_relu(n, bottom, name, relu, num_output, kernel, stride=1, pad=0, fro
     n[name + "_bn"] = L.BatchNorm(n[name], **bn)
     n[name + "_scale"] = L.Scale(n[name + "_bn"], in_place=True, param=SCALE_PARAM,
                                  scale_param=dict(bias_term=True))
+    if relu is None:
+        return n[name + "_bn"]
+    if keep_pre_relu:
+        n[relu] = L.ReLU(n[name + "_bn"])
+        return n[relu]
     n[relu] = L.ReLU(n[name + "_bn"], in_place=True)
     return n[name + "_bn"]
 

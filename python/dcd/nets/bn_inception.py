@@ -63,12 +63,15 @@ class Shape:
 STEM = "conv1/7x7_s2"  # the first convolution's name (TSN's)
 
 
-def stem(n, data, prefix="", stride=2, frozen_bn=False, size=224):
+def stem(n, data, prefix="", stride=2, frozen_bn=False, size=224, keep_pre_relu=False, relu=True):
     """conv1/7x7_s2 + BN + ReLU. Returns (top, Shape). `stride=1` keeps the
     input resolution (Table 3's 224x224 displacement maps); the layer keeps
-    its TSN name so ImageNet weights load into it."""
-    top = conv_bn_relu(n, data, prefix + STEM, prefix + "conv1/relu_7x7", 64, 7,
-                       stride=stride, pad=3, frozen_bn=frozen_bn)
+    its TSN name so ImageNet weights load into it. `keep_pre_relu`: the
+    features before the ReLU stay in conv1/7x7_s2_bn (for the cost volume);
+    `relu=False`: no ReLU, for nets that only match conv1's features."""
+    relu_name = prefix + "conv1/relu_7x7" if relu else None
+    top = conv_bn_relu(n, data, prefix + STEM, relu_name, 64, 7,
+                       stride=stride, pad=3, frozen_bn=frozen_bn, keep_pre_relu=keep_pre_relu)
     return top, Shape(64, out_size(size, 7, stride, 3, False))
 
 

@@ -6,7 +6,7 @@ layers carry a prefix (`motion/`, `appchange/`; the static branch keeps TSN's
 plain names) so the full net holds the union of the branch nets' layers and
 can start from trained branches. Choices are in docs/ASSUMPTIONS.md "## Nets".
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import caffe
@@ -17,7 +17,12 @@ from dcd.nets import bn_inception, small
 from dcd.nets.blocks import consensus, frame_pairs
 from dcd.nets.bn_inception import head
 
-TEMPERATURE = 0.05  # dcd.proto's default, chosen in docs/ASSUMPTIONS.md
+# Measured on displacement ground truth (docs/ASSUMPTIONS.md, "Temperature"):
+TEMPERATURE = 0.02
+MATCH_BEFORE_RELU = True   # the cost volume compares conv1's features before its ReLU
+# learn_temperature: tau's rate relative to base_lr (at 1 tau crossed 0 within
+# 25 demo iterations; at 0.05 it settled near 0.02)
+TEMPERATURE_LR_MULT = 0.05
 SEGMENTS = 3        # TSN's training segments
 
 
@@ -76,6 +81,12 @@ class NetConfig:
     batch_size: int = 8      # clips per GPU per iteration (solver iter_size makes 256)
     segments: int = None     # TSN segments in training; None: the data set's (1: w/o TSN)
     static_lr_mult: float = 1.0  # the static branch's rate relative to base_lr (joint nets)
+    # The cost volume (and the warped difference) on conv1's features before
+    # its ReLU; the static trunk always reads them after it.
+    match_before_relu: bool = MATCH_BEFORE_RELU
+    temperature: float = TEMPERATURE
+    learn_temperature: bool = False  # tau a parameter of motion/displacement
+    frozen_stem: bool = False  # conv1 (+ BN, Scale) not learned: taken from another net
     description: str = ""
 
     def __post_init__(self):
@@ -97,6 +108,10 @@ class NetConfig:
         if pairs_needed and self.frames < 2:
             raise ValueError(f"{where}: the motion and appearance-change branches need at "
                              f"least 2 frames per segment, got {self.frames}")
+        if self.temperature <= 0:
+            raise ValueError(f"{where}: temperature must be > 0, got {self.temperature}")
+        if self.learn_temperature and self.method != Method.SOFT:
+            raise ValueError(f"{where}: learn_temperature needs method SOFT")
         if self.segments is not None and self.segments < 1:
             raise ValueError(f"{where}: segments must be >= 1, got {self.segments}")
         if Branch.FLOW in self.branches and len(self.branches) > 1:
@@ -264,20 +279,25 @@ NETS = {
 NETS["kinetics"] = [c for c in NETS["ucf101"]
                     if c.name in ("static", "motion", "appchange", "full", "flow")]
 # The demo's nets: the same branches on the small trunk, shared conv1 at the
-# crop's resolution (stride 1), 4 frames per segment for the static and full
-# nets (gradual pooling 4 -> 2 -> 1), one pair for the others; the RGB
-# difference stacks the 3 differences of 4 frames (TSN's stacking).
-_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=16)
+# crop's resolution (stride 1), 4 frames per segment for the static net
+# (gradual pooling 4 -> 2 -> 1), one pair for the others and for the joint
+# net (which then costs about what its three branches cost apart); the RGB
+# difference stacks the 3 differences of 4 frames (TSN's stacking). Batch 8:
+# docs/ASSUMPTIONS.md (the demo).
+_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=8)
 NETS["synthetic"] = [
     NetConfig("static", branches=("static",), frames=4, description="4 frames, gradual pooling",
               **_SMALL),
     NetConfig("motion", branches=("motion",), frames=2, description="displacement map, soft",
               **_SMALL),
+    NetConfig("motion_frozen", branches=("motion",), frames=2, frozen_stem=True,
+              description="displacement map of the static net's conv1, frozen (caffe train "
+              "--weights from the static net)", **_SMALL),
     NetConfig("appchange", branches=("appchange",), frames=2,
               description="warped conv1 feature differences", **_SMALL),
     NetConfig("appchange_rgbdiff", branches=("appchange",), frames=4, appchange_input="rgbdiff",
               description="3 RGB differences of 4 frames stacked, no warping", **_SMALL),
-    NetConfig("full", branches=("static", "motion", "appchange"), frames=4,
+    NetConfig("full", branches=("static", "motion", "appchange"), frames=2,
               description="shared conv1, three branches, scores averaged", **_SMALL),
     NetConfig("flow", branches=("flow",), frames=FLOW_FRAMES,
               description="optical-flow stream: 5 stacked flow pairs (the demo's Table 6 "
@@ -348,13 +368,25 @@ class _Parts:
     @property
     def features(self):
         """(top, Shape) of the shared low-level features (conv1 + BN + ReLU)."""
+        # Only the static trunk reads the features after the ReLU; a net with
+        # only the static branch matches nothing (its ReLU stays in place).
+        before = self.cfg.match_before_relu and not self.cfg.static_only
+        after_relu = Branch.STATIC in self.cfg.branches or not before
         return self._once("features", lambda: self.ds.backbone.stem(
-            self.n, self.rgb, stride=self.cfg.stem_stride, size=self.size))
+            self.n, self.rgb, stride=self.cfg.stem_stride, size=self.size,
+            keep_pre_relu=before, relu=after_relu))
+
+    @property
+    def matching_features(self):
+        """What the cost volume compares: conv1's features before the ReLU
+        (match_before_relu) or after it."""
+        top = self.features[0]
+        return self.n[self.ds.backbone.STEM + "_bn"] if self.cfg.match_before_relu else top
 
     @property
     def feature_pairs(self):
         return self._once("feature_pairs", lambda: frame_pairs(
-            self.n, self.features[0], "conv1/pairs", self.cfg.frames))
+            self.n, self.matching_features, "conv1/pairs", self.cfg.frames))
 
     @property
     def rgb_pairs(self):
@@ -379,10 +411,14 @@ class _Parts:
             t0, t1 = self.feature_pairs
             common = dict(max_displacement=cfg.max_displacement, dilation=cfg.dilation)
             n["motion/cost_volume"] = L.CostVolume(t0, t1, cost_volume_param=common)
+            soft = dict(temperature=cfg.temperature,
+                        method=getattr(P.SoftDisplacement, cfg.method.value), **common)
+            extra = {}
+            if cfg.learn_temperature:  # tau is a parameter blob; no weight decay on it
+                soft["learn_temperature"] = True
+                extra["param"] = [dict(lr_mult=TEMPERATURE_LR_MULT, decay_mult=0)]
             n["motion/displacement"] = L.SoftDisplacement(
-                n["motion/cost_volume"], soft_displacement_param=dict(
-                    temperature=TEMPERATURE, method=getattr(P.SoftDisplacement, cfg.method.value),
-                    **common))
+                n["motion/cost_volume"], soft_displacement_param=soft, **extra)
             return n["motion/displacement"]
         return self._once("displacement", make)
 
@@ -529,6 +565,17 @@ def _scale_lr(proto, layer_names, mult):
                 spec.lr_mult *= mult
 
 
+def _freeze_stem(proto, stem):
+    """conv1 + BN + Scale as given (another net's weights): no learning, BN
+    with its stored statistics."""
+    for layer in proto.layer:
+        if layer.name in (stem, stem + "_scale"):
+            for spec in layer.param:
+                spec.lr_mult = spec.decay_mult = 0
+        elif layer.name == stem + "_bn":
+            layer.batch_norm_param.use_global_stats = True
+
+
 def _fuse(n, scores):
     if len(scores) == 1:
         return scores[0]
@@ -575,6 +622,8 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     proto = n.to_proto()
     proto.name = f"dcd_{dataset}_{cfg.name}"
     _scale_lr(proto, static_layers, cfg.static_lr_mult)
+    if cfg.frozen_stem:
+        _freeze_stem(proto, ds.backbone.STEM)
     if mode == "train_val":
         _add_test_data_layer(proto, cfg, dataset, split, crop, test_batch_size, segments)
     return proto

@@ -12,10 +12,13 @@ STEM_CHANNELS = 16
 STAGES = (("stage1", 32), ("stage2", 64), ("stage3", 96))
 
 
-def stem(n, data, prefix="", stride=1, frozen_bn=False, size=56):
-    """conv1 (3x3, 16 channels) + BN + ReLU: the shared low-level features."""
-    top = conv_bn_relu(n, data, prefix + STEM, prefix + "conv1/relu", STEM_CHANNELS, 3,
-                       stride=stride, pad=1, frozen_bn=frozen_bn)
+def stem(n, data, prefix="", stride=1, frozen_bn=False, size=56, keep_pre_relu=False, relu=True):
+    """conv1 (3x3, 16 channels) + BN + ReLU: the shared low-level features
+    (`keep_pre_relu`: conv1_bn stays the features before the ReLU; `relu=False`:
+    no ReLU, for nets that only match conv1's features)."""
+    relu_name = prefix + "conv1/relu" if relu else None
+    top = conv_bn_relu(n, data, prefix + STEM, relu_name, STEM_CHANNELS, 3,
+                       stride=stride, pad=1, frozen_bn=frozen_bn, keep_pre_relu=keep_pre_relu)
     return top, Shape(STEM_CHANNELS, out_size(size, 3, stride, 1, False))
 
 

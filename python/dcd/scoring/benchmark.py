@@ -11,7 +11,6 @@ Each net is timed in a spawned child process: a net that cannot be
 reshaped to a larger batch (a Reshape layer with fixed dims) aborts inside
 Caffe (a CHECK failure), which would otherwise kill the whole tool.
 """
-import json
 import os
 import platform
 import time
@@ -21,7 +20,6 @@ import numpy as np
 
 from dcd.paths import REPO_ROOT
 
-PAPER_TABLES = REPO_ROOT / "data" / "paper_tables.json"
 DEFAULT_NETS = [REPO_ROOT / "models" / "ucf101" / f"{n}_deploy.prototxt"
                 for n in ("static", "motion", "appchange", "full")]
 # Net file stem (without _deploy) -> Table 9 column.
@@ -54,11 +52,8 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
                 weights=None, report=None):
     """Time one net in this process; calls report(batch, result) as each batch is done."""
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    from dcd.scoring.evaluate import deploy_input, set_device
-    set_device(gpu)
-    net = caffe.Net(str(path), caffe.TEST, weights=str(weights)) if weights \
-        else caffe.Net(str(path), caffe.TEST)
+    from dcd.netio import deploy_input, open_net
+    net = open_net(path, weights, gpu)
     name, shape = deploy_input(path)
     found = disp_layers(net)
     if disp_layer and disp_layer not in net._layer_names:
@@ -148,9 +143,9 @@ def device_name(gpu):
         (f", {threads} threads" if threads else "") + ")"
 
 
-def paper_table9(path=PAPER_TABLES):
-    tables = json.loads(Path(path).read_text())["tables"]
-    return next(t for t in tables if t["number"] == 9)
+def paper_table9(path=None):
+    from dcd.report import PAPER_TABLES, load_tables
+    return load_tables(path or PAPER_TABLES)[9]
 
 
 def _fmt_ms(r):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.netio import deploy_input, open_net
 from dcd.scoring import protocol
 from dcd.scoring.readers import FrameReadError, open_reader
-from dcd.scoring.scorefile import (ScoreFileError, entries_sha1, file_sha1, open_partial,
+from dcd.scoring.scorefile import (FORMAT, ScoreFileError, entries_sha1, file_sha1, open_partial,
                                    partial_path, write_scores)
 
 
@@ -63,56 +64,14 @@ class EvalSummary:
     complete: bool = False                       # final file written
 
 
-def deploy_input(net_path, input_blob=None):
-    """(blob name, shape) of the deploy net's input, read from the prototxt
-    (an Input layer, or the legacy `input:` + `input_shape`/`input_dim` fields)."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    param = caffe_pb2.NetParameter()
-    text_format.Merge(Path(net_path).read_text(), param)
-    found = []
-    for name, shape in zip(param.input, param.input_shape):
-        found.append((name, tuple(shape.dim)))
-    if param.input and param.input_dim:
-        dims = list(param.input_dim)
-        found += [(name, tuple(dims[4 * i:4 * i + 4])) for i, name in enumerate(param.input)]
-    for layer in param.layer:
-        if layer.type == "Input":
-            for top, shape in zip(layer.top, layer.input_param.shape):
-                found.append((top, tuple(shape.dim)))
-    if input_blob:
-        found = [f for f in found if f[0] == input_blob]
-    if not found:
-        raise ValueError(f"{net_path}: no input blob{' ' + input_blob if input_blob else ''} "
-                         "(need an Input layer or input_shape)")
-    name, shape = found[0]
-    if len(shape) != 4:
-        raise ValueError(f"{net_path}: input {name} has shape {shape}, expected N x C x H x W")
-    return name, shape
-
-
-def set_device(gpu):
-    import caffe
-    if gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_mode_gpu()
-        caffe.set_device(int(gpu))
-
-
 class NetScorer:
     """A deploy net that turns a video into its S x K x C raw score array."""
 
     def __init__(self, cfg, gpu=None):
         os.environ.setdefault("GLOG_minloglevel", "2")
-        import caffe
-        set_device(gpu)
         self.cfg = cfg
         self.input, self.shape = deploy_input(cfg.net, cfg.input_blob)
-        if cfg.weights:
-            self.net = caffe.Net(str(cfg.net), caffe.TEST, weights=str(cfg.weights))
-        else:
-            self.net = caffe.Net(str(cfg.net), caffe.TEST)
+        self.net = open_net(cfg.net, cfg.weights, gpu)
         self.modality = cfg.modality_for(self.shape)
         self.layout = protocol.input_layout(self.shape, cfg.new_length, self.modality)
         self.per_forward = protocol.samples_per_forward(self.shape, cfg.new_length, self.modality)
@@ -183,21 +142,6 @@ def _worker(cfg, gpu, tasks, results):
     results.put(("exit", None, None))
 
 
-def _unique(entries, log):
-    seen, out = {}, []
-    for e in entries:
-        if e.video_id in seen:
-            if seen[e.video_id] != e:
-                raise ValueError(f"video {e.video_id} is listed twice with different labels "
-                                 f"or frame counts")
-            continue
-        seen[e.video_id] = e
-        out.append(e)
-    if len(out) < len(entries):
-        log(f"note: {len(entries) - len(out)} repeated line(s) in the list are scored once")
-    return out
-
-
 def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=False,
              progress=True, log=None):
     """Score every listed video into `out` (npz). Resumable through `<out>.partial`.
@@ -206,12 +150,12 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
     the final file (for batches of work, and to test resuming).
     """
     from tqdm import tqdm
-    from dcd.data.filelists import read_file_list
+    from dcd.data.filelists import read_file_list, unique_entries
 
     log = log or (lambda m: print(m, file=sys.stderr))
-    entries = _unique(read_file_list(list_file), log)
+    entries = unique_entries(read_file_list(list_file), log)
     input_name, shape = deploy_input(cfg.net, cfg.input_blob)
-    meta = {"format": "dcd-scores-1", "list_file": str(Path(list_file).resolve()),
+    meta = {"format": FORMAT, "list_file": str(Path(list_file).resolve()),
             "list_sha1": entries_sha1(entries), "net": str(Path(cfg.net).resolve()),
             "net_sha1": file_sha1(cfg.net),
             "weights": str(Path(cfg.weights).resolve()) if cfg.weights else None,

@@ -25,7 +25,8 @@ rgb_flow displacements scaled with them).
 """
 import numpy as np
 
-MEAN_BGR = (104.0, 117.0, 123.0)
+from dcd.data.video_net import MEAN_BGR
+
 FLOW_MEAN = 128.0
 CHANNELS = {"rgb": 3, "flow": 2, "rgb_flow": 5}
 FRAME_SIZE = (340, 256)  # (width, height), TSN's frame size

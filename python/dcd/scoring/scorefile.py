@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.fileio import write_atomic
+
 FORMAT = "dcd-scores-1"
 MAGIC = b"DCDR"
 _HEAD = struct.Struct("<4sIQI")
@@ -165,22 +167,14 @@ def open_partial(path, meta, restart=False, log=print):
 
 def write_scores(out, video_ids, labels, scores, meta):
     """The final npz, atomically (temporary file in the same folder, then os.replace)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    import io
     meta = dict(meta, format=FORMAT, num_videos=len(video_ids))
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, video_ids=np.asarray(video_ids, dtype=str),
-                     labels=np.asarray(labels, dtype=np.int64),
-                     scores=np.asarray(scores, dtype=np.float32),
-                     meta=np.asarray(json.dumps(meta, sort_keys=True)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    buffer = io.BytesIO()
+    np.savez(buffer, video_ids=np.asarray(video_ids, dtype=str),
+             labels=np.asarray(labels, dtype=np.int64),
+             scores=np.asarray(scores, dtype=np.float32),
+             meta=np.asarray(json.dumps(meta, sort_keys=True)))
+    write_atomic(out, buffer.getvalue())
 
 
 class ScoreFile:

@@ -11,7 +11,8 @@ import caffe  # noqa: E402
 
 from dcd.netio import load_net  # noqa: E402
 from dcd.nets import bn_inception  # noqa: E402
-from dcd.nets.dcd import NETS, NetConfig, build, get_config  # noqa: E402
+from dcd.nets.dcd import (  # noqa: E402
+    NETS, TEMPERATURE, TEMPERATURE_LR_MULT, NetConfig, build, get_config)
 
 
 @pytest.mark.parametrize("field,value,valid", [
@@ -169,3 +170,65 @@ def test_every_net_name_is_unique():
     for dataset, cfgs in NETS.items():
         names = [c.name for c in cfgs]
         assert len(names) == len(set(names)), dataset
+
+
+def _layers(proto):
+    return {layer.name: layer for layer in proto.layer}
+
+
+@pytest.mark.parametrize("dataset,branches", [("synthetic", ("motion",)),
+                                              ("synthetic", ("static", "motion", "appchange")),
+                                              ("ucf101", ("static", "motion", "appchange"))])
+def test_matching_before_relu(dataset, branches):
+    """The cost volume and the warp read conv1 before its ReLU; the static
+    trunk after it; a net without the static trunk has no ReLU there."""
+    cfg = NetConfig("m", branches=branches, frames=2)   # match_before_relu by default
+    proto = build(cfg, dataset, "deploy", crop=None if dataset == "synthetic" else 64)
+    stem = "conv1" if dataset == "synthetic" else "conv1/7x7_s2"
+    layers = _layers(proto)
+    assert layers["conv1/pairs_split_time"].bottom == [stem + "_bn"]
+    relus = [layer for layer in proto.layer if layer.type == "ReLU" and
+             layer.bottom == [stem + "_bn"]]
+    if "static" in branches:
+        (relu,) = relus
+        assert relu.top != relu.bottom            # not in place: conv1_bn stays pre-ReLU
+        first = next(layer for layer in proto.layer if relu.top[0] in layer.bottom)
+        assert first.type == "Pooling" and "motion/" not in first.name
+    else:
+        assert relus == []
+    net = load_net(proto, caffe.TEST)
+    net.blobs["data"].data[...] = np.random.default_rng(0).normal(0, 50, net.blobs["data"].data.shape)
+    net.forward()
+    assert (net.blobs[stem + "_bn"].data < 0).any()   # the matched features keep their sign
+
+
+def test_learned_temperature_and_frozen_stem_in_the_prototxt():
+    cfg = NetConfig("m", branches=("motion",), frames=2, temperature=0.02,
+                    learn_temperature=True, frozen_stem=True)
+    layers = _layers(build(cfg, "synthetic", "train_val"))
+    soft = layers["motion/displacement"]
+    assert soft.soft_displacement_param.learn_temperature
+    assert soft.soft_displacement_param.temperature == pytest.approx(0.02)
+    assert [(p.lr_mult, p.decay_mult) for p in soft.param] == \
+        [(pytest.approx(TEMPERATURE_LR_MULT), 0)]   # no decay on tau
+    assert [p.lr_mult for p in layers["conv1"].param] == [0, 0]
+    assert [p.lr_mult for p in layers["conv1_scale"].param] == [0, 0]
+    assert layers["conv1_bn"].batch_norm_param.use_global_stats
+    assert [p.lr_mult for p in layers["motion/conv1"].param] == [1, 2]   # the branch learns
+    with pytest.raises(ValueError, match="learn_temperature needs method SOFT"):
+        NetConfig("m", branches=("motion",), frames=2, method="WTA", learn_temperature=True)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        NetConfig("m", branches=("motion",), frames=2, temperature=0)
+
+
+def test_learned_temperature_is_a_parameter_that_gets_a_gradient():
+    cfg = NetConfig("m", branches=("motion",), frames=2, learn_temperature=True)
+    net = load_net(build(cfg, "synthetic", "test", segments=1, batch_size=2), caffe.TRAIN)
+    rng = np.random.default_rng(0)
+    net.blobs["data"].data[...] = rng.normal(0, 50, net.blobs["data"].data.shape)
+    net.blobs["label"].data[...] = [1, 6]
+    net.forward()
+    net.backward()
+    (tau,) = net.params["motion/displacement"]
+    assert tau.data.tolist() == pytest.approx([TEMPERATURE])
+    assert tau.diff[0] != 0 and np.isfinite(tau.diff[0])

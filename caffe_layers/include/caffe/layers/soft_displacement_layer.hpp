@@ -21,6 +21,9 @@ namespace caffe {
  * Backward: dL/dc_k = p_k / tau (g_y (dy_k - v_y) + g_x (dx_k - v_x)).
  * WTA: the displacement of the largest entry (the first one on ties); it
  * passes no gradient (Backward writes zeros).
+ * learn_temperature: tau is the layer's parameter blob 0 (one value), with
+ * dL/dtau = -(1/tau) sum_k c_k dL/dc_k, a dot product of the cost volume
+ * with its gradient (computed even when the bottom needs none).
  */
 template <typename Dtype>
 class SoftDisplacementLayer : public Layer<Dtype> {
@@ -32,6 +35,7 @@ class SoftDisplacementLayer : public Layer<Dtype> {
    *   - dilation (default 1)
    *   - temperature (default 0.05, > 0)
    *   - method (SOFT or WTA)
+   *   - learn_temperature (default false): tau becomes parameter blob 0
    */
   explicit SoftDisplacementLayer(const LayerParameter& param)
       : Layer<Dtype>(param) {}
@@ -60,11 +64,20 @@ class SoftDisplacementLayer : public Layer<Dtype> {
   virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
       const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
 
+  /// tau: the parameter blob's value when learned, else the fixed one.
+  Dtype temperature() const;
+  /// Adds dL/dtau to the parameter's diff, given dL/dc (learned tau only).
+  void AccumulateTemperatureGradient(const Blob<Dtype>& cost,
+      const Dtype* cost_diff, bool on_gpu);
+
   int max_displacement_h_;
   int max_displacement_w_;
   int dilation_;
   Dtype temperature_;
   SoftDisplacementParameter_Method method_;
+  bool learn_temperature_;
+  /// dL/dc when tau is learned but the bottom needs no gradient.
+  Blob<Dtype> cost_diff_buffer_;
 };
 
 }  // namespace caffe

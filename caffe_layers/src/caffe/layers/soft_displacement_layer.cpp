@@ -33,6 +33,49 @@ void SoftDisplacementLayer<Dtype>::LayerSetUp(
   CHECK_GT(temperature_, 0) << "SoftDisplacement layer "
       << this->layer_param_.name() << ": temperature must be > 0.";
   method_ = param.method();
+  learn_temperature_ = param.learn_temperature();
+  if (!learn_temperature_) { return; }
+  CHECK(method_ == SoftDisplacementParameter_Method_SOFT)
+      << "SoftDisplacement layer " << this->layer_param_.name()
+      << ": learn_temperature needs method SOFT (WTA has no temperature).";
+  if (this->blobs_.size() > 0) {
+    CHECK_EQ(this->blobs_.size(), 1) << "SoftDisplacement layer "
+        << this->layer_param_.name() << ": expected one parameter blob (tau).";
+    CHECK_EQ(this->blobs_[0]->count(), 1) << "SoftDisplacement layer "
+        << this->layer_param_.name() << ": the temperature blob must hold "
+        << "one value, got " << this->blobs_[0]->shape_string();
+  } else {
+    this->blobs_.resize(1);
+    this->blobs_[0].reset(new Blob<Dtype>(vector<int>(1, 1)));
+    this->blobs_[0]->mutable_cpu_data()[0] = temperature_;
+  }
+  this->param_propagate_down_.resize(this->blobs_.size(), true);
+}
+
+template <typename Dtype>
+Dtype SoftDisplacementLayer<Dtype>::temperature() const {
+  if (!learn_temperature_) { return temperature_; }
+  const Dtype tau = this->blobs_[0]->cpu_data()[0];
+  CHECK_GT(tau, 0) << "SoftDisplacement layer " << this->layer_param_.name()
+      << ": the learned temperature became <= 0; lower its lr_mult.";
+  return tau;
+}
+
+template <typename Dtype>
+void SoftDisplacementLayer<Dtype>::AccumulateTemperatureGradient(
+    const Blob<Dtype>& cost, const Dtype* cost_diff, bool on_gpu) {
+  // c / tau enters the softmax, so dL/dtau = -(1 / tau) sum_k c_k dL/dc_k.
+  Dtype dot = 0;
+  if (on_gpu) {
+#ifndef CPU_ONLY
+    caffe_gpu_dot(cost.count(), cost.gpu_data(), cost_diff, &dot);
+#else
+    NO_GPU;
+#endif
+  } else {
+    dot = caffe_cpu_dot(cost.count(), cost.cpu_data(), cost_diff);
+  }
+  this->blobs_[0]->mutable_cpu_diff()[0] -= dot / temperature();
 }
 
 template <typename Dtype>
@@ -135,7 +178,7 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
   const int hw = height * width;
   const int dh = max_displacement_h_, dw = max_displacement_w_;
   const int s = dilation_;
-  const Dtype inv_tau = Dtype(1) / temperature_;
+  const Dtype inv_tau = Dtype(1) / temperature();
   const bool wta = method_ == SoftDisplacementParameter_Method_WTA;
   const Dtype* cost = bottom[0]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
@@ -171,13 +214,17 @@ template <typename Dtype>
 void SoftDisplacementLayer<Dtype>::Backward_cpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
-  if (!propagate_down[0]) { return; }
-  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
+  const bool tau_grad = learn_temperature_ && this->param_propagate_down(0);
+  if (!propagate_down[0] && !tau_grad) { return; }
   if (method_ == SoftDisplacementParameter_Method_WTA) {
-    // WTA passes no gradient.
-    caffe_set(bottom[0]->count(), Dtype(0), bottom_diff);
+    // WTA passes no gradient (and has no temperature to learn).
+    caffe_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_cpu_diff());
     return;
   }
+  // dL/dc goes to the bottom, or to a buffer when only tau needs it.
+  if (!propagate_down[0]) { cost_diff_buffer_.ReshapeLike(*bottom[0]); }
+  Dtype* bottom_diff = propagate_down[0] ? bottom[0]->mutable_cpu_diff()
+                                         : cost_diff_buffer_.mutable_cpu_diff();
   const int num = bottom[0]->num();
   const int D = bottom[0]->channels();
   const int height = bottom[0]->height();
@@ -185,7 +232,7 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const int hw = height * width;
   const int dh = max_displacement_h_, dw = max_displacement_w_;
   const int s = dilation_;
-  const Dtype inv_tau = Dtype(1) / temperature_;
+  const Dtype inv_tau = Dtype(1) / temperature();
   const Dtype* cost = bottom[0]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
 #pragma omp parallel
@@ -211,6 +258,9 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
     }
   }
   }  // omp parallel
+  if (tau_grad) {
+    AccumulateTemperatureGradient(*bottom[0], bottom_diff, false);
+  }
 }
 
 #ifdef CPU_ONLY

@@ -40,7 +40,7 @@ void SoftDisplacementLayer<Dtype>::Forward_gpu(
   SoftDisplacementForward<Dtype><<<CAFFE_GET_BLOCKS(npix),
       CAFFE_CUDA_NUM_THREADS>>>(
       npix, bottom[0]->gpu_data(), hw, max_displacement_h_,
-      max_displacement_w_, dilation_, Dtype(1) / temperature_,
+      max_displacement_w_, dilation_, Dtype(1) / temperature(),
       method_ == SoftDisplacementParameter_Method_WTA,
       top[0]->mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;
@@ -74,13 +74,17 @@ template <typename Dtype>
 void SoftDisplacementLayer<Dtype>::Backward_gpu(
     const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
     const vector<Blob<Dtype>*>& bottom) {
-  if (!propagate_down[0]) { return; }
-  Dtype* bottom_diff = bottom[0]->mutable_gpu_diff();
+  const bool tau_grad = learn_temperature_ && this->param_propagate_down(0);
+  if (!propagate_down[0] && !tau_grad) { return; }
   if (method_ == SoftDisplacementParameter_Method_WTA) {
-    // WTA passes no gradient.
-    caffe_gpu_set(bottom[0]->count(), Dtype(0), bottom_diff);
+    // WTA passes no gradient (and has no temperature to learn).
+    caffe_gpu_set(bottom[0]->count(), Dtype(0), bottom[0]->mutable_gpu_diff());
     return;
   }
+  // dL/dc goes to the bottom, or to a buffer when only tau needs it.
+  if (!propagate_down[0]) { cost_diff_buffer_.ReshapeLike(*bottom[0]); }
+  Dtype* bottom_diff = propagate_down[0] ? bottom[0]->mutable_gpu_diff()
+                                         : cost_diff_buffer_.mutable_gpu_diff();
   const int hw = bottom[0]->height() * bottom[0]->width();
   const int npix = bottom[0]->num() * hw;
   // NOLINT_NEXT_LINE(whitespace/operators)
@@ -88,8 +92,11 @@ void SoftDisplacementLayer<Dtype>::Backward_gpu(
       CAFFE_CUDA_NUM_THREADS>>>(
       npix, bottom[0]->gpu_data(), top[0]->gpu_diff(), hw,
       max_displacement_h_, max_displacement_w_, dilation_,
-      Dtype(1) / temperature_, bottom_diff);
+      Dtype(1) / temperature(), bottom_diff);
   CUDA_POST_KERNEL_CHECK;
+  if (tau_grad) {
+    AccumulateTemperatureGradient(*bottom[0], bottom_diff, true);
+  }
 }
 
 INSTANTIATE_LAYER_GPU_FUNCS(SoftDisplacementLayer);

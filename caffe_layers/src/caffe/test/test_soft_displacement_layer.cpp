@@ -260,6 +260,76 @@ TYPED_TEST(SoftDisplacementLayerTest, TestBackwardDeterministic) {
                       count * sizeof(Dtype)));
 }
 
+// learn_temperature: tau is parameter blob 0, initialised from `temperature`,
+// and the forward pass is the fixed-temperature one.
+TYPED_TEST(SoftDisplacementLayerTest, TestLearnTemperatureSetUpForward) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 2, 0.1, false);
+  layer_param.mutable_soft_displacement_param()->set_learn_temperature(true);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  ASSERT_EQ(layer.blobs().size(), 1);
+  ASSERT_EQ(layer.blobs()[0]->count(), 1);
+  EXPECT_NEAR(layer.blobs()[0]->cpu_data()[0], 0.1, 1e-7);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  Blob<Dtype> expected;
+  ReferenceSoftDisplacement(*this->blob_bottom_, 1, 2, 2, 0.1, false,
+                            &expected);
+  for (int i = 0; i < expected.count(); ++i) {
+    EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i], 1e-5);
+  }
+  // A changed blob value is the temperature the next forward pass uses.
+  layer.blobs()[0]->mutable_cpu_data()[0] = Dtype(0.5);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  ReferenceSoftDisplacement(*this->blob_bottom_, 1, 2, 2, 0.5, false,
+                            &expected);
+  for (int i = 0; i < expected.count(); ++i) {
+    EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i], 1e-5);
+  }
+}
+
+// dL/dtau and dL/dc together, by finite differences.
+TYPED_TEST(SoftDisplacementLayerTest, TestGradientLearnedTemperature) {
+  typedef typename TypeParam::Dtype Dtype;
+  for (int t = 0; t < 2; ++t) {
+    const float tau = t == 0 ? 0.5 : 0.1;
+    LayerParameter layer_param = this->MakeParam(1, 2, 2, tau, false);
+    layer_param.mutable_soft_displacement_param()->set_learn_temperature(true);
+    SoftDisplacementLayer<Dtype> layer(layer_param);
+    // The steps of the fixed-temperature tests (float needs 2e-3 at 0.1).
+    GradientChecker<Dtype> checker(t == 0 ? 1e-2 : 2e-3, 1e-2);
+    checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+  }
+}
+
+// dL/dtau alone (no bottom gradient wanted: the layer uses its own buffer
+// for dL/dc), and the same value as when the bottom's gradient is written.
+TYPED_TEST(SoftDisplacementLayerTest, TestGradientTemperatureOnly) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param = this->MakeParam(1, 2, 1, 0.2, false);
+  layer_param.mutable_soft_displacement_param()->set_learn_temperature(true);
+  SoftDisplacementLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(2e-3, 1e-2);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  checker.CheckGradientSingle(&layer, this->blob_bottom_vec_,
+                              this->blob_top_vec_, -2, -1, -1);
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  this->FillTopDiff();
+  Dtype grad[2];
+  for (int down = 0; down < 2; ++down) {
+    caffe_set(1, Dtype(0), layer.blobs()[0]->mutable_cpu_diff());
+    layer.Backward(this->blob_top_vec_, vector<bool>(1, down == 1),
+                   this->blob_bottom_vec_);
+    grad[down] = layer.blobs()[0]->cpu_diff()[0];
+  }
+  EXPECT_NE(grad[0], 0);
+  EXPECT_NEAR(grad[0], grad[1], 1e-5 * std::fabs(grad[1]));
+  // Param diffs accumulate (Caffe's convention for iter_size).
+  layer.Backward(this->blob_top_vec_, vector<bool>(1, true),
+                 this->blob_bottom_vec_);
+  EXPECT_NEAR(layer.blobs()[0]->cpu_diff()[0], 2 * grad[1],
+              1e-5 * std::fabs(grad[1]));
+}
 
 // Bad input stops with a message naming the layer and the mismatch.
 TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
@@ -279,6 +349,20 @@ TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
     SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 2, 1, -1, false));
     layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
   }, "SoftDisplacement layer sd_test: temperature must be > 0");
+  EXPECT_DEATH({
+    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, true);
+    p.mutable_soft_displacement_param()->set_learn_temperature(true);
+    SoftDisplacementLayer<Dtype> layer(p);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: learn_temperature needs method SOFT");
+  EXPECT_DEATH({
+    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, false);
+    p.mutable_soft_displacement_param()->set_learn_temperature(true);
+    SoftDisplacementLayer<Dtype> layer(p);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.blobs()[0]->mutable_cpu_data()[0] = Dtype(-0.01);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: the learned temperature became <= 0");
 }
 
 }  // namespace caffe
