@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from dcd.data.flow import dequantize_flow, read_flow_folder
-from dcd.data.video_net import (MEAN_BGR, prepare_flow_sample_set, prepare_sample_set,
-                                sample_video_dir, tsn_test_offsets, video_data)
+from dcd.data.frames import FRAME_PATTERN
+from dcd.data.video_net import (MEAN_BGR, TSN_SCALE_RATIOS, prepare_flow_sample_set,
+                                prepare_sample_set, sample_video_dir, tsn_test_offsets,
+                                video_data)
 from dcd.netio import load_net
 
 SEGMENTS, LENGTH, CROP = 3, 4, 224
@@ -79,17 +81,101 @@ def test_lmdb_and_folder_give_identical_batches(sample_set):
     np.testing.assert_array_equal(a.blobs["data"].data, b.blobs["data"].data)
 
 
-def test_train_phase_crops_from_the_video(sample_set):
-    list_file, _, lmdb_path = sample_set
+def tsn_crop_boxes(width, height, crop=CROP, ratios=TSN_SCALE_RATIOS):
+    """Every (x, y, w, h) TSN's multi-scale crop may take (max_distort 1, the 13
+    fixed positions of more_fix_crop): an oracle written from TSN's description."""
+    base = min(width, height)
+    sides = [crop if abs(int(base * r) - crop) < 3 else int(base * r) for r in ratios]
+    boxes = set()
+    for i, h in enumerate(sides):
+        for j, w in enumerate(sides):
+            if abs(i - j) > 1:
+                continue
+            ws, hs = (width - w) // 4, (height - h) // 4
+            for qx, qy in [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4),
+                           (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]:
+                boxes.add((qx * ws, qy * hs, w, h))
+    return sorted(boxes)
+
+
+def crop_resized(frame, box, step=1):
+    """The box resized to CROP x CROP, C x H x W float (every `step`-th pixel)."""
+    x, y, w, h = box
+    crop = frame[y:y + h, x:x + w]
+    if (w, h) != (CROP, CROP):
+        crop = cv2.resize(crop, (CROP, CROP), interpolation=cv2.INTER_LINEAR)
+    return crop[::step, ::step].astype(np.float32).transpose(2, 0, 1)
+
+
+def match_train_clip(clip, frames, first_frames):
+    """(box, mirrored, frame indices, errors) that explain a TRAIN clip (slots x 3 x
+    CROP x CROP, mean added back) as crops of `frames`: box and mirror are searched
+    on the clip's first slot (every 8th pixel, frames `first_frames`), then each
+    slot's frame among all `frames` under them."""
+    first = clip[0][:, ::8, ::8]
+    first_flipped = clip[0][:, :, ::-1][:, ::8, ::8]
+    best = None
+    for box in tsn_crop_boxes(frames[0].shape[1], frames[0].shape[0]):
+        for index in first_frames:
+            want = crop_resized(frames[index], box, 8)
+            for mirrored, got in ((False, first), (True, first_flipped)):
+                error = np.abs(got - want).mean()
+                if best is None or error < best[0]:
+                    best = (error, box, mirrored)
+    _, box, mirrored = best
+    crops = [crop_resized(frame, box) for frame in frames]
+    if mirrored:
+        crops = [c[:, :, ::-1] for c in crops]
+    indices, errors = [], []
+    for image in clip:
+        differences = [np.abs(image - c) for c in crops]
+        index = int(np.argmin([d.mean() for d in differences]))
+        indices.append(index)
+        errors.append(differences[index])
+    return box, mirrored, indices, errors
+
+
+def test_train_phase_clips_are_tsn_crops_of_the_labelled_video(sample_set):
+    """TRAIN (shuffle, TSN multi-scale corner crops, mirror): each clip is one video,
+    the one its label names; each snippet starts inside its segment and holds
+    consecutive frames; all of a clip's frames share one crop box, one of TSN's,
+    and one mirror decision; a mirrored clip is the exact flip of the crops."""
+    list_file, frames_root, lmdb_path = sample_set
+    counts = {video_id: int(n) for video_id, n, _ in
+              (line.split() for line in list_file.read_text().splitlines())}
+    names = ["bikes", "carphone_pristine"]
+    videos = {name: [cv2.imread(str(frames_root / name / FRAME_PATTERN.format(i)))
+                     for i in range(1, counts[name] + 1)] for name in names}
     caffe.set_random_seed(3)
     net = net_for(list_file, lmdb_path, "LMDB", train=True)
-    net.forward()
-    data = net.blobs["data"].data
-    assert data.shape == (2 * SEGMENTS * LENGTH, 3, CROP, CROP)
-    assert np.isfinite(data).all()
-    # Frames of one snippet are consecutive video frames: close, not equal.
-    first, second = data[0], data[1]
-    assert 0 < np.abs(first - second).mean() < 20
+    seen_boxes, seen_mirror, seen_labels = set(), set(), set()
+    for _ in range(3):
+        net.forward()
+        data, labels = net.blobs["data"].data, net.blobs["label"].data
+        assert data.shape == (2 * SEGMENTS * LENGTH, 3, CROP, CROP)
+        for clip in range(2):
+            label = int(labels[clip])
+            name = names[label]
+            slots = data[clip * SEGMENTS * LENGTH:(clip + 1) * SEGMENTS * LENGTH]
+            slots = slots + np.array(MEAN_BGR, np.float32)[:, None, None]
+            # TSN training offsets: snippet k starts in [k * avg, (k + 1) * avg).
+            avg = (counts[name] - LENGTH + 1) // SEGMENTS
+            box, mirrored, indices, errors = match_train_clip(slots, videos[name], range(avg))
+            where = f"clip {clip} (label {label}, {name}): box {box}, mirrored {mirrored}"
+            for k in range(SEGMENTS):
+                snippet = indices[k * LENGTH:(k + 1) * LENGTH]
+                assert k * avg <= snippet[0] < (k + 1) * avg, (where, indices)
+                assert snippet == list(range(snippet[0], snippet[0] + LENGTH)), (where, indices)
+            # The same JPEG bytes, crop and resize: equal (measured: exactly) up to
+            # one grey level where Caffe's OpenCV and the wheel's may round apart.
+            for slot, error in enumerate(errors):
+                assert error.max() <= 1 and error.mean() < 0.05, \
+                    (where, slot, float(error.max()), float(error.mean()))
+            seen_boxes.add(box)
+            seen_mirror.add(mirrored)
+            seen_labels.add(label)
+    assert seen_mirror == {False, True} and seen_labels == {0, 1}
+    assert len({(w, h) for _, _, w, h in seen_boxes}) > 1  # scales are jittered
 
 
 # ---------------------------------------------------------------- optical flow

@@ -71,6 +71,64 @@ def test_rerun_skips_complete_videos_and_rewrites_changed_ones(frames_root, tmp_
     assert read_video_frames(db, "a")[1] == 1
 
 
+def stored_labels(db, video_id):
+    return [d.label for d in lmdb_store.read_video_datums(db, video_id)]
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_rerun_rewrites_a_video_whose_label_alone_changed(frames_root, tmp_path, verify):
+    """Same frames, same count, new label in the list: every frame's Datum must get it.
+    Without --verify nothing else would notice a resume check that ignores labels."""
+    db = tmp_path / "db"
+    build_lmdb(frames_root, ENTRIES, db, progress=False, verify=verify)
+    relabelled = [VideoEntry("a", 5, 0), VideoEntry("b", 3, 8), VideoEntry("c", 4, 2)]
+    report = build_lmdb(frames_root, relabelled, db, progress=False, verify=verify)
+    assert report.written == ["b"] and report.skipped == ["a", "c"]
+    assert stored_labels(db, "b") == [8, 8, 8]
+    assert stored_labels(db, "a") == [0] * 5
+    assert list_videos(db) == {"a": 5, "b": 3, "c": 4}
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_rerun_rewrites_a_video_whose_count_alone_changed(frames_root, tmp_path, verify):
+    """Same label, frames re-extracted longer (then shorter): rewritten each time,
+    with exactly the listed frames."""
+    db = tmp_path / "db"
+    build_lmdb(frames_root, ENTRIES, db, progress=False, verify=verify)
+    write_jpeg_frames(frames_root / "c", 6, seed=5)  # c re-extracted: 6 new frames
+    longer = ENTRIES[:2] + [VideoEntry("c", 6, 2)]
+    report = build_lmdb(frames_root, longer, db, progress=False, verify=verify)
+    assert report.written == ["c"] and report.skipped == ["a", "b"]
+    assert list_videos(db)["c"] == 6
+    datums = lmdb_store.read_video_datums(db, "c")
+    assert [d.data for d in datums] == [(frames_root / "c" / f"img_{i:05d}.jpg").read_bytes()
+                                        for i in range(1, 7)]
+    assert [d.label for d in datums] == [2] * 6
+    shorter = ENTRIES[:2] + [VideoEntry("c", 2, 2)]
+    report = build_lmdb(frames_root, shorter, db, progress=False, verify=verify)
+    assert report.written == ["c"]
+    assert [k for k in all_keys(db) if k.startswith("c/")] == ["c/img_00001.jpg", "c/img_00002.jpg"]
+    assert list_videos(db)["c"] == 2
+
+
+def test_flow_rerun_rewrites_on_a_label_or_count_change(frames_root, tmp_path):
+    flow_root = tmp_path / "flow"
+    for i, (vid, n, _) in enumerate(ENTRIES):
+        write_flow_pairs(flow_root / vid, n - 1, seed=i)
+    flow_entries = [VideoEntry(vid, n - 1, label) for vid, n, label in ENTRIES]
+    db = tmp_path / "db"
+    build_lmdb(flow_root, flow_entries, db, modality="flow", progress=False, verify=False)
+    relabelled = [VideoEntry("a", 4, 3)] + flow_entries[1:]
+    report = build_lmdb(flow_root, relabelled, db, modality="flow", progress=False, verify=False)
+    assert report.written == ["a"]
+    assert {d.label for d in lmdb_store.read_video_datums(db, "a", "flow")} == {3}
+    shorter = relabelled[:1] + [VideoEntry("b", 1, 7)] + flow_entries[2:]
+    report = build_lmdb(flow_root, shorter, db, modality="flow", progress=False, verify=False)
+    assert report.written == ["b"] and list_videos(db, "flow")["b"] == 1
+    assert [k for k in all_keys(db) if k.startswith("b/")] == ["b/flow_x_00001.jpg",
+                                                               "b/flow_y_00001.jpg"]
+
+
 def test_map_grows_when_full(frames_root, tmp_path):
     write_jpeg_frames(frames_root / "big", 40, size=(128, 128), seed=9)  # ~40 x 20 KB
     db = tmp_path / "db"

@@ -4,6 +4,7 @@
 #ifdef USE_OPENCV
 #include <opencv2/core/core.hpp>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -14,56 +15,10 @@
 #include "caffe/layers/base_data_layer.hpp"
 #include "caffe/proto/caffe.pb.h"
 #include "caffe/util/rng.hpp"
+#include "caffe/util/video_frames.hpp"
 #include "caffe/util/video_sampling.hpp"
 
 namespace caffe {
-
-// The images a VideoData layer reads for frame t: the RGB frame, or the x or
-// y component of the flow from frame t to t + 1 (tools/extract_flow.py).
-enum FrameKind { FRAME_RGB = 0, FRAME_FLOW_X = 1, FRAME_FLOW_Y = 2 };
-
-// Where a VideoData layer reads its frames from. One reader per prefetch
-// thread: the LMDB reader keeps a read transaction open across a batch.
-class VideoFrameReader {
- public:
-  virtual ~VideoFrameReader() {}
-  // Setup-time check that images 1..count exist: RGB frames, or (flow) both
-  // flow components. "" when fine, else an error that names the list line.
-  virtual std::string CheckFrames(const VideoRecord& video, bool flow,
-                                  int count) = 0;
-  std::string CheckVideo(const VideoRecord& video) {
-    return CheckFrames(video, false, video.num_frames);
-  }
-  // Decodes image `frame` (1-based) of `kind`: 8-bit BGR for FRAME_RGB,
-  // 8-bit grey for flow. Returns false and fills *error (naming video and
-  // frame) when missing or corrupt.
-  virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
-                         cv::Mat* image, std::string* error) = 0;
-  bool ReadFrame(const VideoRecord& video, int frame, cv::Mat* image,
-                 std::string* error) {
-    return ReadImage(video, FRAME_RGB, frame, image, error);
-  }
-  // Called around each batch so readers can hold per-batch resources.
-  virtual void BeginBatch() {}
-  virtual void EndBatch() {}
-};
-
-// Frames as files: root_folder/video_id/(name_pattern % frame), flow as
-// root_folder/video_id/(flow_name_pattern % ('x' or 'y', frame)).
-VideoFrameReader* NewFolderFrameReader(
-    const std::string& root_folder, const std::string& name_pattern,
-    const std::string& flow_name_pattern = "flow_%c_%05d.jpg");
-// Frames in an LMDB written by tools/build_lmdb.py: key
-// "video_id/img_%05d.jpg" -> encoded Datum; "__video__/video_id" -> count;
-// flow "video_id/flow_x_%05d.jpg", "video_id/flow_y_%05d.jpg";
-// "__flow__/video_id" -> pair count.
-VideoFrameReader* NewLMDBFrameReader(const std::string& path);
-
-// Decodes encoded image bytes to BGR (grey: 8-bit single channel),
-// rejecting truncated JPEGs (libjpeg only warns on a missing end-of-image
-// marker and fills the rest grey).
-bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
-                      bool grey = false);
 
 /**
  * @brief TSN-style video clips: num_segments segments per video,
@@ -93,7 +48,7 @@ class VideoDataLayer : public BasePrefetchingDataLayer<Dtype> {
   virtual inline int MaxTopBlobs() const { return 2; }
 
   // Videos skipped so far because of bad frames (skip_bad_videos).
-  int num_skipped() const { return num_skipped_; }
+  int num_skipped() const { return num_skipped_.load(); }
 
  protected:
   virtual void load_batch(Batch<Dtype>* batch);
@@ -126,7 +81,8 @@ class VideoDataLayer : public BasePrefetchingDataLayer<Dtype> {
   int out_h_, out_w_;           // output frame size
   vector<float> mean_;          // one per channel
   vector<float> scale_ratios_;  // TRAIN scale jittering
-  volatile int num_skipped_;
+  // Written by the prefetch thread, read by the solver's.
+  std::atomic<int> num_skipped_;
   cv::Mat frame_buf_, resized_buf_, crop_buf_;
   cv::Mat rgb_, flow_x_, flow_y_;  // the current frame's cropped images
 };

@@ -93,13 +93,6 @@ CropBox SampleMultiScaleCrop(int image_w, int image_h, int crop_size,
 // Caffe's DataTransformer.
 CropBox CenterCrop(int image_w, int image_h, int crop_size);
 
-// Checks a printf-style file name pattern before it is used: its %
-// conversions, in order, must be `conversions` ("d": one integer, the RGB
-// name_pattern; "cd": a character then an integer, flow_name_pattern).
-// Returns "" or the reason; %% is a literal percent sign.
-std::string CheckNamePattern(const std::string& pattern,
-                             const std::string& conversions);
-
 }  // namespace caffe
 
 #endif  // CAFFE_UTIL_VIDEO_SAMPLING_HPP_

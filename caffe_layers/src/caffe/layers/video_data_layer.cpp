@@ -1,12 +1,7 @@
 #ifdef USE_OPENCV
-#include <sys/stat.h>
-
 #include <opencv2/core/core.hpp>
-#include <opencv2/imgcodecs/imgcodecs.hpp>
 #include <opencv2/imgproc/imgproc.hpp>
 
-#include <algorithm>
-#include <cstdio>
 #include <fstream>  // NOLINT(readability/streams)
 #include <sstream>
 #include <string>
@@ -17,253 +12,9 @@
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/rng.hpp"
 
-#ifdef USE_LMDB
-#include <boost/thread/mutex.hpp>
-#include <boost/weak_ptr.hpp>
-#include <map>
-
-#include "lmdb.h"
-#endif
-
 namespace caffe {
 
 namespace {
-
-// Patterns are checked by CheckNamePattern before they get here.
-std::string FrameName(const std::string& pattern, int frame) {
-  char buf[256];
-  snprintf(buf, sizeof(buf), pattern.c_str(), frame);
-  return std::string(buf);
-}
-
-std::string FlowName(const std::string& pattern, char component, int frame) {
-  char buf[256];
-  snprintf(buf, sizeof(buf), pattern.c_str(), component, frame);
-  return std::string(buf);
-}
-
-const char* KindName(FrameKind kind) {
-  return kind == FRAME_RGB ? "frame" :
-         (kind == FRAME_FLOW_X ? "flow_x" : "flow_y");
-}
-
-std::string VideoWhere(const VideoRecord& video) {
-  std::ostringstream s;
-  s << "line " << video.line << ": video '" << video.id << "'";
-  return s.str();
-}
-
-std::string FrameWhere(const VideoRecord& video, int frame,
-                       FrameKind kind = FRAME_RGB) {
-  std::ostringstream s;
-  s << VideoWhere(video) << " " << KindName(kind) << " " << frame;
-  return s.str();
-}
-
-class FolderFrameReader : public VideoFrameReader {
- public:
-  FolderFrameReader(const std::string& root, const std::string& pattern,
-                    const std::string& flow_pattern)
-      : root_(root), pattern_(pattern), flow_pattern_(flow_pattern) {
-    if (!root_.empty() && root_[root_.size() - 1] != '/') root_ += '/';
-  }
-
-  virtual std::string CheckFrames(const VideoRecord& video, bool flow,
-                                  int count) {
-    // Stat only the last image: cheap, and catches lists whose frame counts
-    // do not match the extracted frames.
-    if (count < 1) return "";
-    const FrameKind kinds[] = {flow ? FRAME_FLOW_X : FRAME_RGB, FRAME_FLOW_Y};
-    for (int k = 0; k < (flow ? 2 : 1); ++k) {
-      const std::string path = Path(video, kinds[k], count);
-      struct stat st;
-      if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        std::ostringstream s;
-        s << VideoWhere(video) << ": num_frames is " << video.num_frames
-          << " but " << path << " does not exist";
-        return s.str();
-      }
-    }
-    return "";
-  }
-
-  virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
-                         cv::Mat* image, std::string* error) {
-    const std::string path = Path(video, kind, frame);
-    FILE* f = fopen(path.c_str(), "rb");
-    if (f == NULL) {
-      *error = FrameWhere(video, frame, kind) + ": cannot open " + path;
-      return false;
-    }
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);  // NOLINT(runtime/int)
-    fseek(f, 0, SEEK_SET);
-    bytes_.resize(size > 0 ? size : 0);
-    const size_t got = size > 0 ? fread(&bytes_[0], 1, size, f) : 0;
-    fclose(f);
-    if (size <= 0 || got != static_cast<size_t>(size) ||
-        !DecodeFrameBytes(&bytes_[0], got, image, kind != FRAME_RGB)) {
-      *error = FrameWhere(video, frame, kind) + ": cannot decode " + path +
-               " (empty, truncated or not an image)";
-      return false;
-    }
-    return true;
-  }
-
- private:
-  std::string Path(const VideoRecord& video, FrameKind kind,
-                   int frame) const {
-    return root_ + video.id + "/" +
-           (kind == FRAME_RGB ? FrameName(pattern_, frame) :
-            FlowName(flow_pattern_, kind == FRAME_FLOW_X ? 'x' : 'y', frame));
-  }
-
-  std::string root_, pattern_, flow_pattern_;
-  std::vector<char> bytes_;  // reused file buffer
-};
-
-#ifdef USE_LMDB
-void CheckLMDB(int rc, const std::string& path, const char* what) {
-  CHECK_EQ(rc, MDB_SUCCESS) << "VideoData: LMDB " << path << ": " << what
-                            << ": " << mdb_strerror(rc);
-}
-
-// One read-only environment per LMDB path and process, shared by every
-// reader of that path. LMDB must not be opened twice in one process: the
-// second open re-initialises the lock table and the first environment's
-// readers then fail (MDB_BAD_RSLOT), and a train_val net opens the same
-// LMDB from its TRAIN and its TEST data layer.
-class SharedLMDBEnv {
- public:
-  static shared_ptr<SharedLMDBEnv> Open(const std::string& path) {
-    static boost::mutex mutex;
-    static std::map<std::string, boost::weak_ptr<SharedLMDBEnv> > open;
-    boost::mutex::scoped_lock lock(mutex);
-    shared_ptr<SharedLMDBEnv> env = open[path].lock();
-    if (!env) {
-      env.reset(new SharedLMDBEnv(path));
-      open[path] = env;
-    }
-    return env;
-  }
-  ~SharedLMDBEnv() { mdb_env_close(env_); }
-  MDB_env* get() const { return env_; }
-
- private:
-  explicit SharedLMDBEnv(const std::string& path) : env_(NULL) {
-    CheckLMDB(mdb_env_create(&env_), path, "mdb_env_create");
-    // NOTLS: a read transaction is made on the setup thread and used on
-    // the prefetch thread. NORDAHEAD: access is random by key.
-    CheckLMDB(mdb_env_open(env_, path.c_str(),
-                           MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0664),
-              path, "mdb_env_open");
-  }
-  MDB_env* env_;
-};
-
-class LMDBFrameReader : public VideoFrameReader {
- public:
-  explicit LMDBFrameReader(const std::string& path)
-      : path_(path), env_(SharedLMDBEnv::Open(path)), txn_(NULL),
-        active_(false) {
-    Check(mdb_txn_begin(env_->get(), NULL, MDB_RDONLY, &txn_),
-          "mdb_txn_begin");
-    Check(mdb_dbi_open(txn_, NULL, 0, &dbi_), "mdb_dbi_open");
-    active_ = true;
-  }
-  virtual ~LMDBFrameReader() {
-    if (txn_ != NULL) mdb_txn_abort(txn_);
-  }
-
-  virtual std::string CheckFrames(const VideoRecord& video, bool flow,
-                                  int count) {
-    if (count < 1) return "";
-    BeginBatch();
-    MDB_val value;
-    std::ostringstream s;
-    const std::string marker = (flow ? "__flow__/" : "__video__/") + video.id;
-    if (!Get(marker, &value)) {
-      s << VideoWhere(video) << ": " << (flow ? "flow " : "")
-        << "not in LMDB " << path_ << " (no " << marker << " marker)";
-      return s.str();
-    }
-    const std::string text(static_cast<const char*>(value.mv_data),
-                           value.mv_size);
-    const int stored = atoi(text.c_str());
-    if (stored < count) {
-      s << VideoWhere(video) << ": num_frames is " << video.num_frames
-        << " but LMDB " << path_ << " holds " << stored
-        << (flow ? " flow pairs" : " frames");
-      if (flow && count != video.num_frames) {
-        s << " (RGB_FLOW needs num_frames - 1)";
-      }
-      return s.str();
-    }
-    return "";
-  }
-
-  virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
-                         cv::Mat* image, std::string* error) {
-    BeginBatch();
-    MDB_val value;
-    const char* pattern = kind == FRAME_RGB ? "img_%05d.jpg" :
-        (kind == FRAME_FLOW_X ? "flow_x_%05d.jpg" : "flow_y_%05d.jpg");
-    const std::string key = video.id + "/" + FrameName(pattern, frame);
-    if (!Get(key, &value)) {
-      *error = FrameWhere(video, frame, kind) + ": key " + key +
-               " not in LMDB " + path_;
-      return false;
-    }
-    // Values are mapped memory, valid until the transaction is reset.
-    if (!datum_.ParseFromArray(value.mv_data, value.mv_size) ||
-        !datum_.encoded()) {
-      *error = FrameWhere(video, frame, kind) + ": value of " + key +
-               " is not an encoded Datum";
-      return false;
-    }
-    if (!DecodeFrameBytes(datum_.data().data(), datum_.data().size(),
-                          image, kind != FRAME_RGB)) {
-      *error = FrameWhere(video, frame, kind) + ": cannot decode " + key +
-               " (truncated or not an image)";
-      return false;
-    }
-    return true;
-  }
-
-  // Keep the reader slot between batches; reset releases the snapshot.
-  virtual void BeginBatch() {
-    if (!active_) {
-      Check(mdb_txn_renew(txn_), "mdb_txn_renew");
-      active_ = true;
-    }
-  }
-  virtual void EndBatch() {
-    if (active_) {
-      mdb_txn_reset(txn_);
-      active_ = false;
-    }
-  }
-
- private:
-  void Check(int rc, const char* what) { CheckLMDB(rc, path_, what); }
-  bool Get(const std::string& key, MDB_val* value) {
-    MDB_val k;
-    k.mv_size = key.size();
-    k.mv_data = const_cast<char*>(key.data());
-    const int rc = mdb_get(txn_, dbi_, &k, value);
-    if (rc == MDB_NOTFOUND) return false;
-    Check(rc, "mdb_get");
-    return true;
-  }
-
-  std::string path_;
-  shared_ptr<SharedLMDBEnv> env_;  // outlives txn_ (declared before it)
-  MDB_txn* txn_;
-  MDB_dbi dbi_;
-  bool active_;
-  Datum datum_;  // reused to keep its buffer
-};
-#endif  // USE_LMDB
 
 // Binds the sampling functions to the layer's RNG.
 class RngSampler : public IntSampler {
@@ -275,40 +26,6 @@ class RngSampler : public IntSampler {
 };
 
 }  // namespace
-
-VideoFrameReader* NewFolderFrameReader(const std::string& root_folder,
-                                       const std::string& name_pattern,
-                                       const std::string& flow_name_pattern) {
-  return new FolderFrameReader(root_folder, name_pattern, flow_name_pattern);
-}
-
-VideoFrameReader* NewLMDBFrameReader(const std::string& path) {
-#ifdef USE_LMDB
-  return new LMDBFrameReader(path);
-#else
-  LOG(FATAL) << "VideoData: LMDB backend needs Caffe built with USE_LMDB";
-  return NULL;
-#endif
-}
-
-bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
-                      bool grey) {
-  const unsigned char* b = reinterpret_cast<const unsigned char*>(data);
-  if (size >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
-    // JPEG: require the end-of-image marker near the end (some writers pad).
-    bool eoi = false;
-    const size_t tail = std::min<size_t>(size, 64);
-    for (size_t i = size - tail; i + 1 < size && !eoi; ++i) {
-      eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
-    }
-    if (!eoi) return false;
-  }
-  if (size == 0) return false;
-  const cv::Mat buf(1, static_cast<int>(size), CV_8UC1,
-                    const_cast<unsigned char*>(b));
-  cv::imdecode(buf, grey ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR, image);
-  return !image->empty() && image->type() == (grey ? CV_8UC1 : CV_8UC3);
-}
 
 template <typename Dtype>
 VideoDataLayer<Dtype>::~VideoDataLayer<Dtype>() {
@@ -382,7 +99,8 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
     if (r == 1 && root == p.root_folder()) {
       flow_reader_ = reader_;
     } else if (lmdb) {
-      reader.reset(NewLMDBFrameReader(root));
+      reader.reset(NewLMDBFrameReader(root, p.name_pattern(),
+                                      p.flow_name_pattern()));
     } else {
       reader.reset(NewFolderFrameReader(root, p.name_pattern(),
                                         p.flow_name_pattern()));
@@ -670,9 +388,9 @@ void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
       }
       CHECK(p.skip_bad_videos()) << "VideoData " << name << ": "
           << p.source() << ":" << error;
-      num_skipped_ = num_skipped_ + 1;
+      const int skipped = ++num_skipped_;
       LOG(WARNING) << "VideoData " << name << ": skipping " << p.source()
-                   << ":" << error << " (" << num_skipped_ << " skipped)";
+                   << ":" << error << " (" << skipped << " skipped)";
       CHECK_LT(++bad_in_a_row, num_lines)
           << "VideoData " << name << ": every video in " << p.source()
           << " is bad";

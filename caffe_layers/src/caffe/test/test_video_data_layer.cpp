@@ -70,6 +70,22 @@ std::string ReadAll(const std::string& path) {
   return s.str();
 }
 
+// Formats a test file name on its own (not with the code under test).
+std::string Name(const std::string& pattern, int a, int b = 0) {
+  char name[256];
+  snprintf(name, sizeof(name), pattern.c_str(), a, b);
+  return name;
+}
+
+// VideoDataParameter's defaults, img_%05d.jpg and flow_%c_%05d.jpg
+// (functions: no protobuf message before main).
+std::string DefaultNamePattern() {
+  return VideoDataParameter().name_pattern();
+}
+std::string DefaultFlowNamePattern() {
+  return VideoDataParameter().flow_name_pattern();
+}
+
 void WriteAll(const std::string& path, const std::string& bytes) {
   std::ofstream out(path.c_str(), std::ios::binary);
   out.write(bytes.data(), bytes.size());
@@ -284,8 +300,27 @@ TEST(VideoSamplingTest, NamePatterns) {
   EXPECT_NE("", CheckNamePattern("img_%ld.jpg", "d"));
   EXPECT_NE("", CheckNamePattern("img_%*d.jpg", "d"));
   EXPECT_NE("", CheckNamePattern("img_%05", "d"));
+  EXPECT_NE("", CheckNamePattern("img_%%05d.jpg", "d"));  // no conversion
   const std::string e = CheckNamePattern("flow_x_%05d.jpg", "cd");
   EXPECT_NE(std::string::npos, e.find("flow_x_%05d.jpg")) << e;
+}
+
+TEST(VideoFramesTest, FrameFileNames) {
+  EXPECT_EQ("img_00007.jpg",
+            FrameFileName("img_%05d.jpg", "flow_%c_%05d.jpg", FRAME_RGB, 7));
+  EXPECT_EQ("flow_x_00012.jpg", FrameFileName("img_%05d.jpg",
+            "flow_%c_%05d.jpg", FRAME_FLOW_X, 12));
+  EXPECT_EQ("y/3.png", FrameFileName("%d.png", "%c/%i.png", FRAME_FLOW_Y, 3));
+  EXPECT_EQ("100%_123456.jpg",
+            FrameFileName("100%%_%d.jpg", "%c%d", FRAME_RGB, 123456));
+  // Long names are not cut at a fixed buffer size.
+  const std::string dir(300, 'a');
+  EXPECT_EQ(dir + "/00001.jpg",
+            FrameFileName(dir + "/%05d.jpg", "%c%d", FRAME_RGB, 1));
+  // A reader refuses a pattern that would read a missing argument.
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(delete NewFolderFrameReader("/", "img_%s.jpg", "%c_%d"),
+               "VideoData name_pattern: name pattern 'img_%s.jpg'");
 }
 
 // ---------------------------------------------------------------------------
@@ -297,7 +332,9 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
 
  protected:
   VideoDataLayerTest()
-      : blob_top_data_(new Blob<Dtype>()),
+      : name_pattern_(DefaultNamePattern()),
+        flow_name_pattern_(DefaultFlowNamePattern()),
+        blob_top_data_(new Blob<Dtype>()),
         blob_top_label_(new Blob<Dtype>()) {}
 
   virtual void SetUp() {
@@ -335,17 +372,19 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
     return s.str();
   }
 
-  std::string FramePath(const std::string& id, int frame) const {
-    char name[32];
-    snprintf(name, sizeof(name), "img_%05d.jpg", frame);
-    return root_ + "/" + id + "/" + name;
+  // Files and LMDB keys are named with name_pattern_ / flow_name_pattern_.
+  std::string FrameName(int frame) const {
+    return Name(name_pattern_, frame);
   }
-
+  std::string FlowName(char component, int frame) const {
+    return Name(flow_name_pattern_, component, frame);
+  }
+  std::string FramePath(const std::string& id, int frame) const {
+    return root_ + "/" + id + "/" + FrameName(frame);
+  }
   std::string FlowPath(const std::string& id, char component,
                        int frame) const {
-    char name[32];
-    snprintf(name, sizeof(name), "flow_%c_%05d.jpg", component, frame);
-    return root_ + "/" + id + "/" + name;
+    return root_ + "/" + id + "/" + FlowName(component, frame);
   }
 
   void WriteFlow(int v, int pairs) {
@@ -432,8 +471,7 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
         datum.set_width(kW);
         datum.set_label(v);
         datum.set_data(ReadAll(FramePath(id, i)));
-        char key[64];
-        snprintf(key, sizeof(key), "%s/img_%05d.jpg", id.c_str(), i);
+        const std::string key = id + "/" + FrameName(i);
         std::string value;
         datum.SerializeToString(&value);
         txn->Put(key, value);
@@ -452,9 +490,7 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
           datum.set_width(kW);
           datum.set_label(v);
           datum.set_data(ReadAll(FlowPath(id, component, i)));
-          char key[64];
-          snprintf(key, sizeof(key), "%s/flow_%c_%05d.jpg", id.c_str(),
-                   component, i);
+          const std::string key = id + "/" + FlowName(component, i);
           std::string value;
           datum.SerializeToString(&value);
           txn->Put(key, value);
@@ -470,6 +506,7 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
   }
 
   std::string root_, list_, flow_list_;
+  std::string name_pattern_, flow_name_pattern_;
   std::vector<int> num_frames_;
   Blob<Dtype>* const blob_top_data_;
   Blob<Dtype>* const blob_top_label_;
@@ -693,6 +730,74 @@ TYPED_TEST(VideoDataLayerTest, TestLMDBMatchesFolder) {
   }
 }
 
+// name_pattern and flow_name_pattern name the files of the FOLDER backend
+// and, after "video_id/", the keys of the LMDB backend.
+TYPED_TEST(VideoDataLayerTest, TestNamePatternsOnBothBackends) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->Param(TEST, 3, 3, 2);
+  VideoDataParameter* p = param.mutable_video_data_param();
+  p->set_modality(VideoDataParameter_Modality_RGB_FLOW);  // frames and flow
+  Blob<Dtype> reference;
+  this->ForwardOnce(param, &reference);
+  // The same tree under other names.
+  this->name_pattern_ = "frame-%03i.jpg";
+  this->flow_name_pattern_ = "of%c.%u.jpg";
+  for (int v = 0; v < 3; ++v) {
+    boost::filesystem::remove_all(this->root_ + "/" + this->VideoId(v));
+    this->WriteVideo(v, this->num_frames_[v]);
+    this->WriteFlow(v, this->num_frames_[v] - 1);
+  }
+  ASSERT_TRUE(boost::filesystem::exists(this->root_ + "/v_1/frame-020.jpg"));
+  ASSERT_TRUE(boost::filesystem::exists(this->root_ + "/v_1/ofy.19.jpg"));
+  const std::string lmdb = this->BuildLMDB(0);
+  const VideoRecord video = {this->VideoId(1), 20, 1, 2};
+  for (int b = 0; b < 2; ++b) {
+    const bool use_lmdb = b == 1;
+    const std::string root = use_lmdb ? lmdb : this->root_;
+    p->set_backend(use_lmdb ? VideoDataParameter_Backend_LMDB :
+                   VideoDataParameter_Backend_FOLDER);
+    p->set_root_folder(root);
+    // The default names are gone.
+    shared_ptr<VideoFrameReader> defaults(use_lmdb ?
+        NewLMDBFrameReader(root, DefaultNamePattern(),
+                           DefaultFlowNamePattern()) :
+        NewFolderFrameReader(root, DefaultNamePattern(),
+                             DefaultFlowNamePattern()));
+    cv::Mat img;
+    std::string error;
+    EXPECT_FALSE(defaults->ReadFrame(video, 1, &img, &error));
+    EXPECT_NE(std::string::npos, error.find("v_1/img_00001.jpg")) << error;
+    defaults.reset();
+    // Readers with the patterns find every frame and flow image.
+    shared_ptr<VideoFrameReader> reader(use_lmdb ?
+        NewLMDBFrameReader(root, this->name_pattern_,
+                           this->flow_name_pattern_) :
+        NewFolderFrameReader(root, this->name_pattern_,
+                             this->flow_name_pattern_));
+    EXPECT_EQ("", reader->CheckFrames(video, false, 20));
+    EXPECT_EQ("", reader->CheckFrames(video, true, 19));
+    // ASSERT: a failed read would stop the layer's prefetch thread below.
+    ASSERT_TRUE(reader->ReadFrame(video, 20, &img, &error)) << error;
+    ASSERT_TRUE(reader->ReadImage(video, FRAME_FLOW_Y, 19, &img, &error))
+        << error;
+    EXPECT_FALSE(reader->ReadImage(video, FRAME_FLOW_X, 20, &img, &error));
+    EXPECT_NE(std::string::npos, error.find("v_1/ofx.20.jpg")) << error;
+    EXPECT_NE(std::string::npos, error.find("flow_x 20")) << error;
+    reader.reset();
+    // The layer gives the batch it gave under the default names.
+    p->set_name_pattern(this->name_pattern_);
+    p->set_flow_name_pattern(this->flow_name_pattern_);
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    ASSERT_EQ(reference.count(), this->blob_top_data_->count());
+    for (int i = 0; i < reference.count(); ++i) {
+      ASSERT_EQ(reference.cpu_data()[i], this->blob_top_data_->cpu_data()[i])
+          << (use_lmdb ? "LMDB" : "FOLDER") << " " << i;
+    }
+  }
+}
+
 // A train_val net opens the same LMDB twice in one process (TRAIN and TEST
 // data layers). LMDB must not be opened twice per process: a second open
 // re-initialises the lock table and the first reader's next renew fails
@@ -731,7 +836,8 @@ TYPED_TEST(VideoDataLayerTest, TestTwoLayersOnOneLMDB) {
 
 TYPED_TEST(VideoDataLayerTest, TestLMDBCountTooSmall) {
   const std::string lmdb = this->BuildLMDB(-1);
-  shared_ptr<VideoFrameReader> reader(NewLMDBFrameReader(lmdb));
+  shared_ptr<VideoFrameReader> reader(NewLMDBFrameReader(
+      lmdb, DefaultNamePattern(), DefaultFlowNamePattern()));
   VideoRecord video = {this->VideoId(1), 20, 1, 2};
   std::string e = reader->CheckVideo(video);
   EXPECT_NE(std::string::npos, e.find("line 2")) << e;
@@ -750,7 +856,8 @@ TYPED_TEST(VideoDataLayerTest, TestLMDBCountTooSmall) {
 TYPED_TEST(VideoDataLayerTest, TestFolderFrameCountBeyondFrames) {
   typedef typename TypeParam::Dtype Dtype;
   shared_ptr<VideoFrameReader> reader(
-      NewFolderFrameReader(this->root_, "img_%05d.jpg"));
+      NewFolderFrameReader(this->root_, DefaultNamePattern(),
+                           DefaultFlowNamePattern()));
   VideoRecord video = {this->VideoId(2), 8, 2, 3};  // only 7 frames exist
   const std::string e = reader->CheckVideo(video);
   EXPECT_NE(std::string::npos, e.find("line 3")) << e;
@@ -796,7 +903,8 @@ TYPED_TEST(VideoDataLayerTest, TestBadFrames) {
   const std::string bytes = ReadAll(frame7);
   WriteAll(frame7, bytes.substr(0, bytes.size() / 2));  // truncated JPEG
   shared_ptr<VideoFrameReader> reader(
-      NewFolderFrameReader(this->root_, "img_%05d.jpg"));
+      NewFolderFrameReader(this->root_, DefaultNamePattern(),
+                           DefaultFlowNamePattern()));
   VideoRecord video = {"bad", 12, 5, 2};
   cv::Mat img;
   std::string error;
@@ -934,7 +1042,8 @@ TYPED_TEST(VideoDataLayerTest, TestFlowLMDBMatchesFolder) {
 TYPED_TEST(VideoDataLayerTest, TestFlowSetupChecksBothComponents) {
   typedef typename TypeParam::Dtype Dtype;
   shared_ptr<VideoFrameReader> reader(
-      NewFolderFrameReader(this->root_, "img_%05d.jpg", "flow_%c_%05d.jpg"));
+      NewFolderFrameReader(this->root_, DefaultNamePattern(),
+                           DefaultFlowNamePattern()));
   VideoRecord video = {this->VideoId(2), 6, 2, 3};  // 7 frames, 6 pairs
   EXPECT_EQ("", reader->CheckFrames(video, true, 6));
   EXPECT_NE("", reader->CheckFrames(video, true, 7));
@@ -951,7 +1060,8 @@ TYPED_TEST(VideoDataLayerTest, TestFlowSetupChecksBothComponents) {
   // LMDB: the __flow__ marker is checked apart from __video__.
   boost::filesystem::remove_all(this->root_ + "/lmdb");
   const std::string lmdb = this->BuildLMDB(-1);
-  shared_ptr<VideoFrameReader> db(NewLMDBFrameReader(lmdb));
+  shared_ptr<VideoFrameReader> db(NewLMDBFrameReader(
+      lmdb, DefaultNamePattern(), DefaultFlowNamePattern()));
   video.num_frames = 6;
   EXPECT_EQ("", db->CheckFrames(video, true, 5));
   EXPECT_NE(std::string::npos, db->CheckFrames(video, true, 6).find(

@@ -233,48 +233,4 @@ CropBox CenterCrop(int image_w, int image_h, int crop_size) {
   return box;
 }
 
-std::string CheckNamePattern(const std::string& pattern,
-                             const std::string& conversions) {
-  std::string found;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    if (pattern[i] != '%') continue;
-    size_t j = i + 1;
-    if (j < pattern.size() && pattern[j] == '%') {
-      i = j;
-      continue;
-    }
-    // Flags and width only: no precision, length or '*' (they could read
-    // arguments that are not passed).
-    while (j < pattern.size() && std::string("-+ #0").find(pattern[j]) !=
-           std::string::npos) {
-      ++j;
-    }
-    while (j < pattern.size() && pattern[j] >= '0' && pattern[j] <= '9') ++j;
-    if (j >= pattern.size()) {
-      return "name pattern '" + pattern + "' ends inside a % conversion";
-    }
-    const char c = pattern[j];
-    if (c == 'i' || c == 'u') {
-      found += 'd';
-    } else if (c == 'd' || c == 'c') {
-      found += c;
-    } else {
-      return "name pattern '" + pattern + "' has an unsupported conversion %" +
-             std::string(1, c);
-    }
-    i = j;
-  }
-  if (found != conversions) {
-    std::ostringstream s;
-    s << "name pattern '" << pattern << "' must hold ";
-    if (conversions == "d") {
-      s << "one integer conversion (e.g. %05d) for the frame number";
-    } else {
-      s << "a %c (x or y) followed by one integer conversion (e.g. %05d)";
-    }
-    return s.str();
-  }
-  return "";
-}
-
 }  // namespace caffe
