@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-
+from pathlib import Path
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
