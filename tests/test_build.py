@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from dcd.paths import CPU_BUILD_DIR, REPO_ROOT
-from dcd.smoke import run_smoke
+from smoke import run_smoke  # tests/smoke.py, a test-only net
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 DOWNLOADS = REPO_ROOT / "build" / "downloads"

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dcd.fileio import write_atomic
 from dcd.paths import REPO_ROOT
 
 NETS = ("static", "motion", "motion_frozen", "appchange", "appchange_rgbdiff", "full", "flow")
@@ -419,9 +420,7 @@ def displacement_table(cfg, weights, nets=("motion", "motion_frozen", "full")):
             known[net] = dict(displacement_errors(deploy, weights[net], seed=cfg.seed),
                               weights=key)
         table[net] = {k: v for k, v in known[net].items() if k != "weights"}
-    tmp = out.with_suffix(".partial")
-    tmp.write_text(json.dumps(known, indent=1))
-    tmp.replace(out)
+    write_atomic(out, json.dumps(known, indent=1))
     return table
 
 
@@ -438,11 +437,12 @@ def figure(cfg, weights, net="full"):
     joint net's displacement map."""
     import cv2
     from dcd.data.filelists import read_file_list
+    from dcd.data.frames import FRAME_PATTERN
     from dcd.viz import displacement_from_net, figure5
 
     entry = next(e for e in read_file_list(list_path(cfg, "test")) if "Flicker" in e.video_id)
     frames = cfg.data / "frames" / entry.video_id
-    a, b = (cv2.imread(str(frames / f"img_{i:05d}.jpg")) for i in (6, 7))
+    a, b = (cv2.imread(str(frames / FRAME_PATTERN.format(i))) for i in (6, 7))
     deploy = REPO_ROOT / "models" / "synthetic" / f"{net}_deploy.prototxt"
     disp = displacement_from_net(a, b, deploy, weights, "motion/displacement")
     out = cfg.data / "figure5.png"

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.fileio import atomic_path
+
 BACKGROUNDS = ("Warm", "Cool")
 DIRECTIONS = ("Left", "Right")
 BRIGHTNESS = ("Steady", "Flicker")
@@ -164,9 +166,8 @@ def write_dataset(root, per_class=(24, 8, 8), seed=0, spec=ClipSpec(), progress=
         if path.exists():
             continue
         rng = np.random.default_rng([seed, clip_seed])
-        tmp = path.with_name(path.stem + ".partial.avi")
-        write_video(tmp, make_clip(label, rng, spec))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # a clip appears whole or not at all
+            write_video(tmp, make_clip(label, rng, spec))
     train = "".join(f"{r} {l + 1}\n" for r, l in lists["train"])
     for k, held_out in ((1, "test"), (2, "val")):
         (splits / f"trainlist0{k}.txt").write_text(train)
