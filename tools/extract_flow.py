@@ -51,31 +51,16 @@ def main(argv=None):
     parser.add_argument("--bound", type=float, default=flow.DEFAULT_BOUND,
                         help="displacement clipped to +-BOUND px before mapping to 0..255 "
                              "(default: %(default)s)")
-    parser.add_argument("--width", type=int,
-                        help=f"frame width before the flow (default: {frames.DEFAULT_WIDTH})")
-    parser.add_argument("--height", type=int,
-                        help=f"frame height before the flow (default: {frames.DEFAULT_HEIGHT})")
-    parser.add_argument("--short-side", type=int, metavar="N",
-                        help="instead of --width/--height: scale so the shorter side is N")
-    parser.add_argument("--quality", type=int, default=frames.DEFAULT_JPEG_QUALITY,
-                        help="JPEG quality (default: %(default)s)")
-    parser.add_argument("--max-frames", type=int, metavar="N",
-                        help="use only the first N frames of each video (N - 1 flow pairs)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="parallel processes (default: %(default)s)")
-    parser.add_argument("--shard", metavar="K/N",
-                        help="only the videos of shard K of N (0 <= K < N; a fixed partition "
-                             "by video id, for cluster array jobs)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    frames.add_batch_arguments(
+        parser, size_what="frame", workers_help="parallel processes",
+        max_frames_help="use only the first N frames of each video (N - 1 flow pairs)")
     args = parser.parse_args(argv)
-    if args.short_side and (args.width or args.height):
-        parser.error("--short-side excludes --width/--height")
+    shard = frames.batch_shard(parser, args)
     if args.from_frames and (args.short_side or args.width or args.height):
         parser.error("--from-frames uses the frames' stored size; drop --width/--height/--short-side")
     if args.bound <= 0:
         parser.error("--bound must be positive")
     try:
-        shard = frames.parse_shard(args.shard) if args.shard else None
         method = flow.flow_method(args.method, args.preset,
                                   **{name: getattr(args, name) for name, _ in TVL1_FLAGS})
     except ValueError as exc:
@@ -105,12 +90,7 @@ def main(argv=None):
     where = f" of shard {shard[0]}/{shard[1]}" if shard else ""
     print(f"extract_flow: {total} videos{where}: {len(summary.extracted)} extracted, "
           f"{len(summary.skipped)} already complete, {len(summary.failed)} failed")
-    if summary.failed:
-        for result in sorted(summary.failed, key=lambda r: r.video):
-            print(f"  FAILED {result.video}: {result.error}", file=sys.stderr)
-        print(f"  (listed in {Path(args.out) / frames.failures_name(shard)})", file=sys.stderr)
-        return 1
-    return 0
+    return frames.report_failures(summary, args.out, shard)
 
 
 if __name__ == "__main__":

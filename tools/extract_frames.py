@@ -12,8 +12,6 @@ the exit status is then 1.
 """
 import argparse
 import sys
-from pathlib import Path
-
 
 from dcd.data import frames  # noqa: E402
 
@@ -23,30 +21,9 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", help="folder of videos, searched recursively")
     parser.add_argument("out", help="frames root: one folder per video is written here")
-    parser.add_argument("--width", type=int,
-                        help=f"output width (default: {frames.DEFAULT_WIDTH})")
-    parser.add_argument("--height", type=int,
-                        help=f"output height (default: {frames.DEFAULT_HEIGHT})")
-    parser.add_argument("--short-side", type=int, metavar="N",
-                        help="instead of --width/--height: scale so the shorter side is N, "
-                             "keeping the aspect ratio")
-    parser.add_argument("--quality", type=int, default=frames.DEFAULT_JPEG_QUALITY,
-                        help="JPEG quality (default: %(default)s)")
-    parser.add_argument("--max-frames", type=int, metavar="N",
-                        help="keep only the first N frames of each video (tests, quick looks)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="parallel decoding processes (default: %(default)s)")
-    parser.add_argument("--shard", metavar="K/N",
-                        help="only the videos of shard K of N (0 <= K < N; a fixed partition "
-                             "by video id, for cluster array jobs)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    frames.add_batch_arguments(parser)
     args = parser.parse_args(argv)
-    if args.short_side and (args.width or args.height):
-        parser.error("--short-side excludes --width/--height")
-    try:
-        shard = frames.parse_shard(args.shard) if args.shard else None
-    except ValueError as exc:
-        parser.error(str(exc))
+    shard = frames.batch_shard(parser, args)
 
     videos = frames.find_videos(args.videos)
     if not videos:
@@ -62,12 +39,7 @@ def main(argv=None):
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"extract_frames{where}: {len(summary.extracted)} extracted, "
           f"{len(summary.skipped)} already complete, {len(summary.failed)} failed")
-    if summary.failed:
-        for result in sorted(summary.failed, key=lambda r: r.video):
-            print(f"  FAILED {result.video}: {result.error}", file=sys.stderr)
-        print(f"  (listed in {Path(args.out) / frames.failures_name(shard)})", file=sys.stderr)
-        return 1
-    return 0
+    return frames.report_failures(summary, args.out, shard)
 
 
 if __name__ == "__main__":

@@ -214,6 +214,51 @@ def failures_name(shard=None):
     return f"{stem}.shard-{shard[0]}-of-{shard[1]}{ext}"
 
 
+# ------------------------------------------- command lines (extract_frames, extract_flow)
+
+def add_batch_arguments(parser, size_what="output", max_frames_help="keep only the first N "
+                        "frames of each video (tests, quick looks)",
+                        workers_help="parallel decoding processes"):
+    """The options both extraction tools share: frame size, JPEG quality,
+    frame limit, worker processes, shard, progress bar."""
+    parser.add_argument("--width", type=int,
+                        help=f"{size_what} width (default: {DEFAULT_WIDTH})")
+    parser.add_argument("--height", type=int,
+                        help=f"{size_what} height (default: {DEFAULT_HEIGHT})")
+    parser.add_argument("--short-side", type=int, metavar="N",
+                        help="instead of --width/--height: scale so the shorter side is N, "
+                             "keeping the aspect ratio")
+    parser.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY,
+                        help="JPEG quality (default: %(default)s)")
+    parser.add_argument("--max-frames", type=int, metavar="N", help=max_frames_help)
+    parser.add_argument("--workers", type=int, default=1,
+                        help=workers_help + " (default: %(default)s)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="only the videos of shard K of N (0 <= K < N; a fixed partition "
+                             "by video id, for cluster array jobs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def batch_shard(parser, args):
+    """Check the shared options (parser.error on a conflict); returns the shard or None."""
+    if args.short_side and (args.width or args.height):
+        parser.error("--short-side excludes --width/--height")
+    try:
+        return parse_shard(args.shard) if args.shard else None
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def report_failures(summary, out, shard):
+    """List the failed videos on stderr; returns the tool's exit status."""
+    if not summary.failed:
+        return 0
+    for result in sorted(summary.failed, key=lambda r: r.video):
+        print(f"  FAILED {result.video}: {result.error}", file=sys.stderr)
+    print(f"  (listed in {Path(out) / failures_name(shard)})", file=sys.stderr)
+    return 1
+
+
 def _worker_init():
     import cv2
     cv2.setNumThreads(1)  # parallelism comes from the worker processes
