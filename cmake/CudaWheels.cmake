@@ -1,24 +1,25 @@
-# DCD_CUDA_WHEEL_DIR: the folder with include/ and lib/ of NVIDIA's CUDA 13
-# wheels (nvidia-cublas, nvidia-curand) in the project's virtualenv, which
-# supply cuBLAS and cuRAND where the CUDA toolkit lacks them.
-set(DCD_CUDA_WHEEL_DIR "" CACHE PATH "Folder holding the CUDA wheels' include/ and lib/")
-if(NOT DCD_CUDA_WHEEL_DIR AND PYTHON_EXECUTABLE)
-  execute_process(COMMAND "${PYTHON_EXECUTABLE}" -c
-    "import nvidia, os; print([os.path.join(p, 'cu13') for p in nvidia.__path__][0])"
-    OUTPUT_VARIABLE _wheel_dir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-  if(_wheel_dir AND EXISTS "${_wheel_dir}/include/cublas_v2.h")
-    set(DCD_CUDA_WHEEL_DIR "${_wheel_dir}" CACHE PATH "" FORCE)
-  endif()
-endif()
+# Folders of NVIDIA's CUDA 13 wheels in the project's virtualenv, found by
+# asking its Python (PYTHON_EXECUTABLE) unless given on the command line.
 
-# DCD_NVIDIA_WHEELS_DIR: the virtualenv's nvidia/ package folder, whose
-# nccl/ and cudnn/ hold the nvidia-nccl-cu13 and nvidia-cudnn-cu13 wheels.
-set(DCD_NVIDIA_WHEELS_DIR "" CACHE PATH "The nvidia/ folder of NVIDIA's wheels (nccl/, cudnn/)")
-if(NOT DCD_NVIDIA_WHEELS_DIR AND PYTHON_EXECUTABLE)
-  execute_process(COMMAND "${PYTHON_EXECUTABLE}" -c
-    "import nvidia; print(list(nvidia.__path__)[0])"
-    OUTPUT_VARIABLE _nv_dir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-  if(_nv_dir AND IS_DIRECTORY "${_nv_dir}")
-    set(DCD_NVIDIA_WHEELS_DIR "${_nv_dir}" CACHE PATH "" FORCE)
+# dcd_wheel_dir(VAR DOC PYTHON_CODE MARKER): VAR = the folder PYTHON_CODE
+# prints, if MARKER (a path inside it) exists; a cache variable.
+function(dcd_wheel_dir var doc python_code marker)
+  set(${var} "" CACHE PATH "${doc}")
+  if(NOT ${var} AND PYTHON_EXECUTABLE)
+    execute_process(COMMAND "${PYTHON_EXECUTABLE}" -c "${python_code}"
+      OUTPUT_VARIABLE _dir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    if(_dir AND EXISTS "${_dir}/${marker}")
+      set(${var} "${_dir}" CACHE PATH "${doc}" FORCE)
+    endif()
   endif()
-endif()
+endfunction()
+
+# DCD_CUDA_WHEEL_DIR: include/ and lib/ of nvidia-cublas and nvidia-curand,
+# which supply cuBLAS and cuRAND where the CUDA toolkit lacks them.
+dcd_wheel_dir(DCD_CUDA_WHEEL_DIR "Folder holding the CUDA wheels' include/ and lib/"
+  "import nvidia, os; print([os.path.join(p, 'cu13') for p in nvidia.__path__][0])"
+  "include/cublas_v2.h")
+# DCD_NVIDIA_WHEELS_DIR: the nvidia/ package folder, whose nccl/ and cudnn/
+# hold the nvidia-nccl-cu13 and nvidia-cudnn-cu13 wheels.
+dcd_wheel_dir(DCD_NVIDIA_WHEELS_DIR "The nvidia/ folder of NVIDIA's wheels (nccl/, cudnn/)"
+  "import nvidia; print(list(nvidia.__path__)[0])" ".")

@@ -12,7 +12,8 @@ if(NOT CUDAToolkit_NVCC_EXECUTABLE OR NOT DCD_CUDA_WHEEL_DIR)
   add_custom_target(dcd_cuda_check
     COMMAND ${CMAKE_COMMAND} -E echo
       "dcd_cuda_check: cannot compile the .cu files here (nvcc: '${CUDAToolkit_NVCC_EXECUTABLE}', cuBLAS/cuRAND headers: '${DCD_CUDA_WHEEL_DIR}'); run tools/setup.sh --cuda-check and reconfigure"
-    COMMAND ${CMAKE_COMMAND} -E false)
+    COMMAND ${CMAKE_COMMAND} -E false
+    VERBATIM)  # the message's quotes and parentheses reach echo as they are
   return()
 endif()
 

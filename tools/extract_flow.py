@@ -86,11 +86,7 @@ def main(argv=None):
     except frames.DuplicateVideoIdError as exc:
         print(f"extract_flow: error: {exc}", file=sys.stderr)
         return 2
-    total = len(summary.extracted) + len(summary.skipped) + len(summary.failed)
-    where = f" of shard {shard[0]}/{shard[1]}" if shard else ""
-    print(f"extract_flow: {total} videos{where}: {len(summary.extracted)} extracted, "
-          f"{len(summary.skipped)} already complete, {len(summary.failed)} failed")
-    return frames.report_failures(summary, args.out, shard)
+    return frames.report_batch(summary, args.out, shard, "extract_flow")
 
 
 if __name__ == "__main__":

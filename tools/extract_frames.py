@@ -36,10 +36,7 @@ def main(argv=None):
     except frames.DuplicateVideoIdError as exc:
         print(f"extract_frames: error: {exc}", file=sys.stderr)
         return 2
-    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    print(f"extract_frames{where}: {len(summary.extracted)} extracted, "
-          f"{len(summary.skipped)} already complete, {len(summary.failed)} failed")
-    return frames.report_failures(summary, args.out, shard)
+    return frames.report_batch(summary, args.out, shard, "extract_frames")
 
 
 if __name__ == "__main__":

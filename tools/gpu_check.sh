@@ -16,22 +16,26 @@
 #       on a machine with a GPU: runs every check and writes to DIR (default:
 #       $OUT, else gpu_check_out) summary.json (one record per step), the
 #       measurements' JSON files and gpu_check_logs.tar.gz (every log and
-#       record); prints one line per step:
+#       record); prints one line per step, in this order:
 #         1. the layer gtests, CPU and GPU (incl. GPU-vs-CPU parity), gtest JSON
-#         2. pycuda: built from the bundle, then tests/gpu (kernels against
-#            the numpy reference, each backward 50x bit-identical)
-#         3. the pycaffe GPU-vs-CPU parity test (needs --pycaffe-python: a
-#            Python 3.11 with numpy < 2 that imports the bundled pycaffe)
-#         4. Table 9 through `caffe time` (CUDA events), cuDNN on and off
-#            (engine CUDNN / CAFFE in the same build), the layers at Table
-#            9's size (C=64, 224x224, d=6, N=1 and 8), and the warp's old and
-#            new gradient kernels side by side (pycuda, CUDA events)
-#         5. 20 iterations of `caffe train` of the UCF101 motion solver on
+#         2. Table 9 through `caffe time` (CUDA events), cuDNN on and off
+#            (engine CUDNN / CAFFE in the same build), and the layers at
+#            Table 9's size (C=64, 224x224, d=6, N=1 and 8)
+#         3. 20 iterations of `caffe train` of the UCF101 motion solver on
 #            generated frames (loss finite and falling), and with NCCL on all
 #            GPUs when there are several
-#       --python PY: the device's Python for steps 2, 4, 5 (default python3).
+#         4. pycuda: built from the bundle, then tests/gpu (kernels against
+#            the numpy reference, each backward 50x bit-identical), and the
+#            warp's old and new gradient kernels side by side (CUDA events)
+#         5. the pycaffe GPU-vs-CPU parity test (needs --pycaffe-python: a
+#            Python 3.11 with numpy < 2 that imports the bundled pycaffe)
+#       --python PY: the device's Python for steps 2-4 (default python3).
 #       --only LIST: some of gtests,pycuda,parity,bench,train (default: all),
 #       to rerun part of the checks within a device session's time.
+#       --batch-sizes "B ...": Table 9's batch sizes (default "1 8").
+#       --step-timeout S: stop a step after S seconds (default 240). DIR is
+#       brought up to date after every step, so a run cut short by the
+#       device's limit still returns the steps it finished.
 #
 # Exit status: 0 when no step failed. Nothing in it reports a figure it did
 # not measure; a step that cannot run says why and counts as skipped.
@@ -39,7 +43,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -49,6 +53,8 @@ py=python3
 pycaffe_py=""
 iter_size=4
 only=gtests,pycuda,parity,bench,train
+step_timeout=240
+batch_sizes="1 8"
 while (($#)); do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -58,6 +64,8 @@ while (($#)); do
     --pycaffe-python) pycaffe_py=$2; shift 2 ;;
     --iter-size) iter_size=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --step-timeout) step_timeout=$2; shift 2 ;;
+    --batch-sizes) batch_sizes=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "gpu_check.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -83,7 +91,7 @@ pack() {
   strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
   # pycuda for the device's Python (3.12 unless GPU_PYTHON_VERSION says otherwise).
   local pyver=${GPU_PYTHON_VERSION:-3.12}
-  .venv/bin/python -m pip download -q --disable-pip-version-check --no-build-isolation --no-deps \
+  .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps \
     -d "$partial/wheels" pycuda==2026.1 >/dev/null || exit 1
   .venv/bin/python -m pip download -q --disable-pip-version-check --only-binary=:all: \
     --python-version "$pyver" --implementation cp --platform manylinux_2_28_x86_64 \
@@ -123,19 +131,38 @@ EOF
   echo "[gpu_check] $1: $2 ($3 s) $4"
 }
 
-# run_step NAME NOTE COMMAND...: runs it with its output in NAME.log.
+# sync_out: the measurements so far and one archive of every log and
+# record into $out, after each step, so that a run stopped by the device's
+# time limit still returns what it finished.
+RESULT_FILES="summary.json gtests.xml table9_cudnn.json table9_nocudnn.json layers_224.json
+              warp_backward.json train_gpu_0.json"
+sync_out() {
+  local f
+  "$py" -m dcd.gpu_check summary --out "$work" > /dev/null 2>&1
+  for f in $RESULT_FILES; do
+    [[ -f "$work/$f" ]] && cp "$work/$f" "$out/"
+  done
+  tar -C "$work" --exclude=train_work -czf "$out/gpu_check_logs.tar.gz.partial" . &&
+    mv "$out/gpu_check_logs.tar.gz.partial" "$out/gpu_check_logs.tar.gz"
+}
+
+# run_step NAME NOTE COMMAND...: runs it (at most $step_timeout s) with its
+# output in NAME.log.
 run_step() {
   local name=$1 note=$2; shift 2
   local start=$SECONDS
   echo "[gpu_check] $name: $*"
-  "$@" > "$work/$name.log" 2>&1
+  timeout "$step_timeout" "$@" > "$work/$name.log" 2>&1
   local rc=$?
   tail -n 5 "$work/$name.log" | sed 's/^/    /'
   if ((rc == 0)); then
     record "$name" passed $((SECONDS - start)) "$note"
+  elif ((rc == 124)); then
+    record "$name" failed $((SECONDS - start)) "stopped after $step_timeout s; $note (see $name.log)"
   else
     record "$name" failed $((SECONDS - start)) "exit $rc; $note (see $name.log)"
   fi
+  sync_out
 }
 
 wanted() { [[ ",$only," == *",$1,"* ]]; }
@@ -182,44 +209,21 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   wanted gtests && run_step gtests "$(basename "$bundle")/bin/test.testbin" \
     "$bundle/bin/test.testbin" --gtest_output="xml:$work/gtests.xml"
 
-  # 2. pycuda kernels.
-  start=$SECONDS
-  if ! wanted pycuda; then
-    :
-  elif tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" > "$work/pycuda_install.log" 2>&1; then
-    record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$work/pycuda_install.log")"
-    run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
-      "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$work/pycuda_tests.xml"
-  else
-    record pycuda_install failed $((SECONDS - start)) "see pycuda_install.log"
-  fi
-
-  # 3. pycaffe parity (a Python that imports the bundled pycaffe).
-  if ! wanted parity; then
-    :
-  elif [[ -n "$pycaffe_py" ]]; then
-    PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
-      "tests/test_dcd_layers_pycaffe.py -k gpu" \
-      "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
-  else
-    record pycaffe_parity skipped 0 \
-      "needs --pycaffe-python (Python 3.11, numpy < 2, scikit-image, protobuf 4.21); the gtest DcdGpuParityTest checks the same in C++"
-  fi
-
-  # 4. benchmarks: Table 9 with and without cuDNN, the layers at 224x224.
+  # Then the measurements, the training run and, last, pycuda (its build
+  # from source is the longest step and the least needed: the gtests run
+  # the same kernel bodies).
+  # 2. benchmarks: Table 9 with and without cuDNN, the layers at 224x224.
   local engine tag
   wanted bench && for engine in default CAFFE; do
     tag=$([[ $engine == CAFFE ]] && echo nocudnn || echo cudnn)
     run_step "table9_$tag" "caffe time, engine $engine" \
       "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters 20 \
-      --batch-sizes 1 8 --no-progress --json "$work/table9_$tag.json"
+      --batch-sizes $batch_sizes --no-progress --json "$work/table9_$tag.json"
   done
   wanted bench && run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
     "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$work/layers_224.json"
-  wanted bench && wanted pycuda && run_step warp_backward "old vs new warp gradient to F" \
-    "$py" -m dcd.gpu_kernels --json "$work/warp_backward.json"
 
-  # 5. caffe train, one GPU and, with several, all of them through NCCL.
+  # 3. caffe train, one GPU and, with several, all of them through NCCL.
   wanted train && run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
     "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
     --iter-size "$iter_size"
@@ -233,14 +237,36 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
     record train_gpu_all skipped 0 "one GPU: NCCL needs several"
   fi
 
+  # 4. pycuda kernels, and the warp gradient's old and new kernels timed.
+  start=$SECONDS
+  if ! wanted pycuda; then
+    :
+  elif timeout "$step_timeout" tools/install_pycuda.sh --python "$py" --from "$bundle/wheels" \
+      > "$work/pycuda_install.log" 2>&1; then
+    record pycuda_install passed $((SECONDS - start)) "$(tail -1 "$work/pycuda_install.log")"
+    run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
+      "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$work/pycuda_tests.xml"
+    wanted bench && run_step warp_backward "old vs new warp gradient to F" \
+      "$py" -m dcd.gpu_kernels --json "$work/warp_backward.json"
+  else
+    record pycuda_install failed $((SECONDS - start)) "see pycuda_install.log"
+  fi
+
+  # 5. pycaffe parity (a Python that imports the bundled pycaffe).
+  if ! wanted parity; then
+    :
+  elif [[ -n "$pycaffe_py" ]]; then
+    PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
+      "tests/test_dcd_layers_pycaffe.py -k gpu" \
+      "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
+  else
+    record pycaffe_parity skipped 0 \
+      "needs --pycaffe-python (Python 3.11, numpy < 2, scikit-image, protobuf 4.21); the gtest DcdGpuParityTest checks the same in C++"
+  fi
+
   "$py" -m dcd.gpu_check summary --out "$work"
   local rc=$?
-  local f
-  for f in summary.json gtests.xml table9_cudnn.json table9_nocudnn.json layers_224.json \
-           warp_backward.json train_gpu_0.json; do
-    [[ -f "$work/$f" ]] && cp "$work/$f" "$out/"
-  done
-  tar -C "$work" --exclude=train_work -czf "$out/gpu_check_logs.tar.gz" .
+  sync_out
   echo "[gpu_check] results in $out: $(ls "$out" | tr '\n' ' ')"
   return $rc
 }

@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from dcd import studies  # noqa: E402
+from dcd import studies
+from dcd.nets.init_weights import filter_bank_conv1
 
 
 def gaussian_study(args):
@@ -46,7 +46,7 @@ def ground_truth_study(args):
             feature_fns[f"{name}, {'after' if relu else 'before'} ReLU"] = (
                 lambda im, relu=relu: studies.conv_features(im, weight, bias, stride, relu, stats))
 
-    add("Gabor 7x7/2 (ImageNet conv1 stand-in)", studies.gabor_bank(), stride=2)
+    add("Gabor 7x7/2 (ImageNet conv1 stand-in)", filter_bank_conv1(), stride=2)
     add("random 3x3 (demo conv1 at init)", studies.he_conv1())
     for spec in args.weights:
         label, _, path = spec.rpartition("=")

@@ -26,7 +26,9 @@ BRANCH_LABELS = {"static": "static appearance", "motion": "apparent motion",
 # for TV-L1's light preset (docs/DATA.md), so the flow rows fit the budget.
 FLOW_METHOD = "farneback"
 # Nets that start from another net's weights (caffe train --weights): the
-# frozen-conv1 motion net takes the static net's conv1 (+ BN, Scale).
+# frozen-conv1 motion net takes the static net's conv1 (+ BN, Scale). The
+# nets with a conv1 on RGB frames start it from an oriented filter bank, the
+# demo's stand-in for the paper's ImageNet initialisation (initial_weights).
 INIT_FROM = {"motion_frozen": "static"}
 LONGEST_FIRST = ("static", "full")  # about 125 CPU seconds each; the others 15-65
 
@@ -143,6 +145,18 @@ def prepare_flow(cfg, frames, splits, parts):
 
 # ---------------------------------------------------------------- training
 
+def initial_weights(cfg, net):
+    """data/synthetic/init/<net>.caffemodel: the net's conv1 on RGB frames
+    from dcd.nets.init_weights.filter_bank_init, or None for a net without
+    one (its conv1 reads differences or flow). Written on every run (it is
+    cheap), so it never lags behind the code; training is keyed on its bytes."""
+    from dcd.nets.init_weights import filter_bank_init
+    out = cfg.data / "init" / f"{net}.caffemodel"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    return out if filter_bank_init("synthetic", net, out).copied else None
+
+
 def _solver_for(cfg, net):
     """The committed solver with absolute net path and snapshot prefix (and
     a shorter schedule when cfg.iterations is set), as text."""
@@ -198,7 +212,7 @@ def train_all(cfg, nets, on_done=None):
         while waiting or running:
             for net in [n for n in waiting if INIT_FROM.get(n) in (None, *weights)]:
                 waiting.remove(net)
-                init = weights.get(INIT_FROM.get(net))
+                init = weights[INIT_FROM[net]] if net in INIT_FROM else initial_weights(cfg, net)
                 running[pool.submit(train, cfg, net, init)] = net
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
@@ -383,6 +397,7 @@ def displacement_errors(deploy, weights, clips=48, seed=0, steps=(3, 7, 11),
     pair. Returns object end-point error, mean displacement along the true
     direction on the object, and mean |V| on the static background (pixels)."""
     import numpy as np
+    from dcd.studies import upsample_displacement
     from dcd.synthetic import CLASS_NAMES, ClipSpec, make_clip, motion_ground_truth
     from dcd.viz import load_deploy, net_displacement
     net = load_deploy(deploy, weights)
@@ -395,7 +410,9 @@ def displacement_errors(deploy, weights, clips=48, seed=0, steps=(3, 7, 11),
         info = {}
         clip = make_clip(c % len(CLASS_NAMES), np.random.default_rng([seed, 11, c]), spec, info)
         for t in steps:
-            v = net_displacement(net, clip[t:t + rows, inner[0], inner[1]], layer)[0]
+            v = upsample_displacement(
+                net_displacement(net, clip[t:t + rows, inner[0], inner[1]], layer)[:1],
+                (crop, crop))[0]
             v_true, obj, bg = motion_ground_truth(info, t)
             v_true, obj, bg = v_true[:, inner[0], inner[1]], obj[inner], bg[inner]
             epe.append(np.hypot(*(v - v_true))[obj])

@@ -73,26 +73,6 @@ def conv_features(images, weight, bias=None, stride=1, relu=True, stats=None):
     return np.maximum(f, 0) if relu else f
 
 
-def gabor_bank(size=7, orientations=8, seed=0):
-    """64 x 3 x size x size filters like an ImageNet net's conv1 (oriented
-    luminance edges at two frequencies and two phases, colour-opponent edges),
-    a stand-in for BN-Inception's conv1/7x7_s2, whose ImageNet weights are
-    not here."""
-    yy, xx = np.mgrid[-(size // 2):size // 2 + 1, -(size // 2):size // 2 + 1].astype(np.float64)
-    envelope = np.exp(-(xx ** 2 + yy ** 2) / (2 * (size / 4) ** 2))
-    lum, red_green, blue_yellow = np.ones(3) / 3, np.array([0, -1, 1]) / 2, np.array([1, -.5, -.5])
-    filters = []
-    for theta in np.arange(orientations) * np.pi / orientations:
-        u = xx * np.cos(theta) + yy * np.sin(theta)
-        for freq, colour in ((0.25, lum), (0.125, lum), (0.125, red_green), (0.125, blue_yellow)):
-            for phase in (0, np.pi / 2):
-                g = envelope * np.cos(2 * np.pi * freq * u + phase)
-                g -= g.mean() * (phase == 0)
-                filters.append(colour[:, None, None] * g[None])
-    bank = np.stack(filters) / 128.0
-    return bank.astype(np.float32)
-
-
 def he_conv1(channels=16, size=3, seed=0):
     """Random conv1 weights as a freshly initialised net has them."""
     rng = np.random.default_rng(seed)
@@ -140,7 +120,7 @@ def displacement_map(fa, fb, dh, dw, temperature, dilation=1, method="SOFT"):
     return ref.soft_displacement(cost, dh, dw, dilation, temperature, method)
 
 
-def _up(v, shape):
+def upsample_displacement(v, shape):
     """Displacement maps from a strided feature map to the frame's grid, in frame pixels."""
     import cv2
     n, _, h, w = v.shape
@@ -174,13 +154,13 @@ def displacement_study(features, temperatures, moving=None, stereo=None, window=
             t = 1.0 if tau == "WTA" else tau
             row = dict(features=name, tau=tau)
             if fm is not None:
-                v = _up(displacement_map(*fm, window, window, t, method=method),
+                v = upsample_displacement(displacement_map(*fm, window, window, t, method=method),
                         moving[0].shape[1:3])
                 row["object_epe"] = endpoint_errors(v, moving[2], moving[3])
                 row["background_v"] = float(np.hypot(v[:, 0], v[:, 1])[moving[4]].mean())
             if fs is not None:
                 dh, dw = stereo_window
-                v = _up(displacement_map(*fs, dh, dw, t, method=method),
+                v = upsample_displacement(displacement_map(*fs, dh, dw, t, method=method),
                         stereo[0].shape[1:3])
                 row["stereo_epe"] = endpoint_errors(v, stereo[2], stereo[3])
             rows.append(row)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dcd import reference, studies
+from dcd.nets.init_weights import filter_bank_conv1
 
 
 def _warp_error(a, b, v, mask):
@@ -67,7 +68,7 @@ def test_trained_conv1_features_match_pycaffe(tmp_path):
 
 def test_study_tells_a_good_matcher_and_temperature_from_bad_ones():
     moving = studies.moving_pattern_pairs(clips=4, steps=(5,))
-    bank = studies.gabor_bank()
+    bank = filter_bank_conv1()
     feats = {relu: lambda im, relu=relu: studies.conv_features(im, bank, stride=2, relu=relu)
              for relu in (False, True)}
     rows = studies.displacement_study(feats, [1.0, 0.02], moving)

@@ -249,8 +249,13 @@ def batch_shard(parser, args):
         parser.error(str(exc))
 
 
-def report_failures(summary, out, shard):
-    """List the failed videos on stderr; returns the tool's exit status."""
+def report_batch(summary, out, shard, tool):
+    """The batch's one-line summary on stdout, then the failed videos on
+    stderr; returns the tool's exit status."""
+    total = len(summary.extracted) + len(summary.skipped) + len(summary.failed)
+    where = f" of shard {shard[0]}/{shard[1]}" if shard else ""
+    print(f"{tool}: {total} videos{where}: {len(summary.extracted)} extracted, "
+          f"{len(summary.skipped)} already complete, {len(summary.failed)} failed")
     if not summary.failed:
         return 0
     for result in sorted(summary.failed, key=lambda r: r.video):

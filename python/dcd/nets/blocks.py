@@ -70,6 +70,18 @@ def temporal_pool_vector(n, bottom, name, frames, channels, pool=P.Pooling.MAX):
     return n[name]
 
 
+def global_pool(n, bottom, prefix, frames, channels, temporal):
+    """A trunk's end: `<prefix>global_pool` (average over the map), then for
+    temporal "late" the max over each clip's frames. Returns (top, frames
+    left per clip)."""
+    n[prefix + "global_pool"] = L.Pooling(bottom, pool=P.Pooling.AVE, global_pooling=True)
+    x = n[prefix + "global_pool"]
+    if temporal == "late":
+        return temporal_pool_vector(n, x, prefix + "global_pool/temporal_pool", frames,
+                                    channels), 1
+    return x, frames
+
+
 def frame_pairs(n, bottom, name, frames):
     """Consecutive frame pairs of clips: (N*T) x C x H x W -> first, second,
     each (N*(T-1)) x C x H x W, holding frames [0, T-1) and [1, T)."""

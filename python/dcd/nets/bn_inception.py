@@ -2,10 +2,9 @@
 the stem (`conv1/7x7_s2`) and the trunk after it (`pool1/3x3_s2` ...
 `global_pool`), so the DCD branches can share the stem and feed their own
 inputs into a trunk. Optional temporal pooling inside the trunk."""
-from caffe import layers as L, params as P
+from caffe import layers as L
 
-from dcd.nets.blocks import (CONV_PARAM, ave_pool, conv_bn_relu, max_pool, temporal_pool,
-                             temporal_pool_vector)
+from dcd.nets.blocks import CONV_PARAM, ave_pool, conv_bn_relu, global_pool, max_pool, temporal_pool
 
 # name: (1x1, 3x3_reduce, 3x3, double_3x3_reduce, double_3x3, pool, pool_proj);
 # 1x1 = 0 and pool_proj = 0 mark the stride-2 blocks (3c, 4e).
@@ -135,12 +134,7 @@ def trunk(n, bottom, shape, prefix="", frozen_bn=True, frames=1, temporal="none"
     for spec in INCEPTION:
         x, shape = _inception(n, x, shape, spec, p, frozen_bn)
         x, frames = maybe_pool(x, spec[0] + "/output", frames)
-    n[p + "global_pool"] = L.Pooling(x, pool=P.Pooling.AVE, global_pooling=True)
-    x = n[p + "global_pool"]
-    if temporal == "late":
-        x, frames = temporal_pool_vector(n, x, p + "global_pool/temporal_pool", frames,
-                                         shape.channels), 1
-    return x, frames
+    return global_pool(n, x, p, frames, shape.channels, temporal)
 
 
 def head(n, features, num_classes, prefix="", dropout=0.8):

@@ -278,13 +278,13 @@ NETS = {
 }
 NETS["kinetics"] = [c for c in NETS["ucf101"]
                     if c.name in ("static", "motion", "appchange", "full", "flow")]
-# The demo's nets: the same branches on the small trunk, shared conv1 at the
-# crop's resolution (stride 1), 4 frames per segment for the static net
-# (gradual pooling 4 -> 2 -> 1), one pair for the others and for the joint
-# net (which then costs about what its three branches cost apart); the RGB
-# difference stacks the 3 differences of 4 frames (TSN's stacking). Batch 8:
-# docs/ASSUMPTIONS.md (the demo).
-_SMALL = dict(stem_stride=1, max_displacement=3, batch_size=8)
+# The demo's nets: the same branches on the small trunk, shared conv1 7x7 at
+# stride 2 as BN-Inception's (displacement maps at half the crop), 4 frames
+# per segment for the static net (gradual pooling 4 -> 2 -> 1), one pair for
+# the others and for the joint net (which then costs about what its three
+# branches cost apart); the RGB difference stacks the 3 differences of 4
+# frames (TSN's stacking). Batch 8: docs/ASSUMPTIONS.md (the demo).
+_SMALL = dict(stem_stride=2, max_displacement=3, batch_size=8)
 NETS["synthetic"] = [
     NetConfig("static", branches=("static",), frames=4, description="4 frames, gradual pooling",
               **_SMALL),
@@ -622,6 +622,9 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     proto = n.to_proto()
     proto.name = f"dcd_{dataset}_{cfg.name}"
     _scale_lr(proto, static_layers, cfg.static_lr_mult)
+    if cfg.modality != "FLOW":  # the backbone's rate for a conv1 on RGB frames
+        stem = ds.backbone.STEM
+        _scale_lr(proto, {stem, stem + "_scale"}, getattr(ds.backbone, "STEM_LR_MULT", 1))
     if cfg.frozen_stem:
         _freeze_stem(proto, ds.backbone.STEM)
     if mode == "train_val":

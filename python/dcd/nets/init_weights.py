@@ -186,6 +186,72 @@ def init_weights(caffemodel, dataset, net_name, out_path):
     return report
 
 
+def filter_bank_conv1(size=7, orientations=8):
+    """(orientations x 8) x 3 x size x size filters like an ImageNet net's
+    conv1: oriented luminance edges at two frequencies and two phases, and
+    red-green and blue-yellow edges. The stand-in for BN-Inception's
+    ImageNet conv1/7x7_s2 where those weights are not at hand: the cost
+    volume's measurements (docs/ASSUMPTIONS.md, "Temperature") and the
+    demo's initial conv1. Each filter has unit L2 norm, the norm Caffe's
+    xavier filler gives a conv1 on average: with BN after the convolution
+    the solver's relative step shrinks as the weights grow, so a bank at
+    another scale would be moved faster or slower than a random conv1."""
+    yy, xx = np.mgrid[-(size // 2):size // 2 + 1, -(size // 2):size // 2 + 1].astype(np.float64)
+    envelope = np.exp(-(xx ** 2 + yy ** 2) / (2 * (size / 4) ** 2))
+    lum, red_green, blue_yellow = np.ones(3) / 3, np.array([0, -1, 1]) / 2, np.array([1, -.5, -.5])
+    filters = []
+    for theta in np.arange(orientations) * np.pi / orientations:
+        u = xx * np.cos(theta) + yy * np.sin(theta)
+        for freq, colour in ((0.25, lum), (0.125, lum), (0.125, red_green), (0.125, blue_yellow)):
+            for phase in (0, np.pi / 2):
+                g = envelope * np.cos(2 * np.pi * freq * u + phase)
+                g -= g.mean() * (phase == 0)
+                filters.append(colour[:, None, None] * g[None])
+    bank = np.stack(filters)
+    return (bank / np.linalg.norm(bank.reshape(len(bank), -1), axis=1)[:, None, None, None]
+            ).astype(np.float32)
+
+
+def write_layers(net, names, out_path):
+    """A caffemodel holding only the named layers' parameters of `net`
+    (caffe train --weights copies them and leaves every other layer to its
+    filler and the solver's random seed)."""
+    from caffe.proto import caffe_pb2
+    from dcd.fileio import write_atomic
+    param = caffe_pb2.NetParameter()
+    param.name = "initial_layers"
+    layers = dict(zip(net._layer_names, net.layers))
+    for name in names:
+        layer = param.layer.add()
+        layer.name, layer.type = name, layers[name].type
+        for blob in layers[name].blobs:
+            b = layer.blobs.add()
+            b.shape.dim.extend(blob.data.shape)
+            b.data.extend(blob.data.ravel().tolist())
+    write_atomic(Path(out_path), param.SerializeToString())
+
+
+def filter_bank_init(dataset, net_name, out_path, orientations=4):
+    """Initial conv1 for one net of models/<dataset>/ from
+    filter_bank_conv1 (the demo's stand-in for ImageNet weights): every
+    convolution on RGB frames named conv1 (branch prefixes dropped) with the
+    bank's shape gets it. Stems on other inputs (stacked RGB differences,
+    flow) keep their random fillers: averaged over their channels, as TSN's
+    cross-modality initialisation would do, the bank left the demo's RGB
+    difference net reading the direction of motion at 59-65% instead of
+    100%. Only the initialised layers are written (write_layers), and
+    nothing when the net has no such conv1 (report.copied is empty)."""
+    import caffe
+    from dcd.netio import load_net
+    from dcd.nets.dcd import build, get_config
+    net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
+    bank = filter_bank_conv1(orientations=orientations)
+    report = init_net(net, {"conv1": ("Convolution", [bank, np.zeros(len(bank), np.float32)])})
+    if report.copied:
+        write_layers(net, report.copied, out_path)
+    return report
+
+
 class NetMismatchError(ValueError):
     """A trained caffemodel does not fit the target net; names the layer."""
 

@@ -5,14 +5,21 @@ from dcd.data import filelists
 from dcd.data.filelists import VideoEntry
 
 
-def make_frames(root, counts):
-    """Frame folders with `count` (empty) img_*.jpg files each: only counts matter here."""
+def make_folders(root, counts, patterns, other):
+    """Folders with `count` numbered (empty) files per pattern each, and one
+    `other` file that must not be counted: only counts matter here."""
     for video_id, count in counts.items():
         folder = root / video_id
         folder.mkdir(parents=True)
         for i in range(1, count + 1):
-            (folder / f"img_{i:05d}.jpg").write_bytes(b"")
-        (folder / "flow_x_00001.jpg").write_bytes(b"")  # not an RGB frame: not counted
+            for pattern in patterns:
+                (folder / pattern.format(i)).write_bytes(b"")
+        (folder / other).write_bytes(b"")
+
+
+def make_frames(root, counts):
+    """Frame folders with `count` img_*.jpg files each (and a flow_x file)."""
+    make_folders(root, counts, ("img_{:05d}.jpg",), "flow_x_00001.jpg")
 
 
 @pytest.fixture
@@ -136,14 +143,8 @@ def test_count_frames(tmp_path):
 
 
 def make_flow(root, counts):
-    """Flow folders with `count` (empty) flow_x/flow_y pairs each, beside 1 RGB frame."""
-    for video_id, count in counts.items():
-        folder = root / video_id
-        folder.mkdir(parents=True)
-        for i in range(1, count + 1):
-            (folder / f"flow_x_{i:05d}.jpg").write_bytes(b"")
-            (folder / f"flow_y_{i:05d}.jpg").write_bytes(b"")
-        (folder / "img_00001.jpg").write_bytes(b"")
+    """Flow folders with `count` flow_x/flow_y pairs each (and an RGB frame)."""
+    make_folders(root, counts, ("flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg"), "img_00001.jpg")
 
 
 def test_flow_lists_count_flow_x_files(tmp_path, ucf_splits, capsys):

@@ -8,10 +8,21 @@
 #include "gtest/gtest.h"
 
 #include "caffe/blob.hpp"
+#include "caffe/filler.hpp"
 #include "caffe/layer.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
+
+// Fills a blob from U(lo, hi) with Caffe's RNG (Caffe::set_random_seed).
+template <typename Dtype>
+void FillUniform(Blob<Dtype>* blob, Dtype lo, Dtype hi) {
+  FillerParameter filler_param;
+  filler_param.set_min(lo);
+  filler_param.set_max(hi);
+  UniformFiller<Dtype> filler(filler_param);
+  filler.Fill(blob);
+}
 
 // Runs Backward once per propagate_down mask (all 2^B of them) with every
 // bottom diff pre-filled with NaN: a propagated bottom's diff must come back

@@ -391,6 +391,35 @@ DCD_HOST_DEVICE inline int cost_volume_backward_count(int num, int channels,
   return num * ceil_div(channels, kCostVolumeBlockC) * height * width;
 }
 
+// A backward thread's outputs: image n, channels [c0, c0 + nc), pixel (i, j).
+struct ChannelBlock {
+  int n, c0, nc, i, j;
+};
+
+DCD_HOST_DEVICE inline ChannelBlock channel_block(int index, int channels,
+    int height, int width) {
+  const int CB = kCostVolumeBlockC;
+  const int hw = height * width;
+  const int nblocks = ceil_div(channels, CB);
+  ChannelBlock b;
+  b.j = index % width;
+  b.i = (index / width) % height;
+  b.c0 = (index / hw) % nblocks * CB;
+  b.n = index / (hw * nblocks);
+  b.nc = dcd_min(CB, channels - b.c0);
+  return b;
+}
+
+// Writes a block's sums to its channels: out[cb * hw], cb < nc.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void store_channel_block(const Dtype* acc, int nc,
+    int hw, Dtype* out) {
+  DCD_UNROLL
+  for (int cb = 0; cb < kCostVolumeBlockC; ++cb) {
+    if (cb < nc) { out[cb * hw] = acc[cb]; }
+  }
+}
+
 // dL/da_hat(n, c, i, j) = sum_k g(n, k, i, j) b_hat(n, c, i + di s, j + dj s)
 // over k in ascending order, for the block's channels.
 template <typename Dtype>
@@ -400,12 +429,8 @@ DCD_HOST_DEVICE inline void cost_volume_backward_a_block(int index,
   const int CB = kCostVolumeBlockC;
   const int hw = height * width;
   const int D = window_size(dh, dw);
-  const int nblocks = ceil_div(channels, CB);
-  const int j = index % width;
-  const int i = (index / width) % height;
-  const int c0 = (index / hw) % nblocks * CB;
-  const int n = index / (hw * nblocks);
-  const int nc = dcd_min(CB, channels - c0);
+  const ChannelBlock blk = channel_block(index, channels, height, width);
+  const int n = blk.n, c0 = blk.c0, nc = blk.nc, i = blk.i, j = blk.j;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
   const int pplane = (height + 2 * pad_h) * pw;
@@ -426,11 +451,8 @@ DCD_HOST_DEVICE inline void cost_volume_backward_a_block(int index,
       if (cb < nc) { acc[cb] += gk * bk[cb * pplane]; }
     }
   }
-  Dtype* out = a_diff + (n * channels + c0) * hw + i * width + j;
-  DCD_UNROLL
-  for (int cb = 0; cb < CB; ++cb) {
-    if (cb < nc) { out[cb * hw] = acc[cb]; }
-  }
+  store_channel_block(acc, nc, hw,
+                      a_diff + (n * channels + c0) * hw + i * width + j);
 }
 
 // dL/db_hat(n, c, q) = sum_k g(n, k, q - shift_k) a_hat(n, c, q - shift_k)
@@ -443,12 +465,8 @@ DCD_HOST_DEVICE inline void cost_volume_backward_b_block(int index,
   const int CB = kCostVolumeBlockC;
   const int hw = height * width;
   const int D = window_size(dh, dw);
-  const int nblocks = ceil_div(channels, CB);
-  const int x = index % width;
-  const int y = (index / width) % height;
-  const int c0 = (index / hw) % nblocks * CB;
-  const int n = index / (hw * nblocks);
-  const int nc = dcd_min(CB, channels - c0);
+  const ChannelBlock blk = channel_block(index, channels, height, width);
+  const int n = blk.n, c0 = blk.c0, nc = blk.nc, y = blk.i, x = blk.j;
   const Dtype* g = top_diff + n * D * hw;
   const Dtype* a = a_hat + (n * channels + c0) * hw;
   Dtype acc[CB];
@@ -466,11 +484,8 @@ DCD_HOST_DEVICE inline void cost_volume_backward_b_block(int index,
       if (cb < nc) { acc[cb] += gk * a[cb * hw + p]; }
     }
   }
-  Dtype* out = b_diff + (n * channels + c0) * hw + y * width + x;
-  DCD_UNROLL
-  for (int cb = 0; cb < CB; ++cb) {
-    if (cb < nc) { out[cb * hw] = acc[cb]; }
-  }
+  store_channel_block(acc, nc, hw,
+                      b_diff + (n * channels + c0) * hw + y * width + x);
 }
 
 // One pixel, in place: diff = (diff - f_hat <f_hat, diff>) / n, channels

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -7,6 +8,7 @@
 
 #include "caffe/layers/cost_volume_layer.hpp"
 #include "caffe/util/dcd_kernels.hpp"
+#include "caffe/util/dcd_window.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -15,24 +17,11 @@ template <typename Dtype>
 void CostVolumeLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   const CostVolumeParameter& param = this->layer_param_.cost_volume_param();
-  if (param.has_max_displacement()) {
-    CHECK(!param.has_max_displacement_h() && !param.has_max_displacement_w())
-        << "CostVolume layer " << this->layer_param_.name() << ": give either "
-        << "max_displacement or both max_displacement_h and "
-        << "max_displacement_w, not both forms.";
-    max_displacement_h_ = param.max_displacement();
-    max_displacement_w_ = param.max_displacement();
-  } else {
-    CHECK(param.has_max_displacement_h() && param.has_max_displacement_w())
-        << "CostVolume layer " << this->layer_param_.name() << ": "
-        << "max_displacement, or both max_displacement_h and "
-        << "max_displacement_w, are required.";
-    max_displacement_h_ = param.max_displacement_h();
-    max_displacement_w_ = param.max_displacement_w();
-  }
-  dilation_ = param.dilation();
-  CHECK_GE(dilation_, 1) << "CostVolume layer " << this->layer_param_.name()
-      << ": dilation must be >= 1.";
+  const dcd::DisplacementWindow window = dcd::ReadDisplacementWindow(
+      param, std::string(this->type()) + " layer " + this->layer_param_.name());
+  max_displacement_h_ = window.dh;
+  max_displacement_w_ = window.dw;
+  dilation_ = window.dilation;
   eps_ = param.eps();
   CHECK_GE(eps_, 0) << "CostVolume layer " << this->layer_param_.name()
       << ": eps must be >= 0.";

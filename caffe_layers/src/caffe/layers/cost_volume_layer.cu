@@ -97,48 +97,47 @@ __global__ void CostVolumeNormalizeBackward(const int nthreads, const Dtype* f,
   }
 }
 
+// One input's gradient: the correlation's part (`correlation`, from the
+// other input's normalised features), then through the normalisation.
+template <typename Dtype>
+void CostVolumeInputBackward(
+    void (*correlation)(int, const Dtype*, const Dtype*, int, int, int, int,
+                        int, int, Dtype*),
+    const int count, const Dtype* top_diff, const Dtype* other_hat,
+    const Blob<Dtype>& input, const Blob<Dtype>& inv_norm, const int dh,
+    const int dw, const int s, Dtype* diff) {
+  const int channels = input.channels();
+  const int height = input.height();
+  const int width = input.width();
+  const int npix = input.num() * height * width;
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  correlation<<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
+      count, top_diff, other_hat, channels, height, width, dh, dw, s, diff);
+  CUDA_POST_KERNEL_CHECK;
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  CostVolumeNormalizeBackward<Dtype><<<CAFFE_GET_BLOCKS(npix),
+      CAFFE_CUDA_NUM_THREADS>>>(
+      npix, input.gpu_data(), inv_norm.gpu_data(), channels, height * width,
+      diff);
+  CUDA_POST_KERNEL_CHECK;
+}
+
 template <typename Dtype>
 void CostVolumeLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
     const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
-  const int num = bottom[0]->num();
-  const int channels = bottom[0]->channels();
-  const int height = bottom[0]->height();
-  const int width = bottom[0]->width();
-  const int hw = height * width;
-  const int npix = num * hw;
   if (bottom[0]->count() == 0) { return; }
-  const int count = dcd::cost_volume_backward_count(num, channels, height,
-                                                    width);
+  const int count = dcd::cost_volume_backward_count(bottom[0]->num(),
+      bottom[0]->channels(), bottom[0]->height(), bottom[0]->width());
   const Dtype* top_diff = top[0]->gpu_diff();
   if (propagate_down[0]) {
-    Dtype* a_diff = bottom[0]->mutable_gpu_diff();
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    CostVolumeBackwardA<Dtype><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(
-        count, top_diff, b_hat_pad_.gpu_data(), channels, height, width,
-        max_displacement_h_, max_displacement_w_, dilation_, a_diff);
-    CUDA_POST_KERNEL_CHECK;
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    CostVolumeNormalizeBackward<Dtype><<<CAFFE_GET_BLOCKS(npix),
-        CAFFE_CUDA_NUM_THREADS>>>(
-        npix, bottom[0]->gpu_data(), inv_norm_a_.gpu_data(), channels, hw,
-        a_diff);
-    CUDA_POST_KERNEL_CHECK;
+    CostVolumeInputBackward<Dtype>(CostVolumeBackwardA<Dtype>, count, top_diff,
+        b_hat_pad_.gpu_data(), *bottom[0], inv_norm_a_, max_displacement_h_,
+        max_displacement_w_, dilation_, bottom[0]->mutable_gpu_diff());
   }
   if (propagate_down[1]) {
-    Dtype* b_diff = bottom[1]->mutable_gpu_diff();
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    CostVolumeBackwardB<Dtype><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(
-        count, top_diff, a_hat_.gpu_data(), channels, height, width,
-        max_displacement_h_, max_displacement_w_, dilation_, b_diff);
-    CUDA_POST_KERNEL_CHECK;
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    CostVolumeNormalizeBackward<Dtype><<<CAFFE_GET_BLOCKS(npix),
-        CAFFE_CUDA_NUM_THREADS>>>(
-        npix, bottom[1]->gpu_data(), inv_norm_b_.gpu_data(), channels, hw,
-        b_diff);
-    CUDA_POST_KERNEL_CHECK;
+    CostVolumeInputBackward<Dtype>(CostVolumeBackwardB<Dtype>, count, top_diff,
+        a_hat_.gpu_data(), *bottom[1], inv_norm_b_, max_displacement_h_,
+        max_displacement_w_, dilation_, bottom[1]->mutable_gpu_diff());
   }
 }
 

@@ -1,7 +1,9 @@
+#include <string>
 #include <vector>
 
 #include "caffe/layers/soft_displacement_layer.hpp"
 #include "caffe/util/dcd_kernels.hpp"
+#include "caffe/util/dcd_window.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -11,24 +13,11 @@ void SoftDisplacementLayer<Dtype>::LayerSetUp(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const SoftDisplacementParameter& param =
       this->layer_param_.soft_displacement_param();
-  if (param.has_max_displacement()) {
-    CHECK(!param.has_max_displacement_h() && !param.has_max_displacement_w())
-        << "SoftDisplacement layer " << this->layer_param_.name()
-        << ": give either max_displacement or both max_displacement_h and "
-        << "max_displacement_w, not both forms.";
-    max_displacement_h_ = param.max_displacement();
-    max_displacement_w_ = param.max_displacement();
-  } else {
-    CHECK(param.has_max_displacement_h() && param.has_max_displacement_w())
-        << "SoftDisplacement layer " << this->layer_param_.name() << ": "
-        << "max_displacement, or both max_displacement_h and "
-        << "max_displacement_w, are required.";
-    max_displacement_h_ = param.max_displacement_h();
-    max_displacement_w_ = param.max_displacement_w();
-  }
-  dilation_ = param.dilation();
-  CHECK_GE(dilation_, 1) << "SoftDisplacement layer "
-      << this->layer_param_.name() << ": dilation must be >= 1.";
+  const dcd::DisplacementWindow window = dcd::ReadDisplacementWindow(
+      param, std::string(this->type()) + " layer " + this->layer_param_.name());
+  max_displacement_h_ = window.dh;
+  max_displacement_w_ = window.dw;
+  dilation_ = window.dilation;
   temperature_ = param.temperature();
   CHECK_GT(temperature_, 0) << "SoftDisplacement layer "
       << this->layer_param_.name() << ": temperature must be > 0.";

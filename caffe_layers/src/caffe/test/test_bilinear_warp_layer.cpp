@@ -60,8 +60,9 @@ class BilinearWarpLayerTest : public MultiDeviceTest<TypeParam> {
         blob_v_(new Blob<Dtype>(2, 2, 5, 7)),
         blob_top_(new Blob<Dtype>()) {
     Caffe::set_random_seed(1701);
-    FillUniform(blob_f_, -1, 1);
-    FillUniform(blob_v_, -3, 3);  // many samples leave the 5 x 7 map
+    FillUniform(blob_f_, Dtype(-1), Dtype(1));
+    // Many samples leave the 5 x 7 map.
+    FillUniform(blob_v_, Dtype(-3), Dtype(3));
     blob_bottom_vec_.push_back(blob_f_);
     blob_bottom_vec_.push_back(blob_v_);
     blob_top_vec_.push_back(blob_top_);
@@ -70,14 +71,6 @@ class BilinearWarpLayerTest : public MultiDeviceTest<TypeParam> {
     delete blob_f_;
     delete blob_v_;
     delete blob_top_;
-  }
-
-  void FillUniform(Blob<Dtype>* blob, Dtype lo, Dtype hi) {
-    FillerParameter filler_param;
-    filler_param.set_min(lo);
-    filler_param.set_max(hi);
-    UniformFiller<Dtype> filler(filler_param);
-    filler.Fill(blob);
   }
 
   // V such that every sampling position i + s V is at least 0.15 away from
@@ -124,7 +117,7 @@ class BilinearWarpLayerTest : public MultiDeviceTest<TypeParam> {
   void FillTopDiff() {
     Blob<Dtype> tmp;
     tmp.ReshapeLike(*blob_top_);
-    FillUniform(&tmp, -1, 1);
+    FillUniform(&tmp, Dtype(-1), Dtype(1));
     caffe_copy(tmp.count(), tmp.cpu_data(), blob_top_->mutable_cpu_diff());
   }
 
@@ -156,7 +149,7 @@ TYPED_TEST(BilinearWarpLayerTest, TestForwardNegativeScale) {
 
 TYPED_TEST(BilinearWarpLayerTest, TestForwardFarOutside) {
   typedef typename TypeParam::Dtype Dtype;
-  this->FillUniform(this->blob_v_, 50, 1e6);
+  FillUniform(this->blob_v_, Dtype(50), Dtype(1e6));
   LayerParameter layer_param = this->MakeParam(1);
   BilinearWarpLayer<Dtype> layer(layer_param);
   layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
@@ -243,8 +236,8 @@ TYPED_TEST(BilinearWarpLayerTest, TestReshape) {
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   this->blob_f_->Reshape(1, 4, 6, 3);
   this->blob_v_->Reshape(1, 2, 6, 3);
-  this->FillUniform(this->blob_f_, -1, 1);
-  this->FillUniform(this->blob_v_, -2, 2);
+  FillUniform(this->blob_f_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_v_, Dtype(-2), Dtype(2));
   layer.Reshape(this->blob_bottom_vec_, this->blob_top_vec_);
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   Blob<Dtype> expected;

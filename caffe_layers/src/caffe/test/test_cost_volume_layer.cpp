@@ -62,12 +62,8 @@ class CostVolumeLayerTest : public MultiDeviceTest<TypeParam> {
         blob_b_(new Blob<Dtype>(2, 3, 5, 7)),
         blob_top_(new Blob<Dtype>()) {
     Caffe::set_random_seed(1701);
-    FillerParameter filler_param;
-    filler_param.set_min(-1);
-    filler_param.set_max(1);
-    UniformFiller<Dtype> filler(filler_param);
-    filler.Fill(blob_a_);
-    filler.Fill(blob_b_);
+    FillUniform(blob_a_, Dtype(-1), Dtype(1));
+    FillUniform(blob_b_, Dtype(-1), Dtype(1));
     blob_bottom_vec_.push_back(blob_a_);
     blob_bottom_vec_.push_back(blob_b_);
     blob_top_vec_.push_back(blob_top_);
@@ -88,14 +84,6 @@ class CostVolumeLayerTest : public MultiDeviceTest<TypeParam> {
     return layer_param;
   }
 
-  void FillUniform(Blob<Dtype>* blob) {
-    FillerParameter filler_param;
-    filler_param.set_min(-1);
-    filler_param.set_max(1);
-    UniformFiller<Dtype> filler(filler_param);
-    filler.Fill(blob);
-  }
-
   void CheckAgainstReference(int dh, int dw, int dilation, Dtype tol) {
     LayerParameter layer_param = MakeParam(dh, dw, dilation);
     CostVolumeLayer<Dtype> layer(layer_param);
@@ -112,7 +100,7 @@ class CostVolumeLayerTest : public MultiDeviceTest<TypeParam> {
   }
 
   void FillTopDiff() {
-    FillUniform(blob_top_);
+    FillUniform(blob_top_, Dtype(-1), Dtype(1));
     caffe_copy(blob_top_->count(), blob_top_->cpu_data(),
                blob_top_->mutable_cpu_diff());
   }
@@ -155,12 +143,13 @@ TYPED_TEST(CostVolumeLayerTest, TestForwardDilation) {
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestForwardWide) {
+  typedef typename TypeParam::Dtype Dtype;
   // Widths that exercise the CPU path's column blocks, tails and offset
   // groups (2 dw + 1 = 15 and 7).
   this->blob_a_->Reshape(2, 20, 6, 37);
   this->blob_b_->Reshape(2, 20, 6, 37);
-  this->FillUniform(this->blob_a_);
-  this->FillUniform(this->blob_b_);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
   this->CheckAgainstReference(2, 7, 1, 1e-5);
   this->CheckAgainstReference(1, 3, 2, 1e-5);
 }
@@ -206,8 +195,8 @@ TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
   typedef typename TypeParam::Dtype Dtype;
   this->blob_a_->Reshape(1, 5, 3, 21);
   this->blob_b_->Reshape(1, 5, 3, 21);
-  this->FillUniform(this->blob_a_);
-  this->FillUniform(this->blob_b_);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
   LayerParameter layer_param = this->MakeParam(1, 2, 2);
   CostVolumeLayer<Dtype> layer(layer_param);
   GradientChecker<Dtype> checker(1e-2, 1e-2);
@@ -279,8 +268,8 @@ TYPED_TEST(CostVolumeLayerTest, TestReshape) {
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   this->blob_a_->Reshape(1, 4, 6, 4);
   this->blob_b_->Reshape(1, 4, 6, 4);
-  this->FillUniform(this->blob_a_);
-  this->FillUniform(this->blob_b_);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
   layer.Reshape(this->blob_bottom_vec_, this->blob_top_vec_);
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   Blob<Dtype> expected;

@@ -23,19 +23,11 @@
 #include "caffe/util/math_functions.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_dcd_util.hpp"
 
 namespace caffe {
 
 namespace {
-
-template <typename Dtype>
-void Fill(Blob<Dtype>* blob, Dtype lo, Dtype hi) {
-  FillerParameter p;
-  p.set_min(lo);
-  p.set_max(hi);
-  UniformFiller<Dtype> filler(p);
-  filler.Fill(blob);
-}
 
 template <typename Dtype>
 Dtype RelativeTolerance() { return sizeof(Dtype) == 4 ? 2e-5 : 1e-12; }
@@ -81,8 +73,8 @@ TYPED_TEST(DcdKernelsTest, TestCostVolumeBodies) {
   const int N = 2, C = 6, H = 9, W = 13, dh = 2, dw = 5, s = 2;
   const Dtype eps = 1e-6;
   Blob<Dtype> a(N, C, H, W), b(N, C, H, W), top;
-  Fill(&a, Dtype(-1), Dtype(1));
-  Fill(&b, Dtype(-1), Dtype(1));
+  FillUniform(&a, Dtype(-1), Dtype(1));
+  FillUniform(&b, Dtype(-1), Dtype(1));
   vector<Blob<Dtype>*> bottom_vec(1, &a), top_vec(1, &top);
   bottom_vec.push_back(&b);
   LayerParameter param;
@@ -97,7 +89,7 @@ TYPED_TEST(DcdKernelsTest, TestCostVolumeBodies) {
   layer.Forward(bottom_vec, top_vec);
   Blob<Dtype> g;
   g.ReshapeLike(top);
-  Fill(&g, Dtype(-1), Dtype(1));
+  FillUniform(&g, Dtype(-1), Dtype(1));
   caffe_copy(g.count(), g.cpu_data(), top.mutable_cpu_diff());
   layer.Backward(top_vec, vector<bool>(2, true), bottom_vec);
 
@@ -154,7 +146,7 @@ TYPED_TEST(DcdKernelsTest, TestSoftDisplacementBodies) {
   const int D = dcd::window_size(dh, dw), hw = H * W, npix = N * hw;
   for (int wta = 0; wta < 2; ++wta) {
     Blob<Dtype> cost(N, D, H, W), top;
-    Fill(&cost, Dtype(-1), Dtype(1));
+    FillUniform(&cost, Dtype(-1), Dtype(1));
     vector<Blob<Dtype>*> bottom_vec(1, &cost), top_vec(1, &top);
     LayerParameter param;
     param.set_name("sd_kernels");
@@ -176,7 +168,7 @@ TYPED_TEST(DcdKernelsTest, TestSoftDisplacementBodies) {
     ExpectClose(top.cpu_data(), &v[0], top.count(),
                 wta ? "WTA forward" : "forward");
     if (wta) { continue; }  // WTA's backward is a zero fill
-    Fill(&top, Dtype(-1), Dtype(1));
+    FillUniform(&top, Dtype(-1), Dtype(1));
     caffe_copy(top.count(), top.cpu_data(), top.mutable_cpu_diff());
     layer.Forward(bottom_vec, top_vec);
     layer.Backward(top_vec, vector<bool>(1, true), bottom_vec);
@@ -197,8 +189,9 @@ TYPED_TEST(DcdKernelsTest, TestBilinearWarpBodies) {
   const int N = 2, C = 3, H = 6, W = 8;
   const float s = -1.5;
   Blob<Dtype> f(N, C, H, W), v(N, 2, H, W), top;
-  Fill(&f, Dtype(-1), Dtype(1));
-  Fill(&v, Dtype(-3), Dtype(3));  // taps leave the map, several share targets
+  FillUniform(&f, Dtype(-1), Dtype(1));
+  // Taps leave the map, several share targets.
+  FillUniform(&v, Dtype(-3), Dtype(3));
   vector<Blob<Dtype>*> bottom_vec(1, &f), top_vec(1, &top);
   bottom_vec.push_back(&v);
   LayerParameter param;
@@ -215,7 +208,7 @@ TYPED_TEST(DcdKernelsTest, TestBilinearWarpBodies) {
   }
   ExpectClose(top.cpu_data(), &out[0], top.count(), "forward");
 
-  Fill(&top, Dtype(-1), Dtype(1));
+  FillUniform(&top, Dtype(-1), Dtype(1));
   caffe_copy(top.count(), top.cpu_data(), top.mutable_cpu_diff());
   layer.Forward(bottom_vec, top_vec);
   layer.Backward(top_vec, vector<bool>(2, true), bottom_vec);
@@ -283,7 +276,7 @@ class DcdGpuParityTest : public GPUDeviceTest<Dtype> {
                           top[0]->cpu_data() + top[0]->count());
     Blob<Dtype> g;
     g.ReshapeLike(*top[0]);
-    Fill(&g, Dtype(-1), Dtype(1));
+    FillUniform(&g, Dtype(-1), Dtype(1));
     caffe_copy(g.count(), g.cpu_data(), top[0]->mutable_cpu_diff());
     const vector<bool> down(bottom.size(), true);
     layer->Backward(top, down, bottom);
@@ -320,8 +313,8 @@ TYPED_TEST(DcdGpuParityTest, TestThreeLayers) {
   typedef TypeParam Dtype;
   const int N = 2, C = 18, H = 23, W = 29, d = 6;
   Blob<Dtype> a(N, C, H, W), b(N, C, H, W), cost, disp, warped;
-  Fill(&a, Dtype(-1), Dtype(1));
-  Fill(&b, Dtype(-1), Dtype(1));
+  FillUniform(&a, Dtype(-1), Dtype(1));
+  FillUniform(&b, Dtype(-1), Dtype(1));
   vector<Blob<Dtype>*> cv_bottom(1, &a), cv_top(1, &cost);
   cv_bottom.push_back(&b);
   LayerParameter cv_param;

@@ -363,6 +363,20 @@ TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
     layer.blobs()[0]->mutable_cpu_data()[0] = Dtype(-0.01);
     layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   }, "SoftDisplacement layer sd_test: the learned temperature became <= 0");
+  // The window is read as CostVolume reads it (dcd_window.hpp).
+  EXPECT_DEATH({
+    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, false);
+    p.mutable_soft_displacement_param()->set_max_displacement(1);
+    SoftDisplacementLayer<Dtype> layer(p);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: give either max_displacement or both "
+     "max_displacement_h and max_displacement_w, not both forms");
+  EXPECT_DEATH({
+    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, false);
+    p.mutable_soft_displacement_param()->set_dilation(0);
+    SoftDisplacementLayer<Dtype> layer(p);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "SoftDisplacement layer sd_test: dilation must be >= 1");
 }
 
 }  // namespace caffe

@@ -442,6 +442,12 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
     layer.Forward(blob_bottom_vec_, blob_top_vec_);
     data->CopyFrom(*blob_top_data_, false, true);
+    // In GPU mode the tops point into the layer's prefetch buffers
+    // (BasePrefetchingDataLayer::Forward_gpu lends them with set_gpu_data),
+    // which die with the layer: bring the tops to the CPU while it lives,
+    // for the reads that follow.
+    blob_top_data_->cpu_data();
+    blob_top_label_->cpu_data();
   }
   // Value at (image n, channel c, row h, column w) of the data top.
   Dtype At(int n, int c, int h, int w) const {
