@@ -13,6 +13,13 @@ PY := $(VENV)/bin/python
 # Extra CMake arguments, e.g. CMAKE_ARGS=-DCAFFE_SOURCE_DIR=/path/to/caffe
 CMAKE_ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist: the suites on $(TEST_WORKERS) processes; tests/conftest.py
+# keeps each file's tests on one process (its module fixtures run once).
+# One BLAS/OpenMP thread per process, waiting passively: with two worker
+# processes, spinning threads of each took the cores from the other (the
+# BN-Inception net tests ran 10x slower).
+TEST_WORKERS ?= $(JOBS)
+TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 # tools/setup.sh flags; the tests also need cuBLAS/cuRAND headers (nvcc check).
 SETUP_FLAGS ?=
 
@@ -45,7 +52,7 @@ test-layers: build
 	cmake --build $(BUILD_CPU) --target dcd_cuda_check -j $(JOBS)
 
 test-python: build
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test: test-layers test-python
 test-fast: PYTEST_ARGS += -m "not slow"

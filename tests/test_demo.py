@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow  # trains three nets with caffe
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
     cfg = DemoConfig(root=tmp_path_factory.mktemp("demo"), per_class=(16, 2, 6),
-                     iterations=150, num_snippets=4, progress=False,
+                     iterations=100, num_snippets=4, progress=False,
                      nets=("static", "motion", "appchange"))
     return cfg, run(cfg)
 

@@ -24,11 +24,14 @@ ALL_NETS = [(d, c) for d in NETS for c in NETS[d]]
 PAPER_NETS = [(d, c) for d, c in ALL_NETS if d != "synthetic"]  # BN-Inception, the paper's
 PAPER_IDS = [f"{d}-{c.name}" for d, c in PAPER_NETS]
 # Running the BN-Inception nets is slow (`make test-fast` leaves them out); the demo's are not.
+# The nets trained without TSN (`*_notsn`, one segment) are run as their TSN
+# versions: at the segments these tests give, the nets are the same
+# (test_notsn_nets_equal_their_tsn_versions_at_given_segments).
 RUN_NETS = [pytest.param(d, c, id=f"{d}-{c.name}",
                          marks=[pytest.mark.slow] if d != "synthetic" else [])
-            for d, c in ALL_NETS]
+            for d, c in ALL_NETS if c.segments != 1]
 RUN_PAPER_NETS = [pytest.param(d, c, id=f"{d}-{c.name}", marks=pytest.mark.slow)
-                  for d, c in PAPER_NETS]
+                  for d, c in PAPER_NETS if c.segments != 1]
 SMALL_CROP = 64
 
 
@@ -97,6 +100,17 @@ def test_train_val_structure_runs_forward_and_backward(dataset, cfg, tmp_path):
         assert np.isfinite(diff).all()
         if not (cfg.method == "WTA" and name == stem and cfg.branches == ("motion",)):
             assert np.abs(diff).sum() > 0, f"no gradient reaches {name}"
+
+
+@pytest.mark.parametrize("cfg", [c for c in NETS["ucf101"] if c.segments == 1],
+                         ids=lambda c: c.name)
+def test_notsn_nets_equal_their_tsn_versions_at_given_segments(cfg):
+    tsn = next(c for c in NETS["ucf101"] if c.name == cfg.name.replace("_notsn", ""))
+    for mode in ("test", "deploy"):
+        ours, theirs = (build(c, "ucf101", mode, crop=SMALL_CROP, segments=2, batch_size=2)
+                        for c in (cfg, tsn))
+        ours.name = theirs.name
+        assert str(ours) == str(theirs), mode
 
 
 @pytest.mark.parametrize("dataset,cfg", RUN_PAPER_NETS)
@@ -271,8 +285,8 @@ def test_missing_list_is_named(tiny_repo, tmp_path):
 def test_clipping_with_the_shipped_motion_solver(tiny_repo, tmp_path):
     """The shipped UCF101 motion solver's settings (iter_size 32, clip 640)
     against the first release's clip 20, on the CPU copy (batch 1 at a 64
-    crop, so 32 passes per update), two updates each from the same weights
-    and data: how often and how hard Caffe clips, read from its log."""
+    crop, so 32 passes per update), one update each from the same weights
+    and data: whether and how hard Caffe clips, read from its log."""
     from dcd.caffe_log import caffe_train, parse_clipping, parse_train_losses
     shipped = parse(MODELS / "ucf101/motion_solver.prototxt")
     assert (shipped.iter_size, shipped.clip_gradients) == (32, 640)
@@ -280,18 +294,18 @@ def test_clipping_with_the_shipped_motion_solver(tiny_repo, tmp_path):
     for clip in (20, shipped.clip_gradients):
         s = parse(tiny_repo / "models/ucf101/motion_solver.prototxt")
         s.iter_size, s.clip_gradients, s.test_interval = shipped.iter_size, clip, 1000
-        s.max_iter, s.random_seed = 2, 3
+        s.max_iter, s.random_seed = 1, 3
         path = tiny_repo / f"models/ucf101/motion_clip{clip:g}_solver.prototxt"
         path.write_text(str(s))
         log = caffe_train(str(path.relative_to(tiny_repo)), tmp_path / f"clip{clip:g}.log",
                           ["--weights=motion_init.caffemodel"], cwd=tiny_repo)
-        assert [it for it, _ in parse_train_losses(log)] == [0, 1, 2]
+        assert [it for it, _ in parse_train_losses(log)] == [0, 1]
         fired[clip] = parse_clipping(log)
         print(f"\nclip_gradients {clip:g}: clipped {len(fired[clip])} of {s.max_iter} updates; "
               f"(L2 norm of the summed gradient, scale factor): "
               f"{[(round(n, 1), round(f, 5)) for n, _, f in fired[clip]]}")
     old, new = fired[20], fired[shipped.clip_gradients]
-    assert len(old) == 2 and all(t == 20 for _, t, _ in old)  # every update shrunk
+    assert len(old) == 1 and old[0][1] == 20  # the update was shrunk
     assert all(t == 640 for _, t, _ in new)
     # Same weights and data: the first update has the same gradient; the new
     # threshold bounds the batch gradient at 20, the old one at 20 / 32.

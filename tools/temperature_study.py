@@ -8,9 +8,9 @@ clips (object end-point error, mean |V| on the static background) and
 scikit-image's Middlebury motorcycle pair (disparity end-point error), each
 feature set taken before and after the ReLU. Feature sets: a 7x7 stride-2
 Gabor bank standing in for BN-Inception's ImageNet conv1 (the paper's nets),
-the demo's freshly initialised 3x3 conv1, and the shared conv1 of trained
-nets given with --weights (the temperature such a net learned, when it has
-one, is added to the sweep).
+the demo's conv1 at initialisation (the same bank at 32 channels), and the
+shared conv1 of trained nets given with --weights (the temperature such a
+net learned, when it has one, is added to the sweep).
 
 --gaussian: the first study, random smooth Gaussian features moved by a
 known sub-pixel shift.
@@ -47,13 +47,13 @@ def ground_truth_study(args):
                 lambda im, relu=relu: studies.conv_features(im, weight, bias, stride, relu, stats))
 
     add("Gabor 7x7/2 (ImageNet conv1 stand-in)", filter_bank_conv1(), stride=2)
-    add("random 3x3 (demo conv1 at init)", studies.he_conv1())
+    add("filter bank 7x7/2, 32 channels (the demo's conv1 at init)",
+        filter_bank_conv1(orientations=4), stride=2)
     for spec in args.weights:
         label, _, path = spec.rpartition("=")
         label = label or Path(path).stem
         add(f"trained {label}", *studies.trained_conv1(path))
-        tau = studies.learned_temperature(path) if "motion/displacement" in \
-            studies.caffemodel_layers(path) else None
+        tau = studies.learned_temperature(path)
         if tau is not None:
             print(f"{label}: learned temperature {tau:.4f}")
             temperatures.append(round(tau, 4))

@@ -115,7 +115,8 @@ def prepare_data(cfg):
         write_file_list(list_path(cfg, part), rows)
         entries += rows
     build_lmdb(frames, entries, cfg.data / "frames_lmdb", progress=cfg.progress)
-    prepare_flow(cfg, frames, splits, parts)
+    if "flow" in cfg.nets:
+        prepare_flow(cfg, frames, splits, parts)
     return frames
 
 

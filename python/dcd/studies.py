@@ -73,12 +73,6 @@ def conv_features(images, weight, bias=None, stride=1, relu=True, stats=None):
     return np.maximum(f, 0) if relu else f
 
 
-def he_conv1(channels=16, size=3, seed=0):
-    """Random conv1 weights as a freshly initialised net has them."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((channels, 3, size, size)) * np.sqrt(2 / (3 * size * size)))
-
-
 def moving_pattern_pairs(clips=48, seed=0, steps=(3, 7, 11)):
     """Frame pairs of generated clips (every class in turn) with ground truth:
     (frames_a, frames_b, v_true, object mask, background mask), masks over
@@ -169,27 +163,12 @@ def displacement_study(features, temperatures, moving=None, stereo=None, window=
 
 def caffemodel_blobs(weights, layers):
     """{layer: [numpy arrays]} of the named layers in a .caffemodel."""
-    from caffe.proto import caffe_pb2
-    net = caffe_pb2.NetParameter()
-    with open(weights, "rb") as f:
-        net.ParseFromString(f.read())
-    found = {}
-    for layer in list(net.layer) + list(net.layers):
-        if layer.name in layers:
-            found[layer.name] = [np.array(b.data, np.float32).reshape(tuple(b.shape.dim))
-                                 for b in layer.blobs]
-    missing = [name for name in layers if name not in found]
+    from dcd.nets.init_weights import read_caffemodel
+    model = read_caffemodel(weights)
+    missing = [name for name in layers if name not in model]
     if missing:
         raise KeyError(f"{weights}: no layer {', '.join(missing)}")
-    return found
-
-
-def caffemodel_layers(weights):
-    from caffe.proto import caffe_pb2
-    net = caffe_pb2.NetParameter()
-    with open(weights, "rb") as f:
-        net.ParseFromString(f.read())
-    return [layer.name for layer in list(net.layer) + list(net.layers)]
+    return {name: model[name][1] for name in layers}
 
 
 def trained_conv1(weights, name="conv1"):
@@ -205,8 +184,9 @@ def trained_conv1(weights, name="conv1"):
 
 def learned_temperature(weights, layer="motion/displacement"):
     """The temperature a net learned (SoftDisplacement learn_temperature);
-    None when the layer has a fixed one."""
-    blobs = caffemodel_blobs(weights, [layer])[layer]
+    None when the net has no such layer or the layer a fixed one (no blob)."""
+    from dcd.nets.init_weights import read_caffemodel
+    blobs = read_caffemodel(weights).get(layer, (None, []))[1]
     return float(blobs[0].ravel()[0]) if blobs else None
 
 

