@@ -437,6 +437,15 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
 
   // Copies into `data` the data top of one forward pass of a fresh layer
   // (the top keeps it too).
+  // SetUp of a layer with `param` stops with a message matching `regex`.
+  void ExpectSetUpDies(const LayerParameter& param, const std::string& regex) {
+    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+    EXPECT_DEATH({
+      VideoDataLayer<Dtype> layer(param);
+      layer.SetUp(blob_bottom_vec_, blob_top_vec_);
+    }, regex);
+  }
+
   void ForwardOnce(const LayerParameter& param, Blob<Dtype>* data) {
     VideoDataLayer<Dtype> layer(param);
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
@@ -860,7 +869,6 @@ TYPED_TEST(VideoDataLayerTest, TestLMDBCountTooSmall) {
 }
 
 TYPED_TEST(VideoDataLayerTest, TestFolderFrameCountBeyondFrames) {
-  typedef typename TypeParam::Dtype Dtype;
   shared_ptr<VideoFrameReader> reader(
       NewFolderFrameReader(this->root_, DefaultNamePattern(),
                            DefaultFlowNamePattern()));
@@ -874,29 +882,18 @@ TYPED_TEST(VideoDataLayerTest, TestFolderFrameCountBeyondFrames) {
   std::ofstream list(this->list_.c_str());
   list << this->VideoId(0) << " 12 0\n" << this->VideoId(2) << " 9 2\n";
   list.close();
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-  EXPECT_DEATH({
-    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, 3, 1));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "list.txt:line 2: video 'v_2': num_frames is 9");
+  this->ExpectSetUpDies(this->Param(TEST, 1, 3, 1),
+                        "list.txt:line 2: video 'v_2': num_frames is 9");
 }
 
 TYPED_TEST(VideoDataLayerTest, TestMalformedAndEmptyListsDie) {
-  typedef typename TypeParam::Dtype Dtype;
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   {
     std::ofstream list(this->list_.c_str());
     list << this->VideoId(0) << " 12 0\n" << this->VideoId(1) << " 20\n";
   }
-  EXPECT_DEATH({
-    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, 3, 1));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "list.txt:line 2");
+  this->ExpectSetUpDies(this->Param(TEST, 1, 3, 1), "list.txt:line 2");
   { std::ofstream list(this->list_.c_str()); }
-  EXPECT_DEATH({
-    VideoDataLayer<Dtype> layer(this->Param(TEST, 1, 3, 1));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "empty");
+  this->ExpectSetUpDies(this->Param(TEST, 1, 3, 1), "empty");
 }
 
 TYPED_TEST(VideoDataLayerTest, TestBadFrames) {
@@ -1046,7 +1043,6 @@ TYPED_TEST(VideoDataLayerTest, TestFlowLMDBMatchesFolder) {
 }
 
 TYPED_TEST(VideoDataLayerTest, TestFlowSetupChecksBothComponents) {
-  typedef typename TypeParam::Dtype Dtype;
   shared_ptr<VideoFrameReader> reader(
       NewFolderFrameReader(this->root_, DefaultNamePattern(),
                            DefaultFlowNamePattern()));
@@ -1076,13 +1072,9 @@ TYPED_TEST(VideoDataLayerTest, TestFlowSetupChecksBothComponents) {
   EXPECT_EQ(CV_8UC1, img.type());
   EXPECT_NEAR(30 + 40 * 2, img.at<uchar>(5, 5), 1);
   // Bad patterns stop the layer at setup.
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   LayerParameter param = this->FlowParam(TEST, 1, 3, 1);
   param.mutable_video_data_param()->set_flow_name_pattern("flow_x_%05d.jpg");
-  EXPECT_DEATH({
-    VideoDataLayer<Dtype> layer(param);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "flow_name_pattern");
+  this->ExpectSetUpDies(param, "flow_name_pattern");
 }
 
 TYPED_TEST(VideoDataLayerTest, TestRGBFlowChannelsInPixels) {
@@ -1193,11 +1185,7 @@ TYPED_TEST(VideoDataLayerTest, TestFlowRootFolderApart) {
       }
     }
   }
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-  EXPECT_DEATH({
-    VideoDataLayer<Dtype> layer(param);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "flow_x_00011.jpg does not exist");
+  this->ExpectSetUpDies(param, "flow_x_00011.jpg does not exist");
   param.mutable_video_data_param()->set_flow_root_folder(flow_root);
   VideoDataLayer<Dtype> layer(param);
   layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
