@@ -284,15 +284,20 @@ def test_missing_list_is_named(tiny_repo, tmp_path):
 @pytest.mark.slow
 def test_clipping_with_the_shipped_motion_solver(tiny_repo, tmp_path):
     """The shipped UCF101 motion solver's settings (iter_size 32, clip 640)
-    against the first release's clip 20, on the CPU copy (batch 1 at a 64
+    against the first release's clip 20, on the CPU copy (batch 1 at a 32
     crop, so 32 passes per update), one update each from the same weights
     and data: whether and how hard Caffe clips, read from its log."""
     from dcd.caffe_log import caffe_train, parse_clipping, parse_train_losses
+    from dcd.nets.dcd import get_config
     shipped = parse(MODELS / "ucf101/motion_solver.prototxt")
     assert (shipped.iter_size, shipped.clip_gradients) == (32, 640)
+    net = tiny_repo / "models/ucf101/motion_crop32_train_val.prototxt"
+    net.write_text(str(build(get_config("ucf101", "motion"), "ucf101", "train_val", crop=32,
+                             batch_size=1)))
     fired = {}
     for clip in (20, shipped.clip_gradients):
         s = parse(tiny_repo / "models/ucf101/motion_solver.prototxt")
+        s.net = str(net.relative_to(tiny_repo))
         s.iter_size, s.clip_gradients, s.test_interval = shipped.iter_size, clip, 1000
         s.max_iter, s.random_seed = 1, 3
         path = tiny_repo / f"models/ucf101/motion_clip{clip:g}_solver.prototxt"

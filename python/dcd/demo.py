@@ -99,7 +99,7 @@ def prepare_data(cfg):
     videos, splits = write_dataset(cfg.data / "source", cfg.per_class, cfg.seed, spec,
                                    progress=cfg.progress)
     frames = cfg.data / "frames"
-    summary = extract_all(find_videos(videos), frames, workers=2, progress=cfg.progress,
+    summary = extract_all(find_videos(videos), frames, workers=cfg.jobs, progress=cfg.progress,
                           width=spec.size, height=spec.size)
     if summary.failed:
         raise RuntimeError(f"frame extraction failed for {len(summary.failed)} videos: "
@@ -129,7 +129,7 @@ def prepare_flow(cfg, frames, splits, parts):
     from dcd.data.lmdb_store import build_lmdb
 
     flow = cfg.data / "flow"
-    summary = extract_all_flow(find_frame_folders(frames), flow, from_frames=True, workers=2,
+    summary = extract_all_flow(find_frame_folders(frames), flow, from_frames=True, workers=cfg.jobs,
                                progress=cfg.progress, method=flow_method(FLOW_METHOD))
     if summary.failed:
         raise RuntimeError(f"flow extraction failed for {len(summary.failed)} videos: "
