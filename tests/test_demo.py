@@ -13,7 +13,7 @@ def reduced(tmp_path_factory):
     # One process at a time (jobs=1): the test suite already runs on every
     # core, and scoring in-process saves the workers' imports of caffe.
     cfg = DemoConfig(root=tmp_path_factory.mktemp("demo"), per_class=(16, 2, 6),
-                     iterations=100, num_snippets=4, progress=False,
+                     iterations=75, num_snippets=4, progress=False,
                      nets=("static", "motion", "appchange"), jobs=1)
     return cfg, run(cfg)
 
