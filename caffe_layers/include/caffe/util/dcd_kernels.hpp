@@ -410,6 +410,16 @@ DCD_HOST_DEVICE inline ChannelBlock channel_block(int index, int channels,
   return b;
 }
 
+// acc[cb] += g x[cb * stride] for the block's channels cb < nc.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void accumulate_channel_block(Dtype g, const Dtype* x,
+    int stride, int nc, Dtype* acc) {
+  DCD_UNROLL
+  for (int cb = 0; cb < kCostVolumeBlockC; ++cb) {
+    if (cb < nc) { acc[cb] += g * x[cb * stride]; }
+  }
+}
+
 // Writes a block's sums to its channels: out[cb * hw], cb < nc.
 template <typename Dtype>
 DCD_HOST_DEVICE inline void store_channel_block(const Dtype* acc, int nc,
@@ -444,12 +454,8 @@ DCD_HOST_DEVICE inline void cost_volume_backward_a_block(int index,
     const int di = window_di(k, dh, dw);
     const int dj = window_dj(k, dw);
     if (!shifted_inside(i, j, di, dj, s, height, width)) { continue; }
-    const Dtype gk = g[k * hw];
-    const Dtype* bk = b + di * s * pw + dj * s;
-    DCD_UNROLL
-    for (int cb = 0; cb < CB; ++cb) {
-      if (cb < nc) { acc[cb] += gk * bk[cb * pplane]; }
-    }
+    accumulate_channel_block(g[k * hw], b + di * s * pw + dj * s, pplane, nc,
+                             acc);
   }
   store_channel_block(acc, nc, hw,
                       a_diff + (n * channels + c0) * hw + i * width + j);
@@ -478,11 +484,7 @@ DCD_HOST_DEVICE inline void cost_volume_backward_b_block(int index,
     // (y - di s, x - dj s) is the F_a position matched with q.
     if (!shifted_inside(y, x, -di, -dj, s, height, width)) { continue; }
     const int p = (y - di * s) * width + (x - dj * s);
-    const Dtype gk = g[k * hw + p];
-    DCD_UNROLL
-    for (int cb = 0; cb < CB; ++cb) {
-      if (cb < nc) { acc[cb] += gk * a[cb * hw + p]; }
-    }
+    accumulate_channel_block(g[k * hw + p], a + p, hw, nc, acc);
   }
   store_channel_block(acc, nc, hw,
                       b_diff + (n * channels + c0) * hw + y * width + x);
