@@ -182,27 +182,41 @@ template <typename Dtype> struct VecOf;
 template <> struct VecOf<float> { typedef dcd_vec_f type; };
 template <> struct VecOf<double> { typedef dcd_vec_d type; };
 
-template <typename Dtype, int ND>
-DCD_INLINE void correlate_block_vec(const Dtype* a, int a_plane,
-    const Dtype* b, int b_plane, int s, int channels, Dtype* out,
-    int out_plane) {
+// acc[r] = sum over o < n of x(o) * y(o)[r * y_step], one 64-byte vector of
+// columns each, written to out + r * out_stride, o in ascending order. The
+// vector block of the correlation (o = channel, r = horizontal offset, y(o)
+// at o * b_plane) and of its gradient to F_a (o = displacement, r =
+// channel, y(o) at the displacement's shift in the padded plane).
+template <typename Dtype, int R, typename YOffset>
+DCD_INLINE void vec_block(int n, const Dtype* x, int x_stride, const Dtype* y,
+    YOffset y_offset, int y_step, Dtype* out, int out_stride) {
   typedef typename VecOf<Dtype>::type V;
-  V acc[ND];
-  for (int d = 0; d < ND; ++d) { acc[d] = V{}; }
-  for (int c = 0; c < channels; ++c) {
-    V av;
-    __builtin_memcpy(&av, a + c * a_plane, sizeof(V));
-    const Dtype* bc = b + c * b_plane;
-    for (int d = 0; d < ND; ++d) {
-      V bv;
-      __builtin_memcpy(&bv, bc + d * s, sizeof(V));
-      acc[d] += av * bv;
+  V acc[R];
+  for (int r = 0; r < R; ++r) { acc[r] = V{}; }
+  for (int o = 0; o < n; ++o) {
+    V xv;
+    __builtin_memcpy(&xv, x + o * x_stride, sizeof(V));
+    const Dtype* yo = y + y_offset(o);
+    for (int r = 0; r < R; ++r) {
+      V yv;
+      __builtin_memcpy(&yv, yo + r * y_step, sizeof(V));
+      acc[r] += xv * yv;
     }
   }
-  for (int d = 0; d < ND; ++d) {
-    __builtin_memcpy(out + d * out_plane, &acc[d], sizeof(V));
+  for (int r = 0; r < R; ++r) {
+    __builtin_memcpy(out + r * out_stride, &acc[r], sizeof(V));
   }
 }
+
+struct StridedOffset {
+  int stride;
+  DCD_INLINE int operator()(int o) const { return o * stride; }
+};
+
+struct TableOffset {
+  const int* offset;
+  DCD_INLINE int operator()(int o) const { return offset[o]; }
+};
 #endif
 
 // Cost volume of one image from normalised features (b_hat zero-padded by
@@ -252,8 +266,8 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
           }
           switch (nd) {
 #if DCD_X86_DISPATCH
-#define DCD_BLOCK(ND) correlate_block_vec<Dtype, ND>( \
-              a, hw, b, pplane, s, channels, out, hw)
+#define DCD_BLOCK(ND) vec_block<Dtype, ND>( \
+              channels, a, hw, b, StridedOffset{pplane}, s, out, hw)
           case 5: DCD_BLOCK(5); break;
           case 4: DCD_BLOCK(4); break;
 #else
@@ -271,32 +285,6 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
   }
 }
 
-#if DCD_X86_DISPATCH
-// dL/da_hat for CB channels x one vector of columns of one row:
-// sum over k of g(k, i, j0..) * b_hat(c + cb, row/column shifted by k).
-// koff[k] is the k-th shift inside the padded plane; padded zeros make
-// out-of-map positions contribute 0.
-template <typename Dtype, int CB>
-DCD_INLINE void backward_a_block_vec(const Dtype* g, int hw, int D,
-    const int* koff, const Dtype* b, int pplane, Dtype* da) {
-  typedef typename VecOf<Dtype>::type V;
-  V acc[CB];
-  for (int cb = 0; cb < CB; ++cb) { acc[cb] = V{}; }
-  for (int k = 0; k < D; ++k) {
-    V gv;
-    __builtin_memcpy(&gv, g + k * hw, sizeof(V));
-    const Dtype* bk = b + koff[k];
-    for (int cb = 0; cb < CB; ++cb) {
-      V bv;
-      __builtin_memcpy(&bv, bk + cb * pplane, sizeof(V));
-      acc[cb] += gv * bv;
-    }
-  }
-  for (int cb = 0; cb < CB; ++cb) {
-    __builtin_memcpy(da + cb * hw, &acc[cb], sizeof(V));
-  }
-}
-#endif
 
 // dL/da_hat(c, i, j) = sum_k g(k, i, j) b_hat(c, i + di s, j + dj s) for one
 // image (overwrites da). Every element is a sum over k in ascending order.
@@ -325,8 +313,8 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
         const Dtype* bp = b_hat + c0 * pplane + base;
         Dtype* dp = da + c0 * hw + i * width + j0;
         switch (std::min(kCB, channels - c0)) {
-#define DCD_BLOCK(CB) backward_a_block_vec<Dtype, CB>( \
-              gp, hw, D, &koff[0], bp, pplane, dp)
+#define DCD_BLOCK(CB) vec_block<Dtype, CB>( \
+              D, gp, hw, bp, TableOffset{&koff[0]}, pplane, dp, hw)
           case 4: DCD_BLOCK(4); break;
           case 3: DCD_BLOCK(3); break;
           case 2: DCD_BLOCK(2); break;
