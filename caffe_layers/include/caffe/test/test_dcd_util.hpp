@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -13,6 +14,19 @@
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
+
+// SetUp of a LayerT made from `param` on these blobs stops the program with
+// a message matching `regex` (the layers' shape and parameter checks).
+template <typename LayerT, typename Dtype>
+void ExpectSetUpDies(const LayerParameter& param,
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top,
+    const std::string& regex) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH({
+    LayerT layer(param);
+    layer.SetUp(bottom, top);
+  }, regex);
+}
 
 // Fills a blob from U(lo, hi) with Caffe's RNG (Caffe::set_random_seed).
 template <typename Dtype>

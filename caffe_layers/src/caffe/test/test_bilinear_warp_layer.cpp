@@ -368,19 +368,16 @@ TYPED_TEST(BilinearWarpLayerTest, TestIntegerShiftPipeline) {
 // Bad input stops with a message naming the layer and the mismatch.
 TYPED_TEST(BilinearWarpLayerTest, TestBadInputDies) {
   typedef typename TypeParam::Dtype Dtype;
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   this->blob_v_->Reshape(2, 3, 5, 7);
-  EXPECT_DEATH({
-    BilinearWarpLayer<Dtype> layer(this->MakeParam(1));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "BilinearWarp layer warp_test: V must have 2 channels \\(v_y, v_x\\), "
-     "got V 2 3 5 7");
+  ExpectSetUpDies<BilinearWarpLayer<Dtype> >(this->MakeParam(1),
+      this->blob_bottom_vec_, this->blob_top_vec_,
+      "BilinearWarp layer warp_test: V must have 2 channels \\(v_y, v_x\\), "
+      "got V 2 3 5 7");
   this->blob_v_->Reshape(2, 2, 4, 7);
-  EXPECT_DEATH({
-    BilinearWarpLayer<Dtype> layer(this->MakeParam(1));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "BilinearWarp layer warp_test: F and V must have the same height, got "
-     "F 2 3 5 7 \\(210\\) and V 2 2 4 7");
+  ExpectSetUpDies<BilinearWarpLayer<Dtype> >(this->MakeParam(1),
+      this->blob_bottom_vec_, this->blob_top_vec_,
+      "BilinearWarp layer warp_test: F and V must have the same height, got "
+      "F 2 3 5 7 \\(210\\) and V 2 2 4 7");
 }
 
 }  // namespace caffe

@@ -309,21 +309,18 @@ TYPED_TEST(CostVolumeLayerTest, TestBackwardDeterministic) {
 // Bad input stops with a message naming the layer and the mismatch.
 TYPED_TEST(CostVolumeLayerTest, TestBadInputDies) {
   typedef typename TypeParam::Dtype Dtype;
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   this->blob_b_->Reshape(2, 3, 5, 6);
-  EXPECT_DEATH({
-    CostVolumeLayer<Dtype> layer(this->MakeParam(1, 2, 1));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "CostVolume layer cv_test: F_a and F_b must have the same shape, got "
-     "F_a 2 3 5 7 \\(210\\) and F_b 2 3 5 6 \\(180\\)");
+  ExpectSetUpDies<CostVolumeLayer<Dtype> >(this->MakeParam(1, 2, 1),
+      this->blob_bottom_vec_, this->blob_top_vec_,
+      "CostVolume layer cv_test: F_a and F_b must have the same shape, got "
+      "F_a 2 3 5 7 \\(210\\) and F_b 2 3 5 6 \\(180\\)");
   LayerParameter no_window;
   no_window.set_name("cv_test");
   no_window.mutable_cost_volume_param();
-  EXPECT_DEATH({
-    CostVolumeLayer<Dtype> layer(no_window);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "CostVolume layer cv_test: max_displacement, or both "
-     "max_displacement_h and max_displacement_w, are required");
+  ExpectSetUpDies<CostVolumeLayer<Dtype> >(no_window,
+      this->blob_bottom_vec_, this->blob_top_vec_,
+      "CostVolume layer cv_test: max_displacement, or both "
+      "max_displacement_h and max_displacement_w, are required");
 }
 
 }  // namespace caffe

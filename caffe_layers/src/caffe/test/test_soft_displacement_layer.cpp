@@ -334,49 +334,40 @@ TYPED_TEST(SoftDisplacementLayerTest, TestGradientTemperatureOnly) {
 // Bad input stops with a message naming the layer and the mismatch.
 TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
   typedef typename TypeParam::Dtype Dtype;
-  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  typedef SoftDisplacementLayer<Dtype> Layer;
+  const vector<Blob<Dtype>*>& bottom = this->blob_bottom_vec_;
+  const vector<Blob<Dtype>*>& top = this->blob_top_vec_;
   // The bottom has 15 = 3 x 5 channels; a 3 x 3 window needs 9.
-  EXPECT_DEATH({
-    SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 1, 1, 0.1, false));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "SoftDisplacement layer sd_test: the cost volume must have .* = 9 "
-     "channels, got 15");
-  EXPECT_DEATH({
-    SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 2, 1, 0, false));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "SoftDisplacement layer sd_test: temperature must be > 0");
-  EXPECT_DEATH({
-    SoftDisplacementLayer<Dtype> layer(this->MakeParam(1, 2, 1, -1, false));
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "SoftDisplacement layer sd_test: temperature must be > 0");
-  EXPECT_DEATH({
-    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, true);
-    p.mutable_soft_displacement_param()->set_learn_temperature(true);
-    SoftDisplacementLayer<Dtype> layer(p);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "SoftDisplacement layer sd_test: learn_temperature needs method SOFT");
+  ExpectSetUpDies<Layer>(this->MakeParam(1, 1, 1, 0.1, false), bottom, top,
+      "SoftDisplacement layer sd_test: the cost volume must have .* = 9 "
+      "channels, got 15");
+  ExpectSetUpDies<Layer>(this->MakeParam(1, 2, 1, 0, false), bottom, top,
+      "SoftDisplacement layer sd_test: temperature must be > 0");
+  ExpectSetUpDies<Layer>(this->MakeParam(1, 2, 1, -1, false), bottom, top,
+      "SoftDisplacement layer sd_test: temperature must be > 0");
+  LayerParameter wta = this->MakeParam(1, 2, 1, 0.1, true);
+  wta.mutable_soft_displacement_param()->set_learn_temperature(true);
+  ExpectSetUpDies<Layer>(wta, bottom, top,
+      "SoftDisplacement layer sd_test: learn_temperature needs method SOFT");
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   EXPECT_DEATH({
     LayerParameter p = this->MakeParam(1, 2, 1, 0.1, false);
     p.mutable_soft_displacement_param()->set_learn_temperature(true);
-    SoftDisplacementLayer<Dtype> layer(p);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    Layer layer(p);
+    layer.SetUp(bottom, top);
     layer.blobs()[0]->mutable_cpu_data()[0] = Dtype(-0.01);
-    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(bottom, top);
   }, "SoftDisplacement layer sd_test: the learned temperature became <= 0");
   // The window is read as CostVolume reads it (dcd_window.hpp).
-  EXPECT_DEATH({
-    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, false);
-    p.mutable_soft_displacement_param()->set_max_displacement(1);
-    SoftDisplacementLayer<Dtype> layer(p);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "SoftDisplacement layer sd_test: give either max_displacement or both "
-     "max_displacement_h and max_displacement_w, not both forms");
-  EXPECT_DEATH({
-    LayerParameter p = this->MakeParam(1, 2, 1, 0.1, false);
-    p.mutable_soft_displacement_param()->set_dilation(0);
-    SoftDisplacementLayer<Dtype> layer(p);
-    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  }, "SoftDisplacement layer sd_test: dilation must be >= 1");
+  LayerParameter both_forms = this->MakeParam(1, 2, 1, 0.1, false);
+  both_forms.mutable_soft_displacement_param()->set_max_displacement(1);
+  ExpectSetUpDies<Layer>(both_forms, bottom, top,
+      "SoftDisplacement layer sd_test: give either max_displacement or both "
+      "max_displacement_h and max_displacement_w, not both forms");
+  LayerParameter no_dilation = this->MakeParam(1, 2, 1, 0.1, false);
+  no_dilation.mutable_soft_displacement_param()->set_dilation(0);
+  ExpectSetUpDies<Layer>(no_dilation, bottom, top,
+      "SoftDisplacement layer sd_test: dilation must be >= 1");
 }
 
 }  // namespace caffe

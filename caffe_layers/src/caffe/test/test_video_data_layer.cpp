@@ -26,6 +26,7 @@
 #include "caffe/util/video_sampling.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_dcd_util.hpp"
 
 namespace caffe {
 
@@ -439,11 +440,8 @@ class VideoDataLayerTest : public MultiDeviceTest<TypeParam> {
   // (the top keeps it too).
   // SetUp of a layer with `param` stops with a message matching `regex`.
   void ExpectSetUpDies(const LayerParameter& param, const std::string& regex) {
-    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-    EXPECT_DEATH({
-      VideoDataLayer<Dtype> layer(param);
-      layer.SetUp(blob_bottom_vec_, blob_top_vec_);
-    }, regex);
+    caffe::ExpectSetUpDies<VideoDataLayer<Dtype> >(param, blob_bottom_vec_,
+                                                    blob_top_vec_, regex);
   }
 
   void ForwardOnce(const LayerParameter& param, Blob<Dtype>* data) {
