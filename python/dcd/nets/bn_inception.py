@@ -60,6 +60,9 @@ class Shape:
 
 
 STEM = "conv1/7x7_s2"  # the first convolution's name (TSN's)
+# The ImageNet conv1 is fine-tuned at the base rate, as TSN does
+# (small.STEM_LR_MULT differs; dcd.nets.dcd.build applies it).
+STEM_LR_MULT = 1
 
 
 def stem(n, data, prefix="", stride=2, frozen_bn=False, size=224, keep_pre_relu=False, relu=True):

@@ -624,7 +624,7 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
     _scale_lr(proto, static_layers, cfg.static_lr_mult)
     if cfg.modality != "FLOW":  # the backbone's rate for a conv1 on RGB frames
         stem = ds.backbone.STEM
-        _scale_lr(proto, {stem, stem + "_scale"}, getattr(ds.backbone, "STEM_LR_MULT", 1))
+        _scale_lr(proto, {stem, stem + "_scale"}, ds.backbone.STEM_LR_MULT)
     if cfg.frozen_stem:
         _freeze_stem(proto, ds.backbone.STEM)
     if mode == "train_val":
