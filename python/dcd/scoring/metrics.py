@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.scoring.bootstrap import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED,
+                                   accuracy_intervals, paired_comparison)
 from dcd.scoring.scorefile import ScoreFileError, load_scores
 
 
@@ -61,13 +63,20 @@ class Evaluation:
     def confusion(self):
         return confusion_matrix(self.labels, self.predictions, self.num_classes)
 
-    def summary(self):
+    def summary(self, resamples=DEFAULT_RESAMPLES, seed=DEFAULT_SEED, level=DEFAULT_LEVEL):
+        """Accuracies, and (resamples > 0) their bootstrap intervals over videos
+        under "ci" (fractions, like the accuracies)."""
         cm = self.confusion
-        return {"files": self.files, "weights": self.weights, "num_videos": len(self.video_ids),
-                "num_classes": self.num_classes,
-                "top1": top_k_accuracy(self.scores, self.labels, 1),
-                "top5": top_k_accuracy(self.scores, self.labels, 5),
-                "mean_class_accuracy": mean_class_accuracy(cm)}
+        s = {"files": self.files, "weights": self.weights, "num_videos": len(self.video_ids),
+             "num_classes": self.num_classes,
+             "top1": top_k_accuracy(self.scores, self.labels, 1),
+             "top5": top_k_accuracy(self.scores, self.labels, 5),
+             "mean_class_accuracy": mean_class_accuracy(cm)}
+        if resamples > 0:
+            s["ci"] = accuracy_intervals(self.scores, self.labels, resamples, seed, level)
+            s["ci_method"] = {"kind": "percentile bootstrap over videos", "level": level,
+                              "resamples": resamples, "seed": seed}
+        return s
 
 
 def _check_compatible(files):
@@ -139,6 +148,36 @@ def evaluate(paths, weights=None, num_classes=None, entries=None):
         fused += w * f.video_scores()[idx]
     return Evaluation(first.video_ids, np.asarray(first.labels), fused,
                       [f.path for f in files], list(map(float, weights)))
+
+
+def compare(path_a, path_b, resamples=DEFAULT_RESAMPLES, seed=DEFAULT_SEED,
+            level=DEFAULT_LEVEL):
+    """Paired comparison (B minus A) of two score files over the same videos;
+    refuses files whose video sets or labels differ, naming the first difference."""
+    a, b = load_scores(path_a), load_scores(path_b)
+    if a.num_classes != b.num_classes:
+        raise ScoreFileError(f"{b.path} has {b.num_classes} classes but {a.path} has "
+                             f"{a.num_classes}: not scores of the same data set")
+    ids_a, ids_b = set(a.video_ids), set(b.video_ids)
+    if ids_a != ids_b:
+        # In A's video order, then B's: the first video only one of them has.
+        first, has, lacks = next((v, x, y) for x, y, other in ((a, b, ids_b), (b, a, ids_a))
+                                 for v in x.video_ids if v not in other)
+        raise ScoreFileError(f"not the same videos ({len(ids_a - ids_b)} only in {a.path}, "
+                             f"{len(ids_b - ids_a)} only in {b.path}): first difference: "
+                             f"{has.path} has video {first!r}, {lacks.path} lacks it")
+    order = {v: i for i, v in enumerate(b.video_ids)}
+    idx = np.array([order[v] for v in a.video_ids])
+    labels_b = np.asarray(b.labels)[idx]
+    diff = np.nonzero(np.asarray(a.labels) != labels_b)[0]
+    if len(diff):
+        v = a.video_ids[diff[0]]
+        raise ScoreFileError(f"{a.path} and {b.path} disagree on the labels of {len(diff)} "
+                             f"video(s), first {v!r} ({a.labels[diff[0]]} vs {labels_b[diff[0]]})")
+    out = paired_comparison(a.video_scores(), b.video_scores()[idx], np.asarray(a.labels),
+                            resamples, seed, level)
+    out.update({"a": str(a.path), "b": str(b.path)})
+    return out
 
 
 def read_class_names(path):
