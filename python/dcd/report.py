@@ -51,9 +51,25 @@ def resolve_key(tables, key):
     return int(number), row_id, column
 
 
+def _mean_interval(cell):
+    """95% interval (in %) of a cell's value, or None. One summary: its own
+    bootstrap interval. A mean of k splits: the splits are independent test
+    sets, so their standard errors (half-widths / 1.96) add in quadrature and
+    the mean's is that / k, around the mean (a normal approximation)."""
+    cis = [ci for _, _, ci in cell]
+    if any(ci is None for ci in cis):
+        return None
+    if len(cis) == 1:
+        return cis[0]
+    mean = sum(v for v, _, _ in cell) / len(cell)
+    half = sum(((hi - lo) / 2) ** 2 for lo, hi in cis) ** 0.5 / len(cis)
+    return [mean - half, mean + half]
+
+
 def collect(tables, summaries):
-    """{(table, row id, column): (value in %, source)} from (key or None,
-    summary, source). A table averaged over splits (Table 7) takes one
+    """{(table, row id, column): (value in %, source, 95% interval in % or None)}
+    from (key or None, summary, source); the interval is the summary's "ci"
+    (tools/eval_scores.py). A table averaged over splits (Table 7) takes one
     summary per split for a key and reports their mean; elsewhere a key
     given twice is an error."""
     values = {}
@@ -77,10 +93,17 @@ def collect(tables, summaries):
             if cell and not str(table.get("split", "")).startswith("mean"):
                 raise ReportError(f"{key} is given twice ({cell[0][1]} and {source}); Table "
                                   f"{number} is on one split")
-            cell.append((100 * summary[table["values"][c]["metric"]], source))
-    return {k: (sum(v for v, _ in cell) / len(cell), ", ".join(src for _, src in cell) +
-                (f" (mean of {len(cell)})" if len(cell) > 1 else ""))
+            m = table["values"][c]["metric"]
+            ci = summary.get("ci", {}).get(m)
+            cell.append((100 * summary[m], source, [100 * x for x in ci] if ci else None))
+    return {k: (sum(v for v, _, _ in cell) / len(cell), ", ".join(src for _, src, _ in cell) +
+                (f" (mean of {len(cell)})" if len(cell) > 1 else ""), _mean_interval(cell))
             for k, cell in values.items()}
+
+
+def inside(paper_value, interval):
+    return (interval is not None and isinstance(paper_value, (int, float))
+            and interval[0] <= paper_value <= interval[1])
 
 
 def _fmt(value, unit=""):
@@ -119,10 +142,13 @@ def render_table(table, measured):
         cells = []
         for c in table["columns"]:
             unit = values.get(c, {}).get("unit", "")
-            cells.append(_fmt(r["cells"].get(c), unit))
+            m = measured.get((n, r["id"], c)) if c in measurable else None
+            paper = _fmt(r["cells"].get(c), unit)
+            # A paper number inside our 95% interval: not distinguishable from ours.
+            cells.append(paper + " ≈" if m and inside(r["cells"].get(c), m[2]) else paper)
             if c in measurable:
-                m = measured.get((n, r["id"], c))
-                cells.append(f"**{m[0]:.1f}%**" if m else "")
+                band = f" [{m[2][0]:.1f}, {m[2][1]:.1f}]" if m and m[2] else ""
+                cells.append(f"**{m[0]:.1f}%**{band}" if m else "")
                 if m:
                     sources.append(f"{r['ref']}, {c}: {m[1]}")
         rec = r.get("reproduce", {})
@@ -173,7 +199,9 @@ def build_report(summaries=(), bench=None, tables_path=PAPER_TABLES, title=None)
     lines = [f"# {title or 'DCD-Caffe: measured results beside the paper'}", "",
              "Paper numbers from `data/paper_tables.json`; ours in bold. Accuracies are mean "
              "class accuracy (UCF101, TSN's reported figure) or top-1/top-5 (Kinetics), "
-             "from `tools/eval_scores.py`.", ""]
+             "from `tools/eval_scores.py`, with its 95% bootstrap interval over test videos "
+             "in brackets (a mean over splits: the splits' intervals combined); a paper "
+             "number marked ≈ lies inside our interval.", ""]
     for n in sorted(tables):
         lines += (render_table9(tables[n], bench) if n == 9 else render_table(tables[n], measured))
         lines.append("")

@@ -68,8 +68,8 @@ def test_three_splits_are_averaged_where_the_table_is(tmp_path):
     summaries = [("T7/ours_imagenet", {"mean_class_accuracy": a}, f"split{k}.json")
                  for k, a in ((1, 0.90), (2, 0.92), (3, 0.94))]
     measured = report.collect(tables, summaries)
-    value, source = measured[(7, "ours_imagenet", "Accuracy")]
-    assert value == pytest.approx(92.0) and "(mean of 3)" in source
+    value, source, ci = measured[(7, "ours_imagenet", "Accuracy")]
+    assert value == pytest.approx(92.0) and "(mean of 3)" in source and ci is None
     with pytest.raises(report.ReportError, match="given twice"):
         report.collect(tables, [("T6/r4", {"mean_class_accuracy": 0.9}, "a.json"),
                                 ("T6/r4", {"mean_class_accuracy": 0.8}, "b.json")])
@@ -80,3 +80,23 @@ def test_report_names_how_each_row_is_reproduced():
     assert "`static_1frame` + `motion` (1 : 1)" in text            # Table 3, Disp. Map 112
     assert "w/o TSN: `static_notsn`" in text                         # Table 5, per column
     assert "not ours: FlowNet 2.0 two-stream" in text
+
+
+def test_intervals_beside_ours_and_paper_numbers_inside_marked():
+    tables = report.load_tables()
+    paper = next(r for r in tables[6]["rows"] if r["id"] == "r4")["cells"]["Accuracy"]
+    near = {"mean_class_accuracy": paper / 100 + 0.002,
+            "ci": {"mean_class_accuracy": [paper / 100 - 0.004, paper / 100 + 0.008]}}
+    text = report.build_report([("T6/r4", near, "near.json")])
+    row = next(line for line in text.splitlines() if f"{paper:.1f}% ≈" in line)
+    assert f"**{paper + 0.2:.1f}%** [{paper - 0.4:.1f}, {paper + 0.8:.1f}]" in row
+    far = {"mean_class_accuracy": paper / 100 - 0.05,
+           "ci": {"mean_class_accuracy": [paper / 100 - 0.06, paper / 100 - 0.04]}}
+    assert "≈ |" not in report.build_report([("T6/r4", far, "far.json")])
+    # Three splits: standard errors in quadrature, over 3, around the mean.
+    splits = [("T7/ours_imagenet", {"mean_class_accuracy": a, "ci": {"mean_class_accuracy":
+                                                                     [a - 0.0196, a + 0.0196]}},
+               f"s{a}.json") for a in (0.90, 0.92, 0.94)]
+    value, _, ci = report.collect(tables, splits)[(7, "ours_imagenet", "Accuracy")]
+    half = 1.96 * 3 ** 0.5 / 3
+    assert ci == pytest.approx([92.0 - half, 92.0 + half])
