@@ -1,3 +1,5 @@
+import pytest
+
 from dcd.caffe_log import parse_test_outputs, parse_train_losses
 
 LOG = """\
@@ -44,3 +46,69 @@ def test_signed_nan_and_inf_losses_parse():
     losses = parse_train_losses(log)
     assert [i for i, _ in losses] == [0, 1, 2]
     assert math.isnan(losses[0][1]) and math.isinf(losses[1][1]) and losses[2][1] == 0.5
+
+
+# A canned log as `caffe train` writes it: glog prefix, SGD's lr lines, train
+# net outputs, two test phases, and a year's turn in the timestamps.
+FULL_LOG = """\
+I1231 23:59:50.000000 7 solver.cpp:57] Initializing solver from parameters:
+I1231 23:59:58.500000 7 solver.cpp:330] Iteration 0, Testing net (#0)
+I1231 23:59:59.000000 7 solver.cpp:397]     Test net output #0: accuracy = 0.125
+I1231 23:59:59.000000 7 solver.cpp:397]     Test net output #1: loss = 2.1 (* 1 = 2.1 loss)
+I1231 23:59:59.500000 7 solver.cpp:218] Iteration 0 (0 iter/s, 9.5s/10 iters), loss = 2.2
+I1231 23:59:59.500000 7 solver.cpp:237]     Train net output #0: loss = 2.2 (* 1 = 2.2 loss)
+I1231 23:59:59.500000 7 sgd_solver.cpp:105] Iteration 0, lr = 0.01
+I0101 00:00:09.500000 7 solver.cpp:218] Iteration 10 (1 iter/s, 10s/10 iters), loss = 1.25
+I0101 00:00:09.500000 7 solver.cpp:237]     Train net output #0: loss = 1.25 (* 1 = 1.25 loss)
+I0101 00:00:09.500000 7 sgd_solver.cpp:105] Iteration 10, lr = 0.001
+I0101 00:00:19.500000 7 solver.cpp:447] Snapshotting to binary proto file snap_iter_20.caffemodel
+I0101 00:00:19.750000 7 solver.cpp:310] Iteration 20, loss = 0.5
+I0101 00:00:19.750000 7 solver.cpp:330] Iteration 20, Testing net (#0)
+I0101 00:00:20.000000 7 solver.cpp:397]     Test net output #0: accuracy = 0.75
+I0101 00:00:20.000000 7 solver.cpp:397]     Test net output #1: loss = 0.6 (* 1 = 0.6 loss)
+I0101 00:00:20.000000 7 solver.cpp:315] Optimization Done.
+"""
+
+
+def test_parse_log_rows_with_seconds_lr_and_outputs():
+    from dcd.caffe_log import parse_log
+    rows = parse_log(FULL_LOG)
+    assert [r["iteration"] for r in rows] == [0, 10, 20]
+    assert rows[0] == {"iteration": 0, "seconds": 8.5, "test/accuracy": 0.125, "test/loss": 2.1,
+                       "loss": 2.2, "train/loss": 2.2, "lr": 0.01}
+    assert rows[1] == {"iteration": 10, "seconds": 19.5, "loss": 1.25, "train/loss": 1.25,
+                       "lr": 0.001}
+    # Across midnight of 31 December: 29.75 s after the first line, not minus a year.
+    assert rows[2]["seconds"] == pytest.approx(29.75)
+    assert rows[2]["test/accuracy"] == 0.75 and rows[2]["loss"] == 0.5
+    # The old views are read from the same rows.
+    assert parse_train_losses(FULL_LOG) == [(0, 2.2), (10, 1.25), (20, 0.5)]
+    assert parse_test_outputs(FULL_LOG)[20] == {"accuracy": 0.75, "loss": 0.6}
+
+
+def test_plot_log_cli_writes_csv_and_png(tmp_path, capsys):
+    import csv
+
+    import cv2
+
+    from dcd.paths import load_tool
+    a, b = tmp_path / "static.log", tmp_path / "motion.log"
+    a.write_text(FULL_LOG)
+    b.write_text(LOG)
+    tool = load_tool("plot_log")
+    assert tool.main([str(a), str(b), "--out", str(tmp_path / "curves")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "curves" / "static.csv")))
+    assert list(rows[0])[:4] == ["iteration", "seconds", "lr", "loss"]
+    assert [r["iteration"] for r in rows] == ["0", "10", "20"]
+    assert rows[1]["lr"] == "0.001" and rows[1]["test/accuracy"] == ""
+    assert rows[2]["test/accuracy"] == "0.75"
+    other = list(csv.DictReader(open(tmp_path / "curves" / "motion.csv")))
+    assert [r["loss"] for r in other] == ["0.7131", "0.52", "0.15", ""]
+    img = cv2.imread(str(tmp_path / "curves" / "training_curves.png"))
+    assert img is not None and img.shape[1] > 800
+    # Not a training log: one line naming it, and nothing written.
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello\n")
+    assert tool.main([str(a), str(bad), "--out", str(tmp_path / "none")]) == 2
+    assert "notes.txt: no training iterations" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
