@@ -468,6 +468,23 @@ def figure(cfg, weights, net="full"):
     return out
 
 
+def training_curves(cfg):
+    """The nets' loss and accuracy curves (tools/plot_log.py's plot) as
+    report lines; none when no training log parses."""
+    from dcd.caffe_log import plot_runs, read_logs
+    logs = sorted((cfg.data / "runs").glob("*.log"))
+    try:
+        runs = read_logs(logs) if logs else None
+    except ValueError as exc:           # e.g. a run cut short before its first iteration
+        return ["", f"(no training curves: {exc})"]
+    if not runs:
+        return []
+    plot_runs(runs, cfg.data / "training_curves.png", [p.stem for p in logs])
+    return ["", "## Training curves", "",
+            "From `caffe train`'s logs in `runs/` (`tools/plot_log.py runs/*.log` also "
+            "writes them as CSV):", "", "![training curves](training_curves.png)"]
+
+
 def report(cfg, scores, table_md, checks):
     from dcd.report import build_report
     from dcd.scoring.metrics import evaluate
@@ -484,6 +501,7 @@ def report(cfg, scores, table_md, checks):
     text += [f"- [{'held' if c.held else 'NOT HELD'}] {c.text}" for c in checks]
     text += ["", build_report(summaries, title="Paper tables with the demo's fusions in Table 6 "
                               "(synthetic data: compare the pattern, not the values)")]
+    text += training_curves(cfg)
     out = cfg.data / "report.md"
     out.write_text("\n".join(text))
     return out

@@ -112,3 +112,19 @@ def test_plot_log_cli_writes_csv_and_png(tmp_path, capsys):
     assert tool.main([str(a), str(bad), "--out", str(tmp_path / "none")]) == 2
     assert "notes.txt: no training iterations" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_demo_report_lines_show_the_curves(tmp_path):
+    from types import SimpleNamespace
+
+    from dcd.demo import training_curves
+    cfg = SimpleNamespace(data=tmp_path)
+    assert training_curves(cfg) == []                      # nothing trained yet
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "static.log").write_text(FULL_LOG)
+    (tmp_path / "runs" / "motion.log").write_text(LOG)
+    lines = training_curves(cfg)
+    assert "## Training curves" in lines and "![training curves](training_curves.png)" in lines
+    assert (tmp_path / "training_curves.png").stat().st_size > 0
+    (tmp_path / "runs" / "cut.log").write_text("I1231 23:59:50.000000 7 caffe.cpp:1] start\n")
+    assert "cut.log: no training iterations" in training_curves(cfg)[-1]
