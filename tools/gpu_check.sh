@@ -7,7 +7,17 @@
 #       binary, the gtest binary, libcaffe and the shared libraries they use
 #       that such a machine lacks (stripped; GDAL and GDCM, which OpenCV's
 #       codecs link but Caffe never calls, as stand-ins), the CUDA-build
-#       pycaffe, pycuda's sdist and wheels, a sample video, build_info.json.
+#       pycaffe, pycuda's sdist and wheels, a sample video, build_info.json,
+#       and python311/: the Python pycaffe was built for (Debian's 3.11, the
+#       one its Boost.Python links), its standard library and the packages
+#       `import caffe` and the parity test need (numpy, protobuf, six,
+#       pytest), so that the pycaffe step runs on a machine whose own
+#       Python is another version (see pack-python).
+#
+#   tools/gpu_check.sh pack-python --bundle DIR [--build build/cpu]
+#       only that interpreter, into DIR/python311, with the build's pycaffe
+#       in DIR/python (a CPU build checks it here:
+#       env -i DIR/python311/bin/pycaffe-python -c "import caffe").
 #       CUDA's own libraries (cudart, cuBLAS, cuRAND, cuDNN, NCCL) are not
 #       packed: the run step finds NVIDIA's wheels there.
 #
@@ -27,8 +37,9 @@
 #         4. pycuda: built from the bundle, then tests/gpu (kernels against
 #            the numpy reference, each backward 50x bit-identical), and the
 #            warp's old and new gradient kernels side by side (CUDA events)
-#         5. the pycaffe GPU-vs-CPU parity test (needs --pycaffe-python: a
-#            Python 3.11 with numpy < 2 that imports the bundled pycaffe)
+#         5. the pycaffe GPU-vs-CPU parity test, with the bundle's
+#            python311/bin/pycaffe-python (--pycaffe-python PY: another
+#            Python that imports the bundled pycaffe)
 #       --python PY: the device's Python for steps 2-4 (default python3).
 #       --only LIST: some of gtests,pycuda,parity,bench,train (default: all),
 #       to rerun part of the checks within a device session's time.
@@ -43,7 +54,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -72,6 +83,58 @@ while (($#)); do
 done
 
 # ------------------------------------------------------------------- pack --
+# pack_python DEST: the venv's interpreter (Debian's Python, the version
+# Boost.Python and so _caffe.so are built for), its standard library less
+# tests, GUI and tooling, and the site packages pycaffe and the parity test
+# import, plus bin/pycaffe-python, which runs it on these alone. Carrying
+# the interpreter instead of building pycaffe on the GPU machine: there is
+# no Boost.Python for that machine's Python to build against.
+pack_python() {
+  local dest=$1 ver base site pkg
+  ver=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1
+  base=$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')
+  site=$(.venv/bin/python -c 'import numpy, os; print(os.path.dirname(os.path.dirname(numpy.__file__)))')
+  rm -rf "$dest" && mkdir -p "$dest/bin" "$dest/lib" "$dest/site"
+  cp -L "$base/bin/python$ver" "$dest/bin/python3"
+  tar -C "$base/lib" --exclude="python$ver/test" --exclude="python$ver/idlelib" \
+    --exclude="python$ver/tkinter" --exclude="python$ver/turtledemo" \
+    --exclude="python$ver/ensurepip" --exclude="python$ver/lib2to3" \
+    --exclude="python$ver/config-*" --exclude="python$ver/lib-dynload/_tkinter*" \
+    --exclude="__pycache__" --exclude="python$ver/dist-packages" -cf - "python$ver" |
+    tar -C "$dest/lib" -xf - || exit 1
+  # What `import caffe` (numpy, protobuf, six) and pytest need; numpy's own
+  # tests left out.
+  for pkg in numpy numpy.libs google six.py pytest _pytest pluggy iniconfig packaging \
+             pytest_timeout.py py.py; do
+    [[ -e "$site/$pkg" ]] && cp -r "$site/$pkg" "$dest/site/"
+  done
+  find "$dest/site" \( -name tests -o -name __pycache__ \) -type d -prune -exec rm -rf {} +
+  printf '%s\n' '#!/bin/sh' \
+    '# The carried Python on its own standard library and packages, with the' \
+    "# bundle's pycaffe (../../python) first on the path." \
+    'here=$(cd "$(dirname "$0")/.." && pwd)' \
+    'PYTHONHOME=$here PYTHONNOUSERSITE=1 \' \
+    'PYTHONPATH="$here/site:$(dirname "$here")/python${PYTHONPATH:+:$PYTHONPATH}" \' \
+    '  exec "$here/bin/python3" "$@"' > "$dest/bin/pycaffe-python"
+  chmod +x "$dest/bin/pycaffe-python"
+}
+
+# pack-python: the interpreter alone, with a build's pycaffe (checkable here
+# on a CPU build).
+pack_python_only() {
+  [[ "$build" == build/cuda && ! -d build/cuda && -d build/cpu ]] && build=build/cpu
+  [[ -f "$build/caffe-src/python/caffe/_caffe.so" ]] || {
+    echo "gpu_check pack-python: no pycaffe in $build (run make or make cuda)" >&2; exit 1; }
+  mkdir -p "$bundle/python" "$bundle/lib"
+  rm -rf "$bundle/python/caffe"
+  cp -rL "$build/caffe-src/python/caffe" "$bundle/python/"
+  pack_python "$bundle/python311"
+  PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$bundle/lib" \
+    "$bundle/python311/bin/python3" "$bundle/python/caffe/_caffe.so" || exit 1
+  echo "gpu_check pack-python: $bundle/python311 ($(du -sh "$bundle/python311" | cut -f1)); try:"
+  echo "  env -i LD_LIBRARY_PATH=$bundle/lib $bundle/python311/bin/pycaffe-python -c 'import caffe'"
+}
+
 pack() {
   local caffe_bin="$build/caffe/tools/caffe" testbin="$build/caffe/test/test.testbin"
   [[ -x "$caffe_bin" && -x "$testbin" ]] || {
@@ -86,8 +149,10 @@ pack() {
   find "$partial/python" -name "*.pyc" -delete
   # Every library they load that a GPU machine lacks (dcd.gpu_check.SYSTEM_LIBS
   # and STUBBED_LIBS say which are not packed as they are).
+  pack_python "$partial/python311"
   PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$partial/lib" \
-    "$partial/bin/caffe" "$partial/bin/test.testbin" "$partial/python/caffe/_caffe.so" || exit 1
+    "$partial/bin/caffe" "$partial/bin/test.testbin" "$partial/python/caffe/_caffe.so" \
+    "$partial/python311/bin/python3" || exit 1
   strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
   # pycuda for the device's Python (3.12 unless GPU_PYTHON_VERSION says otherwise).
   local pyver=${GPU_PYTHON_VERSION:-3.12}
@@ -255,13 +320,18 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   # 5. pycaffe parity (a Python that imports the bundled pycaffe).
   if ! wanted parity; then
     :
-  elif [[ -n "$pycaffe_py" ]]; then
-    PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
-      "tests/test_dcd_layers_pycaffe.py -k gpu" \
-      "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
   else
-    record pycaffe_parity skipped 0 \
-      "needs --pycaffe-python (Python 3.11, numpy < 2, scikit-image, protobuf 4.21); the gtest DcdGpuParityTest checks the same in C++"
+    # The bundle's own interpreter unless --pycaffe-python names another.
+    [[ -z "$pycaffe_py" && -x "$bundle/python311/bin/pycaffe-python" ]] &&
+      pycaffe_py="$bundle/python311/bin/pycaffe-python"
+    if [[ -n "$pycaffe_py" ]]; then
+      PYTHONPATH="$bundle/python:$PYTHONPATH" run_step pycaffe_parity \
+        "tests/test_dcd_layers_pycaffe.py -k gpu, with $pycaffe_py" \
+        "$pycaffe_py" -m pytest tests/test_dcd_layers_pycaffe.py -k gpu -v -p no:cacheprovider
+    else
+      record pycaffe_parity skipped 0 \
+        "a bundle without python311/ needs --pycaffe-python (the Python pycaffe was built for); the gtest DcdGpuParityTest checks the same in C++"
+    fi
   fi
 
   "$py" -m dcd.gpu_check summary --out "$work"
@@ -273,6 +343,7 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
 
 case "$cmd" in
   pack) pack ;;
+  pack-python) pack_python_only ;;
   run) run ;;
   -h|--help|"") usage; [[ -n "$cmd" ]] ;;
   *) echo "gpu_check.sh: unknown command '$cmd' (pack or run; try --help)" >&2; exit 2 ;;

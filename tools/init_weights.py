@@ -2,7 +2,14 @@
 """Initial weights for the DCD nets from an ImageNet BN-Inception caffemodel
 (e.g. TSN's bn_inception_rgb_init.caffemodel): copied where shapes agree,
 cross-modality (averaged over input channels) for a branch's first conv,
-fc-action left to its filler. Refuses a caffemodel that is not BN-Inception."""
+fc-action left to its filler. Refuses a caffemodel that is not BN-Inception,
+naming the first layer it lacks or holds with other shapes.
+
+Prints once what the check found (layers checked, the BN form: TSN's BN
+layer or Caffe's BatchNorm + Scale, the caffemodel's layers not used), then
+per net the counts of layers copied, averaged over input channels and left
+new, with the averaged and new ones by name (--quiet: the counts only).
+models/README.md says where the ImageNet caffemodel comes from."""
 import argparse
 import os
 import sys
@@ -35,6 +42,11 @@ def main(argv=None):
         except (FileNotFoundError, NotBNInceptionError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if dataset == jobs[0][0] and name == jobs[0][1]:
+            c = report.checked
+            print(f"{args.imagenet}: BN-Inception, all {c['layers']} parameter layers present "
+                  f"with BN-Inception's shapes; BN as {c['bn']}; not used: "
+                  f"{', '.join(c['ignored']) or 'nothing'}")
         text = report.summary()
         print(f"{out}: " + (text.splitlines()[0] if args.quiet else text))
     return 0

@@ -30,12 +30,15 @@ class InitReport:
     copied: list = field(default_factory=list)
     adapted: list = field(default_factory=list)  # (layer, from shape, to shape)
     random: list = field(default_factory=list)
+    checked: dict = field(default_factory=dict)  # check_bn_inception's answer
 
     def summary(self):
-        lines = [f"copied {len(self.copied)} layers, adapted {len(self.adapted)} "
-                 f"(cross-modality), left {len(self.random)} at their fillers"]
-        lines += [f"  adapted {name}: {a} -> {b}" for name, a, b in self.adapted]
-        lines += [f"  random  {name}" for name in self.random]
+        """First line: the counts; then one line per averaged or new layer
+        (copied layers are the rest, not listed)."""
+        lines = [f"copied {len(self.copied)} layers, averaged {len(self.adapted)} over input "
+                 f"channels (cross-modality), left {len(self.random)} new (their fillers)"]
+        lines += [f"  averaged {name}: {a} -> {b}" for name, a, b in self.adapted]
+        lines += [f"  new      {name}" for name in self.random]
         return "\n".join(lines)
 
 
@@ -147,8 +150,13 @@ def reference_layers():
 
 def check_bn_inception(source, path="caffemodel"):
     """Raise NotBNInceptionError naming the first reference layer that the
-    source lacks or holds with other shapes."""
-    for name, ltype, shapes in reference_layers():
+    source lacks or holds with other shapes (in the reference net's order).
+    Returns what was checked: {"layers": reference layers checked, "bn":
+    the BN form found, "ignored": the source's parameter layers that no
+    reference layer names (ImageNet's classifier, or TSN's Scale layers of
+    BatchNorm+Scale models), which initialisation does not read}."""
+    reference = reference_layers()
+    for name, ltype, shapes in reference:
         if ltype == "Convolution":
             if name not in source:
                 raise NotBNInceptionError(f"{path} is not BN-Inception: no layer {name!r}")
@@ -163,6 +171,14 @@ def check_bn_inception(source, path="caffemodel"):
                 raise NotBNInceptionError(
                     f"{path} is not BN-Inception: layer {name!r} missing or not "
                     f"{shapes[0][0]}-channel batch normalisation")
+    known = {name for name, _, _ in reference}
+    bn_names = [name for name, ltype, _ in reference if ltype == "BatchNorm"]
+    tsn_bn = bool(bn_names) and len(source[bn_names[0]][1]) == 4
+    known |= set() if tsn_bn else {n[:-3] + "_scale" for n in bn_names}
+    return {"layers": len(reference),
+            "bn": "TSN's BN layer (scale, shift, mean, variance)" if tsn_bn
+                  else "Caffe's BatchNorm + Scale",
+            "ignored": [n for n, (_, blobs) in source.items() if blobs and n not in known]}
 
 
 def base_name(name):
@@ -222,10 +238,11 @@ def init_weights(caffemodel, dataset, net_name, out_path):
     from dcd.netio import load_net
     from dcd.nets.dcd import build, get_config
     source = read_caffemodel(caffemodel)
-    check_bn_inception(source, caffemodel)
+    checked = check_bn_inception(source, caffemodel)
     cfg = get_config(dataset, net_name)
     net = load_net(build(cfg, dataset, "deploy", crop=64), caffe.TEST)
     report = init_net(net, source)
+    report.checked = checked
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     net.save(str(out_path))
     return report

@@ -45,6 +45,7 @@ def test_rgb_layers_copied_and_branch_conv1_cross_modality(imagenet, appchange_i
     assert [a[0] for a in report.adapted] == ["appchange/conv1/7x7_s2"]
     assert report.random == ["appchange/fc-action"]
     assert "appchange/inception_5b/pool_proj_bn" in report.copied
+    assert report.checked["bn"] == "Caffe's BatchNorm + Scale" and report.checked["ignored"] == ["fc"]
 
 
 def test_batchnorm_statistics_copied(imagenet, appchange_init):
@@ -82,7 +83,8 @@ def tsn_bn_model(src_path, dst_path):
 
 def test_tsn_bn_layers_accepted(imagenet, tmp_path):
     tsn = tsn_bn_model(imagenet, tmp_path / "tsn.caffemodel")
-    init_weights(tsn, "ucf101", "motion", tmp_path / "motion.caffemodel")
+    report = init_weights(tsn, "ucf101", "motion", tmp_path / "motion.caffemodel")
+    assert report.checked["bn"].startswith("TSN's BN layer") and report.checked["ignored"] == ["fc"]
     src, dst = params_of(imagenet), params_of(tmp_path / "motion.caffemodel")
     np.testing.assert_allclose(dst["motion/inception_4c/3x3_scale"][1][0],
                                src["inception_4c/3x3_scale"][1][0])
@@ -115,6 +117,19 @@ def test_refuses_a_changed_layer_naming_it(imagenet, tmp_path):
         init_weights(bad, "ucf101", "static", tmp_path / "x.caffemodel")
 
 
+def test_refuses_a_missing_layer_naming_the_first(imagenet, tmp_path):
+    param = caffe_pb2.NetParameter()
+    param.ParseFromString(imagenet.read_bytes())
+    for name in ("inception_4b/pool_proj", "inception_3b/1x1"):  # the net's order decides
+        del param.layer[[layer.name for layer in param.layer].index(name)]
+    bad = tmp_path / "cut.caffemodel"
+    bad.write_bytes(param.SerializeToString())
+    with pytest.raises(NotBNInceptionError, match="cut.caffemodel is not BN-Inception: no layer "
+                                                  "'inception_3b/1x1'"):
+        init_weights(bad, "ucf101", "static", tmp_path / "x.caffemodel")
+    assert not (tmp_path / "x.caffemodel").exists()
+
+
 def test_missing_or_garbage_caffemodel(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.caffemodel"):
         init_weights(tmp_path / "nowhere.caffemodel", "ucf101", "static", tmp_path / "x")
@@ -131,8 +146,12 @@ def test_tool_reports_and_refuses(imagenet, tmp_path):
     proc = subprocess.run(tool + [str(imagenet), "--dataset", "ucf101", "--net", "motion",
                                   "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "adapted motion/conv1/7x7_s2: (64, 3, 7, 7) -> (64, 2, 7, 7)" in proc.stdout
-    assert "random  motion/fc-action" in proc.stdout
+    assert "averaged motion/conv1/7x7_s2: (64, 3, 7, 7) -> (64, 2, 7, 7)" in proc.stdout
+    assert "new      motion/fc-action" in proc.stdout
+    assert "averaged 1 over input channels" in proc.stdout
+    first = proc.stdout.splitlines()[0]
+    assert "BN-Inception, all" in first and "parameter layers present" in first
+    assert "not used: fc" in first
     assert (tmp_path / "ucf101_motion_init.caffemodel").exists()
     proc = subprocess.run(tool + [str(tmp_path / "ucf101_motion_init.caffemodel"), "--net", "static",
                                   "--out", str(tmp_path)], capture_output=True, text=True)
