@@ -104,9 +104,14 @@ pack_python() {
     tar -C "$dest/lib" -xf - || exit 1
   # What `import caffe` (numpy, protobuf, six) and pytest need; numpy's own
   # tests left out.
+  # (with their dist-info: pytest looks its plugins up by metadata)
   for pkg in numpy numpy.libs google six.py pytest _pytest pluggy iniconfig packaging \
-             pytest_timeout.py py.py; do
-    [[ -e "$site/$pkg" ]] && cp -r "$site/$pkg" "$dest/site/"
+             pytest_timeout.py py.py numpy-*.dist-info protobuf-*.dist-info six-*.dist-info \
+             pytest-[0-9]*.dist-info pytest_timeout-*.dist-info pluggy-*.dist-info \
+             iniconfig-*.dist-info packaging-*.dist-info; do
+    for f in "$site"/$pkg; do
+      [[ -e "$f" ]] && cp -r "$f" "$dest/site/"
+    done
   done
   find "$dest/site" \( -name tests -o -name __pycache__ \) -type d -prune -exec rm -rf {} +
   printf '%s\n' '#!/bin/sh' \

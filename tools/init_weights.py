@@ -44,8 +44,8 @@ def main(argv=None):
             return 1
         if dataset == jobs[0][0] and name == jobs[0][1]:
             c = report.checked
-            print(f"{args.imagenet}: BN-Inception, all {c['layers']} parameter layers present "
-                  f"with BN-Inception's shapes; BN as {c['bn']}; not used: "
+            print(f"{args.imagenet}: BN-Inception, all {c['layers']} convolution and BN layers "
+                  f"present with BN-Inception's shapes; BN as {c['bn']}; not used: "
                   f"{', '.join(c['ignored']) or 'nothing'}")
         text = report.summary()
         print(f"{out}: " + (text.splitlines()[0] if args.quiet else text))

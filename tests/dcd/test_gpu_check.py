@@ -5,6 +5,7 @@ import json
 import subprocess
 
 import cv2
+import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
@@ -100,3 +101,31 @@ def test_packed_libraries_load_the_caffe_binary(tmp_path):
     assert f"libgdal.so.32 => {tmp_path}/libgdal.so.32" in ldd and "not found" not in ldd
     run = subprocess.run([str(caffe), "--version"], capture_output=True, text=True, env=env)
     assert run.returncode == 0 and "caffe version" in run.stdout + run.stderr
+
+
+@pytest.mark.slow  # copies the standard library and numpy (~130 MB)
+def test_carried_python_imports_pycaffe_on_its_own(tmp_path):
+    """tools/gpu_check.sh pack-python: the interpreter the bundle carries for
+    the pycaffe step runs the build's pycaffe with an empty environment, from
+    its own standard library and numpy, not this machine's."""
+    script = REPO_ROOT / "tools" / "gpu_check.sh"
+    bundle = tmp_path / "bundle"
+    pack = subprocess.run([str(script), "pack-python", "--bundle", str(bundle), "--build",
+                           str(REPO_ROOT / "build" / "cpu")], capture_output=True, text=True,
+                          cwd=REPO_ROOT)
+    assert pack.returncode == 0, pack.stderr
+    code = ("import sys, numpy, caffe; from caffe import layers as L; n = caffe.NetSpec(); "
+            "n.x = L.Input(shape=dict(dim=[1, 2])); n.y = L.Power(n.x, power=2); "
+            "import tempfile; f = tempfile.NamedTemporaryFile('w', suffix='.prototxt', "
+            "delete=False); f.write(str(n.to_proto())); f.close(); "
+            "net = caffe.Net(f.name, caffe.TEST); net.blobs['x'].data[...] = [[3, -2]]; "
+            "print(sys.prefix, numpy.__file__, caffe.__file__, net.forward()['y'].tolist())")
+    run = subprocess.run(["env", "-i", f"LD_LIBRARY_PATH={bundle / 'lib'}", "GLOG_minloglevel=2",
+                          str(bundle / "python311" / "bin" / "pycaffe-python"), "-c", code],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    prefix, numpy_file, caffe_file, y = run.stdout.split(" ", 3)
+    assert prefix == str(bundle / "python311")
+    assert numpy_file.startswith(str(bundle / "python311" / "site"))
+    assert caffe_file.startswith(str(bundle / "python"))
+    assert y.strip() == "[[9.0, 4.0]]"

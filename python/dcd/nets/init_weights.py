@@ -151,7 +151,7 @@ def reference_layers():
 def check_bn_inception(source, path="caffemodel"):
     """Raise NotBNInceptionError naming the first reference layer that the
     source lacks or holds with other shapes (in the reference net's order).
-    Returns what was checked: {"layers": reference layers checked, "bn":
+    Returns what was checked: {"layers": convolutions and BNs checked, "bn":
     the BN form found, "ignored": the source's parameter layers that no
     reference layer names (ImageNet's classifier, or TSN's Scale layers of
     BatchNorm+Scale models), which initialisation does not read}."""
@@ -171,11 +171,10 @@ def check_bn_inception(source, path="caffemodel"):
                 raise NotBNInceptionError(
                     f"{path} is not BN-Inception: layer {name!r} missing or not "
                     f"{shapes[0][0]}-channel batch normalisation")
-    known = {name for name, _, _ in reference}
+    known = {name for name, _, _ in reference}      # BatchNorm + Scale names included
     bn_names = [name for name, ltype, _ in reference if ltype == "BatchNorm"]
     tsn_bn = bool(bn_names) and len(source[bn_names[0]][1]) == 4
-    known |= set() if tsn_bn else {n[:-3] + "_scale" for n in bn_names}
-    return {"layers": len(reference),
+    return {"layers": sum(ltype in ("Convolution", "BatchNorm") for _, ltype, _ in reference),
             "bn": "TSN's BN layer (scale, shift, mean, variance)" if tsn_bn
                   else "Caffe's BatchNorm + Scale",
             "ignored": [n for n, (_, blobs) in source.items() if blobs and n not in known]}

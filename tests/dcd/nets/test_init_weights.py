@@ -150,7 +150,7 @@ def test_tool_reports_and_refuses(imagenet, tmp_path):
     assert "new      motion/fc-action" in proc.stdout
     assert "averaged 1 over input channels" in proc.stdout
     first = proc.stdout.splitlines()[0]
-    assert "BN-Inception, all" in first and "parameter layers present" in first
+    assert "BN-Inception, all" in first and "convolution and BN layers present" in first
     assert "not used: fc" in first
     assert (tmp_path / "ucf101_motion_init.caffemodel").exists()
     proc = subprocess.run(tool + [str(tmp_path / "ucf101_motion_init.caffemodel"), "--net", "static",
