@@ -10,9 +10,11 @@ Score files of another class count, or that do not cover the same videos
 (another list or split), are refused, naming the videos and files."""
 import argparse
 import sys
+from dcd.cli import tool_main  # noqa: E402
 
 
 
+@tool_main("eval_scores")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 
 from dcd.data import flow, frames  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 TVL1_FLAGS = (("tau", float), ("lambda_", float), ("theta", float), ("nscales", int),
               ("warps", int), ("epsilon", float), ("inner_iterations", int),
@@ -28,6 +29,7 @@ TVL1_FLAGS = (("tau", float), ("lambda_", float), ("theta", float), ("nscales", 
               ("median_filtering", int))
 
 
+@tool_main("extract_flow")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -14,8 +14,10 @@ import argparse
 import sys
 
 from dcd.data import frames  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("extract_frames")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -55,6 +55,16 @@ def read_file_list(path):
     return entries
 
 
+def line_number(path, video_id):
+    """The first line of a file list that names `video_id` (for messages); 0 if none."""
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if fields and fields[0] == video_id:
+                return number
+    return 0
+
+
 def unique_entries(entries, log=None):
     """Drop repeats of a video (e.g. train and val lists combined); a video
     listed twice with different frame counts or labels is an error."""

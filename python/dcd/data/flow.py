@@ -201,16 +201,17 @@ def find_frame_folders(frames_root):
 
 
 def _read_frame_folder(folder, max_frames):
-    import cv2
+    from dcd.data.jpeg import CorruptFrameError, read_frame
     index = 1
     while max_frames is None or index <= max_frames:
         path = Path(folder) / frames.FRAME_PATTERN.format(index)
         if not path.exists():
             return
         # Colour, then to_grey: the same grey as from a decoded video.
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode {path}")
+        try:
+            image = read_frame(path, colour=True)
+        except CorruptFrameError as exc:
+            raise ValueError(f"frame {index} ({path}): {exc}") from None
         yield image
         index += 1
 

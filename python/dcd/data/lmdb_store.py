@@ -25,6 +25,7 @@ from pathlib import Path
 from dcd.data.filelists import unique_entries
 from dcd.data.flow import FLOW_X_PATTERN, FLOW_Y_PATTERN
 from dcd.data.frames import FRAME_PATTERN
+from dcd.data.jpeg import jpeg_problem
 
 MARKER_PREFIX = "__video__/"
 MODALITIES = ("rgb", "flow")
@@ -139,6 +140,12 @@ def read_video_jpegs(frames_root, video_id, num_frames, decode_check="all", moda
             shape = jpeg_geometry(data)
             if isinstance(shape, str):
                 raise BadFrameError(video_id, path, shape)
+            if decode_check != "none":
+                # libjpeg's corrupt-data warnings (dcd.data.jpeg); the structural
+                # check above does not see damaged entropy-coded data.
+                problem = jpeg_problem(data)
+                if problem:
+                    raise BadFrameError(video_id, path, problem)
             if geometry is None:
                 geometry = shape
             elif shape != geometry:
