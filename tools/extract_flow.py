@@ -60,6 +60,8 @@ def main(argv=None):
     shard = frames.batch_shard(parser, args)
     if args.from_frames and (args.short_side or args.width or args.height):
         parser.error("--from-frames uses the frames' stored size; drop --width/--height/--short-side")
+    if args.from_frames and args.allow_short:
+        parser.error("--allow-short applies to videos, not to --from-frames")
     if args.bound <= 0:
         parser.error("--bound must be positive")
     try:
@@ -80,7 +82,8 @@ def main(argv=None):
                    bound=args.bound)
     if not args.from_frames:
         options.update(width=args.width or frames.DEFAULT_WIDTH,
-                       height=args.height or frames.DEFAULT_HEIGHT, short_side=args.short_side)
+                       height=args.height or frames.DEFAULT_HEIGHT, short_side=args.short_side,
+                       allow_short=args.allow_short)
     try:
         summary = flow.extract_all_flow(inputs, args.out, from_frames=args.from_frames,
                                         workers=args.workers, progress=not args.no_progress,

@@ -24,6 +24,7 @@ _ADVICE = {
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
     errno.EISDIR: "the path is a folder; give a file name",
+    errno.EEXIST: "a file is in the way; choose another path",
 }
 
 
@@ -35,10 +36,12 @@ class ToolError(Exception):
         self.status = status
 
 
-def describe_os_error(exc):
-    """One line for an OSError: the file(s), the OS's reason (errno text) and advice."""
+def describe_os_error(exc, path=None):
+    """One line for an OSError: the file(s), the OS's reason (errno text) and
+    advice. `path`: the file being written, for errors that do not carry it
+    (a write or close on a full disk)."""
     reason = exc.strerror or str(exc)
-    where = exc.filename if exc.filename is not None else None
+    where = exc.filename if exc.filename is not None else path
     if exc.filename2 is not None:
         where = f"{exc.filename} -> {exc.filename2}"
     name = errno.errorcode.get(exc.errno, "")

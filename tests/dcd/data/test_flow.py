@@ -143,16 +143,19 @@ def test_unreadable_video_is_listed_and_nothing_half_written_kept(bikes, tmp_pat
 
 def test_a_video_that_fails_midway_leaves_no_partial_folder(bikes, tmp_path, monkeypatch):
     """A write failure on the 2nd pair: the error is reported and the .partial folder removed."""
-    real_imwrite, calls = cv2.imwrite, []
+    real_write, calls = frames.write_jpeg, []
 
-    def failing_imwrite(path, image, params=()):
+    def failing_write(path, image, params):
         calls.append(path)
-        return False if len(calls) == 3 else real_imwrite(path, image, params)
+        if len(calls) == 3:  # a real OS error: the folder is not there
+            path = path.parent / "gone" / path.name
+        return real_write(path, image, params)
 
-    monkeypatch.setattr(cv2, "imwrite", failing_imwrite)
+    monkeypatch.setattr(frames, "write_jpeg", failing_write)
     result = flow.extract_video_flow(bikes, tmp_path, width=88, height=72, max_frames=4,
                                      method=flow.flow_method("farneback"))
     assert "cannot write" in result.error and "flow_x_00002.jpg" in result.error
+    assert "No such file or directory (ENOENT)" in result.error  # the OS's reason
     assert os.listdir(tmp_path) == []
     one_frame = flow.extract_video_flow(bikes, tmp_path, width=88, height=72, max_frames=1,
                                         method=flow.flow_method("farneback"))
@@ -176,6 +179,9 @@ def test_interrupted_extraction_resumes(bikes, ucf_videos, tmp_path):
     for name in ("flow_x_00003.jpg", "flow_x_00004.jpg", "flow_y_00003.jpg", "flow_y_00004.jpg"):
         os.remove(partial / name)
     (partial / "flow_x_00003.jpg").write_bytes(b"half a flow")
+    # A stray pair beyond the count: a rerun that reused the .partial would keep it.
+    for name in ("flow_x_00009.jpg", "flow_y_00009.jpg"):
+        (partial / name).write_bytes((partial / "flow_x_00001.jpg").read_bytes())
 
     summary = flow.extract_all_flow(videos, out, **options)
     assert [r.video_id for r in summary.skipped] == ["v_Biking_g01_c01"]
