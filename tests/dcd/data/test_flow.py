@@ -256,3 +256,24 @@ def test_flow_method_options():
         flow.flow_method("farneback", warps=3)
     with pytest.raises(ValueError, match="unknown flow method"):
         flow.flow_method("brox")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "scrambled"])
+def test_from_frames_refuses_a_corrupt_frame_naming_video_and_frame(tmp_path, capsys, kind):
+    from datahelpers import CORRUPTIONS, smooth_jpeg
+    root = tmp_path / "frames"
+    for video in ("v_good", "v_bad"):
+        (root / video).mkdir(parents=True)
+        for i in range(1, 5):
+            (root / video / f"img_{i:05d}.jpg").write_bytes(smooth_jpeg(seed=i))
+    (root / "v_bad" / "img_00003.jpg").write_bytes(CORRUPTIONS[kind](smooth_jpeg(seed=3)))
+    out = tmp_path / "flow"
+    rc = load_tool("extract_flow").main([str(root), str(out), "--from-frames", "--method",
+                                         "farneback", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = [ln for ln in err.splitlines() if ln.strip().startswith("FAILED")][-1]
+    assert "v_bad" in line and "frame 3" in line and "img_00003.jpg" in line
+    assert "corrupt JPEG" in line
+    assert sorted(os.listdir(out)) == ["extract_failures.txt", "v_good"]  # the good one kept
+    assert len(flow_names(out / "v_good")) == 6
