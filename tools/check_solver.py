@@ -24,7 +24,7 @@ def main(argv=None):
             print(f"warning: {line}", file=sys.stderr)
     try:
         needs = check_solver(args.solver, args.root, [w for w in args.weights.split(",") if w])
-    except (FileNotFoundError, ValueError) as err:  # ValueError: a weights file that is no caffemodel
+    except (FileNotFoundError, ValueError) as err:  # ValueError: weights that are no caffemodel
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"ok: {len(needs)} inputs of {args.solver} present")

@@ -87,7 +87,7 @@ def main(argv=None):
         print(f"error: {exc}; the videos scored so far are kept in {partial_path(args.out)} "
               "(fix the frames, then run again to continue)", file=sys.stderr)
         return 2
-    except (ScoreFileError, ValueError, FileNotFoundError) as exc:  # EvalInputError, CaffemodelError
+    except (ScoreFileError, ValueError, FileNotFoundError) as exc:  # EvalInputError too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if s.complete:

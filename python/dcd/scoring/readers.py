@@ -73,7 +73,8 @@ class LmdbReader:
             datum.ParseFromString(value)
         except self._decode_error:
             raise FrameReadError(f"video {video_id}: the value of key {key} in {self.root} is "
-                                 "not a Caffe Datum (not an LMDB of tools/build_lmdb.py?)") from None
+                                 "not a Caffe Datum (not an LMDB of tools/build_lmdb.py?)"
+                                 ) from None
         problem = jpeg_problem(datum.data) if datum.encoded else None
         if problem:
             raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root}: "

@@ -98,7 +98,8 @@ def test_rerun_skips_complete_videos_and_redoes_interrupted_ones(ucf_videos, tmp
         os.remove(partial / name)
     (partial / "img_00006.jpg").write_bytes(b"half a frame")
     # A stray frame beyond the count: a rerun that reused the .partial would keep it.
-    (partial / f"img_{len(expected) + 3:05d}.jpg").write_bytes((partial / "img_00001.jpg").read_bytes())
+    stray = (partial / "img_00001.jpg").read_bytes()
+    (partial / f"img_{len(expected) + 3:05d}.jpg").write_bytes(stray)
 
     summary = frames.extract_all(videos, out, **options)
     assert [r.video_id for r in summary.skipped] == ["v_Biking_g01_c01"]
@@ -170,7 +171,8 @@ def test_a_video_cut_short_is_refused_unless_allowed(tmp_path, capsys):
     args = [str(videos), str(out), "--width", "64", "--height", "48", "--no-progress"]
     assert load_tool("extract_frames").main(args) == 1
     err = capsys.readouterr().err
-    assert "FAILED" in err and "v_cut.avi" in err and "of the 40 frames the container declares" in err
+    assert "FAILED" in err and "v_cut.avi" in err
+    assert "of the 40 frames the container declares" in err
     assert os.listdir(out) == ["extract_failures.txt"]  # nothing marked complete
     assert load_tool("extract_frames").main(args + ["--allow-short"]) == 0
     kept = len(os.listdir(out / "v_cut"))
