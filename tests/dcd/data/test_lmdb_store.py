@@ -185,7 +185,7 @@ def test_undecodable_frame_with_valid_structure(frames_root, tmp_path):
     sof_end = sof + 2 + int.from_bytes(data[sof + 2:sof + 4], "big")
     path.write_bytes(data[:2] + data[sof:sof_end] + data[sos:])
     # libjpeg's own check (dcd.data.jpeg) names the missing table.
-    with pytest.raises(BadFrameError, match="img_00003.jpg: corrupt JPEG: .*Huffman table"):
+    with pytest.raises(BadFrameError, match="img_00003.jpg: corrupt JPEG: .*table .* was not defined"):
         build_lmdb(frames_root, ENTRIES, tmp_path / "db", progress=False)
     # The structural check alone lets it through; the read-back decodes the middle frame.
     with pytest.raises(RuntimeError, match="verify a: frame 3 does not decode"):
