@@ -9,9 +9,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from dcd.cli import tool_main  # noqa: E402
 
 
 
+@tool_main("benchmark")
 def main(argv=None):
     from dcd.scoring.benchmark import (DEFAULT_NETS, format_table, run_benchmark,
                                        run_benchmark_caffe_time)

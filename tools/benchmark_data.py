@@ -10,8 +10,10 @@ import sys
 
 
 from dcd.paths import BUILD_DIR  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("benchmark_data")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(BUILD_DIR / "bench" / "video_data"),

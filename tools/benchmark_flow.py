@@ -10,8 +10,10 @@ import sys
 
 
 from dcd.data import flow, frames  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("benchmark_flow")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=4, help="frame pairs timed (default: %(default)s)")

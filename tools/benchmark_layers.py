@@ -22,10 +22,12 @@ from tqdm import tqdm  # noqa: E402
 
 from dcd.bench import (Config, DeviceSync, flops, sgemm_gflops, time_layer,  # noqa: E402
                        time_reference)
+from dcd.cli import tool_main  # noqa: E402
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
 
 
+@tool_main("benchmark_layers")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

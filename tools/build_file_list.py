@@ -25,8 +25,10 @@ from pathlib import Path
 
 from dcd.data import filelists  # noqa: E402
 from dcd.paths import REPO_ROOT  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("build_file_list")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

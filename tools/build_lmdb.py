@@ -21,8 +21,10 @@ import sys
 
 
 from dcd.data import filelists, lmdb_store  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("build_lmdb")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("check_solver")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("solver", type=Path)
@@ -22,7 +24,7 @@ def main(argv=None):
             print(f"warning: {line}", file=sys.stderr)
     try:
         needs = check_solver(args.solver, args.root, [w for w in args.weights.split(",") if w])
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # ValueError: weights that are no caffemodel
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"ok: {len(needs)} inputs of {args.solver} present")

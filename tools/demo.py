@@ -18,8 +18,10 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from dcd.demo import NETS, DemoConfig, run  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("demo")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -22,8 +22,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+from dcd.cli import check_writable, tool_main  # noqa: E402
 
 
+@tool_main("eval_net")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,6 +57,9 @@ def main(argv=None):
     p.add_argument("--gpus", type=int, nargs="*",
                    help="GPU ids; one process per id (default: CPU)")
     p.add_argument("--limit", type=int, help="score at most N more videos, then stop")
+    p.add_argument("--allow-missing-weights", action="store_true",
+                   help="score even if the caffemodel lacks learnable layers of the net "
+                        "(they keep their random initialisation); refused by default")
     p.add_argument("--restart", action="store_true", help="discard OUT.partial and start over")
     p.add_argument("--overwrite", action="store_true", help="redo even if OUT exists")
     p.add_argument("--no-progress", action="store_true")
@@ -72,7 +77,9 @@ def main(argv=None):
                      ten_crop=not args.center_crop, frame_size=tuple(args.frame_size),
                      score_blob=args.score_blob, input_blob=args.input_blob,
                      modality=None if args.modality == "auto" else args.modality,
-                     flow_root=args.flow_root, flow_bound=args.flow_bound)
+                     flow_root=args.flow_root, flow_bound=args.flow_bound,
+                     allow_missing_weights=args.allow_missing_weights)
+    check_writable(args.out, "--out")
     try:
         s = run_eval(args.list, cfg, args.out, workers=args.workers, gpus=args.gpus,
                      limit=args.limit, restart=args.restart, progress=not args.no_progress)
@@ -80,7 +87,7 @@ def main(argv=None):
         print(f"error: {exc}; the videos scored so far are kept in {partial_path(args.out)} "
               "(fix the frames, then run again to continue)", file=sys.stderr)
         return 2
-    except (ScoreFileError, ValueError, FileNotFoundError) as exc:
+    except (ScoreFileError, ValueError, FileNotFoundError) as exc:  # EvalInputError too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if s.complete:

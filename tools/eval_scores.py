@@ -17,6 +17,7 @@ Score files of another class count, or that do not cover the same videos
 (another list or split), are refused, naming the videos and files."""
 import argparse
 import sys
+from dcd.cli import tool_main  # noqa: E402
 
 
 
@@ -33,6 +34,7 @@ def print_comparison(c):
     print(f"({c['resamples']} resamples, seed {c['seed']})")
 
 
+@tool_main("eval_scores")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 
 from dcd.data import flow, frames  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 TVL1_FLAGS = (("tau", float), ("lambda_", float), ("theta", float), ("nscales", int),
               ("warps", int), ("epsilon", float), ("inner_iterations", int),
@@ -28,6 +29,7 @@ TVL1_FLAGS = (("tau", float), ("lambda_", float), ("theta", float), ("nscales", 
               ("median_filtering", int))
 
 
+@tool_main("extract_flow")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,6 +60,8 @@ def main(argv=None):
     shard = frames.batch_shard(parser, args)
     if args.from_frames and (args.short_side or args.width or args.height):
         parser.error("--from-frames uses the frames' stored size; drop --width/--height/--short-side")
+    if args.from_frames and args.allow_short:
+        parser.error("--allow-short applies to videos, not to --from-frames")
     if args.bound <= 0:
         parser.error("--bound must be positive")
     try:
@@ -78,7 +82,8 @@ def main(argv=None):
                    bound=args.bound)
     if not args.from_frames:
         options.update(width=args.width or frames.DEFAULT_WIDTH,
-                       height=args.height or frames.DEFAULT_HEIGHT, short_side=args.short_side)
+                       height=args.height or frames.DEFAULT_HEIGHT, short_side=args.short_side,
+                       allow_short=args.allow_short)
     try:
         summary = flow.extract_all_flow(inputs, args.out, from_frames=args.from_frames,
                                         workers=args.workers, progress=not args.no_progress,

@@ -14,8 +14,10 @@ import argparse
 import sys
 
 from dcd.data import frames  # noqa: E402
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("extract_frames")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +34,8 @@ def main(argv=None):
         summary = frames.extract_all(
             videos, args.out, workers=args.workers, progress=not args.no_progress, shard=shard,
             width=args.width or frames.DEFAULT_WIDTH, height=args.height or frames.DEFAULT_HEIGHT,
-            short_side=args.short_side, max_frames=args.max_frames, quality=args.quality)
+            short_side=args.short_side, max_frames=args.max_frames, quality=args.quality,
+            allow_short=args.allow_short)
     except frames.DuplicateVideoIdError as exc:
         print(f"extract_frames: error: {exc}", file=sys.stderr)
         return 2

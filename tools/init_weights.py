@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("init_weights")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("imagenet", type=Path, help="ImageNet BN-Inception caffemodel")

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+from dcd.cli import tool_main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+@tool_main("make_models")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+from dcd.cli import tool_main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+@tool_main("model_stats")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readme", type=Path, default=REPO / "models" / "README.md",

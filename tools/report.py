@@ -7,9 +7,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from dcd.cli import tool_main  # noqa: E402
 
 
 
+@tool_main("report")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

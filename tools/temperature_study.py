@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dcd import studies
 from dcd.nets.init_weights import filter_bank_conv1
+from dcd.cli import tool_main  # noqa: E402
 
 
 def gaussian_study(args):
@@ -69,6 +70,7 @@ def ground_truth_study(args):
     return 0
 
 
+@tool_main("temperature_study")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+from dcd.cli import tool_main  # noqa: E402
 
 
+@tool_main("transfer_weights")
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,9 +10,11 @@ warped by the flow and by the displacement map, as one PNG.
   visualize.py --video frames/<video_id> --index 10 --out fig5.png"""
 import argparse
 import sys
+from dcd.cli import tool_main  # noqa: E402
 
 
 
+@tool_main("visualize")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -69,3 +69,38 @@ def open_net(prototxt, weights=None, gpu=None):
     if weights:
         return caffe.Net(str(prototxt), caffe.TEST, weights=str(weights))
     return caffe.Net(str(prototxt), caffe.TEST)
+
+
+class CaffemodelError(ValueError):
+    """A caffemodel that is empty or does not parse; the message names the file."""
+
+
+def parse_caffemodel(path):
+    """The NetParameter of a binary caffemodel; FileNotFoundError when absent,
+    CaffemodelError when empty, unparsable or without any weights."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"caffemodel not found: {path}")
+    data = path.read_bytes()
+    if not data:
+        raise CaffemodelError(f"{path} is empty (0 bytes): an interrupted download, copy or "
+                              "snapshot; fetch or write it again")
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as err:
+        raise CaffemodelError(f"{path} does not parse as a caffemodel (a binary Caffe "
+                              f"NetParameter): {err}; is it truncated or another file?") from None
+    if not any(layer.blobs for layer in list(param.layer) + list(param.layers)):
+        raise CaffemodelError(f"{path} holds no layer with weights (a prototxt, or not a "
+                              "caffemodel?)")
+    return param
+
+
+def caffemodel_layer_names(path):
+    """Names of the layers that carry weights in a caffemodel (new or V1 layers)."""
+    param = parse_caffemodel(path)
+    return {layer.name for layer in list(param.layer) + list(param.layers) if layer.blobs}
+

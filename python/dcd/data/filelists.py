@@ -55,6 +55,16 @@ def read_file_list(path):
     return entries
 
 
+def line_number(path, video_id):
+    """The first line of a file list that names `video_id` (for messages); 0 if none."""
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if fields and fields[0] == video_id:
+                return number
+    return 0
+
+
 def unique_entries(entries, log=None):
     """Drop repeats of a video (e.g. train and val lists combined); a video
     listed twice with different frame counts or labels is an error."""
@@ -120,14 +130,24 @@ def _read_ucf101_classes(splits_dir):
 
 
 def _ucf101_entry(path, number, line, classes):
-    relative = line.split()[0]
+    # "<Class>/<video>.avi" with an optional 1-based class index (trainlist);
+    # the path is all but that index, so a name with a space is read whole.
+    match = re.match(r"^(?P<path>.*?)(?:\s+(?P<index>\d+))?$", line.strip())
+    relative, index = match["path"], match["index"]
     parts = relative.replace("\\", "/").split("/")
     if len(parts) < 2:
         raise FileListError(f"{path}:{number}: expected '<Class>/<video>.avi', got {line!r}")
     label = classes.get(parts[-2].lower())
     if label is None:
         raise FileListError(f"{path}:{number}: class {parts[-2]!r} is not in classInd.txt")
-    return Path(parts[-1]).stem, label
+    if index is not None and int(index) - 1 != label:
+        raise FileListError(f"{path}:{number}: class index {index} disagrees with classInd.txt, "
+                            f"where {parts[-2]} is {label + 1}; fix the split file")
+    video_id = Path(parts[-1]).stem
+    if any(c.isspace() for c in video_id):
+        raise FileListError(f"{path}:{number}: video id {video_id!r} contains whitespace, which "
+                            "a file list cannot hold; rename the video (and this line)")
+    return video_id, label
 
 
 def parse_ucf101(splits_dir, splits=(1, 2, 3)):
@@ -236,6 +256,32 @@ class FileListReport:
         return sorted({vid for ids in self.missing.values() for vid in ids})
 
 
+def _shown(ids, limit=20):
+    ids = sorted(ids)
+    return ", ".join(ids[:limit]) + (f", ... ({len(ids)} in all)" if len(ids) > limit else "")
+
+
+def check_splits(per_split):
+    """Refuse a split whose train and val parts share a video (a train/test
+    leak) or that lists a video twice in one part, naming the videos."""
+    problems = []
+    for k in sorted(per_split):
+        seen = {}
+        for part in ("train", "val"):
+            ids = [video_id for video_id, _ in per_split[k][part]]
+            repeated = {v for v in ids if ids.count(v) > 1} if len(set(ids)) < len(ids) else set()
+            if repeated:
+                problems.append(f"split {k} {part}: listed more than once: {_shown(repeated)}")
+            seen[part] = set(ids)
+        both = seen["train"] & seen["val"]
+        if both:
+            problems.append(f"split {k}: in both train and val (a train/test leak): "
+                            f"{_shown(both)}")
+    if problems:
+        raise FileListError("the split files are inconsistent, no list written:\n  "
+                            + "\n  ".join(problems))
+
+
 def list_path(out_dir, dataset, part, k, modality="rgb"):
     infix = "" if modality == "rgb" else f"{modality}_"
     return Path(out_dir) / f"{dataset}_{infix}{part}_split_{k}.txt"
@@ -256,6 +302,7 @@ def build_file_lists(dataset, frames_root, splits_dir, out_dir, splits=None, mod
     if splits is None:
         splits = (1,) if dataset == "kinetics" else (1, 2, 3)
     per_split, known = PARSERS[dataset](splits_dir, splits)
+    check_splits(per_split)
     report = FileListReport()
     counts = {}
     for k in splits:

@@ -150,23 +150,24 @@ def _write_flows(frame_iter, partial, result, method, bound, quality):
             if grey.shape != prev.shape:
                 result.error = (f"frame {frames_seen} is {grey.shape[1]}x{grey.shape[0]}, "
                                 f"frame 1 was {prev.shape[1]}x{prev.shape[0]}")
-                return
+                return frames_seen
             x, y = quantize_flow(estimator(prev, grey), bound)
             index = result.num_frames + 1
             for pattern, image in ((FLOW_X_PATTERN, x), (FLOW_Y_PATTERN, y)):
                 path = partial / pattern.format(index)
-                if not cv2.imwrite(str(path), image, params):
-                    result.error = f"cannot write {path}"
-                    return
+                result.error = frames.write_jpeg(path, image, params)
+                if result.error:
+                    return frames_seen
             result.num_frames = index
         prev = grey
     if frames_seen < 2:
         result.error = f"{frames_seen} frame(s) decoded; flow needs 2"
+    return frames_seen
 
 
 def extract_video_flow(video, out_root, width=frames.DEFAULT_WIDTH, height=frames.DEFAULT_HEIGHT,
                        short_side=None, max_frames=None, quality=frames.DEFAULT_JPEG_QUALITY,
-                       method=None, bound=DEFAULT_BOUND):
+                       method=None, bound=DEFAULT_BOUND, allow_short=False):
     """Flow of one video into `<out_root>/<video_id>/`, on its frames resized as
     extract_frames resizes them (`max_frames` frames give max_frames - 1 pairs).
     Returns an ExtractResult whose num_frames is the number of flow pairs."""
@@ -181,8 +182,11 @@ def extract_video_flow(video, out_root, width=frames.DEFAULT_WIDTH, height=frame
         return result
     try:
         with frames.partial_folder(out_root, video_id, result) as partial:
-            _write_flows(frames.read_resized(capture, width, height, short_side, max_frames),
-                         partial, result, method, bound, quality)
+            seen = _write_flows(frames.read_resized(capture, width, height, short_side,
+                                                    max_frames),
+                                partial, result, method, bound, quality)
+            if not result.error and not allow_short:
+                result.error = frames.short_decode(capture, seen, max_frames)
         return result
     finally:
         capture.release()
@@ -201,16 +205,17 @@ def find_frame_folders(frames_root):
 
 
 def _read_frame_folder(folder, max_frames):
-    import cv2
+    from dcd.data.jpeg import CorruptFrameError, read_frame
     index = 1
     while max_frames is None or index <= max_frames:
         path = Path(folder) / frames.FRAME_PATTERN.format(index)
         if not path.exists():
             return
         # Colour, then to_grey: the same grey as from a decoded video.
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode {path}")
+        try:
+            image = read_frame(path, colour=True)
+        except CorruptFrameError as exc:
+            raise ValueError(f"frame {index} ({path}): {exc}") from None
         yield image
         index += 1
 

@@ -24,6 +24,9 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg",
                     ".m4v", ".flv", ".wmv", ".3gp", ".ogv")
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 340, 256  # TSN's frame size
 DEFAULT_JPEG_QUALITY = 95  # OpenCV's default, as TSN's dense_flow uses
+# Frames a decode may fall short of the container's count (or 1%, if more)
+# before the video counts as cut short (docs/ASSUMPTIONS.md).
+SHORT_DECODE_SLACK = 2
 
 
 class DuplicateVideoIdError(ValueError):
@@ -65,6 +68,14 @@ def video_id_of(path):
     return Path(path).stem
 
 
+def id_problem(video_id):
+    """Why a video id cannot be used (file lists are whitespace-separated), or ""."""
+    if not video_id or any(c.isspace() for c in video_id):
+        return (f"video id {video_id!r} contains whitespace, which a file list "
+                "('video_id num_frames label') cannot hold; rename the file")
+    return ""
+
+
 def check_unique_ids(videos, id_of=None):
     """Raise DuplicateVideoIdError listing every stem shared by two or more videos."""
     by_id = defaultdict(list)
@@ -85,6 +96,23 @@ def target_size(width, height, out_width=DEFAULT_WIDTH, out_height=DEFAULT_HEIGH
         scale = short_side / min(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
     return out_width, out_height
+
+
+def short_decode(capture, decoded, max_frames=None):
+    """"" or why `decoded` frames are too few: the container declares more.
+
+    Containers that give a count (AVI headers, MP4 sample tables) are trusted
+    up to SHORT_DECODE_SLACK; a file cut short keeps its header's count, so a
+    half-decoded video is caught. A count of 0 (unknown) checks nothing."""
+    import cv2
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    if declared <= 0:
+        return ""
+    expected = min(declared, max_frames) if max_frames else declared
+    if decoded >= expected - max(SHORT_DECODE_SLACK, round(0.01 * expected)):
+        return ""
+    return (f"decoded {decoded} of the {declared} frames the container declares (a cut or "
+            "damaged file?); pass --allow-short to keep the frames that decode")
 
 
 def is_complete(out_root, video_id):
@@ -115,6 +143,22 @@ def partial_folder(out_root, video_id, result):
             shutil.rmtree(partial, ignore_errors=True)
 
 
+def write_jpeg(path, image, params):
+    """Encode and write one frame; "" or why not, with the OS's reason (a
+    full disk, permissions), which cv2.imwrite does not give."""
+    import cv2
+    from dcd.cli import describe_os_error
+    ok, data = cv2.imencode(".jpg", image, params)
+    if not ok:
+        return f"cannot encode {path} as JPEG"
+    try:
+        with open(path, "wb") as f:
+            f.write(data.tobytes())
+    except OSError as exc:
+        return f"cannot write {describe_os_error(exc, path)}"
+    return ""
+
+
 def open_video(video):
     """An opened cv2.VideoCapture, or None when OpenCV cannot open the file."""
     import cv2
@@ -142,10 +186,12 @@ def read_resized(capture, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT, short_side
 
 
 def extract_video(video, out_root, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
-                  short_side=None, max_frames=None, quality=DEFAULT_JPEG_QUALITY):
+                  short_side=None, max_frames=None, quality=DEFAULT_JPEG_QUALITY,
+                  allow_short=False):
     """Decode one video into `<out_root>/<video_id>/`; returns an ExtractResult.
 
-    Failures (cannot open, no frame decoded, cannot write) come back in
+    Failures (cannot open, no frame decoded, fewer frames than the container
+    declares unless `allow_short`, cannot write) come back in
     `result.error` rather than raising, so one bad video does not stop a batch.
     """
     import cv2
@@ -164,12 +210,14 @@ def extract_video(video, out_root, width=DEFAULT_WIDTH, height=DEFAULT_HEIGHT,
             params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
             for frame in read_resized(capture, width, height, short_side, max_frames):
                 path = partial / FRAME_PATTERN.format(result.num_frames + 1)
-                if not cv2.imwrite(str(path), frame, params):
-                    result.error = f"cannot write {path}"
+                result.error = write_jpeg(path, frame, params)
+                if result.error:
                     return result
                 result.num_frames += 1
             if result.num_frames == 0:
                 result.error = "0 frames decoded"
+            elif not allow_short:
+                result.error = short_decode(capture, result.num_frames, max_frames)
         return result
     finally:
         capture.release()
@@ -231,6 +279,9 @@ def add_batch_arguments(parser, size_what="output", max_frames_help="keep only t
     parser.add_argument("--quality", type=int, default=DEFAULT_JPEG_QUALITY,
                         help="JPEG quality (default: %(default)s)")
     parser.add_argument("--max-frames", type=int, metavar="N", help=max_frames_help)
+    parser.add_argument("--allow-short", action="store_true",
+                        help="keep a video that decodes to fewer frames than its container "
+                             "declares (default: it fails, as a cut or damaged file)")
     parser.add_argument("--workers", type=int, default=1,
                         help=workers_help + " (default: %(default)s)")
     parser.add_argument("--shard", metavar="K/N",
@@ -241,6 +292,12 @@ def add_batch_arguments(parser, size_what="output", max_frames_help="keep only t
 
 def batch_shard(parser, args):
     """Check the shared options (parser.error on a conflict); returns the shard or None."""
+    for flag in ("width", "height", "short_side", "max_frames"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:  # 0 must not silently mean "the default"
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if not 0 <= args.quality <= 100:
+        parser.error(f"--quality must be 0..100, got {args.quality}")
     if args.short_side and (args.width or args.height):
         parser.error("--short-side excludes --width/--height")
     try:
@@ -299,7 +356,10 @@ def extract_all(videos, out_root, workers=1, progress=True, shard=None, extract=
     summary = ExtractSummary()
     todo = []
     for video in videos:
-        if is_complete(out_root, id_of(video)):
+        if id_problem(id_of(video)):  # refused before any frame is written
+            summary.failed.append(ExtractResult(str(video), id_of(video),
+                                                error=id_problem(id_of(video))))
+        elif is_complete(out_root, id_of(video)):
             summary.skipped.append(ExtractResult(str(video), id_of(video), skipped=True))
         else:
             todo.append((extract, video, str(out_root), id_of, options))

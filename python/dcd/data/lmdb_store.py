@@ -25,6 +25,7 @@ from pathlib import Path
 from dcd.data.filelists import unique_entries
 from dcd.data.flow import FLOW_X_PATTERN, FLOW_Y_PATTERN
 from dcd.data.frames import FRAME_PATTERN
+from dcd.data.jpeg import jpeg_problem
 
 MARKER_PREFIX = "__video__/"
 MODALITIES = ("rgb", "flow")
@@ -139,6 +140,12 @@ def read_video_jpegs(frames_root, video_id, num_frames, decode_check="all", moda
             shape = jpeg_geometry(data)
             if isinstance(shape, str):
                 raise BadFrameError(video_id, path, shape)
+            if decode_check != "none":
+                # libjpeg's corrupt-data warnings (dcd.data.jpeg); the structural
+                # check above does not see damaged entropy-coded data.
+                problem = jpeg_problem(data)
+                if problem:
+                    raise BadFrameError(video_id, path, problem)
             if geometry is None:
                 geometry = shape
             elif shape != geometry:
@@ -263,8 +270,7 @@ def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
     bar = tqdm(entries, unit="video", desc="lmdb", disable=not progress)
     log = log or (lambda message: bar.write(message, file=sys.stderr))
     report = BuildReport()
-    Path(lmdb_path).mkdir(parents=True, exist_ok=True)
-    env = lmdb.open(str(lmdb_path), map_size=map_size, subdir=True)
+    env = _open_for_writing(lmdb_path, map_size)
     try:
         for entry in bar:
             with env.begin() as txn:
@@ -305,6 +311,28 @@ def build_lmdb(frames_root, entries, lmdb_path, verify=True, skip_bad=False,
         env.close()
         bar.close()
     return report
+
+
+def _open_for_writing(lmdb_path, map_size):
+    """The LMDB environment to build into: a new or empty folder, or an
+    existing LMDB (resumed). Anything else is refused (ValueError naming it)
+    before a byte is written, so no one's folder gets an LMDB mixed into it."""
+    import lmdb
+    path = Path(lmdb_path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not an LMDB folder; choose a new folder")
+    if path.is_dir() and not (path / "data.mdb").is_file():
+        others = sorted(e.name for e in path.iterdir())
+        if others:
+            raise ValueError(f"--out {path} is a folder that is not an LMDB (no data.mdb; it "
+                             f"holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''});"
+                             " choose a new or empty folder")
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return lmdb.open(str(path), map_size=map_size, subdir=True)
+    except lmdb.Error as exc:  # e.g. MDB_INVALID: a damaged or foreign data.mdb
+        raise ValueError(f"--out {path}: cannot open as an LMDB ({exc}); is data.mdb damaged? "
+                         "build into a new folder") from None
 
 
 # ------------------------------------------------------------------ readers

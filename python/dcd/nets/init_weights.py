@@ -98,15 +98,11 @@ def _blob_array(blob):
 
 def read_caffemodel(path):
     """{layer name: (type, [arrays])} of a binary caffemodel (new or V1 layers)."""
-    from caffe.proto import caffe_pb2
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"caffemodel not found: {path}")
-    param = caffe_pb2.NetParameter()
+    from dcd.netio import CaffemodelError, parse_caffemodel
     try:
-        param.ParseFromString(path.read_bytes())
-    except Exception as err:  # protobuf raises DecodeError
-        raise NotBNInceptionError(f"{path} is not a caffemodel: {err}") from err
+        param = parse_caffemodel(path)
+    except CaffemodelError as err:  # empty or unparsable: say so, not "not BN-Inception"
+        raise NotBNInceptionError(str(err)) from None
     layers = OrderedDict()
     for layer in list(param.layer) + list(param.layers):
         if layer.blobs:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcd.netio import deploy_input, open_net
+from dcd.netio import caffemodel_layer_names, deploy_input, open_net
 from dcd.scoring import protocol
 from dcd.scoring.readers import FrameReadError, open_reader
 from dcd.scoring.scorefile import (FORMAT, ScoreFileError, entries_sha1, file_sha1, open_partial,
@@ -36,6 +36,7 @@ class EvalConfig:
     modality: str = None     # rgb, flow, rgb_flow; None: told by the deploy input
     flow_root: str = None    # rgb_flow: where the flow is, if not in root
     flow_bound: float = 20.0  # rgb_flow: extract_flow.py's --bound
+    allow_missing_weights: bool = False  # score although the weights lack learnable layers
 
     def modality_for(self, shape):
         return self.modality or protocol.infer_modality(shape, self.new_length)
@@ -56,6 +57,23 @@ class EvalConfig:
                            self.flow_bound)
 
 
+class EvalInputError(ValueError):
+    """Bad input found while scoring (weights, labels, net settings): one line, no traceback."""
+
+
+def check_labels(list_file, entries, num_classes, net):
+    """Refuse labels the net cannot score, naming the list's line (the first
+    such line and how many there are)."""
+    bad = [e for e in entries if e.label >= num_classes]
+    if bad:
+        from dcd.data.filelists import line_number
+        e = bad[0]
+        raise EvalInputError(f"{list_file}:{line_number(list_file, e.video_id)}: video "
+                             f"{e.video_id} has label {e.label} but {net} scores {num_classes} "
+                             f"classes (labels 0..{num_classes - 1}; {len(bad)} such line(s)): "
+                             "a list of another data set or split?")
+
+
 @dataclass
 class EvalSummary:
     out: str
@@ -71,6 +89,8 @@ class NetScorer:
         os.environ.setdefault("GLOG_minloglevel", "2")
         self.cfg = cfg
         self.input, self.shape = deploy_input(cfg.net, cfg.input_blob)
+        # Parsed here first: Caffe aborts the process on an empty or unparsable caffemodel.
+        held = caffemodel_layer_names(cfg.weights) if cfg.weights else None
         self.net = open_net(cfg.net, cfg.weights, gpu)
         self.modality = cfg.modality_for(self.shape)
         self.layout = protocol.input_layout(self.shape, cfg.new_length, self.modality)
@@ -78,6 +98,19 @@ class NetScorer:
         self.score_blob = cfg.score_blob or self.net.outputs[-1]
         if self.score_blob not in self.net.blobs:
             raise ValueError(f"no blob {self.score_blob!r} in {cfg.net}")
+        if held is not None and not cfg.allow_missing_weights:
+            missing = [name for name in self.net.params.keys() if name not in held]
+            if missing:  # Caffe leaves them at their fillers: random scores, exit 0
+                raise EvalInputError(
+                    f"{cfg.weights} lacks {len(missing)} learnable layer(s) of {cfg.net}: "
+                    f"{', '.join(missing[:12])}{' ...' if len(missing) > 12 else ''} (weights "
+                    "of another net?); pass --allow-missing-weights to score with those "
+                    "layers at their random initialisation")
+
+    @property
+    def num_classes(self):
+        """Scores per sample: the score blob's size per row."""
+        return int(np.prod(self.net.blobs[self.score_blob].data.shape[1:]))
 
     def _forward(self, samples):
         """samples: M x L x C x h x w with M <= per_forward -> M x classes."""
@@ -93,8 +126,13 @@ class NetScorer:
             # A net that scores every frame of a snippet: average them (TSN's consensus).
             out = out.reshape(self.per_forward, self.cfg.new_length, -1).mean(axis=1)
         elif out.shape[0] != self.per_forward:
-            raise ValueError(f"score blob {self.score_blob} has {out.shape[0]} rows for "
-                             f"{self.per_forward} samples per forward")
+            hint = ""
+            if self.layout == "snippet" and out.shape[0] and self.shape[0] % out.shape[0] == 0:
+                hint = (f"; the net takes {self.shape[0] // out.shape[0]} frame(s) per snippet: "
+                        f"run with --new_length {self.shape[0] // out.shape[0]}")
+            raise EvalInputError(f"score blob {self.score_blob} has {out.shape[0]} rows for "
+                                 f"{self.per_forward} samples per forward (--new_length "
+                                 f"{self.cfg.new_length}){hint}")
         return out[:m].copy()
 
     def score_video(self, reader, video_id, num_frames):
@@ -122,6 +160,9 @@ def _worker(cfg, gpu, tasks, results):
     try:
         scorer = NetScorer(cfg, gpu)
         reader = cfg.open_reader(scorer.shape)
+    except (EvalInputError, ValueError, FileNotFoundError) as exc:  # bad input: one line
+        results.put(("input", None, str(exc)))
+        return
     except Exception:  # noqa: BLE001 - reported to the parent
         results.put(("error", None, traceback.format_exc()))
         return
@@ -134,6 +175,9 @@ def _worker(cfg, gpu, tasks, results):
             results.put(("ok", video_id, scorer.score_video(reader, video_id, num_frames)))
         except FrameReadError as exc:  # bad data, not a bug: one line, no traceback
             results.put(("frame", video_id, str(exc)))
+            break
+        except EvalInputError as exc:
+            results.put(("input", video_id, str(exc)))
             break
         except Exception:  # noqa: BLE001
             results.put(("error", video_id, traceback.format_exc()))
@@ -163,6 +207,12 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
             "root": str(cfg.root), "protocol": cfg.protocol_meta(shape),
             "score_blob": cfg.score_blob, "input_blob": input_name}
     summary = EvalSummary(str(out))
+    gpus = list(gpus or [])
+    n_proc = max(workers, len(gpus))
+    scorer = None
+    if n_proc <= 1:  # bad weights or settings are refused before a partial file exists
+        scorer = NetScorer(cfg, gpus[0] if gpus else None)
+        check_labels(list_file, entries, scorer.num_classes, cfg.net)
     done, writer = open_partial(partial_path(out), meta, restart=restart, log=log)
     summary.resumed = len(done)
     pending = [e for e in entries if e.video_id not in done]
@@ -173,16 +223,15 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
     by_id = {e.video_id: e for e in entries}
 
     def record(video_id, scores):
+        if not done and not summary.scored:  # the first scores tell the class count
+            check_labels(list_file, entries, scores.shape[-1], cfg.net)
         writer.append(video_id, by_id[video_id].label, scores)
         done[video_id] = (by_id[video_id].label, scores)
         summary.scored.append(video_id)
         bar.update()
 
     try:
-        gpus = list(gpus or [])
-        n_proc = max(workers, len(gpus))
         if n_proc <= 1:
-            scorer = NetScorer(cfg, gpus[0] if gpus else None)
             reader = cfg.open_reader(scorer.shape)
             try:
                 for e in pending:
@@ -234,6 +283,9 @@ def _run_pool(cfg, pending, n_proc, gpus, record):
             elif kind == "frame":
                 error = FrameReadError(payload)
                 break
+            elif kind == "input":
+                error = EvalInputError(payload)
+                break
             else:
                 error = f"worker failed{' on video ' + video_id if video_id else ''}:\n{payload}"
                 break
@@ -242,7 +294,7 @@ def _run_pool(cfg, pending, n_proc, gpus, record):
             if p.is_alive():
                 p.terminate()
             p.join()
-    if isinstance(error, FrameReadError):
+    if isinstance(error, (FrameReadError, EvalInputError)):
         raise error
     if error:
         raise RuntimeError(error)

@@ -132,6 +132,9 @@ def evaluate(paths, weights=None, num_classes=None, entries=None):
         weights = [1.0] * len(files)
     if len(weights) != len(files):
         raise ValueError(f"{len(weights)} weight(s) given for {len(files)} score file(s)")
+    bad = [f"{w} (for {p})" for w, p in zip(weights, paths) if not np.isfinite(w)]
+    if bad:
+        raise ValueError(f"fusion weight(s) must be finite numbers: {', '.join(bad)}")
     if num_classes is not None:
         for f in files:
             if f.num_classes != num_classes:

@@ -12,6 +12,7 @@ import numpy as np
 
 from dcd.data.flow import DEFAULT_BOUND, FLOW_X_PATTERN, FLOW_Y_PATTERN, dequantize_flow
 from dcd.data.frames import FRAME_PATTERN
+from dcd.data.jpeg import CorruptFrameError, jpeg_problem, read_frame
 
 MODALITIES = ("rgb", "flow", "rgb_flow")
 
@@ -33,12 +34,13 @@ class FolderReader:
             raise FileNotFoundError(f"no frame folder tree at {root}")
 
     def image(self, video_id, pattern, index, colour):
-        import cv2
         path = self.root / video_id / pattern.format(index)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise FrameReadError(f"video {video_id}: cannot read frame {path}")
-        return image
+        try:
+            return read_frame(path, colour)
+        except FileNotFoundError:
+            raise FrameReadError(f"video {video_id}: cannot read frame {path} (missing)") from None
+        except CorruptFrameError as exc:
+            raise FrameReadError(f"video {video_id}: frame {path}: {exc}") from None
 
     def close(self):
         pass
@@ -55,6 +57,8 @@ class LmdbReader:
         self.root = str(root)
         self.env = lmdb.open(self.root, readonly=True, lock=False, subdir=True)
         self._datum = caffe_pb2.Datum
+        from google.protobuf.message import DecodeError
+        self._decode_error = DecodeError
 
     def image(self, video_id, pattern, index, colour):
         from dcd.data.lmdb_store import decode_jpeg, frame_key
@@ -63,11 +67,25 @@ class LmdbReader:
         name = pattern.format(index)
         if value is None:
             raise FrameReadError(f"video {video_id}: frame {name} is not in {self.root}")
+        key = frame_key(video_id, index, pattern).decode()
         datum = self._datum()
-        datum.ParseFromString(value)
-        image = decode_jpeg(datum.data) if datum.encoded else _raw_datum(datum)
+        try:
+            datum.ParseFromString(value)
+        except self._decode_error:
+            raise FrameReadError(f"video {video_id}: the value of key {key} in {self.root} is "
+                                 "not a Caffe Datum (not an LMDB of tools/build_lmdb.py?)"
+                                 ) from None
+        problem = jpeg_problem(datum.data) if datum.encoded else None
+        if problem:
+            raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root}: "
+                                 f"{problem}")
+        try:
+            image = decode_jpeg(datum.data) if datum.encoded else _raw_datum(datum)
+        except ValueError:  # raw bytes that do not fill channels x height x width
+            image = None
         if image is None:
-            raise FrameReadError(f"video {video_id}: frame {name} in {self.root} does not decode")
+            raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root} "
+                                 "does not decode")
         if colour and image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         if not colour and image.ndim == 3:

@@ -32,7 +32,9 @@ FORMAT = "dcd-scores-1"
 MAGIC = b"DCDR"
 _HEAD = struct.Struct("<4sIQI")
 # Meta fields that must agree for a partial file to be continued.
-RESUME_KEYS = ("format", "list_sha1", "net_sha1", "weights", "protocol", "score_blob")
+# weights_sha1: a caffemodel replaced at the same path must not mix old and new scores.
+RESUME_KEYS = ("format", "list_sha1", "net_sha1", "weights", "weights_sha1", "protocol",
+               "score_blob")
 
 
 class ScoreFileError(ValueError):
@@ -149,11 +151,16 @@ def open_partial(path, meta, restart=False, log=print):
             done = {}
         else:
             diff = [k for k in RESUME_KEYS if old_meta.get(k) != meta.get(k)]
-            if diff:
+            if diff and not done:
+                # Nothing scored to lose (e.g. a run refused for a wrong --new_length).
+                log(f"{path} holds no scored video of another run (differs in: "
+                    f"{', '.join(diff)}); starting afresh")
+                path.unlink()
+            elif diff:
                 raise ScoreFileError(
-                    f"{path} was written by a different run (differs in: {', '.join(diff)}); "
-                    "delete it or pass --restart to start over")
-            if good < path.stat().st_size:
+                    f"{path} was written by a different run (differs in: {', '.join(diff)}; "
+                    f"{len(done)} video(s) scored); pass --restart to discard it and start over")
+            elif good < path.stat().st_size:
                 log(f"{path}: dropping a damaged tail of {path.stat().st_size - good} bytes "
                     "(an interrupted write); that video is scored again")
                 with open(path, "r+b") as f:
@@ -193,7 +200,13 @@ class ScoreFile:
 
 
 def load_scores(path):
+    import zipfile
     path = Path(path)
+    if not path.is_file():
+        raise ScoreFileError(f"{path}: no such score file (tools/eval_net.py writes it)")
+    if path.stat().st_size == 0:
+        raise ScoreFileError(f"{path}: empty file, not a score file; score again with "
+                             "tools/eval_net.py --overwrite")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = {"video_ids", "labels", "scores", "meta"} - set(z.files)
@@ -201,13 +214,37 @@ def load_scores(path):
                 raise ScoreFileError(f"{path}: not a DCD score file (missing {sorted(missing)})")
             ids, labels, scores = z["video_ids"].tolist(), z["labels"], z["scores"]
             meta = json.loads(str(z["meta"]))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ScoreFileError):
             raise
-        raise ScoreFileError(f"{path}: cannot read as a score file: {exc}") from None
+        # A truncated or damaged npz (an interrupted copy): np.load raises any of these.
+        raise ScoreFileError(f"{path}: cannot read as a score file ({type(exc).__name__}: "
+                             f"{exc}); it is truncated or damaged: copy it again or score "
+                             "again with tools/eval_net.py --overwrite") from None
     if scores.ndim != 4 or scores.shape[0] != len(ids) or labels.shape != (len(ids),):
         raise ScoreFileError(f"{path}: inconsistent shapes: {len(ids)} ids, labels "
                              f"{labels.shape}, scores {scores.shape} (expected V x S x K x C)")
     if len(set(ids)) != len(ids):
         raise ScoreFileError(f"{path}: repeated video ids")
+    check_scores(path, ids, labels, scores)
     return ScoreFile(path, ids, labels, scores, meta)
+
+
+def check_scores(path, video_ids, labels, scores):
+    """Refuse NaN/inf scores and labels outside 0..C-1, naming the videos:
+    either would silently move the accuracies (a NaN never ranks, a label
+    beyond the classifier is never right)."""
+    num_classes = scores.shape[-1]
+    finite = np.isfinite(scores.reshape(len(video_ids), -1)).all(axis=1)
+    if not finite.all():
+        bad = [video_ids[i] for i in np.nonzero(~finite)[0]]
+        raise ScoreFileError(f"{path}: NaN or inf scores for {len(bad)} video(s): "
+                             f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''} "
+                             "(a diverged net or damaged weights; score again)")
+    out = (labels < 0) | (labels >= num_classes)
+    if out.any():
+        i = int(np.nonzero(out)[0][0])
+        raise ScoreFileError(f"{path}: video {video_ids[i]} has label {int(labels[i])} but the "
+                             f"scores have {num_classes} classes (labels are 0..{num_classes - 1}; "
+                             f"{int(out.sum())} video(s) in all): the list is for another data "
+                             "set or net")

@@ -49,3 +49,36 @@ def write_jpeg_frames(folder, count, size=(24, 32), seed=0, start=1):
         (folder / f"img_{i:05d}.jpg").write_bytes(data.tobytes())
         written.append(data.tobytes())
     return written
+
+
+def smooth_jpeg(size=(64, 80), seed=0):
+    """A JPEG of a smooth random image (long enough entropy data to damage)."""
+    import cv2
+    rng = np.random.RandomState(seed)
+    image = cv2.GaussianBlur((rng.rand(*size, 3) * 255).astype(np.uint8), (5, 5), 0)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return data.tobytes()
+
+
+def truncated_jpeg(data):
+    """The first half of a JPEG file (an interrupted copy): libjpeg says
+    "Premature end of JPEG file"; OpenCV decodes it, grey-filled."""
+    return data[:len(data) // 2]
+
+
+def scrambled_jpeg(data, seed=1):
+    """A JPEG whose entropy-coded data is overwritten with random bytes (no
+    0xFF, so the markers stay intact): libjpeg says "Corrupt JPEG data: ...";
+    OpenCV decodes it without a word."""
+    rng = np.random.RandomState(seed)
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    out = bytearray(data)
+    for i in range(start + 40, min(start + 240, len(out) - 2)):
+        if out[i] != 0xFF and out[i - 1] != 0xFF:
+            out[i] = rng.randint(0, 255)
+    return bytes(out)
+
+
+CORRUPTIONS = {"truncated": truncated_jpeg, "scrambled": scrambled_jpeg}

@@ -167,3 +167,72 @@ def test_flow_lists_count_flow_x_files(tmp_path, ucf_splits, capsys):
     assert "in a split but not on disk: v_HandStandPushups_g01_c01" in capsys.readouterr().err
     with pytest.raises(ValueError, match="modality"):
         filelists.build_file_lists("ucf101", flow, ucf_splits, out, modality="depth")
+
+
+# ------------------------------------------------------------ bad split files
+
+def _ucf_splits(tmp_path, train, test):
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "classInd.txt").write_text("1 Biking\n2 HandstandPushups\n")
+    (splits / "trainlist01.txt").write_text(train)
+    (splits / "testlist01.txt").write_text(test)
+    frames_root = tmp_path / "frames"
+    for vid in ("v_Biking_g01_c01", "v_Biking_g02_c01", "v_HandStandPushups_g01_c01"):
+        (frames_root / vid).mkdir(parents=True)
+        (frames_root / vid / "img_00001.jpg").write_bytes(b"x")
+    return splits, frames_root
+
+
+def _run_build(tmp_path, splits, frames_root, capsys):
+    out = tmp_path / "lists"
+    rc = load_tool("build_file_list").main(["--dataset", "ucf101", "--frames", str(frames_root),
+                                           "--splits-dir", str(splits), "--out", str(out),
+                                           "--split", "1"])
+    return rc, capsys.readouterr().err, out
+
+
+def test_a_video_in_train_and_test_is_refused(tmp_path, capsys):
+    splits, frames_root = _ucf_splits(
+        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g02_c01.avi 1\n",
+        "Biking/v_Biking_g02_c01.avi\nHandstandPushups/v_HandStandPushups_g01_c01.avi\n")
+    rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
+    assert rc == 2 and "train/test leak" in err and "v_Biking_g02_c01" in err
+    assert not out.exists()  # no list written
+
+
+def test_a_video_twice_in_one_split_is_refused(tmp_path, capsys):
+    splits, frames_root = _ucf_splits(
+        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g01_c01.avi 1\n",
+        "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
+    rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
+    assert rc == 2 and "split 1 train: listed more than once: v_Biking_g01_c01" in err
+    assert not out.exists()
+
+
+def test_a_train_label_that_disagrees_with_classind_is_refused(tmp_path, capsys):
+    splits, frames_root = _ucf_splits(
+        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g02_c01.avi 2\n",
+        "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
+    rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
+    assert rc == 2
+    assert f"{splits / 'trainlist01.txt'}:2: class index 2 disagrees with classInd.txt" in err
+    assert not out.exists()
+
+
+def test_a_split_path_with_a_space_is_read_whole_and_refused(tmp_path, capsys):
+    splits, frames_root = _ucf_splits(
+        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking g02_c01.avi 1\n",
+        "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
+    rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
+    assert rc == 2
+    assert f"{splits / 'trainlist01.txt'}:2: video id 'v_Biking g02_c01' contains whitespace" in err
+    assert not out.exists()
+
+
+def test_split_lines_with_and_without_a_class_index():
+    classes = {"biking": 0}
+    assert filelists._ucf101_entry("t", 1, "Biking/v_Biking_g01_c01.avi 1", classes) == \
+        ("v_Biking_g01_c01", 0)
+    assert filelists._ucf101_entry("t", 1, "Biking/v_Biking_g01_c01.avi", classes) == \
+        ("v_Biking_g01_c01", 0)

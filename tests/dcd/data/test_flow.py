@@ -143,16 +143,19 @@ def test_unreadable_video_is_listed_and_nothing_half_written_kept(bikes, tmp_pat
 
 def test_a_video_that_fails_midway_leaves_no_partial_folder(bikes, tmp_path, monkeypatch):
     """A write failure on the 2nd pair: the error is reported and the .partial folder removed."""
-    real_imwrite, calls = cv2.imwrite, []
+    real_write, calls = frames.write_jpeg, []
 
-    def failing_imwrite(path, image, params=()):
+    def failing_write(path, image, params):
         calls.append(path)
-        return False if len(calls) == 3 else real_imwrite(path, image, params)
+        if len(calls) == 3:  # a real OS error: the folder is not there
+            path = path.parent / "gone" / path.name
+        return real_write(path, image, params)
 
-    monkeypatch.setattr(cv2, "imwrite", failing_imwrite)
+    monkeypatch.setattr(frames, "write_jpeg", failing_write)
     result = flow.extract_video_flow(bikes, tmp_path, width=88, height=72, max_frames=4,
                                      method=flow.flow_method("farneback"))
     assert "cannot write" in result.error and "flow_x_00002.jpg" in result.error
+    assert "No such file or directory (ENOENT)" in result.error  # the OS's reason
     assert os.listdir(tmp_path) == []
     one_frame = flow.extract_video_flow(bikes, tmp_path, width=88, height=72, max_frames=1,
                                         method=flow.flow_method("farneback"))
@@ -176,6 +179,9 @@ def test_interrupted_extraction_resumes(bikes, ucf_videos, tmp_path):
     for name in ("flow_x_00003.jpg", "flow_x_00004.jpg", "flow_y_00003.jpg", "flow_y_00004.jpg"):
         os.remove(partial / name)
     (partial / "flow_x_00003.jpg").write_bytes(b"half a flow")
+    # A stray pair beyond the count: a rerun that reused the .partial would keep it.
+    for name in ("flow_x_00009.jpg", "flow_y_00009.jpg"):
+        (partial / name).write_bytes((partial / "flow_x_00001.jpg").read_bytes())
 
     summary = flow.extract_all_flow(videos, out, **options)
     assert [r.video_id for r in summary.skipped] == ["v_Biking_g01_c01"]
@@ -250,3 +256,24 @@ def test_flow_method_options():
         flow.flow_method("farneback", warps=3)
     with pytest.raises(ValueError, match="unknown flow method"):
         flow.flow_method("brox")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "scrambled"])
+def test_from_frames_refuses_a_corrupt_frame_naming_video_and_frame(tmp_path, capsys, kind):
+    from datahelpers import CORRUPTIONS, smooth_jpeg
+    root = tmp_path / "frames"
+    for video in ("v_good", "v_bad"):
+        (root / video).mkdir(parents=True)
+        for i in range(1, 5):
+            (root / video / f"img_{i:05d}.jpg").write_bytes(smooth_jpeg(seed=i))
+    (root / "v_bad" / "img_00003.jpg").write_bytes(CORRUPTIONS[kind](smooth_jpeg(seed=3)))
+    out = tmp_path / "flow"
+    rc = load_tool("extract_flow").main([str(root), str(out), "--from-frames", "--method",
+                                         "farneback", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = [ln for ln in err.splitlines() if ln.strip().startswith("FAILED")][-1]
+    assert "v_bad" in line and "frame 3" in line and "img_00003.jpg" in line
+    assert "corrupt JPEG" in line
+    assert sorted(os.listdir(out)) == ["extract_failures.txt", "v_good"]  # the good one kept
+    assert len(flow_names(out / "v_good")) == 6

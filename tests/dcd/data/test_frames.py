@@ -97,6 +97,9 @@ def test_rerun_skips_complete_videos_and_redoes_interrupted_ones(ucf_videos, tmp
     for name in expected[5:]:
         os.remove(partial / name)
     (partial / "img_00006.jpg").write_bytes(b"half a frame")
+    # A stray frame beyond the count: a rerun that reused the .partial would keep it.
+    stray = (partial / "img_00001.jpg").read_bytes()
+    (partial / f"img_{len(expected) + 3:05d}.jpg").write_bytes(stray)
 
     summary = frames.extract_all(videos, out, **options)
     assert [r.video_id for r in summary.skipped] == ["v_Biking_g01_c01"]
@@ -115,3 +118,88 @@ def test_parallel_workers_give_the_same_frames(ucf_videos, extracted, tmp_path):
         names = frame_names(tmp_path / video_id)
         assert names == frame_names(extracted / video_id)
         assert (tmp_path / video_id / names[-1]).read_bytes() == (extracted / video_id / names[-1]).read_bytes()
+
+
+# ------------------------------------------------------------ bad input (issue: refuse, name it)
+
+@pytest.mark.parametrize("flag", ["--width", "--height", "--short-side", "--max-frames"])
+def test_zero_sizes_and_frame_limits_are_refused(ucf_videos, tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool("extract_frames").main([str(ucf_videos), str(tmp_path / "out"), flag, "0"])
+    assert exit_info.value.code == 2
+    assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_video_id_with_a_space_is_refused_at_extraction(ucf_videos, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    shutil.copytree(ucf_videos, videos)
+    bikes = videos / "Biking" / "v_Biking_g01_c01.mp4"
+    bikes.rename(bikes.with_name("v_Biking g01_c01.mp4"))
+    out = tmp_path / "frames"
+    rc = load_tool("extract_frames").main([str(videos), str(out), "--max-frames", "3",
+                                          "--width", "88", "--height", "72", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "FAILED" in err and "'v_Biking g01_c01' contains whitespace" in err
+    assert sorted(os.listdir(out)) == ["extract_failures.txt", "v_HandStandPushups_g01_c01"]
+
+
+def _cut_video(tmp_path, frames_written=40):
+    """An MJPG AVI cut in half: its header still declares every frame."""
+    import numpy as np
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    whole = folder / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(frames_written):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = whole.read_bytes()
+    whole.unlink()
+    (folder / "v_cut.avi").write_bytes(data[:len(data) // 2])
+    return folder
+
+
+def test_a_video_cut_short_is_refused_unless_allowed(tmp_path, capsys):
+    videos = _cut_video(tmp_path)
+    capture = cv2.VideoCapture(str(videos / "v_cut.avi"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 40  # the premise: the header's count
+    capture.release()
+    out = tmp_path / "frames"
+    args = [str(videos), str(out), "--width", "64", "--height", "48", "--no-progress"]
+    assert load_tool("extract_frames").main(args) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "v_cut.avi" in err
+    assert "of the 40 frames the container declares" in err
+    assert os.listdir(out) == ["extract_failures.txt"]  # nothing marked complete
+    assert load_tool("extract_frames").main(args + ["--allow-short"]) == 0
+    kept = len(os.listdir(out / "v_cut"))
+    assert 0 < kept < 40 and not (out / "extract_failures.txt").exists()
+    # --max-frames below the decoded count is no short decode.
+    out2 = tmp_path / "frames2"
+    assert load_tool("extract_frames").main([str(videos), str(out2), "--max-frames", "5",
+                                            "--no-progress"]) == 0
+    assert len(os.listdir(out2 / "v_cut")) == 5
+
+
+def test_a_full_disk_gives_the_os_reason(tmp_path):
+    import numpy as np
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    error = frames.write_jpeg("/dev/full", np.zeros((8, 8, 3), np.uint8),
+                              [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert error.startswith("cannot write /dev/full: No space left on device (ENOSPC)")
+
+
+def test_an_unwritable_output_folder_is_one_line(ucf_videos, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    rc = load_tool("extract_frames").main([str(ucf_videos), str(blocker / "frames"),
+                                          "--max-frames", "2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    (line,) = err.splitlines()
+    assert line.startswith("extract_frames: error: ") and str(blocker / "frames") in line
+    assert "Not a directory" in line

@@ -184,7 +184,8 @@ def test_undecodable_frame_with_valid_structure(frames_root, tmp_path):
     sof, sos = data.index(b"\xff\xc0"), data.index(b"\xff\xda")
     sof_end = sof + 2 + int.from_bytes(data[sof + 2:sof + 4], "big")
     path.write_bytes(data[:2] + data[sof:sof_end] + data[sos:])
-    with pytest.raises(BadFrameError, match="img_00003.jpg: undecodable"):
+    # libjpeg's own check (dcd.data.jpeg) names the missing table.
+    with pytest.raises(BadFrameError, match="img_00003.jpg: corrupt JPEG: .*table .* was not defined"):
         build_lmdb(frames_root, ENTRIES, tmp_path / "db", progress=False)
     # The structural check alone lets it through; the read-back decodes the middle frame.
     with pytest.raises(RuntimeError, match="verify a: frame 3 does not decode"):
@@ -348,3 +349,43 @@ def test_flow_transaction_interrupted_leaves_nothing_of_the_video(frames_root, t
     monkeypatch.setattr(lmdb_store, "_put_record", real_put)
     report = build_lmdb(flow_root, flow_entries, db, modality="flow", progress=False)
     assert report.skipped == ["a"] and report.written == ["b", "c"]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "scrambled"])
+@pytest.mark.parametrize("decode_check", ["all", "sample"])
+def test_what_libjpeg_calls_corrupt_is_refused(frames_root, tmp_path, kind, decode_check):
+    """Scrambled entropy data passes the structural check and OpenCV's decode;
+    libjpeg's warning stops it, in both decode-check modes."""
+    from datahelpers import CORRUPTIONS, smooth_jpeg
+    for i in range(1, 4):  # b: three frames of one geometry, the middle one damaged
+        data = smooth_jpeg(seed=i)
+        (frames_root / "b" / f"img_{i:05d}.jpg").write_bytes(
+            CORRUPTIONS[kind](data) if i == 2 and kind == "scrambled" else data)
+    bad = frames_root / "b" / "img_00002.jpg"
+    if kind == "truncated":
+        bad.write_bytes(CORRUPTIONS[kind](bad.read_bytes()) + b"\xff\xd9")  # end marker kept
+    assert isinstance(lmdb_store.jpeg_geometry(bad.read_bytes()), tuple)  # structure is fine
+    with pytest.raises(BadFrameError) as err:
+        build_lmdb(frames_root, ENTRIES, tmp_path / "db", decode_check=decode_check,
+                   progress=False)
+    assert err.value.video_id == "b" and err.value.path == str(bad)
+    assert "corrupt JPEG" in str(err.value)
+    assert list_videos(tmp_path / "db") == {"a": 5}
+
+
+def test_out_on_a_folder_that_is_not_an_lmdb(frames_root, tmp_path, capsys):
+    listed = tmp_path / "list.txt"
+    listed.write_text("a 5 0\n")
+    out = tmp_path / "my_results"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    rc = load_tool("build_lmdb").main(["--frames", str(frames_root), "--list", str(listed),
+                                       "--out", str(out), "--no-progress"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert rc == 2 and str(out) in line and "not an LMDB" in line and "notes.txt" in line
+    assert sorted(os.listdir(out)) == ["notes.txt"]  # nothing written into it
+    (out / "data.mdb").write_bytes(b"garbage" * 1000)  # a damaged LMDB
+    rc = load_tool("build_lmdb").main(["--frames", str(frames_root), "--list", str(listed),
+                                       "--out", str(out), "--no-progress"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert rc == 2 and str(out) in line and "cannot open as an LMDB" in line

@@ -134,8 +134,12 @@ def test_missing_or_garbage_caffemodel(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.caffemodel"):
         init_weights(tmp_path / "nowhere.caffemodel", "ucf101", "static", tmp_path / "x")
     (tmp_path / "junk.caffemodel").write_bytes(b"\xff\xfe not protobuf")
-    with pytest.raises(NotBNInceptionError, match="junk.caffemodel"):
+    with pytest.raises(NotBNInceptionError, match="junk.caffemodel does not parse"):
         init_weights(tmp_path / "junk.caffemodel", "ucf101", "static", tmp_path / "x")
+    # An empty file (an interrupted download) says so, not "not BN-Inception".
+    (tmp_path / "empty.caffemodel").write_bytes(b"")
+    with pytest.raises(NotBNInceptionError, match=r"empty.caffemodel is empty \(0 bytes\)"):
+        init_weights(tmp_path / "empty.caffemodel", "ucf101", "static", tmp_path / "x")
 
 
 def test_tool_reports_and_refuses(imagenet, tmp_path):

@@ -46,3 +46,21 @@ def test_tool_exit_status(root, tmp_path):
     tool = [sys.executable, str(REPO / "tools/check_solver.py")]
     proc = subprocess.run(tool + [str(tmp_path / "none.prototxt")], capture_output=True, text=True)
     assert proc.returncode == 1 and "none.prototxt" in proc.stderr
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "is empty (0 bytes)"),
+                                             (b"\xff\xff\xff\xff junk", "does not parse")])
+def test_weights_that_are_no_caffemodel_are_refused(tmp_path, capsys, content, reason):
+    from dcd.paths import load_tool
+    write_models(tmp_path, ("ucf101",), nets=["motion"])
+    data = tmp_path / "data/ucf101"
+    (data / "frames_lmdb").mkdir(parents=True)
+    for part in ("train", "val"):
+        (data / f"ucf101_{part}_split_1.txt").write_text("v 3 0\n")
+    (tmp_path / "snapshots").mkdir()
+    weights = tmp_path / "w.caffemodel"
+    weights.write_bytes(content)
+    rc = load_tool("check_solver").main([str(tmp_path / "models/ucf101/motion_solver.prototxt"),
+                                         "--root", str(tmp_path), "--weights", str(weights)])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert rc == 1 and str(weights) in line and reason in line

@@ -174,3 +174,161 @@ def test_missing_frame_stops_with_one_line_and_keeps_the_partial(samples, tmp_pa
     if workers == 1:  # bikes comes first in the list and was kept
         assert sorted(read_partial(partial_path(out))[1]) == ["bikes"]
     assert partial_path(out).exists()
+
+
+# ------------------------------------------------------------ bad input: refused, named
+
+def _eval_net(samples, tmp_path, capsys, *extra, weights=None, root=None, list_file=None,
+              out=None):
+    out = out or tmp_path / "scores.npz"
+    args = [str(samples["deploy"]), str(weights or samples["weights"]), "--list",
+            str(list_file or samples["list"]), "--root", str(root or samples["frames"]),
+            "--out", str(out), "--no-progress", "--num_snippets", "3", "--center_crop",
+            *map(str, extra)]
+    rc = load_tool("eval_net").main(args)
+    return rc, capsys.readouterr().err, out
+
+
+def test_labels_beyond_the_net_are_refused_naming_list_and_line(samples, tmp_path, capsys):
+    lines = samples["list"].read_text().splitlines()
+    vid, n, _ = lines[1].split()
+    bad = tmp_path / "list.txt"
+    bad.write_text(f"{lines[0]}\n{vid} {n} 12\n")
+    rc, err, out = _eval_net(samples, tmp_path, capsys, list_file=bad)
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and f"{bad}:2: video {vid} has label 12" in line and "2 classes" in line
+    assert not out.exists() and not partial_path(out).exists()
+
+
+def _weights_without(samples, tmp_path, layer):
+    from caffe.proto import caffe_pb2
+    param = caffe_pb2.NetParameter()
+    param.ParseFromString(samples["weights"].read_bytes())
+    kept = [lyr for lyr in param.layer if lyr.name != layer]
+    del param.layer[:]
+    param.layer.extend(kept)
+    path = tmp_path / f"no_{layer}.caffemodel"
+    path.write_bytes(param.SerializeToString())
+    return path
+
+
+def test_weights_lacking_a_learnable_layer_are_refused_unless_allowed(samples, tmp_path, capsys):
+    weights = _weights_without(samples, tmp_path, "fc")
+    rc, err, out = _eval_net(samples, tmp_path, capsys, weights=weights)
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and str(weights) in line and "lacks 1 learnable layer(s)" in line
+    assert "fc" in line and "--allow-missing-weights" in line
+    assert not out.exists() and not partial_path(out).exists()
+    rc, err, out = _eval_net(samples, tmp_path, capsys, "--allow-missing-weights", weights=weights)
+    assert rc == 0 and out.exists()
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "is empty (0 bytes)"),
+                                             (b"\xff\xff\xff\xff garbage", "does not parse")])
+def test_an_empty_or_unparsable_caffemodel_is_one_line(samples, tmp_path, capsys, content,
+                                                       reason):
+    weights = tmp_path / "bad.caffemodel"
+    weights.write_bytes(content)
+    rc, err, out = _eval_net(samples, tmp_path, capsys, weights=weights)
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and str(weights) in line and reason in line and "BN-Inception" not in line
+
+
+@pytest.mark.parametrize("backend", ["folder", "lmdb"])
+@pytest.mark.parametrize("kind", ["truncated", "scrambled"])
+def test_corrupt_frames_are_refused_naming_video_and_frame(samples, tmp_path, capsys, backend,
+                                                           kind):
+    """Frame 1 of the second video (every sampling reads it) damaged the two
+    ways libjpeg reports; OpenCV alone would score them."""
+    import shutil
+    import lmdb
+    from caffe.proto import caffe_pb2
+    from datahelpers import CORRUPTIONS
+    video = read_file_list(samples["list"])[1].video_id
+    if backend == "folder":
+        root = tmp_path / "frames"
+        shutil.copytree(samples["frames"], root)
+        frame = root / video / "img_00001.jpg"
+        frame.write_bytes(CORRUPTIONS[kind](frame.read_bytes()))
+    else:
+        root = tmp_path / "lmdb"
+        shutil.copytree(samples["lmdb"], root)
+        env = lmdb.open(str(root), subdir=True)
+        key = f"{video}/img_00001.jpg".encode()
+        with env.begin(write=True) as txn:
+            datum = caffe_pb2.Datum()
+            datum.ParseFromString(txn.get(key))
+            datum.data = CORRUPTIONS[kind](datum.data)
+            txn.put(key, datum.SerializeToString())
+        env.close()
+    rc, err, out = _eval_net(samples, tmp_path, capsys, root=root)
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and f"video {video}" in line and "img_00001.jpg" in line
+    assert "corrupt JPEG" in line
+    first = read_file_list(samples["list"])[0].video_id
+    assert sorted(read_partial(partial_path(out))[1]) == [first]  # scored before: kept
+
+
+def test_an_lmdb_value_that_is_not_a_datum_names_the_key(samples, tmp_path, capsys):
+    import shutil
+    import lmdb
+    video = read_file_list(samples["list"])[0].video_id
+    root = tmp_path / "lmdb"
+    shutil.copytree(samples["lmdb"], root)
+    env = lmdb.open(str(root), subdir=True)
+    with env.begin(write=True) as txn:
+        txn.put(f"{video}/img_00001.jpg".encode(), b"\xff\xff\xff\xff not a datum")
+    env.close()
+    rc, err, _ = _eval_net(samples, tmp_path, capsys, root=root)
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and f"key {video}/img_00001.jpg" in line and "not a Caffe Datum" in line
+
+
+def test_resume_compares_the_weights_content_not_only_the_path(samples, tmp_path, capsys):
+    import shutil
+    weights = tmp_path / "w.caffemodel"
+    shutil.copy(samples["weights"], weights)
+    rc, _, out = _eval_net(samples, tmp_path, capsys, "--limit", "1", weights=weights)
+    assert rc == 3 and len(read_partial(partial_path(out))[1]) == 1
+    write_weights(samples["deploy"], weights, seed=1)  # replaced at the same path
+    rc, err, out = _eval_net(samples, tmp_path, capsys, weights=weights)
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and "weights_sha1" in line and "--restart" in line
+    assert len(read_partial(partial_path(out))[1]) == 1  # kept, not mixed
+    rc, err, out = _eval_net(samples, tmp_path, capsys, "--restart", weights=weights)
+    assert rc == 0 and load_scores(out).meta["weights_sha1"] == ev.file_sha1(weights)
+
+
+def test_wrong_new_length_says_the_fix_and_its_partial_does_not_block(samples, tmp_path,
+                                                                      capsys):
+    """A snippet net for 2-frame snippets (4 rows in, 2 out) run with --new_length 1."""
+    import caffe
+    from caffe import layers as L, params as P
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[4, 3, 224, 224]))
+    n.conv = L.Convolution(n.data, num_output=8, kernel_size=7, stride=8,
+                           weight_filler=dict(type="gaussian", std=0.1))
+    n.pool = L.Pooling(n.conv, pool=P.Pooling.AVE, global_pooling=True)
+    n.pair = L.Reshape(n.pool, reshape_param=dict(shape=dict(dim=[2, -1])))
+    n.fc = L.InnerProduct(n.pair, num_output=2, weight_filler=dict(type="gaussian", std=0.1))
+    deploy = tmp_path / "pairs.prototxt"
+    deploy.write_text(str(n.to_proto()))
+    weights = write_weights(deploy, tmp_path / "pairs.caffemodel")
+    out = tmp_path / "scores.npz"
+    args = [str(deploy), str(weights), "--list", str(samples["list"]), "--root",
+            str(samples["frames"]), "--out", str(out), "--no-progress", "--num_snippets", "3",
+            "--center_crop"]
+    rc = load_tool("eval_net").main(args)
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and "run with --new_length 2" in line
+    rc = load_tool("eval_net").main(args + ["--new_length", "2"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "starting afresh" in err and out.exists()
+
+
+def test_unwritable_out_is_refused_before_scoring(samples, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    rc, err, _ = _eval_net(samples, tmp_path, capsys, out=blocker / "scores.npz")
+    (line,) = err.splitlines()
+    assert rc == 2 and line.startswith("eval_net: error: --out ") and "is a file" in line

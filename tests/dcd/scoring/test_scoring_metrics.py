@@ -112,3 +112,59 @@ def test_eval_scores_cli_outputs(tmp_path, capsys):
     b = make_file(tmp_path / "b.npz", IDS[:4], LABELS[:4], SCORES[:4])
     assert tool.main([str(a), str(b)]) == 2
     assert "lacks 1 video(s): e" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ bad scores and files
+
+def _eval_scores(args, capsys):
+    from dcd.paths import load_tool
+    rc = load_tool("eval_scores").main([str(a) for a in args])
+    return rc, capsys.readouterr()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_scores_are_refused_naming_file_and_video(tmp_path, capsys, bad):
+    scores = np.asarray(SCORES, np.float32)
+    scores[2, 1] = bad
+    path = make_file(tmp_path / "s.npz", IDS, LABELS, scores)
+    rc, out = _eval_scores([path], capsys)
+    (line,) = out.err.splitlines()
+    assert rc == 2 and "Traceback" not in out.err
+    assert str(path) in line and "NaN or inf" in line and "video(s): c" in line
+    assert "top-1" not in out.out  # no figure printed
+
+
+def test_labels_beyond_the_classes_are_refused_in_one_line(tmp_path, capsys):
+    path = make_file(tmp_path / "s.npz", IDS, [0, 0, 5, 0, 1], SCORES)
+    rc, out = _eval_scores([path], capsys)
+    (line,) = out.err.splitlines()
+    assert rc == 2 and "IndexError" not in out.err
+    assert str(path) in line and "video c has label 5" in line and "3 classes" in line
+
+
+@pytest.mark.parametrize("weight", ["nan", "inf"])
+def test_non_finite_fusion_weights_are_refused(tmp_path, capsys, weight):
+    a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
+    rc, out = _eval_scores([a, a, "--score_weights", "1", weight], capsys)
+    assert rc == 2 and f"must be finite numbers: {weight}" in out.err and str(a) in out.err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_empty_or_truncated_npz_is_one_line(tmp_path, capsys, damage):
+    path = make_file(tmp_path / "s.npz", IDS, LABELS, SCORES)
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[:len(data) // 2])
+    rc, out = _eval_scores([path], capsys)
+    (line,) = out.err.splitlines()
+    assert rc == 2 and "Traceback" not in out.err and str(path) in line
+    assert ("empty file" if damage == "empty" else "truncated or damaged") in line
+
+
+def test_unwritable_output_is_one_line_after_the_figures(tmp_path, capsys):
+    path = make_file(tmp_path / "s.npz", IDS, LABELS, SCORES)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    rc, out = _eval_scores([path, "--json", blocker / "summary.json"], capsys)
+    assert rc == 2 and "top-1 80.00%" in out.out  # the figures were printed first
+    (line,) = out.err.splitlines()
+    assert line.startswith("eval_scores: error: ") and str(blocker / "summary.json") in line
