@@ -25,8 +25,9 @@ def print_comparison(c):
     print(f"A {c['a']}\nB {c['b']}\nvideos {c['num_videos']} (the same in both)")
     for key, name in (("top1", "top-1"), ("mean_class_accuracy", "mean class accuracy")):
         r = c[key]
+        lo, hi = (100 * x for x in r["ci"])
         print(f"{name}: A {100 * r['a']:.2f}%  B {100 * r['b']:.2f}%  B - A {100 * r['diff']:+.2f} "
-              f"points (95% paired bootstrap CI {100 * r['ci'][0]:+.2f} to {100 * r['ci'][1]:+.2f})")
+              f"points (95% paired bootstrap CI {lo:+.2f} to {hi:+.2f})")
     m = c["mcnemar"]
     print(f"McNemar (top-1): {m['only_a']} video(s) right only in A, {m['only_b']} only in B, "
           f"{m['both_right']} both right, {m['both_wrong']} both wrong; exact two-sided "
