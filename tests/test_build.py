@@ -175,3 +175,26 @@ def test_clean_checkout_configures_to_the_same_tree(tmp_path, cached_downloads):
         assert (tree / rel).read_bytes() == (ours / rel).read_bytes(), rel
     for rel in (tree / ".dcd-spliced-files").read_text().split():
         assert (tree / rel).resolve() == (clone / "caffe_layers" / rel)
+
+
+def test_every_patch_is_applied_to_the_tree():
+    """The tree the build compiled carries every caffe_layers/patches/*.patch,
+    in order, as its stamp and a reverse dry run say; patch 0004's cuDNN
+    convolution has neither per-group streams nor the sync kernel."""
+    import hashlib
+    tree = CPU_BUILD_DIR / "caffe-src"
+    stamp = (tree / ".dcd-tree-stamp").read_text()
+    patches = sorted((REPO_ROOT / "caffe_layers" / "patches").glob("*.patch"))
+    assert [p.name for p in patches][:4] == [
+        "0001-protobuf-3.21-SetTotalBytesLimit.patch", "0002-cuda13-removed-device-properties.patch",
+        "0003-cudnn-8-9-convolution-algorithm-queries.patch",
+        "0004-cudnn-convolution-setup-once-per-shape.patch"]
+    listed = re.findall(r"^patch=([^:]+):([0-9a-f]+)$", stamp, re.M)
+    assert listed == [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in patches]
+    last = subprocess.run(["patch", "-p1", "--dry-run", "--reverse", "--force", "-i",
+                           str(patches[-1])], cwd=tree, capture_output=True, text=True)
+    assert last.returncode == 0, last.stdout + last.stderr
+    conv_cu = (tree / "src/caffe/layers/cudnn_conv_layer.cu").read_text()
+    conv_cpp = (tree / "src/caffe/layers/cudnn_conv_layer.cpp").read_text()
+    assert "sync_conv_groups" not in conv_cu and "handle_[" not in conv_cu
+    assert "cudnnSetConvolutionGroupCount" in conv_cpp and "ShapesUnchanged" in conv_cpp

@@ -15,8 +15,8 @@ from dcd.cli import tool_main  # noqa: E402
 
 @tool_main("benchmark")
 def main(argv=None):
-    from dcd.scoring.benchmark import (DEFAULT_NETS, format_table, run_benchmark,
-                                       run_benchmark_caffe_time)
+    from dcd.scoring.benchmark import (DEFAULT_NETS, format_pycaffe, format_table,
+                                       run_benchmark, run_benchmark_caffe_time)
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", default=[str(n) for n in DEFAULT_NETS],
@@ -38,6 +38,9 @@ def main(argv=None):
     p.add_argument("--caffe-time", action="store_true",
                    help="time with the caffe binary's `caffe time` (per-layer CUDA events on a "
                         "GPU; needs no pycaffe; --warmup is ignored, --iters is its iterations)")
+    p.add_argument("--pycaffe", action="store_true",
+                   help="with --caffe-time: also time each forward through pycaffe (TEST phase), "
+                        "reported beside `caffe time`")
     p.add_argument("--json", help="write the measurements here (device, build, per-branch "
                                   "ms/frame and FPS; for tools/report.py)")
     p.add_argument("--no-progress", action="store_true")
@@ -55,12 +58,16 @@ def main(argv=None):
             p.error("--caffe-time times random weights; leave out --weights")
         bench = run_benchmark_caffe_time(args.nets, args.batch_sizes, args.iters, args.gpu,
                                          args.disp_layer, progress=not args.no_progress,
-                                         engine=args.engine)
+                                         engine=args.engine, pycaffe=args.pycaffe)
     else:
+        if args.pycaffe:
+            p.error("--pycaffe goes with --caffe-time (without it, pycaffe is the timer)")
         bench = run_benchmark(args.nets, args.batch_sizes, args.iters, args.warmup, args.gpu,
                               args.disp_layer, args.weights, progress=not args.no_progress,
                               engine=args.engine)
     print(format_table(bench))
+    if args.pycaffe and format_pycaffe(bench):
+        print(format_pycaffe(bench))
     if args.json:
         tmp = Path(args.json).with_suffix(".partial")
         tmp.write_text(json.dumps(bench, indent=2) + "\n")

@@ -23,17 +23,27 @@
 #
 #   tools/gpu_check.sh run [--bundle build/gpu_bundle[.tar.xz]] [--out DIR] [--python PY]
 #                          [--pycaffe-python PY311] [--iter-size N] [--only LIST]
+#                          [--batch-sizes "1 8 32"] [--iters N] [--step-timeout S]
 #       on a machine with a GPU: runs every check and writes to DIR (default:
 #       $OUT, else gpu_check_out) summary.json (one record per step), the
 #       measurements' JSON files and gpu_check_logs.tar.gz (every log and
 #       record); prints one line per step, in this order:
-#         1. the layer gtests, CPU and GPU (incl. GPU-vs-CPU parity), gtest JSON
-#         2. Table 9 through `caffe time` (CUDA events), cuDNN on and off
-#            (engine CUDNN / CAFFE in the same build), and the layers at
-#            Table 9's size (C=64, 224x224, d=6, N=1 and 8)
+#         0. environment.json: device, driver, NVIDIA wheels, the bundle's build
+#         1. the layer gtests, CPU and GPU (incl. GPU-vs-CPU parity), and
+#            Caffe's own tests of the layers with cuDNN versions (CuDNN*:
+#            convolution, deconvolution, pooling, ReLU/neuron, softmax);
+#            gtests.xml and its counts in gtests.json
+#         2. Table 9 through `caffe time` (CUDA events, TEST phase, per-layer
+#            times and the cuDNN algorithms picked), three ways: cuDNN (the
+#            build's default), engine CAFFE in the same build, and BN folded
+#            by tools/fold_bn.py (step "fold"; skipped while the tool is
+#            missing); then the layers at Table 9's size (C=64, 224x224,
+#            d=6, N=1 and 8)
 #         3. 20 iterations of `caffe train` of the UCF101 motion solver on
 #            generated frames (loss finite and falling), and with NCCL on all
-#            GPUs when there are several
+#            GPUs when there are several; then (step "speed") seconds per
+#            iteration of the static and motion solvers with partial BN as
+#            generated (--speed-iters iterations, iter_size --iter-size)
 #         4. pycuda: built from the bundle, then tests/gpu (kernels against
 #            the numpy reference, each backward 50x bit-identical), and the
 #            warp's old and new gradient kernels side by side (CUDA events)
@@ -41,9 +51,14 @@
 #            python311/bin/pycaffe-python (--pycaffe-python PY: another
 #            Python that imports the bundled pycaffe)
 #       --python PY: the device's Python for steps 2-4 (default python3).
-#       --only LIST: some of gtests,pycuda,parity,bench,train (default: all),
-#       to rerun part of the checks within a device session's time.
-#       --batch-sizes "B ...": Table 9's batch sizes (default "1 8").
+#       --only LIST: some of gtests,bench,fold,train,speed,pycuda,parity
+#       (default: all), to rerun part of the checks within a device
+#       session's time.
+#       --batch-sizes "B ...": Table 9's batch sizes (default "1 8 32").
+#       --iters N: `caffe time` iterations per net and batch (default 20).
+#       --speed-iters N: iterations of each timed `caffe train` (default 10).
+#       --fold-python PY: the Python that runs tools/fold_bn.py (default:
+#       --pycaffe-python if given, else --python).
 #       --step-timeout S: stop a step after S seconds (default 240). DIR is
 #       brought up to date after every step, so a run cut short by the
 #       device's limit still returns the steps it finished.
@@ -54,7 +69,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda
@@ -63,9 +78,14 @@ out=${OUT:-gpu_check_out}
 py=python3
 pycaffe_py=""
 iter_size=4
-only=gtests,pycuda,parity,bench,train
+only=gtests,bench,fold,train,speed,pycuda,parity
 step_timeout=240
-batch_sizes="1 8"
+batch_sizes="1 8 32"
+bench_iters=20
+speed_iters=10
+fold_py=""
+# The BN-folding tool (DCD_FOLD_BN names another, e.g. for a test).
+fold_tool=${DCD_FOLD_BN:-tools/fold_bn.py}
 while (($#)); do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -77,6 +97,9 @@ while (($#)); do
     --only) only=$2; shift 2 ;;
     --step-timeout) step_timeout=$2; shift 2 ;;
     --batch-sizes) batch_sizes=$2; shift 2 ;;
+    --iters) bench_iters=$2; shift 2 ;;
+    --speed-iters) speed_iters=$2; shift 2 ;;
+    --fold-python) fold_py=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "gpu_check.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -204,8 +227,9 @@ EOF
 # sync_out: the measurements so far and one archive of every log and
 # record into $out, after each step, so that a run stopped by the device's
 # time limit still returns what it finished.
-RESULT_FILES="summary.json gtests.xml table9_cudnn.json table9_nocudnn.json layers_224.json
-              warp_backward.json train_gpu_0.json"
+RESULT_FILES="summary.json environment.json gtests.xml gtests.json table9_cudnn.json
+              table9_nocudnn.json table9_folded.json layers_224.json warp_backward.json
+              train_gpu_0.json train_speed_static.json train_speed_motion.json"
 sync_out() {
   local f
   "$py" -m dcd.gpu_check summary --out "$work" > /dev/null 2>&1
@@ -272,24 +296,54 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   else
     record environment passed $((SECONDS - start)) "$(nvidia-smi -L 2>/dev/null | head -1)"
   fi
+  "$py" -m dcd.gpu_check environment --out "$work" --bundle "$bundle" >> "$work/environment.log" 2>&1
+  sync_out
   local ngpu
   ngpu=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
 
-  # 1. gtests (CPU and GPU variants, the GPU-vs-CPU parity test).
+  # 1. gtests (CPU and GPU variants, the GPU-vs-CPU parity test, Caffe's
+  # CuDNN* tests).
   wanted gtests && run_step gtests "$(basename "$bundle")/bin/test.testbin" \
     "$bundle/bin/test.testbin" --gtest_output="xml:$work/gtests.xml"
+  if wanted gtests && [[ -f "$work/gtests.xml" ]]; then
+    "$py" -m dcd.gpu_check gtests --xml "$work/gtests.xml" --out "$work" >> "$work/gtests.log" 2>&1
+    tail -n 1 "$work/gtests.log" | sed 's/^/    /'
+    sync_out
+  fi
 
   # Then the measurements, the training run and, last, pycuda (its build
   # from source is the longest step and the least needed: the gtests run
   # the same kernel bodies).
-  # 2. benchmarks: Table 9 with and without cuDNN, the layers at 224x224.
+  # 2. benchmarks: Table 9 with and without cuDNN and with BN folded, the
+  # layers at 224x224. pycaffe's forward is timed beside where this Python
+  # imports it (else the JSON says why not).
   local engine tag
   wanted bench && for engine in default CAFFE; do
     tag=$([[ $engine == CAFFE ]] && echo nocudnn || echo cudnn)
     run_step "table9_$tag" "caffe time, engine $engine" \
-      "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters 20 \
-      --batch-sizes $batch_sizes --no-progress --json "$work/table9_$tag.json"
+      "$py" tools/benchmark.py --caffe-time --gpu 0 --engine "$engine" --iters "$bench_iters" \
+      --batch-sizes $batch_sizes --no-progress --pycaffe --json "$work/table9_$tag.json"
   done
+  if ! wanted fold; then
+    :
+  elif [[ ! -f "$fold_tool" ]]; then
+    record table9_folded skipped 0 "skipped: $fold_tool missing"
+  else
+    local table9_nets
+    table9_nets=$("$py" -c "from dcd.scoring.benchmark import DEFAULT_NETS
+print(' '.join(str(n) for n in DEFAULT_NETS))")
+    run_step fold_bn "tools/fold_bn.py on random weights of the Table 9 nets" \
+      "$py" -m dcd.gpu_check fold --caffe "$bundle/bin/caffe" --out "$work/folded" --tool "$fold_tool" \
+      --python "${fold_py:-${pycaffe_py:-$py}}" $table9_nets
+    if [[ -n "$(ls "$work/folded/timed" 2>/dev/null)" ]]; then
+      run_step table9_folded "caffe time, BN folded, default engine" \
+        "$py" tools/benchmark.py --caffe-time --gpu 0 --iters "$bench_iters" \
+        --nets "$work"/folded/timed/*.prototxt --batch-sizes $batch_sizes --no-progress \
+        --json "$work/table9_folded.json"
+    else
+      record table9_folded skipped 0 "no folded nets (see fold_bn.log)"
+    fi
+  fi
   wanted bench && run_step layers_224 "caffe time, C=64 224x224 d=6 N=1,8" \
     "$py" tools/benchmark_layers.py --caffe-time --gpu 0 --json "$work/layers_224.json"
 
@@ -306,6 +360,13 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   else
     record train_gpu_all skipped 0 "one GPU: NCCL needs several"
   fi
+  # Seconds per iteration as the solvers train (partial BN as generated).
+  local solver
+  wanted speed && for solver in static motion; do
+    run_step "train_speed_$solver" "$solver solver, $speed_iters iterations, iter_size $iter_size" \
+      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
+      --solver "$solver" --frozen-bn --iters "$speed_iters" --iter-size "$iter_size"
+  done
 
   # 4. pycuda kernels, and the warp gradient's old and new kernels timed.
   start=$SECONDS

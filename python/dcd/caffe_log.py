@@ -86,6 +86,22 @@ def parse_train_losses(log_text):
     return [(r["iteration"], r["loss"]) for r in parse_log(log_text) if "loss" in r]
 
 
+# Solver::Step's timing: "Iteration 20 (1.9 iter/s, 10.5s/20 iters), loss = ..."
+_SPEED = re.compile(r"Iteration (\d+) \(([-+0-9.eE]+) iter/s, ([-+0-9.eE]+)s/(\d+) iters\)")
+
+
+def parse_iteration_speed(log_text):
+    """[(iteration, seconds per iteration)] from the timing that `caffe train`
+    prints with each displayed loss (each value covers the iterations since
+    the previous display; the first one includes the start-up)."""
+    out = []
+    for m in _SPEED.finditer(log_text):
+        seconds, iters = float(m.group(3)), int(m.group(4))
+        if iters > 0:
+            out.append((int(m.group(1)), seconds / iters))
+    return out
+
+
 def parse_test_outputs(log_text):
     """{iteration: {output name: value}} from the test phases (test net #0)."""
     out = {}

@@ -105,14 +105,62 @@ def parse_caffe_time(log):
             "forward_ms": totals["forward"], "backward_ms": totals.get("backward")}
 
 
-def run_caffe_time(caffe_bin, model_text, gpu=None, iterations=20):
+# What patch 0004's CuDNNConvolutionLayer logs once per shape.
+_CUDNN_FWD = re.compile(r"CuDNNConvolution (\S+) bottom .*?: forward (\w+) \((\w+), (\d+) B "
+                        r"workspace; (\d+) ranked, pick (\d+)\)")
+_CUDNN_BWD = re.compile(r"CuDNNConvolution (\S+) bottom \d+: backward filter (\w+) \((\w+), "
+                        r"(\d+) B workspace\), backward data (\w+) \((\w+), (\d+) B workspace\)")
+_CUDNN_FALLBACK = re.compile(r"CuDNNConvolution (\S+): no ranked (\S+) algorithm")
+
+
+def cudnn_algorithms(log):
+    """What the cuDNN convolutions picked, from a caffe log: counts of the
+    algorithms per direction and of their math types, the largest
+    workspace, and the layers that fell back to the no-workspace algorithm
+    because no ranked one fitted (`fallbacks`). Empty when the log has no
+    cuDNN convolution lines (engine CAFFE, a CPU build, or a build without
+    patch 0004)."""
+    out = {}
+
+    def count(kind, algo, math, workspace):
+        d = out.setdefault(kind, {})
+        d[algo] = d.get(algo, 0) + 1
+        m = out.setdefault("math", {})
+        m[math] = m.get(math, 0) + 1
+        out["max_workspace_bytes"] = max(out.get("max_workspace_bytes", 0), int(workspace))
+
+    for layer, algo, math, ws, _, _ in _CUDNN_FWD.findall(log):
+        count("forward", algo, math, ws)
+    for layer, falgo, fmath, fws, dalgo, dmath, dws in _CUDNN_BWD.findall(log):
+        count("backward_filter", falgo, fmath, fws)
+        count("backward_data", dalgo, dmath, dws)
+    if out or _CUDNN_FALLBACK.search(log):
+        out["fallbacks"] = [f"{layer} ({kind})" for layer, kind in _CUDNN_FALLBACK.findall(log)]
+    return out
+
+
+def caffe_time_args(caffe_bin, model, gpu=None, iterations=20, phase="TEST"):
+    """The `caffe time` command line. `caffe time` builds the net in the TRAIN
+    phase unless told otherwise (Dropout on, BatchNorm without
+    use_global_stats normalising by batch statistics); Table 9 times the nets
+    as they score, so the phase is TEST unless `phase` says otherwise (None:
+    the binary's default)."""
+    if phase not in (None, "TRAIN", "TEST"):
+        raise ValueError(f"phase must be TRAIN, TEST or None, not {phase!r}")
+    cmd = [str(caffe_bin), "time", f"-model={model}", f"-iterations={iterations}"]
+    if phase:
+        cmd.append(f"-phase={phase}")
+    if gpu is not None:
+        cmd.append(f"-gpu={gpu}")
+    return cmd
+
+
+def run_caffe_time(caffe_bin, model_text, gpu=None, iterations=20, phase="TEST"):
     """Runs `caffe time` on a prototxt given as text; returns parse_caffe_time()."""
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(model_text)
     try:
-        cmd = [str(caffe_bin), "time", f"-model={f.name}", f"-iterations={iterations}"]
-        if gpu is not None:
-            cmd.append(f"-gpu={gpu}")
+        cmd = caffe_time_args(caffe_bin, f.name, gpu, iterations, phase)
         env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     finally:
@@ -122,14 +170,52 @@ def run_caffe_time(caffe_bin, model_text, gpu=None, iterations=20):
         fatal = [x for x in log.splitlines() if x.startswith("F") or "Check failed" in x]
         why = fatal[0].split("] ", 1)[-1] if fatal else "see the log below"
         raise RuntimeError(f"caffe time failed (exit {proc.returncode}): {why}\n{log[-3000:]}")
-    return parse_caffe_time(log)
+    result = parse_caffe_time(log)
+    result["cudnn_algorithms"] = cudnn_algorithms(log)
+    return result
+
+
+def pycaffe_forward_ms(model_text, gpu=None, iterations=20, warmup=2):
+    """Median ms of one forward pass of the net through pycaffe, TEST phase,
+    on random input; beside `caffe time`, it shows what a scoring script
+    pays (Python's call overhead, the host wait). Raises ImportError where
+    this Python cannot import pycaffe."""
+    import statistics
+    import time
+
+    import caffe  # noqa: F401 - the ImportError is the caller's to report
+    from dcd.bench import DeviceSync, forward
+    from dcd.netio import set_device
+
+    set_device(gpu)
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(model_text)
+    try:
+        net = caffe.Net(f.name, caffe.TEST)
+    finally:
+        os.unlink(f.name)
+    import numpy as np
+    rng = np.random.RandomState(0)
+    for name in net.inputs:
+        net.blobs[name].data[...] = rng.uniform(-1, 1, net.blobs[name].data.shape)
+    sync = DeviceSync(gpu)
+    for _ in range(warmup):
+        forward(net, sync)
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        forward(net, sync)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
 
 
 def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, engine="default",
-                disp_layer=None):
+                disp_layer=None, pycaffe=False, phase="TEST"):
     """benchmark.measure_net's result through `caffe time`: per batch, ms per
     frame and FPS of the forward pass, and the displacement map's share (the
-    layers up to the first SoftDisplacement layer, or `disp_layer`)."""
+    layers up to the first SoftDisplacement layer, or `disp_layer`). With
+    `pycaffe`, also the forward through pycaffe (pycaffe_ms_per_forward and
+    _per_frame), or why it could not be timed (pycaffe_error)."""
     text = Path(path).read_text()
     if engine != "default":
         text = set_engine(text, engine)
@@ -141,12 +227,21 @@ def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, en
     for b in batch_sizes:
         scaled, shape_b = scale_batch(text, b)
         shape = shape or [shape_b[0] // b] + shape_b[1:]
-        timed = run_caffe_time(caffe_bin, scaled, gpu, iterations)
+        timed = run_caffe_time(caffe_bin, scaled, gpu, iterations, phase)
         frames = shape_b[0] * shape_b[1] // 3
         total = timed["forward_ms"]
         r = {"rows": shape_b[0], "frames": frames, "ms_per_forward": total,
-             "ms_per_frame": total / frames, "fps": 1e3 * frames / total,
+             "ms_per_frame": total / frames, "fps": 1e3 * frames / total, "phase": phase,
              "layers_forward_ms": {n: f for n, f, _ in timed["layers"]}}
+        if timed["cudnn_algorithms"]:
+            r["cudnn_algorithms"] = timed["cudnn_algorithms"]
+        if pycaffe:
+            try:
+                ms = pycaffe_forward_ms(scaled, gpu, iterations)
+                r["pycaffe_ms_per_forward"] = ms
+                r["pycaffe_ms_per_frame"] = ms / frames
+            except ImportError as exc:
+                r["pycaffe_error"] = f"pycaffe not importable here: {exc}"
         if disp:
             upto = names[:names.index(disp) + 1]
             d = sum(r["layers_forward_ms"].get(n, 0.0) for n in upto)

@@ -128,3 +128,13 @@ def test_demo_report_lines_show_the_curves(tmp_path):
     assert (tmp_path / "training_curves.png").stat().st_size > 0
     (tmp_path / "runs" / "cut.log").write_text("I1231 23:59:50.000000 7 caffe.cpp:1] start\n")
     assert "cut.log: no training iterations" in training_curves(cfg)[-1]
+
+
+def test_parse_iteration_speed():
+    from dcd.caffe_log import parse_iteration_speed
+    log = ("I1204 15:00:01.0 1 solver.cpp:218] Iteration 0 (0 iter/s, 4.5s/1 iters), loss = 4.6\n"
+           "I1204 15:00:02.0 1 solver.cpp:218] Iteration 1 (1.25 iter/s, 0.8s/1 iters), loss = 4.5\n"
+           "I1204 15:00:04.0 1 solver.cpp:218] Iteration 3 (1 iter/s, 2s/2 iters), loss = nan\n"
+           "I1204 15:00:04.0 1 solver.cpp:237]     Train net output #0: loss = 4.5\n")
+    assert parse_iteration_speed(log) == [(0, 4.5), (1, 0.8), (3, 1.0)]
+    assert parse_iteration_speed("Iteration 3, loss = 1") == []

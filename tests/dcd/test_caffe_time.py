@@ -68,6 +68,56 @@ def test_parse_caffe_time_and_failures():
         caffe_time.parse_caffe_time("F1126 check failed")
 
 
+def test_caffe_time_args_ask_for_the_test_phase():
+    args = caffe_time.caffe_time_args("bin/caffe", "net.prototxt", iterations=7)
+    assert args == ["bin/caffe", "time", "-model=net.prototxt", "-iterations=7", "-phase=TEST"]
+    assert caffe_time.caffe_time_args("c", "m", gpu=1, phase="TRAIN")[-2:] == ["-phase=TRAIN",
+                                                                               "-gpu=1"]
+    assert not any(a.startswith("-phase") for a in caffe_time.caffe_time_args("c", "m", phase=None))
+    with pytest.raises(ValueError, match="phase must be"):
+        caffe_time.caffe_time_args("c", "m", phase="test")
+
+
+def test_run_caffe_time_builds_the_test_phase_net():
+    # A layer only in the TRAIN phase with a bottom nobody makes: the net
+    # cannot be built in TRAIN, so only a TEST-phase `caffe time` runs.
+    from dcd.paths import caffe_binary
+    text = "\n".join([
+        'name: "phase"', "layer {", '  name: "data"', '  type: "Input"', '  top: "data"',
+        "  input_param {", "    shape {", "      dim: 2", "      dim: 3", "    }", "  }", "}",
+        "layer {", '  name: "relu"', '  type: "ReLU"', '  bottom: "data"', '  top: "out"', "}",
+        "layer {", '  name: "train_only"', '  type: "ReLU"', '  bottom: "missing"',
+        '  top: "t"', "  include {", "    phase: TRAIN", "  }", "}"]) + "\n"
+    got = caffe_time.run_caffe_time(caffe_binary(), text, iterations=2)
+    assert [n for n, _, _ in got["layers"]] == ["data", "relu"]
+    with pytest.raises(RuntimeError, match="caffe time failed"):
+        caffe_time.run_caffe_time(caffe_binary(), text, iterations=2, phase="TRAIN")
+
+
+def test_cudnn_algorithms_from_a_canned_log():
+    # The lines patch 0004's CuDNNConvolutionLayer logs once per shape.
+    log = "\n".join([
+        "I1204 15:00:00.1 7 cudnn_conv_layer.cpp:150] CuDNNConvolution conv1/7x7_s2 bottom "
+        "8 3 224 224 (1204224) group 1: forward IMPLICIT_PRECOMP_GEMM (FMA, 4096 B workspace; "
+        "8 ranked, pick 2)",
+        "I1204 15:00:00.2 7 cudnn_conv_layer.cpp:150] CuDNNConvolution conv1/subsample bottom "
+        "8 64 224 224 (25690112) group 64: forward IMPLICIT_GEMM (FMA, 0 B workspace; "
+        "0 ranked, pick 0)",
+        "W1204 15:00:00.2 7 cudnn_conv_layer.cpp:140] CuDNNConvolution conv1/subsample: no "
+        "ranked forward algorithm fits 100 bytes of workspace in an allowed math type; "
+        "IMPLICIT_GEMM",
+        "I1204 15:00:00.3 7 cudnn_conv_layer.cpp:230] CuDNNConvolution conv1/7x7_s2 bottom 0: "
+        "backward filter ALGO_1 (FMA, 0 B workspace), backward data ALGO_1 (DEFAULT, "
+        "65536 B workspace)",
+        "I1204 15:00:01 7 caffe.cpp:415] Average Forward pass: 1.5 ms."])
+    got = caffe_time.cudnn_algorithms(log)
+    assert got["forward"] == {"IMPLICIT_PRECOMP_GEMM": 1, "IMPLICIT_GEMM": 1}
+    assert got["backward_filter"] == {"ALGO_1": 1} and got["backward_data"] == {"ALGO_1": 1}
+    assert got["math"] == {"FMA": 3, "DEFAULT": 1} and got["max_workspace_bytes"] == 65536
+    assert got["fallbacks"] == ["conv1/subsample (forward)"]
+    assert caffe_time.cudnn_algorithms("I1204 caffe.cpp:415] Average Forward pass: 1 ms.") == {}
+
+
 def test_chain_prototxt_is_a_valid_net():
     net = parse(caffe_time.chain_prototxt(8, 12, 2, 3))
     assert [layer.type for layer in net.layer] == ["Input", "Input", "CostVolume",
@@ -88,6 +138,11 @@ def test_benchmark_layers_caffe_time_on_cpu(tmp_path):
     assert config["displacement_map"]["forward_ms_per_frame"] > 0
 
 
+def test_benchmark_pycaffe_goes_with_caffe_time():
+    with pytest.raises(SystemExit):
+        load_tool("benchmark").main(["--pycaffe", "--nets", str(MOTION_224)])
+
+
 def test_benchmark_caffe_time_on_cpu(tmp_path, capsys):
     from caffe import layers as L, params as P
     n = caffe.NetSpec()
@@ -106,11 +161,16 @@ def test_benchmark_caffe_time_on_cpu(tmp_path, capsys):
     tool = load_tool("benchmark")
     assert tool.main(["--caffe-time", "--nets", str(net), "--batch-sizes", "1", "2",
                       "--iters", "2", "--engine", "CAFFE", "--json", str(out),
-                      "--no-progress"]) == 0
+                      "--no-progress", "--pycaffe"]) == 0
     bench = json.loads(out.read_text())
     assert bench["timer"] == "caffe time" and bench["engine"] == "CAFFE"
+    assert bench["phase"] == "TEST"
     assert bench["cudnn_used"] is False and bench["build"]["cuda"] is False
     r = bench["nets"]["motion"]["results"]["2"]
     assert r["frames"] == 4 and r["fps"] > 0 and 0 < r["disp_ms_per_frame"] <= r["ms_per_frame"]
     assert set(r["layers_forward_ms"]) >= {"cost", "disp", "fc"}
-    assert "Motion" in capsys.readouterr().out
+    # pycaffe's forward of the same net beside it (same frames, same phase).
+    assert r["phase"] == "TEST" and r["pycaffe_ms_per_frame"] > 0
+    assert r["pycaffe_ms_per_forward"] == pytest.approx(4 * r["pycaffe_ms_per_frame"])
+    printed = capsys.readouterr().out
+    assert "Motion" in printed and "pycaffe forward" in printed

@@ -2,7 +2,11 @@
 on the CPU: the generated frames, the solver rewritten for the short run,
 and the build record of the pycaffe in use."""
 import json
+import os
+import re
 import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -104,6 +108,8 @@ def test_packed_libraries_load_the_caffe_binary(tmp_path):
 
 
 @pytest.mark.slow  # copies the standard library and numpy (~130 MB)
+
+
 def test_carried_python_imports_pycaffe_on_its_own(tmp_path):
     """tools/gpu_check.sh pack-python: the interpreter the bundle carries for
     the pycaffe step runs the build's pycaffe with an empty environment, from
@@ -129,3 +135,99 @@ def test_carried_python_imports_pycaffe_on_its_own(tmp_path):
     assert numpy_file.startswith(str(bundle / "python311" / "site"))
     assert caffe_file.startswith(str(bundle / "python"))
     assert y.strip() == "[[9.0, 4.0]]"
+
+
+def test_check_solver_can_keep_partial_bn_frozen(tmp_path):
+    list_file = gpu_check.make_train_data(tmp_path / "frames", classes=2, per_class=1, frames=3)
+    static = gpu_check.SOLVERS["static"]
+    net_name = re.search(r'^net: "([^"]+)"', static.read_text(), re.M).group(1)
+    assert "use_global_stats: true" in (REPO_ROOT / net_name).read_text()
+    for frozen, out in ((True, tmp_path / "frozen"), (False, tmp_path / "free")):
+        out.mkdir()
+        gpu_check.check_solver(static, tmp_path / "frames", list_file, out, 10, 2,
+                               frozen_bn=frozen)
+        text = (out / Path(net_name).name).read_text()
+        assert ("use_global_stats: true" in text) is frozen
+        assert ("use_global_stats: false" in text) is not frozen
+
+
+def test_gtest_results_from_a_canned_report(tmp_path):
+    xml = tmp_path / "gtests.xml"
+    xml.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<testsuites tests="9" failures="1" errors="0" name="AllTests">\n'
+        '  <testsuite name="CostVolumeLayerTest/0" tests="3" failures="0" errors="0"/>\n'
+        '  <testsuite name="CostVolumeLayerTest/1" tests="3" failures="0" errors="0"/>\n'
+        '  <testsuite name="CuDNNConvolutionLayerTest/0" tests="2" failures="1" errors="0"/>\n'
+        '  <testsuite name="CuDNNSoftmaxLayerTest/1" tests="1" failures="0" errors="0"/>\n'
+        '</testsuites>\n')
+    got = gpu_check.gtest_results(xml)
+    assert got["tests"] == 9 and got["failures"] == 1
+    assert got["cudnn"] == {"tests": 3, "failures": 1}
+    assert got["suites"]["CostVolumeLayerTest"] == [6, 0]
+    assert gpu_check.main(["gtests", "--xml", str(xml), "--out", str(tmp_path)]) == 1
+    assert json.loads((tmp_path / "gtests.json").read_text())["cudnn"]["tests"] == 3
+
+
+def _tiny_deploy(path):
+    import caffe
+    from caffe import layers as L
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3,
+                           weight_filler=dict(type="gaussian", std=1.0))
+    n.bn = L.BatchNorm(n.conv, batch_norm_param=dict(use_global_stats=True))
+    path.write_text(str(n.to_proto()))
+    return path
+
+
+def test_random_weights_with_the_caffe_binary_alone(tmp_path):
+    import caffe
+    from dcd.paths import caffe_binary
+    deploy = _tiny_deploy(tmp_path / "tiny_deploy.prototxt")
+    out = gpu_check.random_weights(caffe_binary(), deploy, tmp_path / "w.caffemodel")
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(out))
+    assert net.params["conv"][0].data.std() > 0.5  # the gaussian filler's, not zeros
+    assert not (tmp_path / "w_init").exists()
+    broken = tmp_path / "broken_deploy.prototxt"
+    broken.write_text('layer { name: "x" type: "NoSuchLayer" top: "x" }\n')
+    with pytest.raises(RuntimeError, match="made no weights"):
+        gpu_check.random_weights(caffe_binary(), broken, tmp_path / "b.caffemodel")
+
+
+def test_fold_nets_runs_the_tool_on_random_weights(tmp_path):
+    from dcd.paths import caffe_binary
+    deploy = _tiny_deploy(tmp_path / "static_deploy.prototxt")
+    # A stand-in for tools/fold_bn.py with its command line: DEPLOY WEIGHTS --out PATH.
+    tool = tmp_path / "fold_stand_in.py"
+    tool.write_text("import shutil, sys\n"
+                    "deploy, weights, flag, out = sys.argv[1:5]\n"
+                    "assert flag == '--out' and weights.endswith('.caffemodel')\n"
+                    "shutil.copy(deploy, out)\n")
+    folded = gpu_check.fold_nets(caffe_binary(), [deploy], tmp_path / "folded", sys.executable,
+                                 gpu=None, fold_tool=tool)
+    assert folded == {"static": tmp_path / "folded" / "timed" / "static_deploy.prototxt"}
+    assert folded["static"].read_text() == deploy.read_text()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        gpu_check.fold_nets(caffe_binary(), [deploy], tmp_path / "f2", sys.executable,
+                            fold_tool=tmp_path / "nope.py")
+
+
+def test_gpu_check_run_says_why_folding_is_skipped(tmp_path):
+    """The script end to end on the CPU build, with only the fold step: the
+    missing tool is a skip with its reason, and the results come back."""
+    from dcd.paths import CPU_BUILD_DIR
+    bundle = tmp_path / "bundle"
+    (bundle / "bin").mkdir(parents=True)
+    (bundle / "bin" / "caffe").symlink_to(CPU_BUILD_DIR / "caffe" / "tools" / "caffe")
+    (bundle / "bin" / "test.testbin").symlink_to(CPU_BUILD_DIR / "caffe" / "tools" / "caffe")
+    env = dict(os.environ, DCD_FOLD_BN=str(tmp_path / "no_fold_bn.py"), TMPDIR=str(tmp_path))
+    run = subprocess.run([str(REPO_ROOT / "tools" / "gpu_check.sh"), "run", "--bundle",
+                          str(bundle), "--out", str(tmp_path / "out"), "--only", "fold",
+                          "--python", sys.executable], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = {s["name"]: s for s in
+             json.loads((tmp_path / "out" / "summary.json").read_text())["steps"]}
+    assert steps["table9_folded"]["status"] == "skipped"
+    assert steps["table9_folded"]["note"] == f"skipped: {tmp_path / 'no_fold_bn.py'} missing"
+    assert (tmp_path / "out" / "environment.json").is_file()

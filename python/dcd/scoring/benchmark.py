@@ -183,9 +183,11 @@ def run_benchmark(paths, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_l
 
 
 def run_benchmark_caffe_time(paths, batch_sizes=(1, 8), iters=20, gpu=None, disp_layer=None,
-                             progress=True, engine="default", caffe_bin=None):
+                             progress=True, engine="default", caffe_bin=None, pycaffe=False):
     """run_benchmark's result, timed by the caffe binary's `caffe time` (CUDA
-    events per layer on a GPU) instead of pycaffe; needs no pycaffe."""
+    events per layer on a GPU, TEST phase) instead of pycaffe; needs no
+    pycaffe. With `pycaffe`, each batch also gets the forward timed through
+    pycaffe, where this Python can import it."""
     from tqdm import tqdm
     from dcd import caffe_time
     from dcd.paths import caffe_binary
@@ -198,12 +200,13 @@ def run_benchmark_caffe_time(paths, batch_sizes=(1, 8), iters=20, gpu=None, disp
     out = {"device": device_name(gpu), "mode": "gpu" if gpu is not None else "cpu",
            "build": dict(build, caffe=str(caffe_bin)), "engine": engine,
            "cudnn_used": bool(gpu is not None and build.get("cudnn") and engine != "CAFFE"),
-           "timer": "caffe time", "batch_sizes": list(batch_sizes), "iters": iters, "nets": {}}
+           "timer": "caffe time", "phase": "TEST", "batch_sizes": list(batch_sizes),
+           "iters": iters, "nets": {}}
     for path in tqdm(list(paths), desc="benchmark", unit="net", disable=not progress):
         entry = {"path": str(path), "results": {}}
         try:
             res = caffe_time.measure_net(caffe_bin, path, batch_sizes, iters, gpu, engine,
-                                         disp_layer)
+                                         disp_layer, pycaffe=pycaffe)
             entry.update(res)
             entry["results"] = {str(b): r for b, r in res["results"].items()}
         except (RuntimeError, ValueError) as exc:
@@ -211,6 +214,20 @@ def run_benchmark_caffe_time(paths, batch_sizes=(1, 8), iters=20, gpu=None, disp
             entry["error_log"] = str(exc)[-3000:]
         out["nets"][net_name(path)] = entry
     return out
+
+
+def format_pycaffe(bench):
+    """Lines of pycaffe's forward ms per frame beside `caffe time`'s, for the
+    batches that have both; '' when none has."""
+    lines = []
+    for name, entry in bench["nets"].items():
+        for b, r in entry.get("results", {}).items():
+            if "pycaffe_ms_per_frame" in r:
+                lines.append(f"{name:<14} batch {b:>3}: caffe time {r['ms_per_frame']:.4g} ms/frame,"
+                             f" pycaffe forward {r['pycaffe_ms_per_frame']:.4g} ms/frame")
+            elif "pycaffe_error" in r and not lines:
+                return r["pycaffe_error"]
+    return "\n".join(lines)
 
 
 def device_name(gpu):
