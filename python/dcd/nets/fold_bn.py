@@ -191,7 +191,7 @@ def _conv_spatial(cp, name, default):
     hw = [getattr(cp, name + "_h"), getattr(cp, name + "_w")]
     if cp.HasField(name + "_h") or cp.HasField(name + "_w"):
         return hw
-    values = list(getattr(cp, name))
+    values = list(getattr(cp, "kernel_size" if name == "kernel" else name))
     return values * 2 if len(values) == 1 else values or [default] * 2
 
 
@@ -202,7 +202,7 @@ def _channel_vector(arr, channels, what):
     return v
 
 
-def _bn_stage(layer, blobs, eps_text):
+def _bn_stage(layer, blobs, eps_text, channels):
     """(a, b) of one BatchNorm / FrozenBN / Scale layer, or a reason string
     when it cannot be folded."""
     name, typ = layer.name, layer.type
@@ -211,6 +211,9 @@ def _bn_stage(layer, blobs, eps_text):
     if name not in blobs:
         raise FoldError(f"layer {name} ({typ}): no blobs in the caffemodel")
     got = blobs[name]
+    vectors = got[:2] + got[3:] if typ != "Scale" else got
+    for k, arr in enumerate(vectors):
+        _channel_vector(arr, channels, f"layer {name} ({typ}) blob {k}")
     if typ == "BatchNorm":
         bp = layer.batch_norm_param
         if bp.HasField("use_global_stats") and not bp.use_global_stats:
@@ -308,7 +311,7 @@ def fold_net(param, blobs, eps_text=None):
                             f"num_output {cp.num_output}")
         stages = []
         for k in chain:
-            stage = _bn_stage(layers[k], blobs, eps_text)
+            stage = _bn_stage(layers[k], blobs, eps_text, cp.num_output)
             if isinstance(stage, str):
                 report.kept.append((layers[k].name, stage))
                 break
@@ -327,9 +330,6 @@ def fold_net(param, blobs, eps_text=None):
             continue
         weight, bias = w[0], (w[1] if cp.bias_term else None)
         for k, (a, b) in stages:
-            what = f"layer {layers[k].name} ({layers[k].type})"
-            a = _channel_vector(a, cp.num_output, what)
-            b = _channel_vector(b, cp.num_output, what)
             weight, bias = fold_conv(weight, bias, a, b)
             drop.add(k)
             new_blobs.pop(layers[k].name, None)

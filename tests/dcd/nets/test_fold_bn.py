@@ -155,7 +155,7 @@ def subsample_net(size, weight=1):
 @pytest.mark.parametrize("size", [7, 8])
 def test_subsampling_convolution_becomes_an_exact_pooling(tmp_path, size):
     proto, model, net = write_net(tmp_path, subsample_net(size), randomise=False)
-    data = np.random.default_rng(4).normal(0, 1, net.blobs["data"].data.shape)
+    data = np.random.default_rng(4).normal(0, 1, net.blobs["data"].data.shape).astype(np.float32)
     ref = run(proto, model, data)
     fproto, fmodel, report = fold_files(proto, model, tmp_path / "folded")
     folded = run(fproto, fmodel, data)
@@ -192,13 +192,15 @@ def test_wrong_statistics_shape_is_refused(tmp_path):
     param = caffe_pb2.NetParameter()
     text_format.Merge(proto.read_text(), param)
     write_caffemodel(model, param, blobs)
-    with pytest.raises(FoldError, match=r"layer bn \(BatchNorm\) has 4 values for 5 channels"):
+    with pytest.raises(FoldError, match=r"layer bn \(BatchNorm\) blob 0 has 4 values for 5 "
+                                        "channels"):
         fold_files(proto, model, tmp_path / "folded")
 
 
 FROZEN_TEXT = """
 name: "frozen"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } } }
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
   convolution_param { num_output: 4 kernel_size: 3 pad: 1 bias_term: true } }
 layer { name: "conv_fbn" type: "FrozenBN" bottom: "conv" top: "conv"
@@ -238,7 +240,7 @@ def test_frozen_bn_is_folded_by_type_name(tmp_path):
     folded = run(fproto, fmodel, data).blobs["conv"].data
     # the reference: the convolution alone, then FrozenBN's formula in numpy
     conv_only = tmp_path / "conv_only.prototxt"
-    conv_only.write_text("\n".join(FROZEN_TEXT.splitlines()[:5]))
+    conv_only.write_text(FROZEN_TEXT.split('layer { name: "conv_fbn"')[0])
     z = run(conv_only, model, data).blobs["conv"].data
     shape = (1, 4, 1, 1)
     y = gamma.reshape(shape) * (z - (mean / 3).reshape(shape)) / np.sqrt(
