@@ -174,3 +174,19 @@ def test_missing_frame_stops_with_one_line_and_keeps_the_partial(samples, tmp_pa
     if workers == 1:  # bikes comes first in the list and was kept
         assert sorted(read_partial(partial_path(out))[1]) == ["bikes"]
     assert partial_path(out).exists()
+
+
+def test_fold_bn_scores_the_same_and_records_the_source(samples, tmp_path):
+    from scoring_helpers import tiny_bn_deploy
+    deploy, weights = tiny_bn_deploy(tmp_path / "bn.prototxt", tmp_path / "bn.caffemodel")
+    tool = load_tool("eval_net")
+    common = ["--list", str(samples["list"]), "--root", str(samples["frames"]),
+              "--center_crop", "--num_snippets", "3", "--no-progress"]
+    plain, folded = tmp_path / "plain.npz", tmp_path / "folded.npz"
+    assert tool.main([str(deploy), str(weights), "--out", str(plain)] + common) == 0
+    assert tool.main([str(deploy), str(weights), "--out", str(folded), "--fold-bn"] + common) == 0
+    a, b = load_scores(plain), load_scores(folded)
+    assert b.meta["fold_bn"] and not a.meta["fold_bn"]
+    assert b.meta["net"] == str(deploy.resolve()) and b.meta["weights"] == str(weights.resolve())
+    assert np.ptp(a.scores) > 1e-3                   # the BatchNorm matters to the scores
+    np.testing.assert_allclose(b.scores, a.scores, rtol=1e-4, atol=1e-6)
