@@ -8,6 +8,7 @@ Weights are random unless given: runtime does not depend on them."""
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from dcd.cli import tool_main  # noqa: E402
 
@@ -15,8 +16,7 @@ from dcd.cli import tool_main  # noqa: E402
 
 @tool_main("benchmark")
 def main(argv=None):
-    from dcd.scoring.benchmark import (DEFAULT_NETS, format_pycaffe, format_table,
-                                       run_benchmark, run_benchmark_caffe_time)
+    from dcd.scoring.benchmark import DEFAULT_NETS, format_pycaffe, format_table
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", default=[str(n) for n in DEFAULT_NETS],
@@ -41,6 +41,9 @@ def main(argv=None):
     p.add_argument("--pycaffe", action="store_true",
                    help="with --caffe-time: also time each forward through pycaffe (TEST phase), "
                         "reported beside `caffe time`")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="time the nets with BatchNorm folded into the convolutions "
+                        "(tools/fold_bn.py, into a temporary folder)")
     p.add_argument("--json", help="write the measurements here (device, build, per-branch "
                                   "ms/frame and FPS; for tools/report.py)")
     p.add_argument("--no-progress", action="store_true")
@@ -53,18 +56,23 @@ def main(argv=None):
         print("error: deploy net(s) not found:\n  " + "\n  ".join(missing) +
               "\n(generate the models first, or pass --nets)", file=sys.stderr)
         return 2
-    if args.caffe_time:
-        if args.weights:
-            p.error("--caffe-time times random weights; leave out --weights")
-        bench = run_benchmark_caffe_time(args.nets, args.batch_sizes, args.iters, args.gpu,
-                                         args.disp_layer, progress=not args.no_progress,
-                                         engine=args.engine, pycaffe=args.pycaffe)
-    else:
-        if args.pycaffe:
-            p.error("--pycaffe goes with --caffe-time (without it, pycaffe is the timer)")
-        bench = run_benchmark(args.nets, args.batch_sizes, args.iters, args.warmup, args.gpu,
-                              args.disp_layer, args.weights, progress=not args.no_progress,
-                              engine=args.engine)
+    if args.caffe_time and args.weights:
+        p.error("--caffe-time times random weights; leave out --weights")
+    if args.pycaffe and not args.caffe_time:
+        p.error("--pycaffe goes with --caffe-time (without it, pycaffe is the timer)")
+    with tempfile.TemporaryDirectory(prefix="fold_bn_") as folder:
+        if args.fold_bn:
+            from dcd.nets.fold_bn import FoldError, fold_into
+            try:
+                folded = [fold_into(folder, net, w)
+                          for net, w in zip(args.nets, args.weights or [None] * len(args.nets))]
+            except (FoldError, FileNotFoundError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            args.nets = [f[0] for f in folded]
+            args.weights = [f[1] for f in folded] if args.weights else None
+        bench = _run(args)
+    bench["fold_bn"] = args.fold_bn
     print(format_table(bench))
     if args.pycaffe and format_pycaffe(bench):
         print(format_pycaffe(bench))
@@ -73,6 +81,17 @@ def main(argv=None):
         tmp.write_text(json.dumps(bench, indent=2) + "\n")
         tmp.replace(args.json)
     return 1 if any(n.get("error") for n in bench["nets"].values()) else 0
+
+
+def _run(args):
+    from dcd.scoring.benchmark import run_benchmark, run_benchmark_caffe_time
+    if args.caffe_time:
+        return run_benchmark_caffe_time(args.nets, args.batch_sizes, args.iters, args.gpu,
+                                        args.disp_layer, progress=not args.no_progress,
+                                        engine=args.engine, pycaffe=args.pycaffe)
+    return run_benchmark(args.nets, args.batch_sizes, args.iters, args.warmup, args.gpu,
+                         args.disp_layer, args.weights, progress=not args.no_progress,
+                         engine=args.engine)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,13 @@ _KERNELS = [
      "cost_volume_backward_b_block(i, g, a, C, H, W, dh, dw, s, db)"),
     ("cv_normalize_backward", "const float* f, const float* inv, int C, int hw, float* diff",
      "cost_volume_normalize_backward_pixel(i, f, inv, C, hw, diff)"),
+    ("cv_backward_both", "int count_a, const float* g, const float* a, const float* b, int C, "
+                         "int H, int W, int dh, int dw, int s, float* da, float* db",
+     "cost_volume_backward_both(i, count_a, g, a, b, C, H, W, dh, dw, s, da, db)"),
+    ("cv_normalize_backward_both", "int npix_a, const float* fa, const float* inv_a, "
+                                   "const float* fb, const float* inv_b, int C, int hw, "
+                                   "float* da, float* db",
+     "cost_volume_normalize_backward_both(i, npix_a, fa, inv_a, fb, inv_b, C, hw, da, db)"),
     ("sd_forward", "const float* cost, int hw, int dh, int dw, int s, float inv_tau, int wta, "
                    "float* top",
      "soft_displacement_forward_pixel(i, cost, hw, dh, dw, s, inv_tau, wta != 0, top)"),
@@ -77,11 +84,49 @@ __global__ void warp_backward_f_legacy(int nplanes, const float* v, const float*
 }"""
 
 
+# CostVolume's tiled forward (cost_volume_layer.cu's CostVolumeForwardTiled,
+# float): one block per tile, the tiling recomputed on the device from the
+# same arguments as cost_volume_tile() below.
+_TILED_FORWARD = """
+__global__ void __launch_bounds__(kCostVolumeTileMaxThreads)
+cv_forward_tiled(int C, int H, int W, int dh, int dw, int s, int smem_bytes,
+                 const float* a_hat, const float* b_hat_pad, float* top) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const CostVolumeTile T = cost_volume_tile(C, H, W, dh, dw, s, 4, smem_bytes);
+  float* a_s = reinterpret_cast<float*>(smem);
+  float* b_s = a_s + T.a_size();
+  const int t = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+  float acc[kCostVolumeTileMaxW];
+  for (int d = 0; d < kCostVolumeTileMaxW; ++d) { acc[d] = 0; }
+  for (int c0 = 0; c0 < C; c0 += T.cc) {
+    __syncthreads();
+    cost_volume_tile_load(t, T, blockIdx.x, c0, a_hat, b_hat_pad, C, H, W, dh, dw, s, a_s, b_s);
+    __syncthreads();
+    cost_volume_tile_accumulate(threadIdx.x, threadIdx.y, threadIdx.z, T, dcd_min(T.cc, C - c0),
+                                dw, s, a_s, b_s, acc);
+  }
+  cost_volume_tile_store(threadIdx.x, threadIdx.y, threadIdx.z, T, blockIdx.x, H, W, dh, dw, s,
+                         acc, top);
+}"""
+SMEM_BYTES = 48 * 1024  # cost_volume_layer.cu's kCostVolumeSmemBytes
+
+
+def cost_volume_tile(c, h, w, dh, dw, s, dtype_size=4, smem_bytes=SMEM_BYTES):
+    """dcd::cost_volume_tile's tiling: {block, blocks_per_image, smem, ok}."""
+    rows, tw = 2 * dh + 1, 16  # kCostVolumeTileW
+    th = max(1, min(8, 1024 // (tw * rows)))
+    hh, hw_ = th + 2 * dh * s, tw + 2 * dw * s
+    cc = min(c, 16, smem_bytes // ((th * tw + hh * hw_) * dtype_size))
+    ok = tw * rows <= 1024 and 2 * dw + 1 <= 16 and cc >= 1
+    return {"block": (tw, th, rows), "blocks_per_image": -(-h // th) * -(-w // tw),
+            "smem": cc * (th * tw + hh * hw_) * dtype_size, "ok": ok}
+
+
 def kernel_source():
     """The CUDA module's source (include path: INCLUDE_DIR)."""
     lines = ['#include "caffe/util/dcd_kernels.hpp"',
              "using namespace caffe::dcd;",
-             'extern "C" {', _LEGACY_WARP_BACKWARD_F]
+             'extern "C" {', _LEGACY_WARP_BACKWARD_F, _TILED_FORWARD]
     for name, params, call in _KERNELS:
         lines.append(f"__global__ void {name}(int n, {params}) {{\n"
                      "  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n;\n"
@@ -141,7 +186,8 @@ class Kernels:
             self.context.pop()
             raise
         self.fn = {name: self.module.get_function(name) for name, _, _ in _KERNELS}
-        self.fn["warp_backward_f_legacy"] = self.module.get_function("warp_backward_f_legacy")
+        for extra in ("warp_backward_f_legacy", "cv_forward_tiled"):
+            self.fn[extra] = self.module.get_function(extra)
 
     def close(self):
         self.context.pop()
@@ -185,19 +231,27 @@ class Kernels:
         self._launch("cv_normalize", npix, ga, c, h, w, float(eps), inv_a, a_hat, 0, 0, w, hw)
         self._launch("cv_normalize", npix, gb, c, h, w, float(eps), inv_b, b_hat, pad_h, pad_w,
                      pw, pplane)
-        blocks_d = -(-(2 * dw + 1) // 8)  # kCostVolumeBlockD
-        self._launch("cv_forward", n * (2 * dh + 1) * blocks_d * hw, a_hat, b_hat, c, h, w, dh,
-                     dw, s, top)
+        tile = cost_volume_tile(c, h, w, dh, dw, s)
+        if tile["ok"]:
+            self.fn["cv_forward_tiled"](
+                *(np.int32(v) for v in (c, h, w, dh, dw, s, SMEM_BYTES)), a_hat, b_hat, top,
+                block=tile["block"], grid=(n * tile["blocks_per_image"], 1),
+                shared=tile["smem"])
+        else:
+            blocks_d = -(-(2 * dw + 1) // 8)  # kCostVolumeBlockD
+            self._launch("cv_forward", n * (2 * dh + 1) * blocks_d * hw, a_hat, b_hat, c, h, w,
+                         dh, dw, s, top)
         top_host = self._get(top, (n, d, h, w))
         if top_diff is None:
             return top_host
         g = self._to_gpu(top_diff)
         da, db = self._empty(fa.shape), self._empty(fb.shape)
         count = n * -(-c // 4) * hw  # kCostVolumeBlockC
-        self._launch("cv_backward_a", count, g, b_hat, c, h, w, dh, dw, s, da)
-        self._launch("cv_normalize_backward", npix, ga, inv_a, c, hw, da)
-        self._launch("cv_backward_b", count, g, a_hat, c, h, w, dh, dw, s, db)
-        self._launch("cv_normalize_backward", npix, gb, inv_b, c, hw, db)
+        # both inputs per launch, as Backward_gpu
+        self._launch("cv_backward_both", 2 * count, count, g, a_hat, b_hat, c, h, w, dh, dw, s,
+                     da, db)
+        self._launch("cv_normalize_backward_both", 2 * npix, npix, ga, inv_a, gb, inv_b, c, hw,
+                     da, db)
         return top_host, self._get(da, fa.shape), self._get(db, fb.shape)
 
     # --- SoftDisplacement --------------------------------------------------

@@ -37,6 +37,9 @@ class EvalConfig:
     flow_root: str = None    # rgb_flow: where the flow is, if not in root
     flow_bound: float = 20.0  # rgb_flow: extract_flow.py's --bound
     allow_missing_weights: bool = False  # score although the weights lack learnable layers
+    # (net, weights) that net and weights were folded from (tools/eval_net.py
+    # --fold-bn): recorded instead of the temporary files, so runs resume
+    folded_from: tuple = None
 
     def modality_for(self, shape):
         return self.modality or protocol.infer_modality(shape, self.new_length)
@@ -199,10 +202,11 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
     log = log or (lambda m: print(m, file=sys.stderr))
     entries = unique_entries(read_file_list(list_file), log)
     input_name, shape = deploy_input(cfg.net, cfg.input_blob)
+    net, weights = cfg.folded_from or (cfg.net, cfg.weights)
     meta = {"format": FORMAT, "list_file": str(Path(list_file).resolve()),
-            "list_sha1": entries_sha1(entries), "net": str(Path(cfg.net).resolve()),
-            "net_sha1": file_sha1(cfg.net),
-            "weights": str(Path(cfg.weights).resolve()) if cfg.weights else None,
+            "list_sha1": entries_sha1(entries), "net": str(Path(net).resolve()),
+            "net_sha1": file_sha1(cfg.net), "fold_bn": cfg.folded_from is not None,
+            "weights": str(Path(weights).resolve()) if weights else None,
             "weights_sha1": file_sha1(cfg.weights) if cfg.weights else None,
             "root": str(cfg.root), "protocol": cfg.protocol_meta(shape),
             "score_blob": cfg.score_blob, "input_blob": input_name}

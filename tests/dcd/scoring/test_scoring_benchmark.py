@@ -92,3 +92,16 @@ def test_default_nets_prefer_the_224_maps(tmp_path):
     assert names == ["static_deploy.prototxt", "motion_224_deploy.prototxt",
                      "appchange_deploy.prototxt", "full_deploy.prototxt"]
     assert benchmark.column("motion_224") == "Motion" and benchmark.column("x") == "x"
+
+
+def test_benchmark_fold_bn(tmp_path, capsys):
+    from scoring_helpers import tiny_bn_deploy
+    deploy, weights = tiny_bn_deploy(tmp_path / "static_deploy.prototxt",
+                                     tmp_path / "static.caffemodel", rows=2, size=32)
+    out = tmp_path / "bench.json"
+    rc = load_tool("benchmark").main(["--nets", str(deploy), "--weights", str(weights),
+                                      "--batch-sizes", "1", "--iters", "1", "--warmup", "0",
+                                      "--fold-bn", "--json", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr()
+    bench = json.loads(out.read_text())
+    assert bench["fold_bn"] is True and bench["nets"]["static"]["results"]["1"]["frames"] == 2

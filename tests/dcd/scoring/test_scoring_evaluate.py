@@ -153,6 +153,8 @@ def test_two_worker_processes(samples, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+
+
 def test_missing_frame_stops_with_one_line_and_keeps_the_partial(samples, tmp_path, capsys,
                                                                  workers):
     import shutil
@@ -225,6 +227,8 @@ def test_weights_lacking_a_learnable_layer_are_refused_unless_allowed(samples, t
 
 @pytest.mark.parametrize("content, reason", [(b"", "is empty (0 bytes)"),
                                              (b"\xff\xff\xff\xff garbage", "does not parse")])
+
+
 def test_an_empty_or_unparsable_caffemodel_is_one_line(samples, tmp_path, capsys, content,
                                                        reason):
     weights = tmp_path / "bad.caffemodel"
@@ -235,7 +239,11 @@ def test_an_empty_or_unparsable_caffemodel_is_one_line(samples, tmp_path, capsys
 
 
 @pytest.mark.parametrize("backend", ["folder", "lmdb"])
+
+
 @pytest.mark.parametrize("kind", ["truncated", "scrambled"])
+
+
 def test_corrupt_frames_are_refused_naming_video_and_frame(samples, tmp_path, capsys, backend,
                                                            kind):
     """Frame 1 of the second video (every sampling reads it) damaged the two
@@ -332,3 +340,19 @@ def test_unwritable_out_is_refused_before_scoring(samples, tmp_path, capsys):
     rc, err, _ = _eval_net(samples, tmp_path, capsys, out=blocker / "scores.npz")
     (line,) = err.splitlines()
     assert rc == 2 and line.startswith("eval_net: error: --out ") and "is a file" in line
+
+
+def test_fold_bn_scores_the_same_and_records_the_source(samples, tmp_path):
+    from scoring_helpers import tiny_bn_deploy
+    deploy, weights = tiny_bn_deploy(tmp_path / "bn.prototxt", tmp_path / "bn.caffemodel")
+    tool = load_tool("eval_net")
+    common = ["--list", str(samples["list"]), "--root", str(samples["frames"]),
+              "--center_crop", "--num_snippets", "3", "--no-progress"]
+    plain, folded = tmp_path / "plain.npz", tmp_path / "folded.npz"
+    assert tool.main([str(deploy), str(weights), "--out", str(plain)] + common) == 0
+    assert tool.main([str(deploy), str(weights), "--out", str(folded), "--fold-bn"] + common) == 0
+    a, b = load_scores(plain), load_scores(folded)
+    assert b.meta["fold_bn"] and not a.meta["fold_bn"]
+    assert b.meta["net"] == str(deploy.resolve()) and b.meta["weights"] == str(weights.resolve())
+    assert np.ptp(a.scores) > 1e-3                   # the BatchNorm matters to the scores
+    np.testing.assert_allclose(b.scores, a.scores, rtol=1e-4, atol=1e-6)

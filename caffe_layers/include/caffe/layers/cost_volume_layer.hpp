@@ -76,6 +76,9 @@ class CostVolumeLayer : public Layer<Dtype> {
   Blob<Dtype> inv_norm_b_;
   /// Backward scratch: per-pixel <f_hat, dL/df_hat>, N x 1 x H x W.
   Blob<Dtype> dot_;
+  /// Shape of b_hat_pad_ when Forward_gpu last zeroed it: the padding stays
+  /// zero (the normalisation writes the interior only) until it changes.
+  vector<int> gpu_zeroed_shape_;
 };
 
 }  // namespace caffe

@@ -510,6 +510,156 @@ DCD_HOST_DEVICE inline void cost_volume_normalize_backward_pixel(int index,
   }
 }
 
+// --- CostVolume in shared-memory tiles (Forward_gpu) -------------------------
+// A thread block owns a tile of th x tw pixels of one image and all of its
+// displacements: thread (x, y, z) computes pixel (i0 + y, j0 + x) for the
+// displacement row di = z - dh, all 2 dw + 1 columns in registers. Channels
+// go in chunks of cc: the block loads the chunk's a_hat tile and the b_hat
+// tile with the window's halo ((th + 2 dh s) x (tw + 2 dw s), from the
+// zero-padded b_hat) into shared memory, then each thread adds the chunk's
+// products. Every sum runs over c in ascending order from 0, as in
+// cost_volume_forward_block, so both give the same bits (test_dcd_kernels).
+// Windows wider than kCostVolumeTileMaxW, or taller than the block allows,
+// keep the per-index kernel.
+const int kCostVolumeTileW = 16;
+const int kCostVolumeTileMaxW = 16;
+const int kCostVolumeTileMaxThreads = 1024;
+const int kCostVolumeTileMaxChunk = 16;
+
+struct CostVolumeTile {
+  int th, tw, rows;   // tile rows and columns; rows = 2 dh + 1 = blockDim.z
+  int hh, hw;         // the b_hat tile with its halo
+  int cc;             // channels per chunk
+  int tiles_y, tiles_x;
+  bool ok;            // false: use cost_volume_forward_block
+  DCD_HOST_DEVICE int threads() const { return tw * th * rows; }
+  DCD_HOST_DEVICE int a_size() const { return cc * th * tw; }
+  DCD_HOST_DEVICE int b_size() const { return cc * hh * hw; }
+  DCD_HOST_DEVICE int blocks(int num) const { return num * tiles_y * tiles_x; }
+};
+
+// The tiling of a (channels, height, width, dh, dw, s) problem for
+// `smem_bytes` of shared memory and elements of `dtype_size` bytes.
+DCD_HOST_DEVICE inline CostVolumeTile cost_volume_tile(int channels,
+    int height, int width, int dh, int dw, int s, int dtype_size,
+    int smem_bytes) {
+  CostVolumeTile t;
+  t.rows = 2 * dh + 1;
+  t.tw = kCostVolumeTileW;
+  t.th = dcd_max(1, dcd_min(8, kCostVolumeTileMaxThreads / (t.tw * t.rows)));
+  t.hh = t.th + 2 * dh * s;
+  t.hw = t.tw + 2 * dw * s;
+  const int per_channel = (t.th * t.tw + t.hh * t.hw) * dtype_size;
+  t.cc = dcd_min(dcd_min(channels, kCostVolumeTileMaxChunk),
+                 smem_bytes / per_channel);
+  t.tiles_y = ceil_div(height, t.th);
+  t.tiles_x = ceil_div(width, t.tw);
+  t.ok = t.tw * t.rows <= kCostVolumeTileMaxThreads &&
+      2 * dw + 1 <= kCostVolumeTileMaxW && t.cc >= 1;
+  return t;
+}
+
+// Thread t of the block loads its share (elements t, t + threads, ...) of
+// the chunk starting at channel c0: a_s[c][y][x] and b_s[c][y][x], zero
+// beyond the map (a) or the padded map (b).
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_tile_load(int t,
+    const CostVolumeTile& T, int block, int c0, const Dtype* a_hat,
+    const Dtype* b_hat_pad, int channels, int height, int width, int dh,
+    int dw, int s, Dtype* a_s, Dtype* b_s) {
+  const int tiles = T.tiles_y * T.tiles_x;
+  const int n = block / tiles;
+  const int i0 = (block % tiles) / T.tiles_x * T.th;
+  const int j0 = (block % tiles) % T.tiles_x * T.tw;
+  const int nc = dcd_min(T.cc, channels - c0);
+  const int nthreads = T.threads();
+  const int tile = T.th * T.tw;
+  for (int e = t; e < T.a_size(); e += nthreads) {
+    const int c = e / tile, i = i0 + e % tile / T.tw, j = j0 + e % T.tw;
+    a_s[e] = (c < nc && i < height && j < width) ?
+        a_hat[((n * channels + c0 + c) * height + i) * width + j] : Dtype(0);
+  }
+  const int ph = height + 2 * dh * s, pw = width + 2 * dw * s;
+  const int halo = T.hh * T.hw;
+  for (int e = t; e < T.b_size(); e += nthreads) {
+    // padded row i0 + r holds b_hat row i0 + r - dh s: the partner of
+    // tile row r' at offset di is r = r' + (di + dh) s
+    const int c = e / halo, r = i0 + e % halo / T.hw, q = j0 + e % T.hw;
+    b_s[e] = (c < nc && r < ph && q < pw) ?
+        b_hat_pad[((n * channels + c0 + c) * ph + r) * pw + q] : Dtype(0);
+  }
+}
+
+// Thread (x, y, z) adds the chunk's nc channels to acc[0 .. 2 dw].
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_tile_accumulate(int x, int y, int z,
+    const CostVolumeTile& T, int nc, int dw, int s, const Dtype* a_s,
+    const Dtype* b_s, Dtype* acc) {
+  const int wd = 2 * dw + 1;
+  for (int c = 0; c < nc; ++c) {
+    const Dtype ac = a_s[(c * T.th + y) * T.tw + x];
+    const Dtype* bc = b_s + (c * T.hh + y + z * s) * T.hw + x;
+    DCD_UNROLL
+    for (int d = 0; d < kCostVolumeTileMaxW; ++d) {
+      if (d < wd) { acc[d] += ac * bc[d * s]; }
+    }
+  }
+}
+
+// Thread (x, y, z) writes its 2 dw + 1 sums; 0 where the partner row is
+// outside the map (as cost_volume_forward_block, which skips it).
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_tile_store(int x, int y, int z,
+    const CostVolumeTile& T, int block, int height, int width, int dh,
+    int dw, int s, const Dtype* acc, Dtype* top) {
+  const int tiles = T.tiles_y * T.tiles_x;
+  const int n = block / tiles;
+  const int i = (block % tiles) / T.tiles_x * T.th + y;
+  const int j = (block % tiles) % T.tiles_x * T.tw + x;
+  if (i >= height || j >= width) { return; }
+  const int hw = height * width, wd = 2 * dw + 1;
+  const int row = i + (z - dh) * s;
+  const bool inside = row >= 0 && row < height;
+  Dtype* out = top + (n * window_size(dh, dw) + z * wd) * hw + i * width + j;
+  DCD_UNROLL  // constant indices keep acc in registers
+  for (int d = 0; d < kCostVolumeTileMaxW; ++d) {
+    if (d < wd) { out[d * hw] = inside ? acc[d] : Dtype(0); }
+  }
+}
+
+// Backward, both inputs in one launch: indices [0, count_a) are
+// cost_volume_backward_a_block's, [count_a, count_a + count_b) those of
+// cost_volume_backward_b_block (count 0: that input is skipped). Each output
+// is still owned by one thread that sums in a fixed order.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_backward_both(int index, int count_a,
+    const Dtype* top_diff, const Dtype* a_hat, const Dtype* b_hat_pad,
+    int channels, int height, int width, int dh, int dw, int s, Dtype* a_diff,
+    Dtype* b_diff) {
+  if (index < count_a) {
+    cost_volume_backward_a_block(index, top_diff, b_hat_pad, channels, height,
+                                 width, dh, dw, s, a_diff);
+  } else {
+    cost_volume_backward_b_block(index - count_a, top_diff, a_hat, channels,
+                                 height, width, dh, dw, s, b_diff);
+  }
+}
+
+// The normalisation's backward for both inputs in one launch: indices
+// [0, npix_a) for F_a, then F_b's.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void cost_volume_normalize_backward_both(int index,
+    int npix_a, const Dtype* fa, const Dtype* inv_a, const Dtype* fb,
+    const Dtype* inv_b, int channels, int hw, Dtype* a_diff, Dtype* b_diff) {
+  if (index < npix_a) {
+    cost_volume_normalize_backward_pixel(index, fa, inv_a, channels, hw,
+                                         a_diff);
+  } else {
+    cost_volume_normalize_backward_pixel(index - npix_a, fb, inv_b, channels,
+                                         hw, b_diff);
+  }
+}
+
 // --- SoftDisplacement ---------------------------------------------------------
 // One pixel (n, p) each, count N H W; the same arithmetic as the CPU's row
 // loops (v = moment / z in the forward pass, times 1 / z in the backward).

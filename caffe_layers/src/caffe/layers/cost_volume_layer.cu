@@ -30,6 +30,37 @@ __global__ void CostVolumeForward(const int nthreads, const Dtype* a_hat,
   }
 }
 
+// One block per tile (dcd::cost_volume_tile_*): shared-memory chunks of the
+// feature tile and its halo, all displacements of the tile.
+// Bounded for the largest block, so its registers always fit (64 K per block).
+template <typename Dtype>
+__global__ void __launch_bounds__(dcd::kCostVolumeTileMaxThreads)
+CostVolumeForwardTiled(const dcd::CostVolumeTile tile,
+    const Dtype* a_hat, const Dtype* b_hat_pad, const int channels,
+    const int height, const int width, const int dh, const int dw,
+    const int s, Dtype* top) {
+  extern __shared__ __align__(16) unsigned char cost_volume_smem[];
+  Dtype* a_s = reinterpret_cast<Dtype*>(cost_volume_smem);
+  Dtype* b_s = a_s + tile.a_size();
+  const int t = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x +
+      threadIdx.x;
+  Dtype acc[dcd::kCostVolumeTileMaxW];
+  for (int d = 0; d < dcd::kCostVolumeTileMaxW; ++d) { acc[d] = 0; }
+  for (int c0 = 0; c0 < channels; c0 += tile.cc) {
+    __syncthreads();  // the previous chunk is used up
+    dcd::cost_volume_tile_load(t, tile, blockIdx.x, c0, a_hat, b_hat_pad,
+                               channels, height, width, dh, dw, s, a_s, b_s);
+    __syncthreads();
+    dcd::cost_volume_tile_accumulate(threadIdx.x, threadIdx.y, threadIdx.z,
+        tile, dcd::dcd_min(tile.cc, channels - c0), dw, s, a_s, b_s, acc);
+  }
+  dcd::cost_volume_tile_store(threadIdx.x, threadIdx.y, threadIdx.z, tile,
+      blockIdx.x, height, width, dh, dw, s, acc, top);
+}
+
+// Shared memory the tiles may use: the default 48 KiB per block.
+const int kCostVolumeSmemBytes = 48 * 1024;
+
 template <typename Dtype>
 void CostVolumeLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
@@ -42,9 +73,15 @@ void CostVolumeLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
   if (top[0]->count() == 0) { return; }
   const int pw = width + 2 * pad_w_;
   const int pplane = (height + 2 * pad_h_) * pw;
+  // The padding must be zero; the interior is overwritten below. Zeroed
+  // once per shape, and again whenever the host may have written the buffer.
+  const bool stale = b_hat_pad_.shape() != gpu_zeroed_shape_ ||
+      b_hat_pad_.data()->head() != SyncedMemory::HEAD_AT_GPU;
   Dtype* b_hat = b_hat_pad_.mutable_gpu_data();
-  // The padding must be zero; the interior is overwritten below.
-  caffe_gpu_set(b_hat_pad_.count(), Dtype(0), b_hat);
+  if (stale) {
+    caffe_gpu_set(b_hat_pad_.count(), Dtype(0), b_hat);
+    gpu_zeroed_shape_ = b_hat_pad_.shape();
+  }
   // NOLINT_NEXT_LINE(whitespace/operators)
   CostVolumeNormalize<Dtype><<<CAFFE_GET_BLOCKS(npix),
       CAFFE_CUDA_NUM_THREADS>>>(
@@ -58,6 +95,20 @@ void CostVolumeLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
       npix, bottom[1]->gpu_data(), channels, height, width, eps_,
       inv_norm_b_.mutable_gpu_data(), b_hat, pad_h_, pad_w_, pw, pplane);
   CUDA_POST_KERNEL_CHECK;
+  const dcd::CostVolumeTile tile = dcd::cost_volume_tile(channels, height,
+      width, max_displacement_h_, max_displacement_w_, dilation_,
+      sizeof(Dtype), kCostVolumeSmemBytes);
+  if (tile.ok) {
+    const dim3 threads(tile.tw, tile.th, tile.rows);
+    const size_t smem = (tile.a_size() + tile.b_size()) * sizeof(Dtype);
+    // NOLINT_NEXT_LINE(whitespace/operators)
+    CostVolumeForwardTiled<Dtype><<<tile.blocks(num), threads, smem>>>(
+        tile, a_hat_.gpu_data(), b_hat, channels, height, width,
+        max_displacement_h_, max_displacement_w_, dilation_,
+        top[0]->mutable_gpu_data());
+    CUDA_POST_KERNEL_CHECK;
+    return;
+  }
   const int count = dcd::cost_volume_forward_count(num, height, width,
       max_displacement_h_, max_displacement_w_);
   // NOLINT_NEXT_LINE(whitespace/operators)
@@ -68,77 +119,62 @@ void CostVolumeLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
   CUDA_POST_KERNEL_CHECK;
 }
 
+// Both inputs' correlation gradients in one launch, then both
+// normalisation backwards in one (dcd::cost_volume_*_both); an input that
+// needs no gradient has count 0.
 template <typename Dtype>
-__global__ void CostVolumeBackwardA(const int nthreads, const Dtype* top_diff,
-    const Dtype* b_hat_pad, const int channels, const int height,
-    const int width, const int dh, const int dw, const int s, Dtype* a_diff) {
+__global__ void CostVolumeBackward(const int nthreads, const int count_a,
+    const Dtype* top_diff, const Dtype* a_hat, const Dtype* b_hat_pad,
+    const int channels, const int height, const int width, const int dh,
+    const int dw, const int s, Dtype* a_diff, Dtype* b_diff) {
   CUDA_KERNEL_LOOP(index, nthreads) {
-    dcd::cost_volume_backward_a_block(index, top_diff, b_hat_pad, channels,
-                                      height, width, dh, dw, s, a_diff);
+    dcd::cost_volume_backward_both(index, count_a, top_diff, a_hat, b_hat_pad,
+        channels, height, width, dh, dw, s, a_diff, b_diff);
   }
 }
 
 template <typename Dtype>
-__global__ void CostVolumeBackwardB(const int nthreads, const Dtype* top_diff,
-    const Dtype* a_hat, const int channels, const int height,
-    const int width, const int dh, const int dw, const int s, Dtype* b_diff) {
+__global__ void CostVolumeNormalizeBackward(const int nthreads,
+    const int npix_a, const Dtype* fa, const Dtype* inv_a, const Dtype* fb,
+    const Dtype* inv_b, const int channels, const int hw, Dtype* a_diff,
+    Dtype* b_diff) {
   CUDA_KERNEL_LOOP(index, nthreads) {
-    dcd::cost_volume_backward_b_block(index, top_diff, a_hat, channels,
-                                      height, width, dh, dw, s, b_diff);
+    dcd::cost_volume_normalize_backward_both(index, npix_a, fa, inv_a, fb,
+        inv_b, channels, hw, a_diff, b_diff);
   }
-}
-
-template <typename Dtype>
-__global__ void CostVolumeNormalizeBackward(const int nthreads, const Dtype* f,
-    const Dtype* inv_norm, const int channels, const int hw, Dtype* diff) {
-  CUDA_KERNEL_LOOP(index, nthreads) {
-    dcd::cost_volume_normalize_backward_pixel(index, f, inv_norm, channels, hw,
-                                              diff);
-  }
-}
-
-// One input's gradient: the correlation's part (`correlation`, from the
-// other input's normalised features), then through the normalisation.
-template <typename Dtype>
-void CostVolumeInputBackward(
-    void (*correlation)(int, const Dtype*, const Dtype*, int, int, int, int,
-                        int, int, Dtype*),
-    const int count, const Dtype* top_diff, const Dtype* other_hat,
-    const Blob<Dtype>& input, const Blob<Dtype>& inv_norm, const int dh,
-    const int dw, const int s, Dtype* diff) {
-  const int channels = input.channels();
-  const int height = input.height();
-  const int width = input.width();
-  const int npix = input.num() * height * width;
-  // NOLINT_NEXT_LINE(whitespace/operators)
-  correlation<<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-      count, top_diff, other_hat, channels, height, width, dh, dw, s, diff);
-  CUDA_POST_KERNEL_CHECK;
-  // NOLINT_NEXT_LINE(whitespace/operators)
-  CostVolumeNormalizeBackward<Dtype><<<CAFFE_GET_BLOCKS(npix),
-      CAFFE_CUDA_NUM_THREADS>>>(
-      npix, input.gpu_data(), inv_norm.gpu_data(), channels, height * width,
-      diff);
-  CUDA_POST_KERNEL_CHECK;
 }
 
 template <typename Dtype>
 void CostVolumeLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
     const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
   if (bottom[0]->count() == 0) { return; }
+  if (!propagate_down[0] && !propagate_down[1]) { return; }
+  const int channels = bottom[0]->channels();
+  const int height = bottom[0]->height();
+  const int width = bottom[0]->width();
   const int count = dcd::cost_volume_backward_count(bottom[0]->num(),
-      bottom[0]->channels(), bottom[0]->height(), bottom[0]->width());
-  const Dtype* top_diff = top[0]->gpu_diff();
-  if (propagate_down[0]) {
-    CostVolumeInputBackward<Dtype>(CostVolumeBackwardA<Dtype>, count, top_diff,
-        b_hat_pad_.gpu_data(), *bottom[0], inv_norm_a_, max_displacement_h_,
-        max_displacement_w_, dilation_, bottom[0]->mutable_gpu_diff());
-  }
-  if (propagate_down[1]) {
-    CostVolumeInputBackward<Dtype>(CostVolumeBackwardB<Dtype>, count, top_diff,
-        a_hat_.gpu_data(), *bottom[1], inv_norm_b_, max_displacement_h_,
-        max_displacement_w_, dilation_, bottom[1]->mutable_gpu_diff());
-  }
+      channels, height, width);
+  const int count_a = propagate_down[0] ? count : 0;
+  const int count_b = propagate_down[1] ? count : 0;
+  Dtype* a_diff = propagate_down[0] ? bottom[0]->mutable_gpu_diff() : NULL;
+  Dtype* b_diff = propagate_down[1] ? bottom[1]->mutable_gpu_diff() : NULL;
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  CostVolumeBackward<Dtype><<<CAFFE_GET_BLOCKS(count_a + count_b),
+      CAFFE_CUDA_NUM_THREADS>>>(
+      count_a + count_b, count_a, top[0]->gpu_diff(), a_hat_.gpu_data(),
+      b_hat_pad_.gpu_data(), channels, height, width, max_displacement_h_,
+      max_displacement_w_, dilation_, a_diff, b_diff);
+  CUDA_POST_KERNEL_CHECK;
+  const int npix = bottom[0]->num() * height * width;
+  const int npix_a = propagate_down[0] ? npix : 0;
+  const int npix_b = propagate_down[1] ? npix : 0;
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  CostVolumeNormalizeBackward<Dtype><<<CAFFE_GET_BLOCKS(npix_a + npix_b),
+      CAFFE_CUDA_NUM_THREADS>>>(
+      npix_a + npix_b, npix_a, bottom[0]->gpu_data(), inv_norm_a_.gpu_data(),
+      bottom[1]->gpu_data(), inv_norm_b_.gpu_data(), channels,
+      height * width, a_diff, b_diff);
+  CUDA_POST_KERNEL_CHECK;
 }
 
 INSTANTIATE_LAYER_GPU_FUNCS(CostVolumeLayer);

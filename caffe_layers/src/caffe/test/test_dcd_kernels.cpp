@@ -139,6 +139,119 @@ TYPED_TEST(DcdKernelsTest, TestCostVolumeBodies) {
   ExpectClose(b.cpu_diff(), &db[0], b.count(), "d F_b");
 }
 
+// Forward_gpu's tiled kernel, emulated block by block on the host (each
+// chunk: every thread loads, then every thread accumulates), gives the same
+// bits as the per-index body; so do the one-launch backward bodies.
+template <typename Dtype>
+void ExpectTilesMatchBodies(int N, int C, int H, int W, int dh, int dw, int s,
+                            int smem_bytes, int expect_chunks) {
+  const int hw = H * W, D = dcd::window_size(dh, dw);
+  const int pad_h = dh * s, pad_w = dw * s, pw = W + 2 * pad_w;
+  const int pplane = (H + 2 * pad_h) * pw;
+  Blob<Dtype> a(N, C, H, W), b(N, C, H, W), g(N, D, H, W);
+  FillUniform(&a, Dtype(-1), Dtype(1));
+  FillUniform(&b, Dtype(-1), Dtype(1));
+  FillUniform(&g, Dtype(-1), Dtype(1));
+  vector<Dtype> a_hat(N * C * hw), b_hat(N * C * pplane, Dtype(0));
+  vector<Dtype> inv_a(N * hw), inv_b(N * hw);
+  for (int i = 0; i < N * hw; ++i) {
+    dcd::cost_volume_normalize_pixel(i, a.cpu_data(), C, H, W, Dtype(1e-6),
+                                     &inv_a[0], &a_hat[0], 0, 0, W, hw);
+    dcd::cost_volume_normalize_pixel(i, b.cpu_data(), C, H, W, Dtype(1e-6),
+                                     &inv_b[0], &b_hat[0], pad_h, pad_w, pw,
+                                     pplane);
+  }
+  vector<Dtype> plain(N * D * hw, Dtype(-7)), tiled(N * D * hw, Dtype(-7));
+  const int count = dcd::cost_volume_forward_count(N, H, W, dh, dw);
+  for (int i = 0; i < count; ++i) {
+    dcd::cost_volume_forward_block(i, &a_hat[0], &b_hat[0], C, H, W, dh, dw,
+                                   s, &plain[0]);
+  }
+  const dcd::CostVolumeTile T = dcd::cost_volume_tile(C, H, W, dh, dw, s,
+      sizeof(Dtype), smem_bytes);
+  ASSERT_TRUE(T.ok);
+  EXPECT_EQ(expect_chunks, dcd::ceil_div(C, T.cc));
+  EXPECT_LE(T.threads(), dcd::kCostVolumeTileMaxThreads);
+  EXPECT_LE((T.a_size() + T.b_size()) * static_cast<int>(sizeof(Dtype)),
+            smem_bytes);
+  const int MW = dcd::kCostVolumeTileMaxW;
+  vector<Dtype> a_s(T.a_size()), b_s(T.b_size());
+  for (int block = 0; block < T.blocks(N); ++block) {
+    vector<Dtype> acc(T.threads() * MW, Dtype(0));
+    for (int c0 = 0; c0 < C; c0 += T.cc) {
+      // a stale chunk: every element must be overwritten
+      std::fill(a_s.begin(), a_s.end(), Dtype(-9));
+      std::fill(b_s.begin(), b_s.end(), Dtype(-9));
+      for (int t = 0; t < T.threads(); ++t) {
+        dcd::cost_volume_tile_load(t, T, block, c0, &a_hat[0], &b_hat[0], C,
+                                   H, W, dh, dw, s, &a_s[0], &b_s[0]);
+      }
+      for (int z = 0, t = 0; z < T.rows; ++z) {
+        for (int y = 0; y < T.th; ++y) {
+          for (int x = 0; x < T.tw; ++x, ++t) {
+            dcd::cost_volume_tile_accumulate(x, y, z, T,
+                std::min(T.cc, C - c0), dw, s, &a_s[0], &b_s[0],
+                &acc[t * MW]);
+          }
+        }
+      }
+    }
+    for (int z = 0, t = 0; z < T.rows; ++z) {
+      for (int y = 0; y < T.th; ++y) {
+        for (int x = 0; x < T.tw; ++x, ++t) {
+          dcd::cost_volume_tile_store(x, y, z, T, block, H, W, dh, dw, s,
+                                      &acc[t * MW], &tiled[0]);
+        }
+      }
+    }
+  }
+  EXPECT_EQ(0, memcmp(&plain[0], &tiled[0], plain.size() * sizeof(Dtype)))
+      << "tiled forward differs from cost_volume_forward_block";
+
+  // Backward: the separate launches against the one-launch bodies.
+  const int bcount = dcd::cost_volume_backward_count(N, C, H, W);
+  vector<Dtype> da(a.count(), Dtype(-7)), db(b.count(), Dtype(-7));
+  vector<Dtype> da1(a.count(), Dtype(-5)), db1(b.count(), Dtype(-5));
+  for (int i = 0; i < bcount; ++i) {
+    dcd::cost_volume_backward_a_block(i, g.cpu_data(), &b_hat[0], C, H, W, dh,
+                                      dw, s, &da[0]);
+    dcd::cost_volume_backward_b_block(i, g.cpu_data(), &a_hat[0], C, H, W, dh,
+                                      dw, s, &db[0]);
+  }
+  for (int i = 0; i < N * hw; ++i) {
+    dcd::cost_volume_normalize_backward_pixel(i, a.cpu_data(), &inv_a[0], C,
+                                              hw, &da[0]);
+    dcd::cost_volume_normalize_backward_pixel(i, b.cpu_data(), &inv_b[0], C,
+                                              hw, &db[0]);
+  }
+  for (int i = 0; i < 2 * bcount; ++i) {
+    dcd::cost_volume_backward_both(i, bcount, g.cpu_data(), &a_hat[0],
+        &b_hat[0], C, H, W, dh, dw, s, &da1[0], &db1[0]);
+  }
+  for (int i = 0; i < 2 * N * hw; ++i) {
+    dcd::cost_volume_normalize_backward_both(i, N * hw, a.cpu_data(),
+        &inv_a[0], b.cpu_data(), &inv_b[0], C, hw, &da1[0], &db1[0]);
+  }
+  EXPECT_EQ(0, memcmp(&da[0], &da1[0], da.size() * sizeof(Dtype))) << "d F_a";
+  EXPECT_EQ(0, memcmp(&db[0], &db1[0], db.size() * sizeof(Dtype))) << "d F_b";
+}
+
+TYPED_TEST(DcdKernelsTest, TestCostVolumeTiles) {
+  typedef TypeParam Dtype;
+  // dilation 2, two chunks (4 + 2 channels) from a small shared memory
+  const int small = 4 * ((8 * 16) + (8 + 8) * (16 + 20)) * sizeof(Dtype);
+  ExpectTilesMatchBodies<Dtype>(2, 6, 9, 13, 2, 5, 2, small, 2);
+  // the paper's window (d = 6): 13 rows of 4 x 16 tiles, 37 channels in
+  // chunks of 16 (double: 12), maps that end inside a tile
+  ExpectTilesMatchBodies<Dtype>(1, 37, 11, 35, 6, 6, 1, 48 * 1024,
+                                sizeof(Dtype) == 4 ? 3 : 4);
+  // the widest tiled window (15 columns) on a one-row map
+  ExpectTilesMatchBodies<Dtype>(2, 3, 1, 20, 1, 7, 1, 48 * 1024, 1);
+  // wider windows keep the per-index kernel
+  EXPECT_FALSE(dcd::cost_volume_tile(8, 8, 8, 1, 8, 1, sizeof(Dtype),
+                                     48 * 1024).ok);
+}
+
 TYPED_TEST(DcdKernelsTest, TestSoftDisplacementBodies) {
   typedef TypeParam Dtype;
   const int N = 2, dh = 1, dw = 2, s = 2, H = 5, W = 7;
