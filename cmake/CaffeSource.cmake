@@ -90,7 +90,8 @@ else()
 endif()
 
 # --- 2. Assemble the tree if it is missing or was made from something else --
-file(GLOB _dcd_patches "${_dcd_patch_dir}/*.patch")
+# CONFIGURE_DEPENDS: a patch added later re-runs the configure step too.
+file(GLOB _dcd_patches CONFIGURE_DEPENDS "${_dcd_patch_dir}/*.patch")
 list(SORT _dcd_patches)
 set(_stamp_text "source=${_source_id}\n")
 foreach(p ${_dcd_patches})
