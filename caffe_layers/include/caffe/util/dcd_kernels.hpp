@@ -7,6 +7,7 @@
 // bilinear tap weights and softmax pieces run on both devices, and the
 // kernels can be built with nvcc alone.
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -114,9 +115,13 @@ DCD_HOST_DEVICE inline Dtype softmax_max(const Dtype* c, int D, int stride) {
 // x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite split of ln2), exp(r) by
 // Cephes' degree-7 polynomial (relative error ~1e-7), 2^n by writing the
 // float's exponent bits. Below 2^-126 the result is 0 (far below the float
-// resolution of a sum that contains exp(0) = 1). Only integer selects, no
-// float branches, so the loop vectorises without -ffast-math.
+// resolution of a sum that contains exp(0) = 1). Only selects, no branches,
+// so the loop vectorises without -ffast-math. x is first raised to -88 (the
+// result is 0 from there down): at a tiny temperature x reaches -1e6 and
+// beyond, where the polynomial of the unreduced r overflowed to inf and
+// inf * 0 gave NaN. NaN stays NaN.
 DCD_HOST_DEVICE inline float softmax_exp(float x) {
+  x = x < -88.0f ? -88.0f : x;
   int n = static_cast<int>(x * 1.44269504088896341f - 0.5f);  // round, x <= 0
   const int underflow = n < -126;
   n = underflow ? -126 : n;
@@ -136,6 +141,18 @@ DCD_HOST_DEVICE inline float softmax_exp(float x) {
 }
 // Double precision keeps libm's exp (used by the gradient checks).
 DCD_HOST_DEVICE inline double softmax_exp(double x) { return exp(x); }
+
+// 1 / tau for any tau > 0: a subnormal tau's reciprocal overflows, and
+// (c_k - max) * inf is NaN at the maximum; the largest finite value keeps
+// that entry at exp(0) = 1 and sends the others to 0 (winner takes all).
+DCD_HOST_DEVICE inline float inverse_temperature(float tau) {
+  const float r = 1.0f / tau;
+  return r < FLT_MAX ? r : FLT_MAX;
+}
+DCD_HOST_DEVICE inline double inverse_temperature(double tau) {
+  const double r = 1.0 / tau;
+  return r < DBL_MAX ? r : DBL_MAX;
+}
 
 // Unnormalised softmax weight exp((c_k - max) / tau).
 template <typename Dtype>
@@ -230,6 +247,23 @@ DCD_HOST_DEVICE inline BilinearTaps<Dtype> bilinear_taps(Dtype y, Dtype x,
   t.x0 = static_cast<int>(fx);
   t.ay = y - fy;
   t.ax = x - fx;
+  return t;
+}
+
+// Taps of position (i + s v_y, j + s v_x). A NaN or infinite v_y or v_x
+// makes ay and ax NaN (v - v is NaN exactly then, 0 otherwise), so the
+// sample and its gradient to V are NaN: a broken displacement shows in the
+// output instead of reading as a zero sample. The clamp still gives such a
+// pixel fixed tap indices outside the map, so it scatters nothing into F's
+// gradient. A huge finite v (even when s v overflows) is outside the map:
+// the sample and the gradients are 0.
+template <typename Dtype>
+DCD_HOST_DEVICE inline BilinearTaps<Dtype> warp_position_taps(int i, int j,
+    Dtype v_y, Dtype v_x, Dtype s, int H, int W) {
+  const Dtype poison = (v_y - v_y) + (v_x - v_x);
+  BilinearTaps<Dtype> t = bilinear_taps(i + s * v_y, j + s * v_x, H, W);
+  t.ay += poison;
+  t.ax += poison;
   return t;
 }
 
@@ -715,8 +749,8 @@ template <typename Dtype>
 DCD_HOST_DEVICE inline BilinearTaps<Dtype> warp_taps(const Dtype* v, int n,
     int p, int height, int width, Dtype s) {
   const int hw = height * width;
-  return bilinear_taps(p / width + s * v[(n * 2) * hw + p],
-                       p % width + s * v[(n * 2 + 1) * hw + p], height, width);
+  return warp_position_taps(p / width, p % width, v[(n * 2) * hw + p],
+                            v[(n * 2 + 1) * hw + p], s, height, width);
 }
 
 // Forward: one output (n, c, p) each, count N C H W.

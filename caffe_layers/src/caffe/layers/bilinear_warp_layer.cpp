@@ -12,6 +12,9 @@ void BilinearWarpLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   displacement_scale_ =
       this->layer_param_.bilinear_warp_param().displacement_scale();
+  CHECK(displacement_scale_ - displacement_scale_ == 0) << "BilinearWarp "
+      << "layer " << this->layer_param_.name() << ": displacement_scale must "
+      << "be finite, got " << displacement_scale_;
 }
 
 template <typename Dtype>
@@ -52,9 +55,9 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   for (int n = 0; n < num; ++n) {
     for (int p = 0; p < hw; ++p) {
       const int i = p / width, j = p % width;
-      const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
-          i + displacement_scale_ * v[(n * 2) * hw + p],
-          j + displacement_scale_ * v[(n * 2 + 1) * hw + p], height, width);
+      const dcd::BilinearTaps<Dtype> t = dcd::warp_position_taps(
+          i, j, v[(n * 2) * hw + p], v[(n * 2 + 1) * hw + p],
+          displacement_scale_, height, width);
       for (int c = 0; c < channels; ++c) {
         top_data[(n * channels + c) * hw + p] = dcd::bilinear_sample(
             f + (n * channels + c) * hw, height, width, t);
@@ -87,9 +90,9 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
         Dtype* plane = f_diff + (n * channels + c) * hw;
         const Dtype* g = top_diff + (n * channels + c) * hw;
         for (int p = 0; p < hw; ++p) {
-          const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
-              p / width + s * v[(n * 2) * hw + p],
-              p % width + s * v[(n * 2 + 1) * hw + p], height, width);
+          const dcd::BilinearTaps<Dtype> t = dcd::warp_position_taps(
+              p / width, p % width, v[(n * 2) * hw + p],
+              v[(n * 2 + 1) * hw + p], s, height, width);
           dcd::bilinear_scatter(plane, height, width, t, g[p]);
         }
       }
@@ -101,9 +104,9 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < num; ++n) {
       for (int p = 0; p < hw; ++p) {
-        const dcd::BilinearTaps<Dtype> t = dcd::bilinear_taps(
-            p / width + s * v[(n * 2) * hw + p],
-            p % width + s * v[(n * 2 + 1) * hw + p], height, width);
+        const dcd::BilinearTaps<Dtype> t = dcd::warp_position_taps(
+            p / width, p % width, v[(n * 2) * hw + p],
+            v[(n * 2 + 1) * hw + p], s, height, width);
         Dtype gy = 0, gx = 0;
         for (int c = 0; c < channels; ++c) {
           Dtype d_y, d_x;

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,22 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   const int channels = bottom[0]->channels();
   const int height = bottom[0]->height();
   const int width = bottom[0]->width();
+  // Named here, before Blob::Reshape's "blob size exceeds INT_MAX".
+  const long long top_count = static_cast<long long>(num) *  // NOLINT
+      num_displacements_ * height * width;
+  CHECK_LE(top_count, INT_MAX) << "CostVolume layer "
+      << this->layer_param_.name() << ": the cost volume " << num << " x "
+      << num_displacements_ << " x " << height << " x " << width << " = "
+      << top_count << " elements exceeds a blob's INT_MAX; lower "
+      << "max_displacement (" << num_displacements_ << " displacements) or "
+      << "the batch or map size.";
+  const long long pad_count = static_cast<long long>(num) * channels *  // NOLINT
+      (height + 2LL * pad_h_) * (width + 2LL * pad_w_);
+  CHECK_LE(pad_count, INT_MAX) << "CostVolume layer "
+      << this->layer_param_.name() << ": the padded copy of F_b, " << num
+      << " x " << channels << " x " << height + 2LL * pad_h_ << " x "
+      << width + 2LL * pad_w_ << " = " << pad_count << " elements, exceeds "
+      << "a blob's INT_MAX; lower max_displacement or dilation.";
   top[0]->Reshape(num, num_displacements_, height, width);
   a_hat_.Reshape(num, channels, height, width);
   b_hat_pad_.Reshape(num, channels, height + 2 * pad_h_, width + 2 * pad_w_);

@@ -167,7 +167,7 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
   const int hw = height * width;
   const int dh = max_displacement_h_, dw = max_displacement_w_;
   const int s = dilation_;
-  const Dtype inv_tau = Dtype(1) / temperature();
+  const Dtype inv_tau = dcd::inverse_temperature(temperature());
   const bool wta = method_ == SoftDisplacementParameter_Method_WTA;
   const Dtype* cost = bottom[0]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
@@ -221,7 +221,7 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const int hw = height * width;
   const int dh = max_displacement_h_, dw = max_displacement_w_;
   const int s = dilation_;
-  const Dtype inv_tau = Dtype(1) / temperature();
+  const Dtype inv_tau = dcd::inverse_temperature(temperature());
   const Dtype* cost = bottom[0]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
 #pragma omp parallel

@@ -29,7 +29,7 @@ void SoftDisplacementLayer<Dtype>::Forward_gpu(
   SoftDisplacementForward<Dtype><<<CAFFE_GET_BLOCKS(npix),
       CAFFE_CUDA_NUM_THREADS>>>(
       npix, bottom[0]->gpu_data(), hw, max_displacement_h_,
-      max_displacement_w_, dilation_, Dtype(1) / temperature(),
+      max_displacement_w_, dilation_, dcd::inverse_temperature(temperature()),
       method_ == SoftDisplacementParameter_Method_WTA,
       top[0]->mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;
@@ -68,7 +68,7 @@ void SoftDisplacementLayer<Dtype>::Backward_gpu(
       CAFFE_CUDA_NUM_THREADS>>>(
       npix, bottom[0]->gpu_data(), top[0]->gpu_diff(), hw,
       max_displacement_h_, max_displacement_w_, dilation_,
-      Dtype(1) / temperature(), bottom_diff);
+      dcd::inverse_temperature(temperature()), bottom_diff);
   CUDA_POST_KERNEL_CHECK;
   if (tau_grad) {
     AccumulateTemperatureGradient(*bottom[0], bottom_diff, true);

@@ -365,6 +365,68 @@ TYPED_TEST(BilinearWarpLayerTest, TestIntegerShiftPipeline) {
 }
 
 
+// A NaN or infinite displacement makes its pixel's output (every channel)
+// and its V gradient NaN, and scatters nothing into F's gradient; the other
+// pixels are as without it. A huge finite displacement, even one whose
+// s * v overflows, samples outside the map: 0, with zero gradients.
+TYPED_TEST(BilinearWarpLayerTest, TestNonFiniteDisplacement) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const Dtype bad[] = {std::numeric_limits<Dtype>::quiet_NaN(), inf, -inf,
+                       Dtype(1e30), std::numeric_limits<Dtype>::max()};
+  const int H = 5, W = 7, hw = H * W;
+  const int n = 1, i = 2, j = 3;  // the pixel given the bad value
+  for (int b = 0; b < 5; ++b) {
+    for (int axis = 0; axis < 2; ++axis) {
+      const bool finite = b >= 3;
+      LayerParameter layer_param = this->MakeParam(2);
+      BilinearWarpLayer<Dtype> layer(layer_param);
+      layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+      // Reference pass with the pixel far outside the map.
+      this->blob_v_->mutable_cpu_data()[this->blob_v_->offset(n, 0, i, j)] = 0;
+      this->blob_v_->mutable_cpu_data()[this->blob_v_->offset(n, 1, i, j)] = 0;
+      this->blob_v_->mutable_cpu_data()[this->blob_v_->offset(n, axis, i, j)]
+          = Dtype(1e6);
+      layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+      Blob<Dtype> ref_top;
+      ref_top.CopyFrom(*this->blob_top_, false, true);
+      this->FillTopDiff();
+      vector<bool> both(2, true);
+      layer.Backward(this->blob_top_vec_, both, this->blob_bottom_vec_);
+      Blob<Dtype> ref_f, ref_v;
+      ref_f.CopyFrom(*this->blob_f_, true, true);
+      ref_v.CopyFrom(*this->blob_v_, true, true);
+      // The bad value.
+      this->blob_v_->mutable_cpu_data()[this->blob_v_->offset(n, axis, i, j)]
+          = bad[b];
+      layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+      layer.Backward(this->blob_top_vec_, both, this->blob_bottom_vec_);
+      for (int k = 0; k < this->blob_top_->count(); ++k) {
+        const bool here = k % hw == i * W + j && k / (3 * hw) == n;
+        const Dtype y = this->blob_top_->cpu_data()[k];
+        if (here && !finite) {
+          EXPECT_TRUE(std::isnan(y)) << "value " << bad[b] << " index " << k;
+        } else {
+          EXPECT_EQ(ref_top.cpu_data()[k], y)
+              << "value " << bad[b] << " index " << k;
+        }
+        EXPECT_EQ(ref_f.cpu_diff()[k], this->blob_f_->cpu_diff()[k])
+            << "value " << bad[b] << " F diff " << k;
+      }
+      for (int k = 0; k < this->blob_v_->count(); ++k) {
+        const bool here = k % hw == i * W + j && k / (2 * hw) == n;
+        const Dtype g = this->blob_v_->cpu_diff()[k];
+        if (here && !finite) {
+          EXPECT_TRUE(std::isnan(g)) << "value " << bad[b] << " V diff " << k;
+        } else {
+          EXPECT_EQ(ref_v.cpu_diff()[k], g)
+              << "value " << bad[b] << " V diff " << k;
+        }
+      }
+    }
+  }
+}
+
 // Bad input stops with a message naming the layer and the mismatch.
 TYPED_TEST(BilinearWarpLayerTest, TestBadInputDies) {
   typedef typename TypeParam::Dtype Dtype;
@@ -378,6 +440,12 @@ TYPED_TEST(BilinearWarpLayerTest, TestBadInputDies) {
       this->blob_bottom_vec_, this->blob_top_vec_,
       "BilinearWarp layer warp_test: F and V must have the same height, got "
       "F 2 3 5 7 \\(210\\) and V 2 2 4 7");
+  this->blob_v_->Reshape(2, 2, 5, 7);
+  ExpectSetUpDies<BilinearWarpLayer<Dtype> >(
+      this->MakeParam(std::numeric_limits<float>::infinity()),
+      this->blob_bottom_vec_, this->blob_top_vec_,
+      "BilinearWarp layer warp_test: displacement_scale must be finite, got "
+      "inf");
 }
 
 }  // namespace caffe

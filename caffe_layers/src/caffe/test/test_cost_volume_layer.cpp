@@ -321,6 +321,23 @@ TYPED_TEST(CostVolumeLayerTest, TestBadInputDies) {
       this->blob_bottom_vec_, this->blob_top_vec_,
       "CostVolume layer cv_test: max_displacement, or both "
       "max_displacement_h and max_displacement_w, are required");
+  // max_displacement: 100000 fails in set-up naming the window's size; a
+  // window that fits but whose cost volume does not fails in Reshape naming
+  // the top's shape (both before Blob's "blob size exceeds INT_MAX").
+  this->blob_b_->Reshape(2, 3, 5, 7);
+  LayerParameter huge;
+  huge.set_name("cv_test");
+  huge.mutable_cost_volume_param()->set_max_displacement(100000);
+  ExpectSetUpDies<CostVolumeLayer<Dtype> >(huge, this->blob_bottom_vec_,
+      this->blob_top_vec_, "CostVolume layer cv_test: the displacement "
+      "window of max_displacement_h 100000 and max_displacement_w 100000 "
+      "has .* = 40000400001 displacements");
+  this->blob_a_->Reshape(2, 1, 100, 100);
+  this->blob_b_->Reshape(2, 1, 100, 100);
+  ExpectSetUpDies<CostVolumeLayer<Dtype> >(this->MakeParam(200, 200, 1),
+      this->blob_bottom_vec_, this->blob_top_vec_,
+      "CostVolume layer cv_test: the cost volume 2 x 160801 x 100 x 100 = "
+      "3216020000 elements exceeds a blob's INT_MAX");
 }
 
 }  // namespace caffe

@@ -331,6 +331,47 @@ TYPED_TEST(SoftDisplacementLayerTest, TestGradientTemperatureOnly) {
               1e-5 * std::fabs(grad[1]));
 }
 
+// Any positive temperature gives finite maps and gradients: at 1e-6 the
+// exponent reaches -1e6 (the float exp's polynomial overflowed to NaN
+// before), and a subnormal tau has an infinite reciprocal. Maps match the
+// double-precision reference; at the smallest taus they are the WTA maps.
+TYPED_TEST(SoftDisplacementLayerTest, TestTinyTemperatureFinite) {
+  typedef typename TypeParam::Dtype Dtype;
+  const float taus[] = {1e-3f, 1e-6f, 1e-20f, 1e-40f};
+  for (int t = 0; t < 4; ++t) {
+    const float tau = taus[t];
+    for (int learn = 0; learn < 2; ++learn) {
+      LayerParameter layer_param = this->MakeParam(1, 2, 2, tau, false);
+      layer_param.mutable_soft_displacement_param()->set_learn_temperature(
+          learn);
+      SoftDisplacementLayer<Dtype> layer(layer_param);
+      layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+      layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+      Blob<Dtype> expected;
+      ReferenceSoftDisplacement(*this->blob_bottom_, 1, 2, 2, tau, tau < 1e-10,
+                                &expected);
+      for (int i = 0; i < expected.count(); ++i) {
+        ASSERT_TRUE(std::isfinite(this->blob_top_->cpu_data()[i]))
+            << "tau " << tau << " index " << i;
+        EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i],
+                    1e-4) << "tau " << tau << " index " << i;
+      }
+      this->FillTopDiff();
+      if (learn) { layer.blobs()[0]->mutable_cpu_diff()[0] = 0; }
+      layer.Backward(this->blob_top_vec_, vector<bool>(1, true),
+                     this->blob_bottom_vec_);
+      for (int i = 0; i < this->blob_bottom_->count(); ++i) {
+        ASSERT_TRUE(std::isfinite(this->blob_bottom_->cpu_diff()[i]))
+            << "tau " << tau << " index " << i;
+      }
+      if (learn && tau >= 1e-6f) {
+        EXPECT_TRUE(std::isfinite(layer.blobs()[0]->cpu_diff()[0]))
+            << "tau " << tau;
+      }
+    }
+  }
+}
+
 // Bad input stops with a message naming the layer and the mismatch.
 TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
   typedef typename TypeParam::Dtype Dtype;
@@ -364,6 +405,14 @@ TYPED_TEST(SoftDisplacementLayerTest, TestBadInputDies) {
   ExpectSetUpDies<Layer>(both_forms, bottom, top,
       "SoftDisplacement layer sd_test: give either max_displacement or both "
       "max_displacement_h and max_displacement_w, not both forms");
+  // A window too large for a blob is refused by size, before any Reshape.
+  ExpectSetUpDies<Layer>(this->MakeParam(100000, 100000, 1, 0.1, false),
+      bottom, top, "SoftDisplacement layer sd_test: the displacement window "
+      "of max_displacement_h 100000 and max_displacement_w 100000 has .* = "
+      "40000400001 displacements, more than a blob can hold");
+  ExpectSetUpDies<Layer>(this->MakeParam(1, 2, 1000000000, 0.1, false),
+      bottom, top, "SoftDisplacement layer sd_test: max_displacement 2 at "
+      "dilation 1000000000 reaches too far");
   LayerParameter no_dilation = this->MakeParam(1, 2, 1, 0.1, false);
   no_dilation.mutable_soft_displacement_param()->set_dilation(0);
   ExpectSetUpDies<Layer>(no_dilation, bottom, top,
