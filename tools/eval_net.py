@@ -50,6 +50,13 @@ def main(argv=None):
     p.add_argument("--score_blob", "--score-blob",
                    help="blob to record (default: the net's last output)")
     p.add_argument("--input_blob", "--input-blob", help="input blob (default: the first Input)")
+    p.add_argument("--batch", type=int,
+                   help="samples (crops of snippets) per forward: the deploy input is reshaped "
+                        "to hold them (default: as many as it holds, usually 1); scores do not "
+                        "change, e.g. 10 or 50 take 25 or 5 forwards per video instead of 250")
+    p.add_argument("--read_threads", "--read-threads", type=int,
+                   help="threads reading and decoding frames in each process (default: the "
+                        "cores, at most 8, shared out over the processes)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes, each with its own net (default: %(default)s)")
     p.add_argument("--gpus", type=int, nargs="*",
@@ -59,9 +66,12 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true", help="redo even if OUT exists")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    for flag in ("batch", "read_threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag} must be at least 1")
 
     from dcd.scoring.evaluate import EvalConfig, run_eval
-    from dcd.scoring.readers import FrameReadError
+    from dcd.scoring.readers import FrameReadError, default_read_threads
     from dcd.scoring.scorefile import ScoreFileError, partial_path
 
     if Path(args.out).exists() and not args.overwrite:
@@ -72,7 +82,9 @@ def main(argv=None):
                      ten_crop=not args.center_crop, frame_size=tuple(args.frame_size),
                      score_blob=args.score_blob, input_blob=args.input_blob,
                      modality=None if args.modality == "auto" else args.modality,
-                     flow_root=args.flow_root, flow_bound=args.flow_bound)
+                     flow_root=args.flow_root, flow_bound=args.flow_bound, batch=args.batch,
+                     read_threads=args.read_threads or default_read_threads(
+                         max(args.workers, len(args.gpus or []))))
     try:
         s = run_eval(args.list, cfg, args.out, workers=args.workers, gpus=args.gpus,
                      limit=args.limit, restart=args.restart, progress=not args.no_progress)

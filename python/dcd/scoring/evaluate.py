@@ -36,6 +36,8 @@ class EvalConfig:
     modality: str = None     # rgb, flow, rgb_flow; None: told by the deploy input
     flow_root: str = None    # rgb_flow: where the flow is, if not in root
     flow_bound: float = 20.0  # rgb_flow: extract_flow.py's --bound
+    batch: int = None        # samples per forward; None: as many as the deploy input holds
+    read_threads: int = 1    # threads reading and decoding frames (per process)
 
     def modality_for(self, shape):
         return self.modality or protocol.infer_modality(shape, self.new_length)
@@ -53,7 +55,7 @@ class EvalConfig:
 
     def open_reader(self, shape):
         return open_reader(self.root, self.backend, self.modality_for(shape), self.flow_root,
-                           self.flow_bound)
+                           self.flow_bound, threads=self.read_threads)
 
 
 @dataclass
@@ -75,9 +77,24 @@ class NetScorer:
         self.modality = cfg.modality_for(self.shape)
         self.layout = protocol.input_layout(self.shape, cfg.new_length, self.modality)
         self.per_forward = protocol.samples_per_forward(self.shape, cfg.new_length, self.modality)
+        if cfg.batch is not None and cfg.batch != self.per_forward:
+            self._reshape(cfg.batch)
         self.score_blob = cfg.score_blob or self.net.outputs[-1]
         if self.score_blob not in self.net.blobs:
             raise ValueError(f"no blob {self.score_blob!r} in {cfg.net}")
+
+    def _reshape(self, batch):
+        """Make the input hold `batch` samples (crops of snippets) per forward.
+        The deploy nets' layers take any batch (BatchNorm uses its stored
+        statistics), so the scores do not change; fewer forwards, larger
+        GEMMs."""
+        if batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {batch}")
+        rows = batch * self.cfg.new_length if self.layout == "snippet" else batch
+        self.shape = (rows,) + tuple(self.shape[1:])
+        self.net.blobs[self.input].reshape(*self.shape)
+        self.net.reshape()
+        self.per_forward = batch
 
     def _forward(self, samples):
         """samples: M x L x C x h x w with M <= per_forward -> M x classes."""
