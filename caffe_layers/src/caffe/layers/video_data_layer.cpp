@@ -187,8 +187,10 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
     out_h_ = frame_size.height;
     out_w_ = frame_size.width;
   }
-  reader->EndBatch();
-  flow_reader->EndBatch();
+  for (int t = 0; t < threads; ++t) {  // readers hold no snapshot between batches
+    workers_[t].reader->EndBatch();
+    workers_[t].flow_reader->EndBatch();
+  }
   // Checked in floating point: the product of these uint32s can overflow
   // any integer type, and Blob::Reshape would only say "exceeds INT_MAX".
   const double top_count = static_cast<double>(p.batch_size()) *
