@@ -53,6 +53,13 @@ def main(argv=None):
     p.add_argument("--score_blob", "--score-blob",
                    help="blob to record (default: the net's last output)")
     p.add_argument("--input_blob", "--input-blob", help="input blob (default: the first Input)")
+    p.add_argument("--batch", type=int,
+                   help="samples (crops of snippets) per forward: the deploy input is reshaped "
+                        "to hold them (default: as many as it holds, usually 1); scores do not "
+                        "change, e.g. 10 or 50 take 25 or 5 forwards per video instead of 250")
+    p.add_argument("--read_threads", "--read-threads", type=int,
+                   help="threads reading and decoding frames in each process (default: the "
+                        "cores, at most 8, shared out over the processes)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes, each with its own net (default: %(default)s)")
     p.add_argument("--gpus", type=int, nargs="*",
@@ -68,6 +75,9 @@ def main(argv=None):
                         "into a temporary folder; the same scores, faster)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    for flag in ("batch", "read_threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag} must be at least 1")
 
     if Path(args.out).exists() and not args.overwrite:
         print(f"{args.out} exists (complete); pass --overwrite to score again", file=sys.stderr)
@@ -86,7 +96,7 @@ def main(argv=None):
 
 def _score(args):
     from dcd.scoring.evaluate import EvalConfig, run_eval
-    from dcd.scoring.readers import FrameReadError
+    from dcd.scoring.readers import FrameReadError, default_read_threads
     from dcd.scoring.scorefile import ScoreFileError, partial_path
     cfg = EvalConfig(net=args.net, weights=args.weights, root=args.root, backend=args.backend,
                      num_snippets=args.num_snippets, new_length=args.new_length,
@@ -95,7 +105,9 @@ def _score(args):
                      modality=None if args.modality == "auto" else args.modality,
                      flow_root=args.flow_root, flow_bound=args.flow_bound,
                      allow_missing_weights=args.allow_missing_weights,
-                     folded_from=args.folded_from)
+                     folded_from=args.folded_from, batch=args.batch,
+                     read_threads=args.read_threads or default_read_threads(
+                         max(args.workers, len(args.gpus or []))))
     check_writable(args.out, "--out")
     try:
         s = run_eval(args.list, cfg, args.out, workers=args.workers, gpus=args.gpus,

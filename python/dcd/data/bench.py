@@ -7,8 +7,9 @@ from dcd.netio import load_net
 
 
 def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_length=8,
-                    crop_size=224, train=True, batches=20, warmup=3):
-    """Frames/s of a VideoData net over `batches` forward passes.
+                    crop_size=224, train=True, batches=20, warmup=3, decode_threads=None):
+    """Frames/s of a VideoData net over `batches` forward passes
+    (`decode_threads`: the layer's field; None leaves its default).
 
     Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core). The
     prefetch thread decodes the next batch while forward() hands out the
@@ -21,7 +22,9 @@ def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_
     n = caffe.NetSpec()
     n.data, n.label = video_data(list_file, root, backend, batch_size=batch_size,
                                  num_segments=num_segments, new_length=new_length,
-                                 crop_size=crop_size, train=train, shuffle=True)
+                                 crop_size=crop_size, train=train, shuffle=True,
+                                 **({} if decode_threads is None else
+                                    dict(decode_threads=decode_threads)))
     net = load_net(n.to_proto(), caffe.TRAIN if train else caffe.TEST)
     for _ in range(warmup):
         net.forward()
@@ -32,6 +35,38 @@ def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_
     frames = batches * batch_size * num_segments * new_length
     return dict(frames=frames, seconds=wall, cpu_seconds=cpu, fps=frames / wall,
                 fps_per_core=frames / cpu)
+
+
+def time_bare_decode(encoded, seconds=2.0):
+    """Frames per CPU-second of bare cv2.imdecode (colour, OpenCV on one
+    thread) over the JPEG byte strings `encoded`, cycled for about `seconds`:
+    the baseline the data layer's per-core rate is compared with."""
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    buffers = [np.frombuffer(b, np.uint8) for b in encoded]
+    for b in buffers[:8]:  # warm-up
+        cv2.imdecode(b, cv2.IMREAD_COLOR)
+    frames, cpu = 0, time.process_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for b in buffers:
+            if cv2.imdecode(b, cv2.IMREAD_COLOR) is None:
+                raise ValueError("a benchmark frame does not decode")
+        frames += len(buffers)
+    cpu = time.process_time() - cpu
+    return dict(frames=frames, cpu_seconds=cpu, fps_per_core=frames / cpu)
+
+
+def sample_jpegs(frames_root, limit=200):
+    """Up to `limit` JPEG byte strings from the frame folders under
+    `frames_root` (the frames the data layer benchmarks read)."""
+    from pathlib import Path
+
+    paths = sorted(Path(frames_root).glob("*/img_*.jpg"))
+    step = max(1, len(paths) // limit)
+    return [p.read_bytes() for p in paths[::step][:limit]]
 
 
 def time_flow(frames_bgr, settings, threads=1):

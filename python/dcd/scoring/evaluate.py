@@ -40,6 +40,8 @@ class EvalConfig:
     # (net, weights) that net and weights were folded from (tools/eval_net.py
     # --fold-bn): recorded instead of the temporary files, so runs resume
     folded_from: tuple = None
+    batch: int = None        # samples per forward; None: as many as the deploy input holds
+    read_threads: int = 1    # threads reading and decoding frames (per process)
 
     def modality_for(self, shape):
         return self.modality or protocol.infer_modality(shape, self.new_length)
@@ -57,7 +59,7 @@ class EvalConfig:
 
     def open_reader(self, shape):
         return open_reader(self.root, self.backend, self.modality_for(shape), self.flow_root,
-                           self.flow_bound)
+                           self.flow_bound, threads=self.read_threads)
 
 
 class EvalInputError(ValueError):
@@ -98,6 +100,8 @@ class NetScorer:
         self.modality = cfg.modality_for(self.shape)
         self.layout = protocol.input_layout(self.shape, cfg.new_length, self.modality)
         self.per_forward = protocol.samples_per_forward(self.shape, cfg.new_length, self.modality)
+        if cfg.batch is not None and cfg.batch != self.per_forward:
+            self._reshape(cfg.batch)
         self.score_blob = cfg.score_blob or self.net.outputs[-1]
         if self.score_blob not in self.net.blobs:
             raise ValueError(f"no blob {self.score_blob!r} in {cfg.net}")
@@ -114,6 +118,19 @@ class NetScorer:
     def num_classes(self):
         """Scores per sample: the score blob's size per row."""
         return int(np.prod(self.net.blobs[self.score_blob].data.shape[1:]))
+
+    def _reshape(self, batch):
+        """Make the input hold `batch` samples (crops of snippets) per forward.
+        The deploy nets' layers take any batch (BatchNorm uses its stored
+        statistics), so the scores do not change; fewer forwards, larger
+        GEMMs."""
+        if batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {batch}")
+        rows = batch * self.cfg.new_length if self.layout == "snippet" else batch
+        self.shape = (rows,) + tuple(self.shape[1:])
+        self.net.blobs[self.input].reshape(*self.shape)
+        self.net.reshape()
+        self.per_forward = batch
 
     def _forward(self, samples):
         """samples: M x L x C x h x w with M <= per_forward -> M x classes."""

@@ -6,6 +6,7 @@ tools/extract_flow.py (H x W x 2 uint8, x then y, as stored), and
 "rgb_flow", a frame with its flow to the next frame (H x W x 5 float32: BGR,
 then v_y, v_x in pixels; the last frame, with no next one, gets zero flow).
 """
+import os
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +117,19 @@ class VideoReader:
     """reader(video_id, indices) -> images of one modality (module doc)."""
 
     def __init__(self, root, backend="auto", modality="rgb", flow_root=None,
-                 flow_bound=DEFAULT_BOUND):
+                 flow_bound=DEFAULT_BOUND, threads=1):
         if modality not in MODALITIES:
             raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+        if threads < 1:
+            raise ValueError(f"read threads must be at least 1, got {threads}")
         self.modality, self.flow_bound = modality, flow_bound
+        # Frames of a call are read and decoded on `threads` threads (OpenCV's
+        # decode and file reads release the GIL), as the VideoData layer's
+        # decode_threads; results keep the order of the indices.
+        self.pool = None
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="frames")
         self.store = _open_store(root, backend)
         self.flow_store = self.store
         if modality == "rgb_flow" and flow_root and str(flow_root) != str(root):
@@ -129,33 +139,49 @@ class VideoReader:
         return np.stack([store.image(video_id, p, index, colour=False)
                          for p in (FLOW_X_PATTERN, FLOW_Y_PATTERN)], axis=-1)
 
+    def _one(self, video_id, i, num_frames):
+        if self.modality == "rgb":
+            return self.store.image(video_id, FRAME_PATTERN, i, colour=True)
+        if self.modality == "flow":
+            return self._flow(self.store, video_id, i)
+        frame = self.store.image(video_id, FRAME_PATTERN, i, colour=True)
+        if num_frames is not None and i >= num_frames:
+            v = np.zeros(frame.shape[:2] + (2,), np.float32)  # no next frame
+        else:
+            q = self._flow(self.flow_store, video_id, i)
+            v = dequantize_flow(q[..., 0], q[..., 1], self.flow_bound)[..., ::-1]
+            if v.shape[:2] != frame.shape[:2]:
+                raise FrameReadError(f"video {video_id}: flow {i} is {v.shape[1]}x"
+                                     f"{v.shape[0]}, its frame {frame.shape[1]}x"
+                                     f"{frame.shape[0]}")
+        return np.concatenate([frame.astype(np.float32), v], axis=-1)
+
     def __call__(self, video_id, indices, num_frames=None):
-        out = []
-        for i in indices:
-            if self.modality == "rgb":
-                out.append(self.store.image(video_id, FRAME_PATTERN, i, colour=True))
-            elif self.modality == "flow":
-                out.append(self._flow(self.store, video_id, i))
-            else:
-                frame = self.store.image(video_id, FRAME_PATTERN, i, colour=True)
-                if num_frames is not None and i >= num_frames:
-                    v = np.zeros(frame.shape[:2] + (2,), np.float32)  # no next frame
-                else:
-                    q = self._flow(self.flow_store, video_id, i)
-                    v = dequantize_flow(q[..., 0], q[..., 1], self.flow_bound)[..., ::-1]
-                    if v.shape[:2] != frame.shape[:2]:
-                        raise FrameReadError(f"video {video_id}: flow {i} is {v.shape[1]}x"
-                                             f"{v.shape[0]}, its frame {frame.shape[1]}x"
-                                             f"{frame.shape[0]}")
-                out.append(np.concatenate([frame.astype(np.float32), v], axis=-1))
-        return out
+        if self.pool is None or len(indices) < 2:
+            return [self._one(video_id, i, num_frames) for i in indices]
+        # map raises the first failure in index order, like the loop.
+        return list(self.pool.map(lambda i: self._one(video_id, i, num_frames), indices))
 
     def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
         self.store.close()
         if self.flow_store is not self.store:
             self.flow_store.close()
 
 
-def open_reader(root, backend="auto", modality="rgb", flow_root=None, flow_bound=DEFAULT_BOUND):
-    """backend: 'auto' (LMDB if root holds data.mdb), 'folder' or 'lmdb'."""
-    return VideoReader(root, backend, modality, flow_root, flow_bound)
+def open_reader(root, backend="auto", modality="rgb", flow_root=None, flow_bound=DEFAULT_BOUND,
+                threads=1):
+    """backend: 'auto' (LMDB if root holds data.mdb), 'folder' or 'lmdb';
+    `threads` read and decode a call's frames."""
+    return VideoReader(root, backend, modality, flow_root, flow_bound, threads)
+
+
+def default_read_threads(processes=1):
+    """The VideoData layer's decode_threads default shared out over scoring
+    processes: the cores this process may use, at most 8, over `processes`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8) // max(1, processes))

@@ -95,6 +95,40 @@ def test_snippet_and_stacked_layouts(samples, tmp_path):
     assert b.scores.shape == (2, 3, 1, 2) and b.meta["protocol"]["layout"] == "stacked"
 
 
+def test_batch_and_read_threads_keep_scores(samples, tmp_path):
+    """--batch reshapes the deploy input (many samples per forward, the last
+    forward padded) and --read_threads decodes on a thread pool: the scores
+    stay those of one sample per forward, read on one thread."""
+    tool = load_tool("eval_net")
+    common = [str(samples["deploy"]), str(samples["weights"]), "--list", str(samples["list"]),
+              "--num_snippets", "5", "--no-progress"]
+    ref, out = tmp_path / "ref.npz", tmp_path / "batched.npz"
+    assert tool.main(common + ["--root", str(samples["frames"]), "--out", str(ref),
+                               "--batch", "1", "--read_threads", "1"]) == 0
+    # 50 samples per video in forwards of 7: seven forwards, the last one padded.
+    assert tool.main(common + ["--root", str(samples["frames"]), "--out", str(out),
+                               "--batch", "7", "--read_threads", "3"]) == 0
+    a, b = load_scores(ref), load_scores(out)
+    assert b.scores.shape == a.scores.shape == (2, 5, 10, 2)
+    np.testing.assert_allclose(b.scores, a.scores, rtol=1e-5, atol=1e-7)
+    assert b.meta["protocol"] == a.meta["protocol"]  # a resume may change --batch
+    scorer = ev.NetScorer(ev.EvalConfig(net=str(samples["deploy"]), batch=7))   # deploy: 10 rows
+    assert scorer.per_forward == 7 and scorer.net.blobs[scorer.input].data.shape[0] == 7
+    # The snippet layout reshapes to batch x new_length rows; LMDB on threads.
+    snip = tiny_deploy(tmp_path / "snip.prototxt", rows=2)
+    cfg = ev.EvalConfig(net=str(snip), weights=str(write_weights(snip, tmp_path / "s.caffemodel")),
+                        root=str(samples["lmdb"]), num_snippets=3, new_length=2, ten_crop=False)
+    ev.run_eval(samples["list"], cfg, tmp_path / "snip1.npz", progress=False)
+    cfg.batch, cfg.read_threads = 2, 2
+    ev.run_eval(samples["list"], cfg, tmp_path / "snip2.npz", progress=False)
+    np.testing.assert_allclose(load_scores(tmp_path / "snip2.npz").scores,
+                               load_scores(tmp_path / "snip1.npz").scores, rtol=1e-5, atol=1e-7)
+    with pytest.raises(SystemExit) as exc:
+        tool.main(common + ["--root", str(samples["frames"]), "--out", str(tmp_path / "x.npz"),
+                            "--batch", "0"])
+    assert exc.value.code == 2
+
+
 def _cfg(samples):
     return ev.EvalConfig(net=str(samples["deploy"]), weights=str(samples["weights"]),
                          root=str(samples["lmdb"]), num_snippets=5)

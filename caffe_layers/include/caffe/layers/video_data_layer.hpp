@@ -50,30 +50,57 @@ class VideoDataLayer : public BasePrefetchingDataLayer<Dtype> {
   // Videos skipped so far because of bad frames (skip_bad_videos).
   int num_skipped() const { return num_skipped_.load(); }
 
+  // Threads decoding each batch (decode_threads, 0 resolved).
+  int num_decode_threads() const { return workers_.size(); }
+
  protected:
+  // What one decode thread owns: its readers (an LMDB reader holds its own
+  // read transaction) and its image buffers.
+  struct Worker {
+    shared_ptr<VideoFrameReader> reader;
+    shared_ptr<VideoFrameReader> flow_reader;  // reader when flow is there too
+    cv::Mat frame_buf, resized_buf;
+    cv::Mat rgb, flow_x, flow_y;  // the current frame's cropped images
+  };
+  // One clip of a batch, drawn on the prefetch thread in list order: the
+  // video, its frame numbers (1-based), its mirror decision and the seed
+  // of its crop box (the box depends only on the seed and the image size,
+  // so every frame task finds the same box on its own).
+  struct ClipPlan {
+    VideoRecord video;
+    vector<int> frames;
+    bool mirror;
+    unsigned int box_seed;
+  };
+  // What a frame task leaves: its first image's size (after new_height /
+  // new_width) and, if it failed, why.
+  struct FrameResult {
+    cv::Size size;
+    std::string error;
+  };
+
   virtual void load_batch(Batch<Dtype>* batch);
   void ShuffleVideos();
-  // Frame numbers (1-based) of the next clip of `video`.
-  vector<int> SampleFrames(const VideoRecord& video);
-  // Reads, crops, resizes, mirrors and normalises the clip's frames into
-  // `out` (frames x channels_ x out_h_ x out_w_). False (with *error) on a
-  // bad frame.
-  bool LoadClip(const VideoRecord& video, const vector<int>& frames,
-                Dtype* out, std::string* error);
+  // Draws the next clip from the list (advancing and reshuffling it).
+  ClipPlan NextClip();
+  // Reads, crops, resizes, mirrors and normalises frame f of `clip` into
+  // `out` (channels_ x out_h_ x out_w_). False (with result->error) on a
+  // bad image.
+  bool LoadFrame(Worker* worker, const ClipPlan& clip, int f, Dtype* out,
+                 FrameResult* result);
   // Reads image (kind, frame), resizes it to new_height x new_width if set,
-  // fixes the clip's crop box on the clip's first image (*first), checks its
-  // size against that, and leaves the crop resized to out_h_ x out_w_ in
-  // *out. *scale_x/y: output pixels per stored pixel (for flow in pixels).
-  bool ReadCropped(const VideoRecord& video, FrameKind kind, int frame,
-                   bool* first, cv::Rect* box, cv::Size* image_size,
-                   cv::Mat* out, float* scale_x, float* scale_y,
-                   std::string* error);
-  int Rand(int n);
+  // crops the clip's box and leaves it resized to out_h_ x out_w_ in *out.
+  // *size: the image size the box was placed in (all images of a clip must
+  // share it). *scale_x/y: output pixels per stored pixel (flow in pixels).
+  bool ReadCropped(Worker* worker, const ClipPlan& clip, FrameKind kind,
+                   int frame, cv::Size* size, cv::Mat* out, float* scale_x,
+                   float* scale_y, std::string* error);
+  // Checks the frame size a crop is taken from; "" or the reason.
+  std::string CheckCropFits(int width, int height) const;
 
   vector<VideoRecord> lines_;
   int lines_id_;
-  shared_ptr<VideoFrameReader> reader_;
-  shared_ptr<VideoFrameReader> flow_reader_;  // reader_ when flow is there too
+  vector<Worker> workers_;
   shared_ptr<Caffe::RNG> rng_;
   int frames_per_clip_;
   VideoDataParameter_Modality modality_;
@@ -83,8 +110,6 @@ class VideoDataLayer : public BasePrefetchingDataLayer<Dtype> {
   vector<float> scale_ratios_;  // TRAIN scale jittering
   // Written by the prefetch thread, read by the solver's.
   std::atomic<int> num_skipped_;
-  cv::Mat frame_buf_, resized_buf_, crop_buf_;
-  cv::Mat rgb_, flow_x_, flow_y_;  // the current frame's cropped images
 };
 
 }  // namespace caffe

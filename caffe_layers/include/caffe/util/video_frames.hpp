@@ -83,9 +83,12 @@ VideoFrameReader* NewLMDBFrameReader(const std::string& path,
                                      const std::string& name_pattern,
                                      const std::string& flow_name_pattern);
 
-// Decodes encoded image bytes to BGR (grey: 8-bit single channel),
-// rejecting truncated JPEGs (libjpeg only warns on a missing end-of-image
-// marker and fills the rest grey).
+// Decodes encoded image bytes to BGR (grey: 8-bit single channel). JPEGs
+// are decoded by libjpeg(-turbo) with its warnings treated as errors: a
+// truncated file or corrupt entropy data (which libjpeg only warns about,
+// filling the rest grey, and cv::imdecode hides) is a failed decode. Other
+// formats go to cv::imdecode. On failure *image is left empty, never
+// holding a previous frame.
 bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
                       bool grey = false);
 

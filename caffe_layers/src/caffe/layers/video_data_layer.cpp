@@ -2,7 +2,13 @@
 #include <opencv2/core/core.hpp>
 #include <opencv2/imgproc/imgproc.hpp>
 
+#include <omp.h>
+#include <sched.h>
+
+#include <algorithm>
 #include <fstream>  // NOLINT(readability/streams)
+#include <iomanip>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +31,18 @@ class RngSampler : public IntSampler {
   caffe::rng_t* rng_;
 };
 
+// decode_threads 0: one per core this process may run on, at most 8. More
+// threads than cores only add switching; past 8 a batch of a few clips has
+// too few frames to share out, and a host's remaining cores stay for the
+// solver, a TEST data layer or other GPUs' layers.
+int AutoDecodeThreads() {
+  cpu_set_t set;
+  int cores = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  if (cores < 1) cores = omp_get_num_procs();
+  return std::max(1, std::min(cores, 8));
+}
+
 }  // namespace
 
 template <typename Dtype>
@@ -38,10 +56,12 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
   const VideoDataParameter& p = this->layer_param_.video_data_param();
   const TransformationParameter& tp = this->transform_param_;
   const string& name = this->layer_param_.name();
-  CHECK_GT(p.batch_size(), 0) << "VideoData " << name << ": batch_size > 0";
-  CHECK_GT(p.num_segments(), 0) << "VideoData " << name
-                                << ": num_segments > 0";
-  CHECK_GT(p.new_length(), 0) << "VideoData " << name << ": new_length > 0";
+  CHECK(p.batch_size() > 0) << "VideoData " << name
+      << ": batch_size must be at least 1, got 0";
+  CHECK(p.num_segments() > 0) << "VideoData " << name
+      << ": num_segments must be at least 1 (segments per video), got 0";
+  CHECK(p.new_length() > 0) << "VideoData " << name
+      << ": new_length must be at least 1 (frames per segment), got 0";
   CHECK((p.new_height() == 0) == (p.new_width() == 0))
       << "VideoData " << name << ": set new_height and new_width together";
   CHECK(!tp.has_mean_file()) << "VideoData " << name
@@ -89,31 +109,50 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
   const string error = ParseVideoList(contents.str(), source, &lines_);
   CHECK(error.empty()) << "VideoData " << name << ": " << error;
 
-  // Every listed video must exist with at least num_frames frames (FLOW:
-  // flow pairs; RGB_FLOW: frames, and the flow of all but the last frame).
-  const bool lmdb = p.backend() == VideoDataParameter_Backend_LMDB;
-  for (int r = 0; r < 2; ++r) {
-    const string& root = r == 0 || p.flow_root_folder().empty() ?
-                         p.root_folder() : p.flow_root_folder();
-    shared_ptr<VideoFrameReader>& reader = r == 0 ? reader_ : flow_reader_;
-    if (r == 1 && root == p.root_folder()) {
-      flow_reader_ = reader_;
-    } else if (lmdb) {
-      reader.reset(NewLMDBFrameReader(root, p.name_pattern(),
-                                      p.flow_name_pattern()));
-    } else {
-      reader.reset(NewFolderFrameReader(root, p.name_pattern(),
-                                        p.flow_name_pattern()));
+  if (p.num_classes() > 0) {
+    for (size_t i = 0; i < lines_.size(); ++i) {
+      CHECK_LT(lines_[i].label, static_cast<int>(p.num_classes()))
+          << "VideoData " << name << ": " << source << ":"
+          << VideoWhere(lines_[i]) << ": label " << lines_[i].label
+          << " is not below num_classes " << p.num_classes()
+          << " (labels are 0-based class indices)";
     }
   }
+
+  // One pair of readers per decode thread. Every listed video must exist
+  // with at least num_frames frames (FLOW: flow pairs; RGB_FLOW: frames,
+  // and the flow of all but the last frame).
+  const bool lmdb = p.backend() == VideoDataParameter_Backend_LMDB;
+  const int threads = p.decode_threads() > 0 ?
+      std::min<int>(p.decode_threads(), 256) : AutoDecodeThreads();
+  workers_.resize(threads);
+  for (int t = 0; t < threads; ++t) {
+    for (int r = 0; r < 2; ++r) {
+      const string& root = r == 0 || p.flow_root_folder().empty() ?
+                           p.root_folder() : p.flow_root_folder();
+      shared_ptr<VideoFrameReader>& reader =
+          r == 0 ? workers_[t].reader : workers_[t].flow_reader;
+      if (r == 1 && root == p.root_folder()) {
+        reader = workers_[t].reader;
+      } else if (lmdb) {
+        reader.reset(NewLMDBFrameReader(root, p.name_pattern(),
+                                        p.flow_name_pattern()));
+      } else {
+        reader.reset(NewFolderFrameReader(root, p.name_pattern(),
+                                          p.flow_name_pattern()));
+      }
+    }
+  }
+  VideoFrameReader* reader = workers_[0].reader.get();
+  VideoFrameReader* flow_reader = workers_[0].flow_reader.get();
   for (size_t i = 0; i < lines_.size(); ++i) {
     const VideoRecord& v = lines_[i];
     if (modality_ == VideoDataParameter_Modality_FLOW) {
-      e = flow_reader_->CheckFrames(v, true, v.num_frames);
+      e = flow_reader->CheckFrames(v, true, v.num_frames);
     } else {
-      e = reader_->CheckFrames(v, false, v.num_frames);
+      e = reader->CheckFrames(v, false, v.num_frames);
       if (e.empty() && modality_ == VideoDataParameter_Modality_RGB_FLOW) {
-        e = flow_reader_->CheckFrames(v, true, v.num_frames - 1);
+        e = flow_reader->CheckFrames(v, true, v.num_frames - 1);
       }
     }
     CHECK(e.empty()) << "VideoData " << name << ": " << source << ":" << e;
@@ -125,23 +164,45 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
   if (p.shuffle()) ShuffleVideos();
 
   // Output frame size: the crop, else the resize, else the first frame.
-  if (tp.crop_size() > 0) {
-    out_h_ = out_w_ = tp.crop_size();
-  } else if (p.new_height() > 0) {
-    out_h_ = p.new_height();
-    out_w_ = p.new_width();
-  } else {
+  // A crop must fit in the frames: checked here on the resize or the first
+  // video's first image, and on every clip's images as they are read.
+  cv::Size frame_size(p.new_width(), p.new_height());
+  if (p.new_height() == 0) {
     cv::Mat first;
     const FrameKind kind = modality_ == VideoDataParameter_Modality_FLOW ?
                            FRAME_FLOW_X : FRAME_RGB;
-    CHECK((kind == FRAME_RGB ? reader_ : flow_reader_)->ReadImage(
+    CHECK((kind == FRAME_RGB ? reader : flow_reader)->ReadImage(
               lines_[lines_id_], kind, 1, &first, &e))
         << "VideoData " << name << ": " << source << ":" << e;
-    out_h_ = first.rows;
-    out_w_ = first.cols;
+    frame_size = cv::Size(first.cols, first.rows);
   }
-  reader_->EndBatch();
-  flow_reader_->EndBatch();
+  e = CheckCropFits(frame_size.width, frame_size.height);
+  CHECK(e.empty()) << "VideoData " << name << ": " << e
+      << (p.new_height() > 0 ? " (new_height x new_width)" : "")
+      << (p.new_height() > 0 ? "" : " (" + source + ":" +
+          VideoWhere(lines_[lines_id_]) + ")");
+  if (tp.crop_size() > 0) {
+    out_h_ = out_w_ = tp.crop_size();
+  } else {
+    out_h_ = frame_size.height;
+    out_w_ = frame_size.width;
+  }
+  for (int t = 0; t < threads; ++t) {  // readers hold no snapshot between batches
+    workers_[t].reader->EndBatch();
+    workers_[t].flow_reader->EndBatch();
+  }
+  // Checked in floating point: the product of these uint32s can overflow
+  // any integer type, and Blob::Reshape would only say "exceeds INT_MAX".
+  const double top_count = static_cast<double>(p.batch_size()) *
+      p.num_segments() * p.new_length() * channels_ * out_h_ * out_w_;
+  CHECK_LE(top_count, std::numeric_limits<int>::max())
+      << "VideoData " << name << ": the data top would hold "
+      << std::fixed << std::setprecision(0) << top_count
+      << " values (batch_size " << p.batch_size() << " x num_segments "
+      << p.num_segments() << " x new_length " << p.new_length() << " x "
+      << channels_ << " x " << out_h_ << " x " << out_w_
+      << "), more than a blob can (INT_MAX)";
+  LOG(INFO) << "VideoData " << name << ": " << threads << " decode threads";
 
   vector<int> top_shape(4);
   if (modality_ == VideoDataParameter_Modality_FLOW) {
@@ -171,106 +232,133 @@ void VideoDataLayer<Dtype>::DataLayerSetUp(const vector<Blob<Dtype>*>& bottom,
 }
 
 template <typename Dtype>
-int VideoDataLayer<Dtype>::Rand(int n) {
-  CHECK_GT(n, 0);
-  return (*static_cast<caffe::rng_t*>(rng_->generator()))() % n;
-}
-
-template <typename Dtype>
 void VideoDataLayer<Dtype>::ShuffleVideos() {
   shuffle(lines_.begin(), lines_.end(),
           static_cast<caffe::rng_t*>(rng_->generator()));
 }
 
 template <typename Dtype>
-vector<int> VideoDataLayer<Dtype>::SampleFrames(const VideoRecord& video) {
-  const VideoDataParameter& p = this->layer_param_.video_data_param();
-  vector<int> offsets;
-  if (this->phase_ == TRAIN) {
-    RngSampler rand(static_cast<caffe::rng_t*>(rng_->generator()));
-    offsets = TsnTrainOffsets(video.num_frames, p.num_segments(),
-                              p.new_length(), &rand);
-  } else {
-    offsets = TsnTestOffsets(video.num_frames, p.num_segments(),
-                             p.new_length());
-  }
-  return ClipFrameIndices(offsets, p.new_length(), video.num_frames);
+std::string VideoDataLayer<Dtype>::CheckCropFits(int width,
+                                                 int height) const {
+  const int crop = this->transform_param_.crop_size();
+  if (crop <= width && crop <= height) return "";
+  std::ostringstream s;
+  s << "crop_size " << crop << " is larger than the " << width << "x"
+    << height << " frames (crops are cut from a frame, not stretched; "
+    << "lower crop_size or set new_height/new_width)";
+  return s.str();
 }
 
 template <typename Dtype>
-bool VideoDataLayer<Dtype>::ReadCropped(const VideoRecord& video,
-    FrameKind kind, int frame, bool* first, cv::Rect* box,
-    cv::Size* image_size, cv::Mat* out, float* scale_x, float* scale_y,
-    std::string* error) {
+typename VideoDataLayer<Dtype>::ClipPlan VideoDataLayer<Dtype>::NextClip() {
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  ClipPlan clip;
+  clip.video = lines_[lines_id_];
+  if (++lines_id_ >= static_cast<int>(lines_.size())) {
+    lines_id_ = 0;
+    if (p.shuffle()) ShuffleVideos();
+  }
+  // One draw from the layer's stream per clip; the clip's own draws come
+  // from a generator seeded with it, so no thread count changes them.
+  caffe::rng_t rng((*static_cast<caffe::rng_t*>(rng_->generator()))());
+  vector<int> offsets;
+  if (this->phase_ == TRAIN) {
+    RngSampler rand(&rng);
+    offsets = TsnTrainOffsets(clip.video.num_frames, p.num_segments(),
+                              p.new_length(), &rand);
+  } else {
+    offsets = TsnTestOffsets(clip.video.num_frames, p.num_segments(),
+                             p.new_length());
+  }
+  clip.frames = ClipFrameIndices(offsets, p.new_length(),
+                                 clip.video.num_frames);
+  // Caffe's DataTransformer draws a mirror in any phase when mirror is set.
+  clip.mirror = this->transform_param_.mirror() && rng() % 2;
+  clip.box_seed = rng();
+  return clip;
+}
+
+template <typename Dtype>
+bool VideoDataLayer<Dtype>::ReadCropped(Worker* worker, const ClipPlan& clip,
+    FrameKind kind, int frame, cv::Size* size, cv::Mat* out, float* scale_x,
+    float* scale_y, std::string* error) {
   const VideoDataParameter& p = this->layer_param_.video_data_param();
   const int crop_size = this->transform_param_.crop_size();
-  VideoFrameReader* reader =
-      kind == FRAME_RGB ? reader_.get() : flow_reader_.get();
-  if (!reader->ReadImage(video, kind, frame, &frame_buf_, error)) {
+  const VideoRecord& video = clip.video;
+  VideoFrameReader* reader = kind == FRAME_RGB ? worker->reader.get() :
+                             worker->flow_reader.get();
+  cv::Mat& frame_buf = worker->frame_buf;
+  if (!reader->ReadImage(video, kind, frame, &frame_buf, error)) {
     return false;
   }
-  const cv::Mat* img = &frame_buf_;
+  const cv::Mat* img = &frame_buf;
   const int new_h = p.new_height(), new_w = p.new_width();
-  if (new_h > 0 && (frame_buf_.rows != new_h || frame_buf_.cols != new_w)) {
-    cv::resize(frame_buf_, resized_buf_, cv::Size(new_w, new_h));
-    img = &resized_buf_;
+  if (new_h > 0 && (frame_buf.rows != new_h || frame_buf.cols != new_w)) {
+    cv::resize(frame_buf, worker->resized_buf, cv::Size(new_w, new_h));
+    img = &worker->resized_buf;
   }
-  if (*first) {
-    // One geometry per clip, fixed by its first image.
-    *first = false;
-    *image_size = cv::Size(img->cols, img->rows);
-    CropBox b;
-    if (crop_size == 0) {
-      b.x = b.y = 0;
-      b.w = img->cols;
-      b.h = img->rows;
-    } else if (this->phase_ == TRAIN) {
-      RngSampler rand(static_cast<caffe::rng_t*>(rng_->generator()));
+  const cv::Size image_size(img->cols, img->rows);
+  if (size->width > 0 && image_size != *size) {
+    std::ostringstream s;
+    s << FrameWhere(video, frame, kind) << ": image is " << img->cols << "x"
+      << img->rows << ", expected " << size->width << "x" << size->height
+      << " like the frame's first image (set new_height/new_width)";
+    *error = s.str();
+    return false;
+  }
+  *size = image_size;
+  // The clip's box: a function of its seed and the image size only.
+  CropBox b;
+  if (crop_size == 0) {
+    if (img->cols != out_w_ || img->rows != out_h_) {
+      std::ostringstream s;
+      s << FrameWhere(video, frame, kind) << ": image is " << img->cols
+        << "x" << img->rows << ", expected " << out_w_ << "x" << out_h_
+        << " (set new_height/new_width or crop_size)";
+      *error = s.str();
+      return false;
+    }
+    b.x = b.y = 0;
+    b.w = img->cols;
+    b.h = img->rows;
+  } else {
+    const std::string fits = CheckCropFits(img->cols, img->rows);
+    if (!fits.empty()) {
+      *error = FrameWhere(video, frame, kind) + ": " + fits;
+      return false;
+    }
+    if (this->phase_ == TRAIN) {
+      caffe::rng_t rng(clip.box_seed);
+      RngSampler rand(&rng);
       b = SampleMultiScaleCrop(img->cols, img->rows, crop_size,
                                scale_ratios_, p.max_distort(), p.fix_crop(),
                                p.more_fix_crop(), &rand);
     } else {
       b = CenterCrop(img->cols, img->rows, crop_size);
     }
-    *box = cv::Rect(b.x, b.y, b.w, b.h);
-    if (crop_size == 0 && (img->cols != out_w_ || img->rows != out_h_)) {
-      std::ostringstream s;
-      s << FrameWhere(video, frame, kind) << ": image is " << img->cols << "x"
-        << img->rows << ", expected " << out_w_ << "x" << out_h_
-        << " (set new_height/new_width or crop_size)";
-      *error = s.str();
-      return false;
-    }
-  } else if (img->cols != image_size->width ||
-             img->rows != image_size->height) {
-    std::ostringstream s;
-    s << FrameWhere(video, frame, kind) << ": image is " << img->cols << "x"
-      << img->rows << ", expected " << image_size->width << "x"
-      << image_size->height << " like the clip's first image"
-      << " (set new_height/new_width)";
-    *error = s.str();
-    return false;
   }
-  cv::Mat src = (*img)(*box);
-  if (box->width != out_w_ || box->height != out_h_) {
+  const cv::Rect box(b.x, b.y, b.w, b.h);
+  cv::Mat src = (*img)(box);
+  if (box.width != out_w_ || box.height != out_h_) {
     cv::resize(src, *out, cv::Size(out_w_, out_h_), 0, 0, cv::INTER_LINEAR);
   } else {
     src.copyTo(*out);
   }
-  *scale_x = static_cast<float>(img->cols) / frame_buf_.cols * out_w_ /
-             box->width;
-  *scale_y = static_cast<float>(img->rows) / frame_buf_.rows * out_h_ /
-             box->height;
+  *scale_x = static_cast<float>(img->cols) / frame_buf.cols * out_w_ /
+             box.width;
+  *scale_y = static_cast<float>(img->rows) / frame_buf.rows * out_h_ /
+             box.height;
   return true;
 }
 
 template <typename Dtype>
-bool VideoDataLayer<Dtype>::LoadClip(const VideoRecord& video,
-    const vector<int>& frames, Dtype* out, std::string* error) {
+bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
+    int f, Dtype* dst, FrameResult* result) {
   const TransformationParameter& tp = this->transform_param_;
   const Dtype scale = tp.scale();
-  // Caffe's DataTransformer draws a mirror in any phase when mirror is set.
-  const bool do_mirror = tp.mirror() && Rand(2);
+  const bool do_mirror = clip.mirror;
+  const VideoRecord& video = clip.video;
+  const int frame = clip.frames[f];
   const int plane = out_h_ * out_w_;
   const Dtype mean[3] = {mean_[0], mean_[1], mean_[2]};
   const bool want_rgb = modality_ != VideoDataParameter_Modality_FLOW;
@@ -280,81 +368,95 @@ bool VideoDataLayer<Dtype>::LoadClip(const VideoRecord& video,
   // Quantised flow q -> pixels: q * step - bound.
   const float bound = this->layer_param_.video_data_param().flow_bound();
   const float step = 2 * bound / 255;
-  bool first = true;
-  cv::Rect box;
-  cv::Size image_size;
+  cv::Size* size = &result->size;
+  std::string* error = &result->error;
+  *size = cv::Size(0, 0);
   float sx = 1, sy = 1;
-  for (size_t f = 0; f < frames.size(); ++f) {
-    Dtype* dst = out + f * channels_ * plane;
-    if (want_rgb) {
-      if (!ReadCropped(video, FRAME_RGB, frames[f], &first, &box, &image_size,
-                       &rgb_, &sx, &sy, error)) {
-        return false;
-      }
-      for (int h = 0; h < out_h_; ++h) {
-        const uchar* row = rgb_.ptr<uchar>(h);
-        Dtype* d0 = dst + h * out_w_;
-        Dtype* d1 = d0 + plane;
-        Dtype* d2 = d1 + plane;
+  if (want_rgb) {
+    if (!ReadCropped(worker, clip, FRAME_RGB, frame, size, &worker->rgb,
+                     &sx, &sy, error)) {
+      return false;
+    }
+    const cv::Mat& rgb = worker->rgb;
+    for (int h = 0; h < out_h_; ++h) {
+      const uchar* row = rgb.ptr<uchar>(h);
+      Dtype* d0 = dst + h * out_w_;
+      Dtype* d1 = d0 + plane;
+      Dtype* d2 = d1 + plane;
+      if (do_mirror) {
         for (int w = 0; w < out_w_; ++w) {
-          const uchar* px = row + 3 * (do_mirror ? out_w_ - 1 - w : w);
+          const uchar* px = row + 3 * (out_w_ - 1 - w);
+          d0[w] = (px[0] - mean[0]) * scale;
+          d1[w] = (px[1] - mean[1]) * scale;
+          d2[w] = (px[2] - mean[2]) * scale;
+        }
+      } else {
+        for (int w = 0; w < out_w_; ++w) {
+          const uchar* px = row + 3 * w;
           d0[w] = (px[0] - mean[0]) * scale;
           d1[w] = (px[1] - mean[1]) * scale;
           d2[w] = (px[2] - mean[2]) * scale;
         }
       }
     }
-    if (!want_flow) continue;
-    if (flow_in_pixels) {
-      Dtype* vy = dst + 3 * plane;
-      Dtype* vx = vy + plane;
-      if (frames[f] >= video.num_frames) {
-        // The last frame has no next frame (repeated frames: no motion).
-        caffe_set(2 * plane, Dtype(0), vy);
-        continue;
+  }
+  if (!want_flow) return true;
+  if (flow_in_pixels) {
+    Dtype* vy = dst + 3 * plane;
+    Dtype* vx = vy + plane;
+    if (frame >= video.num_frames) {
+      // The last frame has no next frame (repeated frames: no motion).
+      caffe_set(2 * plane, Dtype(0), vy);
+      return true;
+    }
+    if (!ReadCropped(worker, clip, FRAME_FLOW_X, frame, size,
+                     &worker->flow_x, &sx, &sy, error) ||
+        !ReadCropped(worker, clip, FRAME_FLOW_Y, frame, size,
+                     &worker->flow_y, &sx, &sy, error)) {
+      return false;
+    }
+    const Dtype x_sign = do_mirror ? -1 : 1;
+    const cv::Mat& flow_x = worker->flow_x;
+    const cv::Mat& flow_y = worker->flow_y;
+    for (int h = 0; h < out_h_; ++h) {
+      const uchar* qx = flow_x.ptr<uchar>(h);
+      const uchar* qy = flow_y.ptr<uchar>(h);
+      for (int w = 0; w < out_w_; ++w) {
+        const int src_w = do_mirror ? out_w_ - 1 - w : w;
+        vy[h * out_w_ + w] = (qy[src_w] * step - bound) * sy;
+        vx[h * out_w_ + w] = x_sign * (qx[src_w] * step - bound) * sx;
       }
-      if (!ReadCropped(video, FRAME_FLOW_X, frames[f], &first, &box,
-                       &image_size, &flow_x_, &sx, &sy, error) ||
-          !ReadCropped(video, FRAME_FLOW_Y, frames[f], &first, &box,
-                       &image_size, &flow_y_, &sx, &sy, error)) {
-        return false;
-      }
-      const Dtype x_sign = do_mirror ? -1 : 1;
-      for (int h = 0; h < out_h_; ++h) {
-        const uchar* qx = flow_x_.ptr<uchar>(h);
-        const uchar* qy = flow_y_.ptr<uchar>(h);
-        for (int w = 0; w < out_w_; ++w) {
-          const int src_w = do_mirror ? out_w_ - 1 - w : w;
-          vy[h * out_w_ + w] = (qy[src_w] * step - bound) * sy;
-          vx[h * out_w_ + w] = x_sign * (qx[src_w] * step - bound) * sx;
-        }
-      }
-    } else {
-      // TSN's flow stream: x then y of each pair, 255 - x when mirrored.
-      if (!ReadCropped(video, FRAME_FLOW_X, frames[f], &first, &box,
-                       &image_size, &flow_x_, &sx, &sy, error) ||
-          !ReadCropped(video, FRAME_FLOW_Y, frames[f], &first, &box,
-                       &image_size, &flow_y_, &sx, &sy, error)) {
-        return false;
-      }
-      Dtype* dx = dst;
-      Dtype* dy = dst + plane;
-      for (int h = 0; h < out_h_; ++h) {
-        const uchar* qx = flow_x_.ptr<uchar>(h);
-        const uchar* qy = flow_y_.ptr<uchar>(h);
-        for (int w = 0; w < out_w_; ++w) {
-          const int src_w = do_mirror ? out_w_ - 1 - w : w;
-          const int x = do_mirror ? 255 - qx[src_w] : qx[src_w];
-          dx[h * out_w_ + w] = (x - mean[0]) * scale;
-          dy[h * out_w_ + w] = (qy[src_w] - mean[0]) * scale;
-        }
+    }
+  } else {
+    // TSN's flow stream: x then y of each pair, 255 - x when mirrored.
+    if (!ReadCropped(worker, clip, FRAME_FLOW_X, frame, size,
+                     &worker->flow_x, &sx, &sy, error) ||
+        !ReadCropped(worker, clip, FRAME_FLOW_Y, frame, size,
+                     &worker->flow_y, &sx, &sy, error)) {
+      return false;
+    }
+    Dtype* dx = dst;
+    Dtype* dy = dst + plane;
+    const cv::Mat& flow_x = worker->flow_x;
+    const cv::Mat& flow_y = worker->flow_y;
+    for (int h = 0; h < out_h_; ++h) {
+      const uchar* qx = flow_x.ptr<uchar>(h);
+      const uchar* qy = flow_y.ptr<uchar>(h);
+      for (int w = 0; w < out_w_; ++w) {
+        const int src_w = do_mirror ? out_w_ - 1 - w : w;
+        const int x = do_mirror ? 255 - qx[src_w] : qx[src_w];
+        dx[h * out_w_ + w] = (x - mean[0]) * scale;
+        dy[h * out_w_ + w] = (qy[src_w] - mean[0]) * scale;
       }
     }
   }
   return true;
 }
 
-// This function is called on the prefetch thread.
+// This function is called on the prefetch thread. Clips are drawn here in
+// list order; their frames are decoded by workers_.size() threads, one
+// frame per task; a clip with a bad frame is refused, or (skip_bad_videos)
+// counted and replaced by the next video in the list in another round.
 template <typename Dtype>
 void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
   CPUTimer batch_timer;
@@ -362,29 +464,55 @@ void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
   const VideoDataParameter& p = this->layer_param_.video_data_param();
   const string& name = this->layer_param_.name();
   const int batch_size = p.batch_size();
-  const int clip_count = frames_per_clip_ * channels_ * out_h_ * out_w_;
+  const int frame_count = channels_ * out_h_ * out_w_;
+  const int clip_count = frames_per_clip_ * frame_count;
   Dtype* data = batch->data_.mutable_cpu_data();
   Dtype* label = batch->label_.mutable_cpu_data();
   const int num_lines = lines_.size();
   int bad_in_a_row = 0;
-  reader_->BeginBatch();
-  flow_reader_->BeginBatch();
-  for (int item = 0; item < batch_size; ++item) {
-    for (;;) {
-      const VideoRecord& video = lines_[lines_id_];
-      const vector<int> frames = SampleFrames(video);
-      string error;
-      const bool ok = LoadClip(video, frames, data + item * clip_count,
-                               &error);
-      const int label_value = video.label;
-      if (++lines_id_ >= num_lines) {
-        lines_id_ = 0;
-        if (p.shuffle()) ShuffleVideos();
+  int filled = 0;  // items 0 .. filled-1 hold good clips, in list order
+  vector<ClipPlan> clips;
+  vector<FrameResult> results;
+  while (filled < batch_size) {
+    clips.resize(batch_size - filled);
+    for (size_t c = 0; c < clips.size(); ++c) clips[c] = NextClip();
+    const int tasks = clips.size() * frames_per_clip_;
+    results.assign(tasks, FrameResult());
+    const int threads = std::min<int>(workers_.size(), tasks);
+    Dtype* first = data + filled * clip_count;
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int t = 0; t < tasks; ++t) {
+      const int c = t / frames_per_clip_, f = t % frames_per_clip_;
+      LoadFrame(&workers_[omp_get_thread_num()], clips[c], f,
+                first + c * clip_count + f * frame_count, &results[t]);
+    }
+    for (size_t c = 0; c < clips.size(); ++c) {
+      // The clip's first failure in frame order, or a frame whose size
+      // differs from the clip's first.
+      std::string error;
+      const FrameResult* r = &results[c * frames_per_clip_];
+      for (int f = 0; f < frames_per_clip_ && error.empty(); ++f) {
+        if (!r[f].error.empty()) {
+          error = r[f].error;
+        } else if (r[f].size != r[0].size) {
+          std::ostringstream s;
+          s << FrameWhere(clips[c].video, clips[c].frames[f]) << ": image is "
+            << r[f].size.width << "x" << r[f].size.height << ", expected "
+            << r[0].size.width << "x" << r[0].size.height
+            << " like the clip's first image (set new_height/new_width)";
+          error = s.str();
+        }
       }
-      if (ok) {
-        label[item] = label_value;
+      if (error.empty()) {
+        // Good clips move up over skipped ones: the batch is the next
+        // batch_size good clips in list order, as one thread would make it.
+        Dtype* slot = first + c * clip_count;
+        if (slot != data + filled * clip_count) {
+          caffe_copy(clip_count, slot, data + filled * clip_count);
+        }
+        label[filled++] = clips[c].video.label;
         bad_in_a_row = 0;
-        break;
+        continue;
       }
       CHECK(p.skip_bad_videos()) << "VideoData " << name << ": "
           << p.source() << ":" << error;
@@ -396,8 +524,10 @@ void VideoDataLayer<Dtype>::load_batch(Batch<Dtype>* batch) {
           << " is bad";
     }
   }
-  reader_->EndBatch();
-  flow_reader_->EndBatch();
+  for (size_t t = 0; t < workers_.size(); ++t) {
+    workers_[t].reader->EndBatch();
+    workers_[t].flow_reader->EndBatch();
+  }
   batch_timer.Stop();
   DLOG(INFO) << "Prefetch batch: " << batch_timer.MilliSeconds() << " ms.";
 }

@@ -2,6 +2,7 @@
 #include <boost/filesystem.hpp>
 #include <opencv2/core/core.hpp>
 #include <opencv2/imgcodecs/imgcodecs.hpp>
+#include <opencv2/imgproc/imgproc.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -1191,6 +1192,232 @@ TYPED_TEST(VideoDataLayerTest, TestFlowRootFolderApart) {
   for (int i = 0; i < reference.count(); ++i) {
     ASSERT_EQ(reference.cpu_data()[i], this->blob_top_data_->cpu_data()[i]);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Decode threads, bad input.
+
+// A batch is bit-identical for any decode_threads, FOLDER and LMDB alike:
+// TRAIN with shuffling, multi-scale crops and mirroring (every random draw
+// the layer makes), RGB_FLOW (frames and flow).
+TYPED_TEST(VideoDataLayerTest, TestBatchesSameForAnyThreadCount) {
+  typedef typename TypeParam::Dtype Dtype;
+  const std::string lmdb = this->BuildLMDB(0);
+  for (int backend = 0; backend < 2; ++backend) {
+    std::vector<std::vector<Dtype> > runs;
+    const int threads[] = {1, 2, 3, 7, 0};
+    for (int i = 0; i < 5; ++i) {
+      Caffe::set_random_seed(1234);
+      LayerParameter param = this->Param(TRAIN, 3, 3, 2);
+      VideoDataParameter* p = param.mutable_video_data_param();
+      p->set_modality(VideoDataParameter_Modality_RGB_FLOW);
+      p->set_shuffle(true);
+      p->add_scale_ratios(1);
+      p->add_scale_ratios(.875);
+      p->add_scale_ratios(.75);
+      p->set_decode_threads(threads[i]);
+      if (backend == 1) {
+        p->set_backend(VideoDataParameter_Backend_LMDB);
+        p->set_root_folder(lmdb);
+      }
+      param.mutable_transform_param()->set_mirror(true);
+      VideoDataLayer<Dtype> layer(param);
+      layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+      if (threads[i] > 0) {
+        EXPECT_EQ(threads[i], layer.num_decode_threads());
+      }
+      EXPECT_GE(layer.num_decode_threads(), 1);
+      EXPECT_LE(layer.num_decode_threads(), 8);
+      std::vector<Dtype> run;
+      for (int iter = 0; iter < 4; ++iter) {
+        layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+        const Dtype* d = this->blob_top_data_->cpu_data();
+        run.insert(run.end(), d, d + this->blob_top_data_->count());
+        const Dtype* l = this->blob_top_label_->cpu_data();
+        run.insert(run.end(), l, l + this->blob_top_label_->count());
+      }
+      runs.push_back(run);
+    }
+    for (int i = 1; i < runs.size(); ++i) {
+      ASSERT_EQ(runs[0].size(), runs[i].size());
+      for (int j = 0; j < runs[0].size(); ++j) {
+        ASSERT_EQ(runs[0][j], runs[i][j])
+            << "backend " << backend << ", threads " << threads[i] << ", " << j;
+      }
+    }
+  }
+}
+
+namespace {
+
+// A JPEG whose entropy-coded data (after the SOS header) is overwritten in
+// its middle half with pseudo-random bytes (never 0xFF, so no marker).
+std::string ScrambleEntropy(const std::string& jpeg, unsigned int seed) {
+  const size_t sos = jpeg.find("\xFF\xDA");
+  CHECK_NE(std::string::npos, sos);
+  const size_t start = sos + 2 + ((static_cast<unsigned char>(jpeg[sos + 2])
+                                   << 8) | static_cast<unsigned char>(jpeg[sos + 3]));
+  const size_t end = jpeg.size() - 2;  // before EOI
+  std::string out = jpeg;
+  MtSampler rand(seed);
+  for (size_t i = start + (end - start) / 4; i < start + 3 * (end - start) / 4;
+       ++i) {
+    out[i] = static_cast<char>(rand(255));
+  }
+  return out;
+}
+
+}  // namespace
+
+// libjpeg only warns on truncated files and corrupt entropy data (and
+// cv::imdecode then returns an image with grey or garbled blocks): both are
+// failed decodes, and a failed decode never leaves the previous frame.
+TEST(VideoFramesTest, CorruptJpegsAreFailedDecodes) {
+  cv::Mat big(96, 128, CV_8UC3);
+  cv::randu(big, cv::Scalar::all(0), cv::Scalar::all(255));
+  std::vector<uchar> encoded;
+  ASSERT_TRUE(cv::imencode(".jpg", big, encoded));
+  const std::string jpeg(encoded.begin(), encoded.end());
+  cv::Mat image;
+  ASSERT_TRUE(DecodeFrameBytes(jpeg.data(), jpeg.size(), &image));
+  // The same pixels as cv::imdecode.
+  cv::Mat reference = cv::imdecode(encoded, cv::IMREAD_COLOR);
+  ASSERT_EQ(0, cv::norm(image, reference, cv::NORM_INF));
+  cv::Mat grey;
+  ASSERT_TRUE(DecodeFrameBytes(jpeg.data(), jpeg.size(), &grey, true));
+  ASSERT_EQ(0, cv::norm(grey, cv::imdecode(encoded, cv::IMREAD_GRAYSCALE),
+                        cv::NORM_INF));
+
+  const std::string truncated = jpeg.substr(0, jpeg.size() * 2 / 3);
+  const std::string scrambled = ScrambleEntropy(jpeg, 7);
+  const std::string cases[] = {truncated, scrambled,
+                               std::string("not an image at all"),
+                               jpeg.substr(0, 2) + "junk"};
+  for (int i = 0; i < 4; ++i) {
+    // cv::imdecode hides the first two: it returns an image.
+    const cv::Mat buf(1, cases[i].size(), CV_8UC1,
+                      const_cast<char*>(cases[i].data()));
+    if (i < 2) {
+      EXPECT_FALSE(cv::imdecode(buf, cv::IMREAD_COLOR).empty()) << i;
+    }
+    cv::Mat previous = reference.clone();
+    EXPECT_FALSE(DecodeFrameBytes(cases[i].data(), cases[i].size(),
+                                  &previous)) << i;
+    EXPECT_TRUE(previous.empty()) << i;  // not the previous frame
+    cv::Mat previous_grey = grey.clone();
+    EXPECT_FALSE(DecodeFrameBytes(cases[i].data(), cases[i].size(),
+                                  &previous_grey, true)) << i;
+    EXPECT_TRUE(previous_grey.empty()) << i;
+  }
+}
+
+// A frame that does not decode (scrambled or not an image, in a folder or
+// an LMDB) is refused naming list line, video and frame, or skipped and
+// counted: never replaced by the frame decoded before it.
+TYPED_TEST(VideoDataLayerTest, TestCorruptFrameRefusedOnBothBackends) {
+  typedef typename TypeParam::Dtype Dtype;
+  // v_1 has 20 frames; TEST, 3 segments: frames 4, 11, 17. Frame 11 is
+  // not an image, frame 17 a JPEG with scrambled entropy data.
+  const std::string id = this->VideoId(1);
+  WriteAll(this->FramePath(id, 11), "GIF89a not really");
+  std::vector<uchar> encoded;
+  cv::Mat noisy(kH, kW, CV_8UC3);
+  cv::randu(noisy, cv::Scalar::all(0), cv::Scalar::all(255));
+  ASSERT_TRUE(cv::imencode(".jpg", noisy, encoded));
+  WriteAll(this->FramePath(id, 17),
+           ScrambleEntropy(std::string(encoded.begin(), encoded.end()), 3));
+  const std::string lmdb = this->BuildLMDB(0);
+  for (int backend = 0; backend < 2; ++backend) {
+    LayerParameter param = this->Param(TEST, 3, 3, 1);
+    if (backend == 1) {
+      param.mutable_video_data_param()->set_backend(
+          VideoDataParameter_Backend_LMDB);
+      param.mutable_video_data_param()->set_root_folder(lmdb);
+    }
+    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+    EXPECT_DEATH({
+      VideoDataLayer<Dtype> bad(param);
+      bad.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+      bad.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    }, "list.txt:line 2: video 'v_1' frame 11: cannot decode");
+    // Only frame 17 bad: still refused (libjpeg's warning is an error).
+    if (backend == 0) {
+      std::vector<uchar> good;
+      ASSERT_TRUE(cv::imencode(".jpg", FrameImage(1, 11), good));
+      WriteAll(this->FramePath(id, 11), std::string(good.begin(), good.end()));
+      EXPECT_DEATH({
+        VideoDataLayer<Dtype> bad(param);
+        bad.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+        bad.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+      }, "line 2: video 'v_1' frame 17: cannot decode");
+    }
+    // skip_bad_videos: v_1 is skipped and counted; its slot gets v_2.
+    param.mutable_video_data_param()->set_skip_bad_videos(true);
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    EXPECT_EQ(1, layer.num_skipped());
+    const int labels[] = {0, 2, 0};
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(labels[i], this->blob_top_label_->cpu_data()[i]);
+      for (int k = 0; k < 3; ++k) EXPECT_EQ(labels[i], this->VideoOf(3 * i + k));
+    }
+  }
+}
+
+TYPED_TEST(VideoDataLayerTest, TestLabelBeyondNumClassesDies) {
+  LayerParameter param = this->Param(TEST, 1, 3, 1);
+  param.set_name("data");
+  param.mutable_video_data_param()->set_num_classes(3);
+  {
+    typedef typename TypeParam::Dtype Dtype;
+    VideoDataLayer<Dtype> layer(param);  // labels 0, 1, 2: fine
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  }
+  param.mutable_video_data_param()->set_num_classes(2);
+  this->ExpectSetUpDies(param, "VideoData data: .*list.txt:line 3: video "
+                        "'v_2': label 2 is not below num_classes 2");
+}
+
+TYPED_TEST(VideoDataLayerTest, TestCropLargerThanFrameDies) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter param = this->Param(TRAIN, 1, 3, 1);
+  param.set_name("data");
+  // Frames are 48x32.
+  param.mutable_transform_param()->set_crop_size(40);
+  this->ExpectSetUpDies(param, "VideoData data: crop_size 40 is larger than "
+                        "the 48x32 frames .*line 1: video 'v_0'");
+  param.mutable_video_data_param()->set_new_height(30);
+  param.mutable_video_data_param()->set_new_width(60);
+  this->ExpectSetUpDies(param, "VideoData data: crop_size 40 is larger than "
+                        "the 60x30 frames");
+  // A later video with smaller frames: refused at its first batch.
+  param = this->Param(TEST, 3, 3, 1);
+  param.set_name("data");
+  param.mutable_transform_param()->set_crop_size(30);
+  boost::filesystem::remove_all(this->root_ + "/" + this->VideoId(2));
+  boost::filesystem::create_directories(this->root_ + "/" + this->VideoId(2));
+  for (int i = 1; i <= this->num_frames_[2]; ++i) {
+    cv::Mat small;
+    cv::resize(FrameImage(2, i), small, cv::Size(40, 28));
+    ASSERT_TRUE(cv::imwrite(this->FramePath(this->VideoId(2), i), small));
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH({
+    VideoDataLayer<Dtype> layer(param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  }, "video 'v_2' frame [0-9]+: crop_size 30 is larger than the 40x28");
+}
+
+TYPED_TEST(VideoDataLayerTest, TestSegmentCountsNamed) {
+  LayerParameter param = this->Param(TEST, 1, 0, 1);
+  param.set_name("data");
+  this->ExpectSetUpDies(param, "VideoData data: num_segments must be at "
+                        "least 1 .*got 0");
+  param.mutable_video_data_param()->set_num_segments(100000000);
+  this->ExpectSetUpDies(param, "VideoData data: the data top would hold "
+                        "172800000000 values .*num_segments 100000000");
 }
 
 }  // namespace caffe

@@ -1,6 +1,7 @@
 #ifdef USE_OPENCV
 #include "caffe/util/video_frames.hpp"
 
+#include <setjmp.h>
 #include <sys/stat.h>
 
 #include <opencv2/imgcodecs/imgcodecs.hpp>
@@ -14,6 +15,10 @@
 
 #include "caffe/common.hpp"
 #include "caffe/proto/caffe.pb.h"
+
+// libjpeg(-turbo) directly, for its warnings (module comment of
+// DecodeFrameBytes); jpeglib.h needs stdio's FILE and size_t first.
+#include <jpeglib.h>
 
 #ifdef USE_LMDB
 #include <boost/thread/mutex.hpp>
@@ -348,18 +353,72 @@ VideoFrameReader* NewLMDBFrameReader(const std::string& path,
 #endif
 }
 
+namespace {
+
+// libjpeg error manager for DecodeJpeg: errors and warnings (libjpeg's
+// "corrupt data" messages: truncated file, bad Huffman codes, extraneous
+// bytes) both end the decode through longjmp.
+struct StrictJpegErrors {
+  jpeg_error_mgr mgr;
+  jmp_buf jump;
+};
+
+void JpegFail(j_common_ptr cinfo) {
+  longjmp(reinterpret_cast<StrictJpegErrors*>(cinfo->err)->jump, 1);
+}
+
+void JpegMessage(j_common_ptr cinfo, int level) {
+  if (level < 0) JpegFail(cinfo);  // a warning: the data are corrupt
+}
+
+// 0: decoded; 1: corrupt; -1: a JPEG this path leaves to OpenCV (CMYK).
+int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
+               bool grey) {
+  jpeg_decompress_struct cinfo;
+  StrictJpegErrors err;
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = JpegFail;
+  err.mgr.emit_message = JpegMessage;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    image->release();
+    return 1;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, const_cast<unsigned char*>(data),
+               static_cast<unsigned long>(size));  // NOLINT(runtime/int)
+  jpeg_read_header(&cinfo, TRUE);
+  if (cinfo.jpeg_color_space == JCS_CMYK ||
+      cinfo.jpeg_color_space == JCS_YCCK) {
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  // BGR straight from libjpeg-turbo (no conversion copy); the other
+  // settings are libjpeg's defaults, as in cv::imdecode.
+  cinfo.out_color_space = grey ? JCS_GRAYSCALE : JCS_EXT_BGR;
+  jpeg_start_decompress(&cinfo);
+  image->create(cinfo.output_height, cinfo.output_width,
+                grey ? CV_8UC1 : CV_8UC3);
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = image->ptr<unsigned char>(cinfo.output_scanline);
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);  // reads to EOI: truncation warns here
+  jpeg_destroy_decompress(&cinfo);
+  return 0;
+}
+
+}  // namespace
+
 bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
                       bool grey) {
   const unsigned char* b = reinterpret_cast<const unsigned char*>(data);
   if (size >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
-    // JPEG: require the end-of-image marker near the end (some writers pad).
-    bool eoi = false;
-    const size_t tail = std::min<size_t>(size, 64);
-    for (size_t i = size - tail; i + 1 < size && !eoi; ++i) {
-      eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
-    }
-    if (!eoi) return false;
+    const int rc = DecodeJpeg(b, size, image, grey);
+    if (rc >= 0) return rc == 0;
   }
+  // Never leave the previous image in *image: imdecode keeps it on failure.
+  image->release();
   if (size == 0) return false;
   const cv::Mat buf(1, static_cast<int>(size), CV_8UC1,
                     const_cast<unsigned char*>(b));
