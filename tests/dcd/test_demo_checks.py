@@ -193,3 +193,15 @@ def test_displacement_errors_of_no_motion(fake_net):
     assert e["object_epe"] == pytest.approx(2.0)
     assert e["object_along"] == pytest.approx(0.0)
     assert e["background_v"] == pytest.approx(0.0)
+
+
+def test_each_seed_has_its_own_data_directory(tmp_path):
+    assert demo.DemoConfig(root=tmp_path).data == tmp_path / "data" / "synthetic"
+    assert demo.DemoConfig(root=tmp_path, seed=3).data == tmp_path / "data" / "synthetic_seed3"
+
+
+def test_demo_tool_refuses_a_repeated_seed(capsys):
+    from dcd.paths import load_tool
+    with pytest.raises(SystemExit) as exit_:
+        load_tool("demo").main(["--seeds", "1", "1"])
+    assert exit_.value.code == 2 and "each seed once" in capsys.readouterr().err
