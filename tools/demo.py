@@ -9,7 +9,7 @@ and prints a Table-6-style comparison with its expectations marked held or
 not held, plus a Figure-5 panel and a report. A rerun reuses finished steps.
 
 --seeds 0 1 2 runs the whole demo once per seed (data set, fillers, data
-order; seed k > 0 under data/synthetic_seed<k>) and prints each
+order; seed k > 0 under data/demo_seed<k>/) and prints each
 expectation's worst and mean value across the seeds.
 """
 import argparse

@@ -35,7 +35,7 @@ LONGEST_FIRST = ("static", "full")  # about 125 CPU seconds each; the others 15-
 
 @dataclass
 class DemoConfig:
-    root: Path = REPO_ROOT          # holds data/synthetic/ and snapshots/; caffe runs here
+    root: Path = None               # holds data/synthetic/; caffe runs here (None: by seed)
     per_class: tuple = (48, 8, 16)  # train, val, test clips per class
     iterations: int = None          # None: the committed solvers' max_iter
     num_snippets: int = 8           # TSN test protocol, centre crop, on 16-frame clips
@@ -44,12 +44,17 @@ class DemoConfig:
     nets: tuple = NETS
     jobs: int = 2                   # caffe runs (and scoring workers) at once
 
+    def __post_init__(self):
+        # The stages reuse what a directory holds, so seeds must not share
+        # one; the committed nets read data/synthetic/ under the directory
+        # caffe runs in (root), so another seed gets a root of its own.
+        if self.root is None:
+            self.root = REPO_ROOT if self.seed == 0 else \
+                REPO_ROOT / "data" / f"demo_seed{self.seed}"
+
     @property
     def data(self):
-        """data/synthetic for seed 0, data/synthetic_seed<k> for another: the
-        stages reuse what a directory holds, so seeds must not share one."""
-        name = "synthetic" if self.seed == 0 else f"synthetic_seed{self.seed}"
-        return Path(self.root) / "data" / name
+        return Path(self.root) / "data" / "synthetic"
 
 
 @dataclass

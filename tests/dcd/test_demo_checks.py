@@ -196,8 +196,12 @@ def test_displacement_errors_of_no_motion(fake_net):
 
 
 def test_each_seed_has_its_own_data_directory(tmp_path):
-    assert demo.DemoConfig(root=tmp_path).data == tmp_path / "data" / "synthetic"
-    assert demo.DemoConfig(root=tmp_path, seed=3).data == tmp_path / "data" / "synthetic_seed3"
+    from dcd.paths import REPO_ROOT
+    assert demo.DemoConfig().data == REPO_ROOT / "data" / "synthetic"
+    # the nets read data/synthetic/ under the directory caffe runs in
+    assert demo.DemoConfig(seed=3).root == REPO_ROOT / "data" / "demo_seed3"
+    assert demo.DemoConfig(seed=3).data == REPO_ROOT / "data" / "demo_seed3" / "data" / "synthetic"
+    assert demo.DemoConfig(root=tmp_path, seed=3).data == tmp_path / "data" / "synthetic"
 
 
 def test_demo_tool_refuses_a_repeated_seed(capsys):
