@@ -92,3 +92,10 @@ def test_default_nets_prefer_the_224_maps(tmp_path):
     assert names == ["static_deploy.prototxt", "motion_224_deploy.prototxt",
                      "appchange_deploy.prototxt", "full_deploy.prototxt"]
     assert benchmark.column("motion_224") == "Motion" and benchmark.column("x") == "x"
+
+
+def test_table3_times_the_committed_motion_nets():
+    """Table 3's FPS column: 112x112 (motion) and 224x224 (motion_224) maps."""
+    from dcd.scoring.benchmark import TABLE3_NETS
+    assert [p.name for p in TABLE3_NETS] == ["motion_deploy.prototxt", "motion_224_deploy.prototxt"]
+    assert all(p.is_file() for p in TABLE3_NETS)
