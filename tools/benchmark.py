@@ -4,6 +4,8 @@ ms/frame and FPS at batch 1 (the deploy net as written) and batched (the
 deploy input's first dimension times B), on CPU or GPU, with the
 displacement-map part (all layers up to the first SoftDisplacement layer,
 or --disp-layer) shown separately, beside the paper's TITAN X figures.
+--table 3 times the motion nets with 112x112 and 224x224 displacement maps
+for Table 3's FPS column (190 and 53 FPS for the maps on a TITAN X).
 Weights are random unless given: runtime does not depend on them."""
 import argparse
 import json
@@ -16,10 +18,14 @@ from dcd.cli import tool_main  # noqa: E402
 
 @tool_main("benchmark")
 def main(argv=None):
-    from dcd.scoring.benchmark import DEFAULT_NETS, format_pycaffe, format_table
+    from dcd.scoring.benchmark import DEFAULT_NETS, TABLE3_NETS, format_pycaffe, format_table
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nets", nargs="+", default=[str(n) for n in DEFAULT_NETS],
+    p.add_argument("--table", type=int, choices=(3, 9), default=9,
+                   help="default nets: Table 9's branches, or Table 3's motion nets at 112x112 "
+                        "and 224x224 displacement maps (its FPS column: the displacement-map "
+                        "part's FPS); default %(default)s")
+    p.add_argument("--nets", nargs="+", default=None,
                    help="deploy prototxts; named by stem: static, motion, appchange, full "
                         "(and their _224 versions) map to the paper's columns (default: "
                         "models/ucf101/{static,motion,appchange,full}[_224]_deploy.prototxt, "
@@ -48,6 +54,8 @@ def main(argv=None):
                                   "ms/frame and FPS; for tools/report.py)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.nets is None:
+        args.nets = [str(n) for n in (TABLE3_NETS if args.table == 3 else DEFAULT_NETS)]
 
     if args.weights and len(args.weights) != len(args.nets):
         p.error("--weights needs one caffemodel per net")

@@ -8,7 +8,18 @@ the layer. Then train with the UCF101 solver of that net:
 
   tools/transfer_weights.py snapshots/kinetics_full_iter_110000.caffemodel --net full
   caffe train --solver=models/ucf101/full_solver.prototxt \\
-      --weights=snapshots/init/ucf101_full_from_kinetics.caffemodel"""
+      --weights=snapshots/init/ucf101_full_from_kinetics.caffemodel
+
+Several snapshots: the joint net from its branches trained apart on the same
+data set (Tables 7 and 8, "Ours", the fine-tuned reading). Each layer,
+classifiers included, comes from the first snapshot that has it (the shared
+conv1 from the first), then a short fine-tune:
+
+  tools/transfer_weights.py snapshots/ucf101_static_split1_iter_4500.caffemodel \\
+      snapshots/ucf101_motion_split1_iter_18000.caffemodel \\
+      snapshots/ucf101_appchange_split1_iter_18000.caffemodel --net full_finetune
+  caffe train --solver=models/ucf101/full_finetune_solver.prototxt \\
+      --weights=snapshots/init/ucf101_full_finetune_from_branches.caffemodel"""
 import argparse
 import os
 import sys
@@ -22,23 +33,30 @@ from dcd.cli import tool_main  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("snapshot", type=Path, help="caffemodel of the net trained on Kinetics")
+    parser.add_argument("snapshot", type=Path, nargs="+",
+                        help="caffemodel of the net trained on Kinetics, or several: the "
+                             "joint net's branches trained on the target data set")
     parser.add_argument("--net", default="full", help="net name (default: %(default)s)")
     parser.add_argument("--dataset", default="ucf101", choices=("ucf101", "kinetics", "synthetic"),
                         help="target data set (default: %(default)s)")
     parser.add_argument("--out", type=Path,
                         help="output caffemodel (default: snapshots/init/<dataset>_<net>"
-                             "_from_kinetics.caffemodel)")
+                             "_from_kinetics.caffemodel, or _from_branches with several)")
     args = parser.parse_args(argv)
     from dcd.nets.dcd import get_config
-    from dcd.nets.init_weights import transfer_weights
+    from dcd.nets.init_weights import compose_weights, transfer_weights
     try:
         get_config(args.dataset, args.net)
     except KeyError as err:
         parser.error(str(err.args[0]))
-    out = args.out or Path("snapshots/init") / f"{args.dataset}_{args.net}_from_kinetics.caffemodel"
+    several = len(args.snapshot) > 1
+    origin = "branches" if several else "kinetics"
+    out = args.out or Path("snapshots/init") / f"{args.dataset}_{args.net}_from_{origin}.caffemodel"
     try:
-        report = transfer_weights(args.snapshot, args.dataset, args.net, out)
+        if several:
+            report = compose_weights(args.snapshot, args.dataset, args.net, out)
+        else:
+            report = transfer_weights(args.snapshot[0], args.dataset, args.net, out)
     except (FileNotFoundError, ValueError) as err:  # NetMismatchError, not a caffemodel
         print(f"error: {err}", file=sys.stderr)
         return 1

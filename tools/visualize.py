@@ -26,7 +26,9 @@ def main(argv=None):
                    help="downsampling of the frames for the numpy cost volume (default 4)")
     p.add_argument("--max-displacement", type=int, default=4,
                    help="cost-volume half window, in downsampled pixels (default 4)")
-    p.add_argument("--temperature", type=float, default=0.05)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="soft-argmax temperature of the numpy cost volume (default: the "
+                        "nets', dcd.nets.dcd.TEMPERATURE = 0.02)")
     p.add_argument("--net", help="deploy prototxt: take the displacement map from it")
     p.add_argument("--weights", help="caffemodel for --net")
     p.add_argument("--layer", help="displacement blob/layer name in --net")

@@ -11,14 +11,18 @@ RECIPES_END = "<!-- recipes:end -->"
 
 def row_recipes(table):
     """[(row, column or None, recipe)] of a table; a per-column 'reproduce'
-    (Table 5's w/o and w/ TSN) gives one entry per column."""
+    (Table 5's w/o and w/ TSN) gives one entry per column, and each other
+    reading of a row ('also', tagged by 'reading') an entry after its own."""
     out = []
     for row in table["rows"]:
         rec = row["reproduce"]
         if any(k in table["values"] for k in rec):
-            out += [(row, column, rec[column]) for column in rec]
+            entries = [(row, column, rec[column]) for column in rec]
         else:
-            out.append((row, None, rec))
+            entries = [(row, None, rec)]
+        for row_, column, recipe in entries:
+            out.append((row_, column, recipe))
+            out += [(row_, column, other) for other in recipe.get("also", ())]
     return out
 
 
@@ -43,7 +47,8 @@ def fusion_command(table, row, column, recipe, split=1):
     files = " ".join(score_file(dataset, n, split, recipe.get("init")) for n in recipe["scores"])
     weights = recipe.get("weights") or [1] * len(recipe["scores"])
     key = paper_key(table, row, column)
-    out = "results/" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + \
+    reading = f"_{recipe['reading']}" if recipe.get("reading") else ""
+    out = "results/" + re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_") + reading + \
         (f"_split{split}" if recipe.get("splits") else "") + ".json"
     parts = ["tools/eval_scores.py", files]
     if len(weights) > 1:
@@ -57,7 +62,7 @@ def describe(recipe):
     if "other" in recipe:
         return f"not ours: {recipe['other']}"
     if "benchmark" in recipe:
-        return f"`{recipe['benchmark']}`"
+        return f"`{recipe['benchmark']}`" + (f"; {recipe['note']}" if recipe.get("note") else "")
     weights = recipe.get("weights") or [1] * len(recipe["scores"])
     nets = " + ".join(f"`{n}`" for n in recipe["scores"])
     text = nets if len(weights) == 1 else f"{nets} ({' : '.join(f'{w:g}' for w in weights)})"
@@ -65,6 +70,11 @@ def describe(recipe):
         text += ", splits " + ", ".join(map(str, recipe["splits"])) + " averaged"
     if recipe.get("init") == "kinetics":
         text += ", initialised from the Kinetics net"
+    elif recipe.get("init") == "branches":
+        text += (", initialised from the trained `static`, `motion` and `appchange` nets "
+                 "(`tools/transfer_weights.py` with the three snapshots)")
+    if recipe.get("reading"):
+        text = f"other reading ({recipe['reading']}): {text}"
     if recipe.get("note"):
         text += f"; {recipe['note']}"
     return text
@@ -99,7 +109,7 @@ def recipes_markdown(tables=None):
             if "scores" in recipe:
                 cmd = f"`{fusion_command(table, row, column, recipe)}`"
             elif "benchmark" in recipe:
-                cmd = "`tools/benchmark.py --json results/benchmark.json`"
+                cmd = f"`{recipe.get('command', 'tools/benchmark.py --json results/benchmark.json')}`"
             else:
                 cmd = "-"
             lines.append(f"| {label} | {_paper_value(table, row, column)} | {describe(recipe)} "

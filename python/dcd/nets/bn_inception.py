@@ -108,12 +108,14 @@ def _inception(n, bottom, shape, spec, prefix, frozen):
     return n[p + "output"], Shape(shape.channels + c3 + cd, size)
 
 
-def trunk(n, bottom, shape, prefix="", frozen_bn=True, frames=1, temporal="none"):
+def trunk(n, bottom, shape, prefix="", frozen_bn=True, frames=1, temporal="none",
+          kernels=None):
     """pool1/3x3_s2 ... global_pool on (N*frames) x C x H x W features.
 
     temporal: "gradual" (max over time after pool2, 3c and 4e, see
     gradual_kernels; frames a power of 2), "late" (max over all frames after global_pool) or "none" (frames
-    stay separate). Returns (top, frames left per clip); the top is
+    stay separate). `kernels` ({position: temporal kernel}) replaces
+    gradual_kernels' positions for "gradual". Returns (top, frames left per clip); the top is
     (N*frames_left) x 1024 x 1 x 1, or N x 1 x 1 x 1024 for "late"."""
     p = prefix
     n[p + "pool1/3x3_s2"] = max_pool(bottom, 3, 2)
@@ -124,7 +126,10 @@ def trunk(n, bottom, shape, prefix="", frozen_bn=True, frames=1, temporal="none"
     n[p + "pool2/3x3_s2"] = max_pool(x, 3, 2)
     x, shape = n[p + "pool2/3x3_s2"], Shape(192, out_size(shape.size, 3, 2, 0, True))
 
-    kernels = gradual_kernels(frames) if temporal == "gradual" else {}
+    if temporal != "gradual":
+        kernels = {}
+    elif kernels is None:
+        kernels = gradual_kernels(frames)
 
     def maybe_pool(x, after, frames):
         if after in kernels:

@@ -80,13 +80,24 @@ class NetConfig:
     appchange_input: AppchangeInput = AppchangeInput.WARPED
     batch_size: int = 8      # clips per GPU per iteration (solver iter_size makes 256)
     segments: int = None     # TSN segments in training; None: the data set's (1: w/o TSN)
-    static_lr_mult: float = 1.0  # the static branch's rate relative to base_lr (joint nets)
+    # The static branch's rate relative to base_lr in a joint net; None: the
+    # data set's (Dataset.static_lr_mult: its paper rates' ratio).
+    static_lr_mult: float = None
+    # Joint nets: one SoftmaxWithLoss per branch in training (each branch's
+    # gradient is what it gets alone), the scores averaged for accuracy and
+    # in deploy; False: the averaged scores into one loss (each branch then
+    # gets a third of its gradient).
+    branch_losses: bool = True
     # The cost volume (and the warped difference) on conv1's features before
     # its ReLU; the static trunk always reads them after it.
     match_before_relu: bool = MATCH_BEFORE_RELU
     temperature: float = TEMPERATURE
     learn_temperature: bool = False  # tau a parameter of motion/displacement
     frozen_stem: bool = False  # conv1 (+ BN, Scale) not learned: taken from another net
+    # Gradual pooling at other positions: ((layer, temporal kernel), ...);
+    # None: bn_inception.gradual_kernels (after pool2, 3c and 4e).
+    temporal_kernels: tuple = None
+    schedule: str = None  # a Dataset.schedules key; None: chosen by branches
     description: str = ""
 
     def __post_init__(self):
@@ -112,6 +123,13 @@ class NetConfig:
             raise ValueError(f"{where}: temperature must be > 0, got {self.temperature}")
         if self.learn_temperature and self.method != Method.SOFT:
             raise ValueError(f"{where}: learn_temperature needs method SOFT")
+        if self.temporal_kernels is not None:
+            product = 1
+            for _, k in self.temporal_kernels:
+                product *= k
+            if self.temporal != Temporal.GRADUAL or product != self.frames:
+                raise ValueError(f"{where}: temporal_kernels need gradual pooling and must "
+                                 f"pool {self.frames} frames to 1, got {self.temporal_kernels}")
         if self.segments is not None and self.segments < 1:
             raise ValueError(f"{where}: segments must be >= 1, got {self.segments}")
         if Branch.FLOW in self.branches and len(self.branches) > 1:
@@ -152,7 +170,8 @@ class NetConfig:
 
     @property
     def stacked_rgbdiff(self):
-        """The appearance-change branch alone on TSN's stacked RGB differences."""
+        """The appearance-change branch alone on TSN's RGB differences (stacked
+        when frames > 2)."""
         return self.branches == (Branch.APPCHANGE,) and \
             self.appchange_input == AppchangeInput.RGBDIFF
 
@@ -164,6 +183,7 @@ class Schedule:
     max_iter: int
     stepsize: int = 0          # lr_policy "step" when set
     stepvalue: tuple = ()      # lr_policy "multistep" when set
+    effective_batch: int = None  # clips per update; None: the data set's
 
     @property
     def lr_policy(self):
@@ -177,7 +197,7 @@ class Dataset:
     classes: int
     partial_bn: bool
     val_videos: tuple  # per split, for test_iter; None: spot check
-    schedules: dict    # "static" (static-only nets) and "default" -> Schedule
+    schedules: dict    # "static" (static-only nets), "default", "flow", "finetune" -> Schedule
     backbone: object = bn_inception  # a module with stem() and trunk()
     crop: int = 224
     segments: int = SEGMENTS
@@ -190,13 +210,31 @@ class Dataset:
     split_in_tag: bool = False  # snapshot names carry the split (UCF101's three splits)
 
     def schedule(self, cfg):
-        """The static-only and flow nets' schedules where the data set has
-        them (UCF101), else the default."""
+        """The net's own schedule (cfg.schedule), else the static-only and
+        flow nets' where the data set has them (UCF101), else the default."""
         if cfg.static_only and "static" in self.schedules:
             return self.schedules["static"]
         if cfg.branches == (Branch.FLOW,) and "flow" in self.schedules:
             return self.schedules["flow"]
+        if cfg.schedule is not None:
+            if cfg.schedule not in self.schedules:
+                raise ValueError(f"net {cfg.name!r}: data set {self.name} has no schedule "
+                                 f"{cfg.schedule!r}; have {sorted(self.schedules)}")
+            return self.schedules[cfg.schedule]
         return self.schedules["default"]
+
+    def static_lr_mult(self, cfg):
+        """The static branch's lr_mult in a joint net: cfg's, else the
+        data set's static rate over its default rate (UCF101: 0.001 / 0.005
+        = 0.2, Sec. 4.1; Kinetics has one rate, 0.01: 1). A net of one
+        branch runs that branch's own schedule: 1."""
+        if len(cfg.branches) == 1:
+            return 1.0
+        if cfg.static_lr_mult is not None:
+            return cfg.static_lr_mult
+        if "static" not in self.schedules:
+            return 1.0
+        return self.schedules["static"].base_lr / self.schedules["default"].base_lr
 
 
 UCF101 = Dataset(
@@ -205,7 +243,10 @@ UCF101 = Dataset(
     # motion / appearance-change one (docs/ASSUMPTIONS.md).
     schedules={"static": Schedule(0.001, 4500, stepsize=1500),
                "default": Schedule(0.005, 18000, stepvalue=(10000, 16000)),
-               "flow": Schedule(0.005, 20000, stepvalue=(12000, 18000))},  # TSN's flow stream
+               # TSN's flow stream as released now (docs/ASSUMPTIONS.md, "The optical-flow stream")
+               "flow": Schedule(0.005, 18000, stepvalue=(10000, 16000), effective_batch=128),
+               # full_finetune: the joint net from the three trained branches
+               "finetune": Schedule(0.001, 4500, stepsize=1500)},
     test_interval=500, snapshot=500, split_in_tag=True)
 KINETICS = Dataset("kinetics", 400, False, None,
                    schedules={"default": Schedule(0.01, 110000, stepsize=40000)},
@@ -225,8 +266,12 @@ DATASETS = {"ucf101": UCF101, "kinetics": KINETICS, "synthetic": SYNTHETIC}
 _STATIC = dict(branches=("static",), frames=8, batch_size=4)
 _MOTION = dict(branches=("motion",), frames=2, batch_size=8)
 _APP = dict(branches=("appchange",), frames=2, batch_size=8)
-_FULL = dict(branches=("static", "motion", "appchange"), frames=8, batch_size=2,
-             static_lr_mult=0.2)
+_FULL = dict(branches=("static", "motion", "appchange"), frames=8, batch_size=2)
+# Table 2 at 16 frames with window 2 at every position ("small window sizes
+# at multiple positions", Sec. 4.2): a fourth position, inception_4c, in the
+# middle of the longest stage.
+WINDOW2_AT_FOUR = (("pool2/3x3_s2", 2), ("inception_3c/output", 2), ("inception_4c/output", 2),
+                   ("inception_4e/output", 2))
 _AT_224 = dict(stem_stride=1, max_displacement=6)  # displacement maps at 224x224 (Table 9)
 # TSN's RGB-difference input: 5 frames per segment, their 4 differences stacked.
 RGBDIFF_FRAMES = 5
@@ -244,6 +289,9 @@ NETS = {
                   description="4 frames, gradual 3D pooling (after 3c and 4e)"),
         NetConfig("static_16frames", branches=("static",), frames=16, batch_size=2,
                   description="16 frames, gradual 3D pooling (4 after pool2, 2 after 3c and 4e)"),
+        NetConfig("static_16frames_w2", branches=("static",), frames=16, batch_size=2,
+                  temporal_kernels=WINDOW2_AT_FOUR, description="16 frames, gradual 3D "
+                  "pooling by 2 after pool2, 3c, 4c and 4e"),
         NetConfig("static_notsn", segments=1, description="8 frames, gradual 3D pooling, "
                   "trained on one snippet per video (w/o TSN)", **_STATIC),
         NetConfig("motion", description="displacement map 112x112 (conv1 stride 2), soft",
@@ -264,7 +312,20 @@ NETS = {
         NetConfig("appchange_rgbdiff", branches=("appchange",), frames=RGBDIFF_FRAMES,
                   appchange_input="rgbdiff", batch_size=8,
                   description="TSN's RGB difference: 4 differences of 5 frames stacked, no warping"),
-        NetConfig("full", description="shared conv1, three branches, scores averaged", **_FULL),
+        NetConfig("appchange_rgbdiff_1pair", branches=("appchange",), frames=2,
+                  appchange_input="rgbdiff", batch_size=8, description="RGB difference of one "
+                  "frame pair, no warping (Table 4: one pair, as the warped rows)"),
+        NetConfig("full", description="shared conv1, three branches, a loss each, scores "
+                  "averaged", **_FULL),
+        NetConfig("full_avgloss", branch_losses=False, description="as full, the averaged "
+                  "scores into one loss (each branch gets a third of its gradient)", **_FULL),
+        NetConfig("full_finetune", static_lr_mult=1.0, schedule="finetune", description="as full, fine-tuned from "
+                  "the trained static, motion and appchange nets (tools/transfer_weights.py), "
+                  "every branch at 0.001", **_FULL),
+        NetConfig("motion_relu", match_before_relu=False, description="as motion, the cost "
+                  "volume on conv1's features after its ReLU", **_MOTION),
+        NetConfig("full_relu", match_before_relu=False, description="as full, the cost volume "
+                  "and warping on conv1's features after its ReLU", **_FULL),
         NetConfig("full_224", description="as full, displacement maps at 224x224 (conv1 stride "
                   "1; the static branch reads it subsampled by 2)", **_AT_224, **_FULL),
         NetConfig("full_notsn", segments=1, description="as full, trained on one snippet per "
@@ -304,7 +365,12 @@ NETS["synthetic"] = [
               "flow rows)", **_SMALL),
 ]
 DROPOUT = {"static": 0.8, "motion": 0.7, "appchange": 0.7, "flow": 0.7}  # TSN: RGB 0.8, flow 0.7
-FLOW_SCALE_RATIOS = (1, 0.875, 0.75)  # TSN's flow stream crops (RGB adds 0.66)
+FLOW_SCALE_RATIOS = (1, 0.875, 0.75)  # TSN's flow and RGBDiff crops (RGB adds 0.66)
+# TSN's flow conv1 learns at 5x (weights) and 10x (bias) the base rate
+# (docs/ASSUMPTIONS.md); we give the same to the motion and appearance-change
+# stems, conv1s on new modalities as well. BN-Inception nets only (the demo's
+# small nets keep 1 and 2).
+NEW_MODALITY_STEM_LR_MULT = {bn_inception: (5, 10)}
 
 
 def get_config(dataset, name):
@@ -331,7 +397,7 @@ def _data_layer(cfg, dataset, split, batch, segments, crop, train):
     ds = DATASETS[dataset]
     train_list, val_list = list_files(dataset, split, cfg.modality)
     extra = {}
-    if cfg.modality == "FLOW" and train:
+    if (cfg.modality == "FLOW" or cfg.stacked_rgbdiff) and train:
         extra["scale_ratios"] = list(FLOW_SCALE_RATIOS)
     return video_data(train_list if train else val_list, lmdb_root(dataset), batch_size=batch,
                       num_segments=segments, new_length=cfg.frames, crop_size=crop, train=train,
@@ -444,8 +510,9 @@ def static_branch(n, parts):
         fshape = bn_inception.Shape(fshape.channels, bn_inception.out_size(fshape.size, 1, 2, 0,
                                                                             False))
     temporal = cfg.temporal if cfg.frames > 1 else Temporal.NONE
+    extra = {"kernels": dict(cfg.temporal_kernels)} if cfg.temporal_kernels else {}
     x, left = ds.backbone.trunk(n, feat, fshape, "", frozen_bn=ds.partial_bn, frames=cfg.frames,
-                                temporal=temporal.value)
+                                temporal=temporal.value, **extra)
     assert left == 1, f"static branch leaves {left} frames per snippet"
     return head(n, x, ds.classes, "", DROPOUT["static"]), 1
 
@@ -565,6 +632,17 @@ def _scale_lr(proto, layer_names, mult):
                 spec.lr_mult *= mult
 
 
+def _set_lr(proto, layer_names, mults):
+    """Set the lr_mult of the named convolutions (weights, bias) to `mults`;
+    nothing when mults is None."""
+    if not mults:
+        return
+    for layer in proto.layer:
+        if layer.name in layer_names:
+            for spec, mult in zip(layer.param, mults):
+                spec.lr_mult = mult
+
+
 def _freeze_stem(proto, stem):
     """conv1 + BN + Scale as given (another net's weights): no learning, BN
     with its stored statistics."""
@@ -616,15 +694,27 @@ def build(cfg, dataset, mode="train_val", split=1, crop=None, segments=None, bat
         scores = [consensus(n, s, prefix + "segment_consensus", segments * per, ds.classes)
                   for prefix, s, per in outputs]
         fused = _fuse(n, scores)
-        n.loss = L.SoftmaxWithLoss(fused, n.label)
+        if len(scores) > 1 and cfg.branch_losses:
+            # one loss per branch: each gets the gradient it gets alone
+            for (prefix, _, _), s in zip(outputs, scores):
+                n[prefix + "loss"] = L.SoftmaxWithLoss(s, n.label)
+        else:
+            n.loss = L.SoftmaxWithLoss(fused, n.label)
         if mode == "train_val":
             n.accuracy = L.Accuracy(fused, n.label, include=dict(phase=caffe.TEST))
     proto = n.to_proto()
     proto.name = f"dcd_{dataset}_{cfg.name}"
-    _scale_lr(proto, static_layers, cfg.static_lr_mult)
+    if mode == "train_val" and len(outputs) > 1 and cfg.branch_losses:
+        # the fused scores feed only the TEST accuracy (no stray train output)
+        next(layer for layer in proto.layer if layer.name == "fusion").include.add().phase = \
+            caffe.TEST
+    _scale_lr(proto, static_layers, ds.static_lr_mult(cfg))
+    stem = ds.backbone.STEM
     if cfg.modality != "FLOW":  # the backbone's rate for a conv1 on RGB frames
-        stem = ds.backbone.STEM
         _scale_lr(proto, {stem, stem + "_scale"}, ds.backbone.STEM_LR_MULT)
+    new_stems = {prefix + stem for prefix, _, _ in outputs if prefix} | (
+        {stem} if cfg.modality == "FLOW" else set())
+    _set_lr(proto, new_stems, NEW_MODALITY_STEM_LR_MULT.get(ds.backbone))
     if cfg.frozen_stem:
         _freeze_stem(proto, ds.backbone.STEM)
     if mode == "train_val":

@@ -354,3 +354,45 @@ def transfer_weights(caffemodel, dataset, net_name, out_path):
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     net.save(str(out_path))
     return report
+
+
+def compose_net(net, sources):
+    """Fill `net` (the joint net) from snapshots of its branches trained
+    apart on the same data set: each parameter layer from the first of
+    `sources` ([(path, {layer: (type, arrays)})], e.g. static, motion,
+    appchange) that has it, classifiers included. The branch nets hold the
+    joint net's layer names (the static branch plain, the others prefixed),
+    so every layer must be found with the same shapes, else NetMismatchError
+    names it. The shared conv1 comes from the first snapshot that has it."""
+    report = InitReport()
+    for name, layer in zip(net._layer_names, net.layers):
+        if not len(layer.blobs):
+            continue
+        want = [b.data.shape for b in layer.blobs]
+        found = next(((path, src[name][1]) for path, src in sources if name in src), None)
+        if found is None:
+            raise NetMismatchError(f"no snapshot has layer {name!r} (given: "
+                                   f"{', '.join(str(p) for p, _ in sources)})")
+        path, arrays = found
+        got = [a.shape for a in arrays]
+        if got != want:
+            raise NetMismatchError(f"{path}: layer {name!r} has shapes {got}, the net needs "
+                                   f"{want}")
+        for blob, array in zip(layer.blobs, arrays):
+            blob.data[...] = array
+        report.copied.append(name)
+    return report
+
+
+def compose_weights(caffemodels, dataset, net_name, out_path):
+    """Initial weights for a joint net from its trained branch nets
+    (compose_net), written to out_path."""
+    import caffe
+    from dcd.netio import load_net
+    from dcd.nets.dcd import build, get_config
+    sources = [(path, read_caffemodel(path)) for path in caffemodels]
+    net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
+    report = compose_net(net, sources)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    net.save(str(out_path))
+    return report

@@ -14,14 +14,16 @@ CLIP_PER_BATCH = 20
 
 
 def iter_size(ds, cfg, gpus=1):
-    """Passes per update so that batch_size x iter_size x GPUs is the data
-    set's effective batch (256 clips); 1 when it has none (the demo)."""
+    """Passes per update so that batch_size x iter_size x GPUs is the
+    schedule's effective batch, else the data set's (256 clips); 1 when the
+    data set has none (the demo)."""
     if not ds.effective_batch:
         return 1
-    size, rest = divmod(ds.effective_batch, cfg.batch_size * gpus)
+    batch = ds.schedule(cfg).effective_batch or ds.effective_batch
+    size, rest = divmod(batch, cfg.batch_size * gpus)
     if rest or not size:
         raise ValueError(f"net {cfg.name!r}: batch_size {cfg.batch_size} x {gpus} GPU(s) does "
-                         f"not divide the batch of {ds.effective_batch} clips")
+                         f"not divide the batch of {batch} clips")
     return size
 
 

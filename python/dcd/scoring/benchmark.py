@@ -33,6 +33,11 @@ def default_nets(models=REPO_ROOT / "models" / "ucf101"):
 
 
 DEFAULT_NETS = default_nets()
+# Table 3's FPS column: the motion net up to its displacement map, 112x112
+# (motion) and 224x224 (motion_224) maps; its TV-L1 row is
+# tools/benchmark_flow.py (CPU; the paper's 15 FPS was TSN's GPU TV-L1).
+TABLE3_NETS = tuple(REPO_ROOT / "models" / "ucf101" / f"{n}_deploy.prototxt"
+                    for n in ("motion", "motion_224"))
 # Net file stem (without _deploy and _224) -> Table 9 column.
 COLUMNS = {"static": "Static App.", "motion": "Motion", "appchange": "App. Change",
            "full": "Overall"}

@@ -217,6 +217,30 @@ def test_transfer_tool(tmp_path):
     assert bad.returncode == 1 and "no layer" in bad.stderr
 
 
+def test_joint_net_from_its_three_branches(tmp_path):
+    """Tables 7 and 8, "Ours" fine-tuned from the branches: every layer of
+    the joint net from the first branch snapshot that has it."""
+    from dcd.nets.init_weights import NetMismatchError, compose_weights
+    snaps = [_random_net_snapshot("synthetic", n, tmp_path / f"{n}.caffemodel", seed)
+             for seed, n in enumerate(("static", "motion", "appchange"), 1)]
+    out = tmp_path / "full.caffemodel"
+    report = compose_weights(snaps, "synthetic", "full", out)
+    got = read_caffemodel(out)
+    src = [read_caffemodel(s) for s in snaps]
+    assert not report.random and len(report.copied) == len(got)
+    for name, (_, arrays) in got.items():
+        first = next(s for s in src if name in s)
+        for a, b in zip(first[name][1], arrays):
+            np.testing.assert_array_equal(a, b)
+    # the shared conv1 is the static net's (the first), not the motion net's
+    np.testing.assert_array_equal(got["conv1"][1][0], src[0]["conv1"][1][0])
+    assert not np.array_equal(got["conv1"][1][0], src[1]["conv1"][1][0])
+    np.testing.assert_array_equal(got["motion/fc-action"][1][0], src[1]["motion/fc-action"][1][0])
+    with pytest.raises(NetMismatchError, match="no snapshot has layer 'appchange/conv1'"):
+        compose_weights(snaps[:2], "synthetic", "full", tmp_path / "out.caffemodel")
+    assert not (tmp_path / "out.caffemodel").exists()
+
+
 def test_flow_net_conv1_is_the_rgb_mean_over_ten_channels(imagenet, tmp_path):
     """TSN's cross-modality initialisation of the flow stream."""
     out = tmp_path / "flow.caffemodel"

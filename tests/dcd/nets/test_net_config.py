@@ -121,6 +121,61 @@ def test_joint_net_trains_the_static_branch_at_a_fifth_of_the_rate():
     static = {layer.name: [p.lr_mult for p in layer.param]
               for layer in build(get_config("ucf101", "static"), "ucf101", "train_val").layer}
     assert static["inception_3a/1x1"] == [1, 2]
+    # the motion and appearance-change stems: new modalities, TSN's flow conv1 rates
+    assert mults["motion/conv1/7x7_s2"] == [5, 10]
+    assert mults["appchange/conv1/7x7_s2"] == [5, 10]
+
+
+def test_kinetics_joint_net_has_one_rate():
+    """Sec. 4.1 gives Kinetics one rate (0.01) for every net."""
+    proto = build(get_config("kinetics", "full"), "kinetics", "train_val")
+    mults = {layer.name: [p.lr_mult for p in layer.param] for layer in proto.layer if layer.param}
+    assert mults["inception_3a/1x1"] == [1, 2]
+    assert mults["fc-action"] == [1, 2]
+
+
+def test_flow_conv1_learns_at_tsns_rates():
+    proto = build(get_config("ucf101", "flow"), "ucf101", "train_val")
+    mults = {layer.name: [p.lr_mult for p in layer.param] for layer in proto.layer if layer.param}
+    assert mults["conv1/7x7_s2"] == [5, 10]
+    assert mults["conv2/3x3"] == [1, 2]
+    rgb = build(get_config("ucf101", "static"), "ucf101", "train_val")
+    assert [p.lr_mult for p in next(l for l in rgb.layer if l.name == "conv1/7x7_s2").param] == \
+        [1, 2]
+
+
+def test_joint_net_has_a_loss_per_branch_and_fused_accuracy():
+    def layers(name):
+        proto = build(get_config("ucf101", name), "ucf101", "train_val")
+        return {layer.name: layer for layer in proto.layer}
+    full = layers("full")
+    losses = sorted(k for k, l in full.items() if l.type == "SoftmaxWithLoss")
+    assert losses == ["appchange/loss", "loss", "motion/loss"]
+    assert full["loss"].bottom[0].startswith("segment_consensus")  # the static branch's
+    assert full["motion/loss"].bottom[0].startswith("motion/")
+    assert full["appchange/loss"].bottom[0].startswith("appchange/")
+    assert list(full["accuracy"].bottom)[0] == "fusion"
+    avg = layers("full_avgloss")
+    assert [k for k, l in avg.items() if l.type == "SoftmaxWithLoss"] == ["loss"]
+    assert list(avg["loss"].bottom)[0] == "fusion"
+
+
+def test_static_16frames_w2_pools_by_2_at_four_positions():
+    proto = build(get_config("ucf101", "static_16frames_w2"), "ucf101", "train_val")
+    pools = [(l.name, l.pooling_param.kernel_h) for l in proto.layer
+             if l.name.endswith("/temporal_pool")]
+    assert pools == [("pool2/temporal_pool", 2), ("inception_3c/temporal_pool", 2),
+                     ("inception_4c/temporal_pool", 2), ("inception_4e/temporal_pool", 2)]
+    with pytest.raises(ValueError, match="pool 16 frames to 1"):
+        NetConfig("x", branches=("static",), frames=16,
+                  temporal_kernels=(("pool2/3x3_s2", 2), ("inception_4e/output", 2)))
+
+
+def test_rgb_difference_nets_crop_as_tsn():
+    for name in ("appchange_rgbdiff", "appchange_rgbdiff_1pair"):
+        proto = build(get_config("ucf101", name), "ucf101", "train_val")
+        train = proto.layer[0]
+        assert list(train.video_data_param.scale_ratios) == pytest.approx([1, 0.875, 0.75]), name
 
 
 def test_full_224_builds_its_displacement_maps_at_224():

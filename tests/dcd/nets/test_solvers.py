@@ -23,10 +23,12 @@ def _parse(path, msg):
 def test_clip_scales_with_iter_size_for_any_gpu_count(gpus):
     for dataset in ("ucf101", "kinetics"):
         for cfg in NETS[dataset]:
-            if 256 % (cfg.batch_size * gpus):
+            # TSN's released flow solver: batch 128 (UCF101's flow schedule)
+            batch = 128 if (dataset, cfg.name) == ("ucf101", "flow") else 256
+            if batch % (cfg.batch_size * gpus):
                 continue
             s = solver(dataset, cfg, "net.prototxt", gpus=gpus)
-            assert s.iter_size * cfg.batch_size * gpus == 256
+            assert s.iter_size * cfg.batch_size * gpus == batch
             assert s.clip_gradients == pytest.approx(20 * s.iter_size)
 
 
@@ -85,3 +87,20 @@ def test_check_solver_warns_about_clipping_the_accumulated_gradient(tmp_path):
     run = subprocess.run([sys.executable, str(REPO_ROOT / "tools/check_solver.py"), str(old)],
                          capture_output=True, text=True)
     assert "warning:" in run.stderr and "640" in run.stderr
+
+
+def test_flow_follows_tsns_released_solver():
+    s = solver("ucf101", get_config("ucf101", "flow"), "net.prototxt")
+    assert s.base_lr == pytest.approx(0.005)  # float32 field
+    assert (list(s.stepvalue), s.max_iter) == ([10000, 16000], 18000)
+    assert (s.iter_size, s.clip_gradients) == (8, 160)  # 16 x 8 = 128 clips
+
+
+def test_joint_static_rate_per_data_set():
+    from dcd.nets.dcd import DATASETS
+    full = get_config("ucf101", "full")
+    assert DATASETS["ucf101"].static_lr_mult(full) == pytest.approx(0.2)  # 0.001 / 0.005
+    assert DATASETS["kinetics"].static_lr_mult(get_config("kinetics", "full")) == 1.0
+    assert DATASETS["ucf101"].static_lr_mult(get_config("ucf101", "full_finetune")) == 1.0
+    s = solver("ucf101", get_config("ucf101", "full_finetune"), "net.prototxt")
+    assert s.base_lr == pytest.approx(0.001) and (s.stepsize, s.max_iter) == (1500, 4500)

@@ -105,3 +105,10 @@ def test_benchmark_fold_bn(tmp_path, capsys):
     assert rc == 0, capsys.readouterr()
     bench = json.loads(out.read_text())
     assert bench["fold_bn"] is True and bench["nets"]["static"]["results"]["1"]["frames"] == 2
+
+
+def test_table3_times_the_committed_motion_nets():
+    """Table 3's FPS column: 112x112 (motion) and 224x224 (motion_224) maps."""
+    from dcd.scoring.benchmark import TABLE3_NETS
+    assert [p.name for p in TABLE3_NETS] == ["motion_deploy.prototxt", "motion_224_deploy.prototxt"]
+    assert all(p.is_file() for p in TABLE3_NETS)
