@@ -22,6 +22,12 @@ def test_make_train_data(tmp_path):
         assert cv2.imread(str(images[0])).shape == (256, 340, 3)
 
 
+def original_net():
+    net = caffe_pb2.NetParameter()
+    text_format.Parse((REPO_ROOT / "models/ucf101/motion_train_val.prototxt").read_text(), net)
+    return net
+
+
 def test_check_solver_keeps_the_recipe_and_swaps_the_data(tmp_path):
     list_file = tmp_path / "list.txt"
     list_file.write_text("v 8 0\n")
@@ -39,6 +45,14 @@ def test_check_solver_keeps_the_recipe_and_swaps_the_data(tmp_path):
     bn = [layer.batch_norm_param.use_global_stats for layer in net.layer
           if layer.type == "BatchNorm"]
     assert bn and not any(bn)
+    # partial BN's FrozenBN layers became BatchNorm on batch statistics, with
+    # BatchNorm's three (unlearned) parameter specs
+    assert not [layer for layer in net.layer if layer.type == "FrozenBN"]
+    frozen = [layer for layer in original_net().layer if layer.type == "FrozenBN"]
+    layers = {layer.name: layer for layer in net.layer}
+    assert frozen and all(layers[f.name].type == "BatchNorm" for f in frozen)
+    for f in frozen:
+        assert [p.lr_mult for p in layers[f.name].param] == [0, 0, 0]
     data = [layer for layer in net.layer if layer.type == "VideoData"]
     assert len(data) == 2
     for layer in data:
