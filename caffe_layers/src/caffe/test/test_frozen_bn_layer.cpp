@@ -458,7 +458,8 @@ TYPED_TEST(FrozenBNKernelsTest, TestBodiesMatchTheCpuLayer) {
     caffe_set(C, Dtype(0), layer.blobs()[i]->mutable_cpu_diff());
   }
   layer.Backward(top_vec, vector<bool>(1, true), bottom_vec);
-  const Dtype eps = 1e-5;
+  // The layer's eps: the float parameter, as the layer reads it.
+  const Dtype eps = layer.layer_param().frozen_bn_param().eps();
 
   vector<Dtype> y(count), dx(count), dx_channels(count);
   for (int index = 0; index < count; ++index) {
