@@ -67,6 +67,7 @@ def _declared_fields():
 
 
 def test_project_proto_block_is_in_caffe_pb2():
+    from caffe.net_spec import param_name_dict
     from caffe.proto import caffe_pb2
 
     declared = _declared_fields()
@@ -76,11 +77,14 @@ def test_project_proto_block_is_in_caffe_pb2():
         assert name in fields, f"{name} missing from the built caffe_pb2"
         assert fields[name].number == number
         assert number >= 1801
-        # The message type exists and NetSpec's naming rule (foo_param <- FooParameter) holds.
+        # The message type exists and NetSpec finds the field from the layer
+        # type (FooParameter -> type Foo -> foo_param; acronyms as Caffe's
+        # LRNParameter lrn_param: FrozenBNParameter frozen_bn_param).
         message = fields[name].message_type.name
         assert message.endswith("Parameter")
-        camel = re.sub(r"(?<!^)(?=[A-Z])", "_", message[:-len("Parameter")]).lower()
-        assert f"{camel}_param" == name
+        layer_type = message[:-len("Parameter")]
+        assert param_name_dict()[layer_type] + "_param" == name
+        assert layer_type.lower() == name[:-len("_param")].replace("_", "")
     upstream = [f for f in fields.values() if f.name not in declared]
     assert max(f.number for f in upstream) < 1801
 

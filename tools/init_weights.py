@@ -2,8 +2,10 @@
 """Initial weights for the DCD nets from an ImageNet BN-Inception caffemodel
 (e.g. TSN's bn_inception_rgb_init.caffemodel): copied where shapes agree,
 cross-modality (averaged over input channels) for a branch's first conv,
-fc-action left to its filler. Refuses a caffemodel that is not BN-Inception,
-naming the first layer it lacks or holds with other shapes.
+fc-action left to its filler; partial BN's FrozenBN layers are filled from
+the BatchNorm + Scale pairs (the summary counts them). Refuses a caffemodel
+that is not BN-Inception, naming the first layer it lacks or holds with other
+shapes.
 
 Prints once what the check found (layers checked, the BN form: TSN's BN
 layer or Caffe's BatchNorm + Scale, the caffemodel's layers not used), then

@@ -2,9 +2,12 @@
 """Initial UCF101 weights from a net trained on Kinetics (Table 7, "Ours,
 ImageNet+Kinetics"): every layer is copied from the Kinetics snapshot of the
 same net except the classifiers (`fc-action`, `motion/fc-action`,
-`appchange/fc-action`: 400 vs 101 classes), which keep their fillers. A
-snapshot of another net (a missing layer, other shapes) is refused, naming
-the layer. Then train with the UCF101 solver of that net:
+`appchange/fc-action`: 400 vs 101 classes), which keep their fillers.
+Kinetics trains without partial BN: its BatchNorm + Scale pairs fill
+UCF101's FrozenBN layers (and a FrozenBN fills a BatchNorm + Scale the other
+way); the summary counts them. A snapshot of another net (a missing layer,
+other shapes) is refused, naming the layer. Then train with the UCF101
+solver of that net:
 
   tools/transfer_weights.py snapshots/kinetics_full_iter_110000.caffemodel --net full
   caffe train --solver=models/ucf101/full_solver.prototxt \\

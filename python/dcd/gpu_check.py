@@ -154,6 +154,25 @@ def make_train_data(root, classes=8, per_class=2, frames=8, seed=0):
     return list_file
 
 
+def frozen_bn_to_batch_statistics(net_text):
+    """Every FrozenBN layer of a generated prototxt as a BatchNorm on batch
+    statistics: FrozenBN's gamma and beta are not learned, so from random
+    weights (gamma 1, beta 0) BatchNorm alone is what the layer does with
+    its statistics replaced. Text edits (no caffe here): the type, and the
+    parameter specs cut to BatchNorm's three."""
+    blocks = re.split(r"(?m)^(?=layer \{)", net_text)
+    for i, block in enumerate(blocks):
+        if '\n  type: "FrozenBN"\n' not in block:
+            continue
+        block = block.replace('\n  type: "FrozenBN"\n', '\n  type: "BatchNorm"\n')
+        block = re.sub(r"  frozen_bn_param \{\n(?:    .*\n)*?  \}\n", "", block)
+        params = list(re.finditer(r"  param \{\n(?:    .*\n)*?  \}\n", block))
+        for m in reversed(params[3:]):
+            block = block[:m.start()] + block[m.end():]
+        blocks[i] = block
+    return "".join(blocks)
+
+
 def check_solver(solver, data_root, list_file, out_dir, iters=20, iter_size=4, cpu=False,
                  frozen_bn=False):
     """The solver and its train_val with the data layers on `list_file`
@@ -169,11 +188,12 @@ def check_solver(solver, data_root, list_file, out_dir, iters=20, iter_size=4, c
     net_text = re.sub(r'source: "[^"]*"', f'source: "{list_file}"', net_text)
     net_text = re.sub(r'root_folder: "[^"]*"', f'root_folder: "{data_root}/"', net_text)
     net_text = net_text.replace("backend: LMDB", "backend: FOLDER")
-    # Partial BN freezes BatchNorm at ImageNet statistics (tools/init_weights.py);
+    # Partial BN freezes BN at ImageNet statistics (tools/init_weights.py);
     # from random weights those are zero and the loss is NaN at once, so the
     # check normalises with batch statistics.
     if not frozen_bn:
         net_text = net_text.replace("use_global_stats: true", "use_global_stats: false")
+        net_text = frozen_bn_to_batch_statistics(net_text)
     out_dir = Path(out_dir)
     out_net = out_dir / net.name
     out_net.write_text(net_text)

@@ -63,12 +63,15 @@ def set_device(gpu):
 
 def open_net(prototxt, weights=None, gpu=None):
     """A TEST-phase caffe.Net of a prototxt file, with weights if given, on
-    GPU `gpu` (None: the CPU)."""
+    GPU `gpu` (None: the CPU). Snapshots made before FrozenBN load into nets
+    that have it (dcd.nets.frozen_bn.load_weights)."""
     import caffe
+    from dcd.nets.frozen_bn import load_weights
     set_device(gpu)
+    net = caffe.Net(str(prototxt), caffe.TEST)
     if weights:
-        return caffe.Net(str(prototxt), caffe.TEST, weights=str(weights))
-    return caffe.Net(str(prototxt), caffe.TEST)
+        load_weights(net, weights)
+    return net
 
 
 class CaffemodelError(ValueError):
@@ -103,4 +106,3 @@ def caffemodel_layer_names(path):
     """Names of the layers that carry weights in a caffemodel (new or V1 layers)."""
     param = parse_caffemodel(path)
     return {layer.name for layer in list(param.layer) + list(param.layers) if layer.blobs}
-

@@ -27,6 +27,12 @@ def test_make_train_data(tmp_path):
         assert cv2.imread(str(images[0])).shape == (256, 340, 3)
 
 
+def original_net():
+    net = caffe_pb2.NetParameter()
+    text_format.Parse((REPO_ROOT / "models/ucf101/motion_train_val.prototxt").read_text(), net)
+    return net
+
+
 def test_check_solver_keeps_the_recipe_and_swaps_the_data(tmp_path):
     list_file = tmp_path / "list.txt"
     list_file.write_text("v 8 0\n")
@@ -44,6 +50,14 @@ def test_check_solver_keeps_the_recipe_and_swaps_the_data(tmp_path):
     bn = [layer.batch_norm_param.use_global_stats for layer in net.layer
           if layer.type == "BatchNorm"]
     assert bn and not any(bn)
+    # partial BN's FrozenBN layers became BatchNorm on batch statistics, with
+    # BatchNorm's three (unlearned) parameter specs
+    assert not [layer for layer in net.layer if layer.type == "FrozenBN"]
+    frozen = [layer for layer in original_net().layer if layer.type == "FrozenBN"]
+    layers = {layer.name: layer for layer in net.layer}
+    assert frozen and all(layers[f.name].type == "BatchNorm" for f in frozen)
+    for f in frozen:
+        assert [p.lr_mult for p in layers[f.name].param] == [0, 0, 0]
     data = [layer for layer in net.layer if layer.type == "VideoData"]
     assert len(data) == 2
     for layer in data:
@@ -108,8 +122,6 @@ def test_packed_libraries_load_the_caffe_binary(tmp_path):
 
 
 @pytest.mark.slow  # copies the standard library and numpy (~130 MB)
-
-
 def test_carried_python_imports_pycaffe_on_its_own(tmp_path):
     """tools/gpu_check.sh pack-python: the interpreter the bundle carries for
     the pycaffe step runs the build's pycaffe with an empty environment, from
@@ -141,14 +153,14 @@ def test_check_solver_can_keep_partial_bn_frozen(tmp_path):
     list_file = gpu_check.make_train_data(tmp_path / "frames", classes=2, per_class=1, frames=3)
     static = gpu_check.SOLVERS["static"]
     net_name = re.search(r'^net: "([^"]+)"', static.read_text(), re.M).group(1)
-    assert "use_global_stats: true" in (REPO_ROOT / net_name).read_text()
+    assert 'type: "FrozenBN"' in (REPO_ROOT / net_name).read_text()
     for frozen, out in ((True, tmp_path / "frozen"), (False, tmp_path / "free")):
         out.mkdir()
         gpu_check.check_solver(static, tmp_path / "frames", list_file, out, 10, 2,
                                frozen_bn=frozen)
         text = (out / Path(net_name).name).read_text()
-        assert ("use_global_stats: true" in text) is frozen
-        assert ("use_global_stats: false" in text) is not frozen
+        assert ('type: "FrozenBN"' in text) is frozen
+        assert ("use_global_stats: true" in text) is False
 
 
 def test_gtest_results_from_a_canned_report(tmp_path):

@@ -1,4 +1,4 @@
-"""NetSpec building blocks: conv + BN (BatchNorm + Scale) + ReLU, temporal
+"""NetSpec building blocks: conv + BN (BatchNorm + Scale, or FrozenBN) + ReLU, temporal
 pooling and frame pairing on clips stored as (N*T) x C x H x W, and TSN's
 segment consensus.
 
@@ -9,22 +9,29 @@ from caffe import layers as L, params as P
 
 CONV_PARAM = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 SCALE_PARAM = [dict(lr_mult=1, decay_mult=0), dict(lr_mult=1, decay_mult=0)]
+# FrozenBN's five blobs (mean, variance, factor, gamma, beta): nothing is
+# learned. TSN's frozen BN keeps its slope and bias fixed as well
+# (docs/ASSUMPTIONS.md, "BN").
+FROZEN_BN_PARAM = [dict(lr_mult=0, decay_mult=0)] * 5
 
 
 def conv_bn_relu(n, bottom, name, relu, num_output, kernel, stride=1, pad=0, frozen_bn=False,
                  keep_pre_relu=False):
     """`name` (Convolution) -> `name_bn` (BatchNorm) -> `name_scale` (Scale,
-    in place) -> `relu` (ReLU, in place). `frozen_bn` sets use_global_stats
-    (partial BN: the layer keeps the statistics it was initialised with).
+    in place) -> `relu` (ReLU, in place). `frozen_bn` (partial BN): one
+    FrozenBN layer `name_bn` instead of BatchNorm + Scale, with the
+    statistics it was initialised with and gamma, beta not learned.
     `keep_pre_relu`: the ReLU writes its own top `relu`, so `name_bn` keeps
     the features before it (for the cost volume); `relu=None`: no ReLU."""
     n[name] = L.Convolution(bottom, num_output=num_output, kernel_size=kernel, stride=stride,
                             pad=pad, param=CONV_PARAM, weight_filler=dict(type="xavier"),
                             bias_filler=dict(type="constant", value=0))
-    bn = {"batch_norm_param": dict(use_global_stats=True)} if frozen_bn else {}
-    n[name + "_bn"] = L.BatchNorm(n[name], **bn)
-    n[name + "_scale"] = L.Scale(n[name + "_bn"], in_place=True, param=SCALE_PARAM,
-                                 scale_param=dict(bias_term=True))
+    if frozen_bn:
+        n[name + "_bn"] = L.FrozenBN(n[name], param=FROZEN_BN_PARAM)
+    else:
+        n[name + "_bn"] = L.BatchNorm(n[name])
+        n[name + "_scale"] = L.Scale(n[name + "_bn"], in_place=True, param=SCALE_PARAM,
+                                     scale_param=dict(bias_term=True))
     if relu is None:
         return n[name + "_bn"]
     if keep_pre_relu:

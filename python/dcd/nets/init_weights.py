@@ -9,14 +9,19 @@ keeps its filler. The source must be BN-Inception: every layer of the
 reference net (python/dcd/nets/bn_inception.py) must be present with its
 shapes, or NotBNInceptionError names the first that is not.
 
-BN may come as Caffe's BatchNorm + Scale (`<conv>_bn`, `<conv>_scale`) or as
-TSN's own 4-blob BN layer `<conv>_bn` (scale, shift, mean, variance).
+BN may come as Caffe's BatchNorm + Scale (`<conv>_bn`, `<conv>_scale`), as
+TSN's own 4-blob BN layer `<conv>_bn` (scale, shift, mean, variance) or as
+our FrozenBN `<conv>_bn` (mean, variance, factor, gamma, beta). Our nets'
+FrozenBN layers (partial BN) are filled from any of them; the report counts
+them apart.
 """
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from dcd.nets.frozen_bn import FROZEN_BN, blobs_from_pair, blobs_from_statistics, scale_name
 
 BRANCH_PREFIXES = ("motion/", "appchange/")
 
@@ -31,12 +36,19 @@ class InitReport:
     adapted: list = field(default_factory=list)  # (layer, from shape, to shape)
     random: list = field(default_factory=list)
     checked: dict = field(default_factory=dict)  # check_bn_inception's answer
+    # BN layers filled from another BN form: (layer, its form, the source's form)
+    frozen_bn: list = field(default_factory=list)
 
     def summary(self):
-        """First line: the counts; then one line per averaged or new layer
-        (copied layers are the rest, not listed)."""
+        """First line: the counts; then the BN forms filled from another form,
+        and one line per averaged or new layer (copied layers are the rest,
+        not listed)."""
         lines = [f"copied {len(self.copied)} layers, averaged {len(self.adapted)} over input "
                  f"channels (cross-modality), left {len(self.random)} new (their fillers)"]
+        kinds = sorted({(target, src) for _, target, src in self.frozen_bn})
+        for target, src in kinds:
+            count = sum(1 for _, t, s in self.frozen_bn if (t, s) == (target, src))
+            lines.append(f"  {count} {target} layers (among the copied) filled from {src}")
         lines += [f"  averaged {name}: {a} -> {b}" for name, a, b in self.adapted]
         lines += [f"  new      {name}" for name in self.random]
         return "\n".join(lines)
@@ -114,7 +126,11 @@ def _bn_source(source, bn_name, scale_name):
     """(mean, var, gamma, beta) from BatchNorm+Scale or TSN's BN, else None."""
     if bn_name not in source:
         return None
-    _, blobs = source[bn_name]
+    kind, blobs = source[bn_name]
+    if kind == FROZEN_BN and len(blobs) == 5:
+        mean, var, factor, gamma, beta = (b.reshape(-1) for b in blobs)
+        factor = 0.0 if factor[0] == 0 else 1.0 / float(factor[0])
+        return mean * factor, var * factor, gamma, beta
     if len(blobs) == 4:  # TSN BN: scale, shift, mean, variance, each 1 x C x 1 x 1
         gamma, beta, mean, var = (b.reshape(-1) for b in blobs)
         return mean, var, gamma, beta
@@ -126,6 +142,13 @@ def _bn_source(source, bn_name, scale_name):
         beta = scale[1].reshape(-1) if len(scale) > 1 else np.zeros_like(mean)
         return mean, var, scale[0].reshape(-1), beta
     return None
+
+
+def _bn_kind(source, bn_name):
+    kind, blobs = source[bn_name]
+    if kind == FROZEN_BN:
+        return "FrozenBN"
+    return "BatchNorm + Scale pairs" if len(blobs) == 3 else "TSN BN"
 
 
 _REFERENCE = {}
@@ -190,6 +213,16 @@ def init_net(net, source):
         if not len(layer.blobs):
             continue
         base, blobs = base_name(name), layer.blobs
+        if layer.type == FROZEN_BN:
+            bn = _bn_source(source, base, scale_name(base))
+            if bn is None or bn[0].shape[0] != blobs[0].data.shape[0]:
+                report.random.append(name)
+                continue
+            for blob, array in zip(blobs, blobs_from_statistics(*bn)):
+                blob.data[...] = array.reshape(blob.data.shape)
+            report.copied.append(name)
+            report.frozen_bn.append((name, "FrozenBN", _bn_kind(source, base)))
+            continue
         if layer.type == "BatchNorm" or layer.type == "Scale":
             bn_name = base[:-6] + "_bn" if layer.type == "Scale" else base
             bn = _bn_source(source, bn_name, bn_name[:-3] + "_scale")
@@ -323,12 +356,16 @@ def transfer_net(net, source, path="caffemodel"):
     classifiers (`fc-action`, `<branch>/fc-action`) must be in `source` with
     the same shapes, else NetMismatchError names the first that is not."""
     report = InitReport()
+    source = dict(source)
     for name, layer in zip(net._layer_names, net.layers):
         if not len(layer.blobs):
             continue
         if name.endswith(CLASSIFIER_SUFFIX):
             report.random.append(name)
             continue
+        converted = _convert_bn(source, name, layer.type, path)
+        if converted:
+            report.frozen_bn.append((name,) + converted)
         if name not in source:
             raise NetMismatchError(f"{path} does not fit the net: it has no layer {name!r}")
         got = [b.shape for b in source[name][1]]
@@ -340,6 +377,29 @@ def transfer_net(net, source, path="caffemodel"):
             blob.data[...] = array
         report.copied.append(name)
     return report
+
+
+def _convert_bn(source, name, layer_type, path):
+    """Put into `source` (read_caffemodel's dict) the blobs that a net's
+    FrozenBN `name` takes from a BatchNorm + Scale pair of that name, or
+    that its BatchNorm `name` and Scale `<conv>_scale` take from a FrozenBN
+    (a source trained with partial BN into a net without it). Returns
+    (the net's form, the source's form), or None when nothing changed."""
+    kind = source[name][0] if name in source else None
+    if layer_type == FROZEN_BN and kind == "BatchNorm":
+        scale = source.get(scale_name(name))
+        if scale is None:
+            raise NetMismatchError(f"{path} does not fit the net: layer {name!r} is a BatchNorm "
+                                   f"without its Scale layer {scale_name(name)!r}; the net's "
+                                   "FrozenBN needs both")
+        source[name] = (FROZEN_BN, blobs_from_pair(source[name][1], scale[1]))
+        return "FrozenBN", "BatchNorm + Scale pairs"
+    if layer_type == "BatchNorm" and kind == FROZEN_BN and scale_name(name):
+        blobs = [b.reshape(-1) for b in source[name][1]]
+        source[name] = ("BatchNorm", blobs[:3])
+        source[scale_name(name)] = ("Scale", blobs[3:])
+        return "BatchNorm (+ Scale)", "FrozenBN"
+    return None
 
 
 def transfer_weights(caffemodel, dataset, net_name, out_path):

@@ -37,14 +37,16 @@ def layer_macs(layer_type, bottoms, tops, weights):
 
 
 def net_stats(net, frames=1):
-    """Learnable parameters (BatchNorm's running statistics excluded) and
-    multiply-adds of one forward pass of `net`."""
+    """Learnable parameters (BatchNorm's running statistics excluded, and
+    FrozenBN's, whose gamma and beta count as Scale's do) and multiply-adds
+    of one forward pass of `net`."""
     names = list(net.blobs.keys())
     params = macs = 0
     for i, layer in enumerate(net.layers):
         weights = [b.data.shape for b in layer.blobs]
         if layer.type != "BatchNorm":
-            params += sum(int(np.prod(s)) for s in weights)
+            counted = weights[3:] if layer.type == "FrozenBN" else weights
+            params += sum(int(np.prod(s)) for s in counted)
         bottoms = [net.blobs[names[j]].data.shape for j in net._bottom_ids(i)]
         tops = [net.blobs[names[j]].data.shape for j in net._top_ids(i)]
         macs += layer_macs(layer.type, bottoms, tops, weights)

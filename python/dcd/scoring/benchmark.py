@@ -85,7 +85,8 @@ def _load(path, weights, gpu, engine):
     set_engine(param, engine)
     net = load_net(param, caffe.TEST)
     if weights:
-        net.copy_from(str(weights))
+        from dcd.nets.frozen_bn import load_weights
+        load_weights(net, weights)
     return net
 
 

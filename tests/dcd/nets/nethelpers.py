@@ -14,10 +14,11 @@ caffe.set_mode_cpu()
 
 
 def unit_bn_stats(net):
-    """Mean 0, variance 1 in every BatchNorm: frozen (use_global_stats) BN on
-    the zero statistics of a fresh net would divide by sqrt(eps) per layer."""
+    """Mean 0, variance 1 in every BatchNorm and FrozenBN (whose first three
+    blobs are BatchNorm's): frozen BN on the zero statistics of a fresh net
+    would divide by sqrt(eps) per layer."""
     for layer in net.layers:
-        if layer.type == "BatchNorm":
+        if layer.type in ("BatchNorm", "FrozenBN"):
             layer.blobs[0].data[...] = 0
             layer.blobs[1].data[...] = 1
             layer.blobs[2].data[...] = 1

@@ -55,10 +55,23 @@ def test_gradual_pooling_halves_frames_after_pool2_3c_4e(static_proto):
     ("ucf101", {"conv1/7x7_s2_bn", "motion/conv1/7x7_s2_bn", "appchange/conv1/7x7_s2_bn"}),
     ("kinetics", None)])
 def test_partial_bn_on_ucf101_only(dataset, learning):
+    """Partial BN: FrozenBN (nothing learned) at every BN but the first of
+    each trunk; those, and every BN on Kinetics, are BatchNorm + Scale on
+    batch statistics."""
     proto = build(get_config(dataset, "full"), dataset, "train_val")
     bns = [layer for layer in proto.layer if layer.type == "BatchNorm"]
-    free = {layer.name for layer in bns if not layer.batch_norm_param.use_global_stats}
-    assert free == (learning or {layer.name for layer in bns})
+    frozen = [layer for layer in proto.layer if layer.type == "FrozenBN"]
+    convs = [layer for layer in proto.layer if layer.type == "Convolution"]
+    assert not any(layer.batch_norm_param.use_global_stats for layer in bns)
+    assert len(bns) + len(frozen) == len(convs)  # one BN after every convolution
+    if learning is None:
+        assert not frozen
+        return
+    assert {layer.name for layer in bns} == learning
+    names = {layer.name for layer in proto.layer}
+    for layer in frozen:
+        assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(0, 0)] * 5, layer.name
+        assert layer.name[:-3] + "_scale" not in names  # the Scale is part of FrozenBN
 
 
 def test_trunk_size_matches_published_bn_inception():

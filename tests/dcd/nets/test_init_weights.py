@@ -46,15 +46,33 @@ def test_rgb_layers_copied_and_branch_conv1_cross_modality(imagenet, appchange_i
     assert report.random == ["appchange/fc-action"]
     assert "appchange/inception_5b/pool_proj_bn" in report.copied
     assert report.checked["bn"] == "Caffe's BatchNorm + Scale" and report.checked["ignored"] == ["fc"]
+    # partial BN: every BN of the two trunks but their first is a FrozenBN
+    frozen = [name for name, kind, src in report.frozen_bn]
+    assert len(frozen) == sum(1 for name in report.copied if name.endswith("_bn")) - 2
+    assert {(kind, src) for _, kind, src in report.frozen_bn} == \
+        {("FrozenBN", "BatchNorm + Scale pairs")}
+    assert f"  {len(frozen)} FrozenBN layers (among the copied) filled from BatchNorm + " \
+        "Scale pairs" in report.summary()
 
 
 def test_batchnorm_statistics_copied(imagenet, appchange_init):
     _, out = appchange_init
     src, dst = params_of(imagenet), params_of(out)
     s_mean, s_var, s_factor = src["inception_3a/1x1_bn"][1]
-    d_mean, d_var, d_factor = dst["appchange/inception_3a/1x1_bn"][1]
+    s_gamma, s_beta = src["inception_3a/1x1_scale"][1]
+    kind, blobs = dst["appchange/inception_3a/1x1_bn"]
+    assert kind == "FrozenBN" and "appchange/inception_3a/1x1_scale" not in dst
+    d_mean, d_var, d_factor, d_gamma, d_beta = blobs
     np.testing.assert_allclose(d_mean * (1 / d_factor), s_mean / s_factor, rtol=1e-6)
     np.testing.assert_allclose(d_var * (1 / d_factor), s_var / s_factor, rtol=1e-6)
+    np.testing.assert_array_equal(d_gamma, s_gamma)
+    np.testing.assert_array_equal(d_beta, s_beta)
+    # the first BN of the trunk learns: BatchNorm + Scale, filled the same way
+    kind, (mean, var, factor) = dst["conv1/7x7_s2_bn"]
+    assert kind == "BatchNorm"
+    s_mean, _, s_factor = src["conv1/7x7_s2_bn"][1]
+    np.testing.assert_allclose(mean / factor, s_mean / s_factor, rtol=1e-6)
+    np.testing.assert_array_equal(dst["conv1/7x7_s2_scale"][1][0], src["conv1/7x7_s2_scale"][1][0])
 
 
 def tsn_bn_model(src_path, dst_path):
@@ -86,9 +104,9 @@ def test_tsn_bn_layers_accepted(imagenet, tmp_path):
     report = init_weights(tsn, "ucf101", "motion", tmp_path / "motion.caffemodel")
     assert report.checked["bn"].startswith("TSN's BN layer") and report.checked["ignored"] == ["fc"]
     src, dst = params_of(imagenet), params_of(tmp_path / "motion.caffemodel")
-    np.testing.assert_allclose(dst["motion/inception_4c/3x3_scale"][1][0],
+    np.testing.assert_allclose(dst["motion/inception_4c/3x3_bn"][1][3],
                                src["inception_4c/3x3_scale"][1][0])
-    mean, _, factor = dst["motion/inception_4c/3x3_bn"][1]
+    mean, _, factor = dst["motion/inception_4c/3x3_bn"][1][:3]
     np.testing.assert_allclose(mean / factor, src["inception_4c/3x3_bn"][1][0] / 2.0, rtol=1e-6)
     adapted = dst["motion/conv1/7x7_s2"][1][0]
     assert adapted.shape == (64, 2, 7, 7)
@@ -156,6 +174,7 @@ def test_tool_reports_and_refuses(imagenet, tmp_path):
     first = proc.stdout.splitlines()[0]
     assert "BN-Inception, all" in first and "convolution and BN layers present" in first
     assert "not used: fc" in first
+    assert "FrozenBN layers (among the copied) filled from BatchNorm + Scale pairs" in proc.stdout
     assert (tmp_path / "ucf101_motion_init.caffemodel").exists()
     proc = subprocess.run(tool + [str(tmp_path / "ucf101_motion_init.caffemodel"), "--net", "static",
                                   "--out", str(tmp_path)], capture_output=True, text=True)
@@ -185,9 +204,34 @@ def test_kinetics_snapshot_to_ucf101_weights(tmp_path):
     assert dst["motion/fc-action"][1][0].shape == (101, 1024)
     assert src["motion/fc-action"][1][0].shape == (400, 1024)
     for name in ("conv1/7x7_s2", "conv1/7x7_s2_bn", "motion/conv1/7x7_s2",
-                 "motion/inception_5b/pool_proj_scale"):
+                 "motion/conv1/7x7_s2_scale"):
         for a, b in zip(src[name][1], dst[name][1]):
             np.testing.assert_array_equal(a, b)
+    # Kinetics trains without partial BN: its BatchNorm + Scale pairs fill
+    # UCF101's FrozenBN layers (statistics as stored, then gamma and beta)
+    name = "motion/inception_5b/pool_proj"
+    assert dst[name + "_bn"][0] == "FrozenBN" and src[name + "_bn"][0] == "BatchNorm"
+    want = src[name + "_bn"][1] + src[name + "_scale"][1]
+    assert len(dst[name + "_bn"][1]) == 5
+    for a, b in zip(want, dst[name + "_bn"][1]):
+        np.testing.assert_array_equal(a.reshape(-1), b)
+    assert (name + "_bn", "FrozenBN", "BatchNorm + Scale pairs") in report.frozen_bn
+    assert "FrozenBN layers (among the copied) filled from BatchNorm + Scale pairs" in \
+        report.summary()
+
+
+def test_ucf101_snapshot_to_kinetics_weights(tmp_path):
+    """The other way: FrozenBN's five blobs fill a BatchNorm and its Scale."""
+    from dcd.nets.init_weights import transfer_weights
+    ucf = _random_net_snapshot("ucf101", "motion", tmp_path / "ucf.caffemodel", 4)
+    out = tmp_path / "kinetics_motion.caffemodel"
+    report = transfer_weights(ucf, "kinetics", "motion", out)
+    src, dst = read_caffemodel(ucf), read_caffemodel(out)
+    name = "motion/inception_4d/3x3"
+    frozen = src[name + "_bn"][1]
+    for a, b in zip(frozen, dst[name + "_bn"][1] + dst[name + "_scale"][1]):
+        np.testing.assert_array_equal(a, b.reshape(-1))
+    assert (name + "_bn", "BatchNorm (+ Scale)", "FrozenBN") in report.frozen_bn
 
 
 def test_transfer_refuses_another_net_naming_the_layer(tmp_path):

@@ -113,7 +113,8 @@ def test_joint_net_trains_the_static_branch_at_a_fifth_of_the_rate():
         if layer.param:
             mults[layer.name] = [p.lr_mult for p in layer.param]
     assert mults["inception_3a/1x1"] == pytest.approx([0.2, 0.4])
-    assert mults["inception_3a/1x1_scale"] == pytest.approx([0.2, 0.2])
+    assert mults["inception_3a/1x1_bn"] == [0] * 5  # partial BN: FrozenBN, nothing learned
+    assert mults["conv1/7x7_s2_scale"] == [1, 1]  # the first BN learns (shared conv1)
     assert mults["fc-action"] == pytest.approx([0.2, 0.4])
     assert mults["conv1/7x7_s2"] == [1, 2]  # shared by all branches
     assert mults["motion/inception_3a/1x1"] == [1, 2]

@@ -187,8 +187,6 @@ def test_two_worker_processes(samples, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-
-
 def test_missing_frame_stops_with_one_line_and_keeps_the_partial(samples, tmp_path, capsys,
                                                                  workers):
     import shutil
@@ -261,8 +259,6 @@ def test_weights_lacking_a_learnable_layer_are_refused_unless_allowed(samples, t
 
 @pytest.mark.parametrize("content, reason", [(b"", "is empty (0 bytes)"),
                                              (b"\xff\xff\xff\xff garbage", "does not parse")])
-
-
 def test_an_empty_or_unparsable_caffemodel_is_one_line(samples, tmp_path, capsys, content,
                                                        reason):
     weights = tmp_path / "bad.caffemodel"
@@ -276,8 +272,6 @@ def test_an_empty_or_unparsable_caffemodel_is_one_line(samples, tmp_path, capsys
 
 
 @pytest.mark.parametrize("kind", ["truncated", "scrambled"])
-
-
 def test_corrupt_frames_are_refused_naming_video_and_frame(samples, tmp_path, capsys, backend,
                                                            kind):
     """Frame 1 of the second video (every sampling reads it) damaged the two
@@ -390,3 +384,63 @@ def test_fold_bn_scores_the_same_and_records_the_source(samples, tmp_path):
     assert b.meta["net"] == str(deploy.resolve()) and b.meta["weights"] == str(weights.resolve())
     assert np.ptp(a.scores) > 1e-3                   # the BatchNorm matters to the scores
     np.testing.assert_allclose(b.scores, a.scores, rtol=1e-4, atol=1e-6)
+def _bn_deploy(path, frozen):
+    """tiny_deploy with BN after the convolution: FrozenBN `conv_bn` (a
+    current partial-BN net), or BatchNorm `conv_bn` + Scale `conv_scale`
+    (the same net as made before FrozenBN)."""
+    from caffe import layers as L, params as P
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[10, 3, 224, 224]))
+    n.conv = L.Convolution(n.data, num_output=8, kernel_size=7, stride=8,
+                           weight_filler=dict(type="gaussian", std=0.1))
+    if frozen:
+        n.conv_bn = L.FrozenBN(n.conv)
+    else:
+        n.conv_bn = L.BatchNorm(n.conv, batch_norm_param=dict(use_global_stats=True))
+        n.conv_scale = L.Scale(n.conv_bn, in_place=True, scale_param=dict(bias_term=True))
+    n.pool = L.Pooling(n.conv_bn, pool=P.Pooling.AVE, global_pooling=True)
+    n.fc = L.InnerProduct(n.pool, num_output=2, weight_filler=dict(type="gaussian", std=0.1))
+    n.prob = L.Softmax(n.fc)
+    path.write_text(str(n.to_proto()))
+    return path
+
+
+def test_eval_net_scores_a_snapshot_made_before_frozen_bn(samples, tmp_path, capsys):
+    """An old snapshot (BatchNorm + Scale) scored with the current deploy net
+    (FrozenBN) gives the old net's scores; without its Scale it is refused,
+    naming the layer."""
+    from caffe.proto import caffe_pb2
+    tool = load_tool("eval_net")
+    old = _bn_deploy(tmp_path / "old.prototxt", frozen=False)
+    new = _bn_deploy(tmp_path / "new.prototxt", frozen=True)
+    net = caffe.Net(str(old), caffe.TEST)
+    rng = np.random.RandomState(0)
+    for name, values in (("conv", [rng.normal(0, 0.05, (8, 3, 7, 7)), rng.normal(0, 1, 8)]),
+                         ("conv_bn", [rng.normal(0, 3, 8), rng.uniform(1, 9, 8), [2.0]]),
+                         ("conv_scale", [rng.uniform(0.5, 2, 8), rng.normal(0, 1, 8)]),
+                         ("fc", [rng.normal(0, 1, (2, 8)), rng.normal(0, 0.1, 2)])):
+        for blob, v in zip(net.params[name], values):
+            blob.data[...] = v
+    weights = tmp_path / "old.caffemodel"
+    net.save(str(weights))
+    common = ["--list", str(samples["list"]), "--root", str(samples["frames"]),
+              "--num_snippets", "3", "--no-progress"]
+    for net, out in ((old, "old.npz"), (new, "new.npz")):
+        assert tool.main([str(net), str(weights), "--out", str(tmp_path / out)] + common) == 0
+    a, b = load_scores(tmp_path / "old.npz"), load_scores(tmp_path / "new.npz")
+    assert b.scores.shape == (2, 3, 10, 2)
+    np.testing.assert_allclose(b.scores, a.scores, rtol=1e-4, atol=1e-6)
+    assert np.ptp(a.scores[..., 0]) > 1e-3  # the BN weights matter to the scores
+
+    param = caffe_pb2.NetParameter()
+    param.ParseFromString(weights.read_bytes())
+    kept = [layer for layer in param.layer if layer.name != "conv_scale"]
+    del param.layer[:]
+    param.layer.extend(kept)
+    bad = tmp_path / "no_scale.caffemodel"
+    bad.write_bytes(param.SerializeToString())
+    capsys.readouterr()
+    assert tool.main([str(new), str(bad), "--out", str(tmp_path / "bad.npz")] + common) == 2
+    err = capsys.readouterr().err
+    assert "layer 'conv_bn' is a BatchNorm without its Scale layer 'conv_scale'" in err
+    assert not (tmp_path / "bad.npz").exists()

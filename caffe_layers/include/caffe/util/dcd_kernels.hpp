@@ -857,6 +857,101 @@ DCD_HOST_DEVICE inline int bit_width(unsigned int x) {
   return b;
 }
 
+// --- FrozenBN ------------------------------------------------------------------
+// BatchNorm (use_global_stats) + Scale as one per-channel affine:
+// y = (x - m_c) s_c + beta_c with m_c = mean_c / f and
+// s_c = gamma_c / sqrt(var_c / f + eps); f = 0 gives m = 0 and var 0, as in
+// Caffe's BatchNorm. Elements are (n, c, i) of an N x C x S blob
+// (S = spatial size), index (n C + c) S + i.
+
+template <typename Dtype>
+struct FrozenBNChannel {
+  Dtype mean;     // m_c
+  Dtype inv_std;  // 1 / sqrt(var_c / f + eps)
+  Dtype scale;    // s_c = gamma_c inv_std
+};
+
+// 1 / f, or 0 for f = 0 (BatchNorm's reading of an empty moving average).
+template <typename Dtype>
+DCD_HOST_DEVICE inline Dtype frozen_bn_stat_scale(Dtype factor) {
+  return factor == Dtype(0) ? Dtype(0) : Dtype(1) / factor;
+}
+
+template <typename Dtype>
+DCD_HOST_DEVICE inline FrozenBNChannel<Dtype> frozen_bn_channel(int c,
+    const Dtype* mean, const Dtype* var, Dtype stat_scale,
+    const Dtype* gamma, Dtype eps) {
+  FrozenBNChannel<Dtype> ch;
+  ch.mean = mean[c] * stat_scale;
+  ch.inv_std = Dtype(1) / dcd_sqrt(var[c] * stat_scale + eps);
+  ch.scale = gamma[c] * ch.inv_std;
+  return ch;
+}
+
+template <typename Dtype>
+DCD_HOST_DEVICE inline Dtype frozen_bn_apply(Dtype x,
+    const FrozenBNChannel<Dtype>& ch, Dtype beta) {
+  return (x - ch.mean) * ch.scale + beta;
+}
+
+// Forward: one element each, count N C S; `factor` points at blob 2.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void frozen_bn_forward_elem(int index, const Dtype* x,
+    int channels, int spatial, const Dtype* mean, const Dtype* var,
+    const Dtype* factor, const Dtype* gamma, const Dtype* beta, Dtype eps,
+    Dtype* y) {
+  const int c = (index / spatial) % channels;
+  const FrozenBNChannel<Dtype> ch = frozen_bn_channel(c, mean, var,
+      frozen_bn_stat_scale(factor[0]), gamma, eps);
+  y[index] = frozen_bn_apply(x[index], ch, beta[c]);
+}
+
+// Backward to the bottom only (gamma and beta frozen): dx = dy s_c; one
+// element each, count N C S. In place (dx == dy) is fine.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void frozen_bn_backward_elem(int index,
+    const Dtype* top_diff, int channels, int spatial, const Dtype* var,
+    const Dtype* factor, const Dtype* gamma, Dtype eps, Dtype* bottom_diff) {
+  const int c = (index / spatial) % channels;
+  const Dtype inv_std = Dtype(1) /
+      dcd_sqrt(var[c] * frozen_bn_stat_scale(factor[0]) + eps);
+  bottom_diff[index] = top_diff[index] * (gamma[c] * inv_std);
+}
+
+// Backward with gamma or beta learned: one GPU block of kFrozenBNThreads
+// threads per channel. Thread t of channel c takes the channel's elements
+// t, t + T, t + 2T, ... (n-major, coalesced along S), writes dx = dy s_c
+// when bottom_diff is not NULL, and sums dy (x - m_c) inv_std and dy in that
+// order; the block then adds its T partial sums pairwise
+// (frozen_bn_tree_step for s = T/2, T/4, ..., 1), so the result does not
+// depend on scheduling. `x` is the bottom data; in place, a saved copy.
+const int kFrozenBNThreads = 256;  // a power of 2 (the pairwise sum)
+
+template <typename Dtype>
+DCD_HOST_DEVICE inline void frozen_bn_backward_thread(int c, int t, int T,
+    int num, int channels, int spatial, const Dtype* x, const Dtype* top_diff,
+    const FrozenBNChannel<Dtype>& ch, Dtype* bottom_diff, Dtype* gamma_sum,
+    Dtype* beta_sum) {
+  Dtype sg = 0, sb = 0;
+  const int per_channel = num * spatial;
+  for (int j = t; j < per_channel; j += T) {
+    const int index = ((j / spatial) * channels + c) * spatial + j % spatial;
+    const Dtype g = top_diff[index];
+    sg += g * ((x[index] - ch.mean) * ch.inv_std);
+    sb += g;
+    if (bottom_diff) { bottom_diff[index] = g * ch.scale; }
+  }
+  *gamma_sum = sg;
+  *beta_sum = sb;
+}
+
+// One level of the pairwise sum over a block's partial sums: threads t < s
+// add element t + s to element t.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void frozen_bn_tree_step(int t, int s, Dtype* sums) {
+  if (t < s) { sums[t] += sums[t + s]; }
+}
+
 }  // namespace dcd
 }  // namespace caffe
 
