@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The on-device checks of the CUDA build, in one script (README, "CUDA build").
+# The on-device checks of the CUDA build, in one script (docs/GPU.md).
 #
 #   tools/gpu_check.sh pack [--build build/cuda] [--bundle build/gpu_bundle]
 #       here, after `make cuda`: gathers what the GPU machine needs into one
