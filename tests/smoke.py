@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcd.caffe_log import caffe_train, parse_test_outputs, parse_train_losses
+from dcd.caffeio.caffe_log import caffe_train, parse_test_outputs, parse_train_losses
 
 IMAGE_SIZE = 16
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from dcd.paths import CPU_BUILD_DIR, REPO_ROOT
+from dcd.util.paths import CPU_BUILD_DIR, REPO_ROOT
 from smoke import run_smoke  # tests/smoke.py, a test-only net
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"

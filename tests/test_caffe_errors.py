@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dcd.paths import caffe_binary
+from dcd.util.paths import caffe_binary
 
 TRACE_LINE = "*** Check failure stack trace"
 
@@ -18,6 +18,7 @@ TRACE_LINE = "*** Check failure stack trace"
 def run(cmd, cwd, trace=False):
     env = {k: v for k, v in os.environ.items() if k != "DCD_STACK_TRACE"}
     env["GLOG_logtostderr"] = "1"
+    env["GLOG_minloglevel"] = "0"  # tools/demo.py, imported by other tests, sets 2
     if trace:
         env["DCD_STACK_TRACE"] = "1"
     return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,

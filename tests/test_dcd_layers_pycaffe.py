@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from caffe import layers as L, params as P
 
-from dcd import reference as ref
-from dcd.netio import load_net
+from dcd.layers import reference as ref
+from dcd.caffeio.netio import load_net
 
 N, C_IN, H, W = 2, 3, 9, 12
 C, DH, DW, DIL, TAU = 8, 2, 1, 2, 0.2
@@ -110,7 +110,7 @@ def test_gpu_matches_cpu():
     """The same net on the GPU and the CPU: values and gradients of the three
     layers agree to 1e-4 of the largest |value| (nvcc fuses multiply-adds).
     Needs a CUDA build of pycaffe and a GPU (tools/gpu_check.sh runs it)."""
-    from dcd.buildinfo import pycaffe_gpu_unavailable_reason
+    from dcd.caffeio.buildinfo import pycaffe_gpu_unavailable_reason
     reason = pycaffe_gpu_unavailable_reason()
     if reason and os.environ.get("DCD_REQUIRE_GPU"):  # set by tools/gpu_check.sh
         pytest.fail(reason)

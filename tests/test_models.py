@@ -15,7 +15,7 @@ from google.protobuf import text_format  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 from nethelpers import forward_backward, random_bninception, unit_bn_stats  # noqa: E402
-from dcd.netio import load_net  # noqa: E402
+from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets.dcd import BRANCH_PREFIX, DATASETS, NETS, build  # noqa: E402
 from dcd.nets.generate import model_paths, write_models  # noqa: E402
 
@@ -253,7 +253,7 @@ def tiny_repo(tmp_path_factory):
 @pytest.mark.slow
 def test_motion_solver_trains_with_caffe(tiny_repo, monkeypatch):
     monkeypatch.setenv("GLOG_minloglevel", "0")  # the losses are INFO lines
-    from dcd.caffe_log import caffe_train, parse_test_outputs, parse_train_losses
+    from dcd.caffeio.caffe_log import caffe_train, parse_test_outputs, parse_train_losses
     from dcd.nets.preflight import check_solver
     solver = "models/ucf101/motion_solver.prototxt"
     check_solver(tiny_repo / solver, tiny_repo, [tiny_repo / "motion_init.caffemodel"])
@@ -271,7 +271,7 @@ def test_motion_solver_trains_with_caffe(tiny_repo, monkeypatch):
 def test_flow_solvers_train_with_caffe(tiny_repo, net, monkeypatch):
     """TSN's flow stream (FLOW) and the TV-L1 warping net (RGB_FLOW) read
     the tiny data set's flow from the shared LMDB and train."""
-    from dcd.caffe_log import caffe_train, parse_train_losses
+    from dcd.caffeio.caffe_log import caffe_train, parse_train_losses
     solver = tiny_copy(tiny_repo, net)
     log = caffe_train(solver, tiny_repo / f"{net}.log", [f"--weights={net}_init.caffemodel"],
                       cwd=tiny_repo)
@@ -281,7 +281,7 @@ def test_flow_solvers_train_with_caffe(tiny_repo, net, monkeypatch):
 
 
 def test_missing_list_is_named(tiny_repo, tmp_path):
-    from dcd.caffe_log import caffe_train
+    from dcd.caffeio.caffe_log import caffe_train
     lists = tiny_repo / "data/ucf101/ucf101_train_split_1.txt"
     moved = tmp_path / "moved.txt"
     lists.rename(moved)
@@ -298,7 +298,7 @@ def test_clipping_with_the_shipped_motion_solver(tiny_repo, tmp_path):
     against the first release's clip 20, on the CPU copy (batch 1 at a 32
     crop, so 32 passes per update), one update each from the same weights
     and data: whether and how hard Caffe clips, read from its log."""
-    from dcd.caffe_log import caffe_train, parse_clipping, parse_train_losses
+    from dcd.caffeio.caffe_log import caffe_train, parse_clipping, parse_train_losses
     shipped = parse(MODELS / "ucf101/motion_solver.prototxt")
     assert (shipped.iter_size, shipped.clip_gradients) == (32, 640)
     fired = {}
@@ -328,7 +328,7 @@ def test_clipping_with_the_shipped_motion_solver(tiny_repo, tmp_path):
 def test_fresh_clone_without_data_names_the_missing_list(tmp_path):
     """The committed BN-Inception motion net, CPU copy of its solver, no
     data: caffe stops at the data layer naming the list."""
-    from dcd.caffe_log import caffe_train
+    from dcd.caffeio.caffe_log import caffe_train
     (tmp_path / "models/ucf101").mkdir(parents=True)
     (tmp_path / "snapshots").mkdir()
     net = "models/ucf101/motion_train_val.prototxt"

@@ -11,9 +11,9 @@ import pytest
 from dcd.data.flow import dequantize_flow, read_flow_folder
 from dcd.data.frames import FRAME_PATTERN
 from dcd.data.video_net import (MEAN_BGR, TSN_SCALE_RATIOS, prepare_flow_sample_set,
-                                prepare_sample_set, sample_video_dir, tsn_test_offsets,
-                                video_data)
-from dcd.netio import load_net
+                                prepare_sample_set, sample_video_dir, video_data)
+from dcd.caffeio.netio import load_net
+from datahelpers import tsn_test_offsets
 
 SEGMENTS, LENGTH, CROP = 3, 4, 224
 MAX_FRAMES = 40

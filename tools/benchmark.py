@@ -12,13 +12,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 
 @tool_main("benchmark")
 def main(argv=None):
-    from dcd.scoring.benchmark import DEFAULT_NETS, TABLE3_NETS, format_pycaffe, format_table
+    from dcd.paper.table9 import format_text
+    from dcd.perf.nets import DEFAULT_NETS, TABLE3_NETS, format_pycaffe
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", type=int, choices=(3, 9), default=9,
@@ -81,7 +82,7 @@ def main(argv=None):
             args.weights = [f[1] for f in folded] if args.weights else None
         bench = _run(args)
     bench["fold_bn"] = args.fold_bn
-    print(format_table(bench))
+    print(format_text(bench))
     if args.pycaffe and format_pycaffe(bench):
         print(format_pycaffe(bench))
     if args.json:
@@ -92,7 +93,7 @@ def main(argv=None):
 
 
 def _run(args):
-    from dcd.scoring.benchmark import run_benchmark, run_benchmark_caffe_time
+    from dcd.perf.nets import run_benchmark, run_benchmark_caffe_time
     if args.caffe_time:
         return run_benchmark_caffe_time(args.nets, args.batch_sizes, args.iters, args.gpu,
                                         args.disp_layer, progress=not args.no_progress,

@@ -13,8 +13,8 @@ import os
 import sys
 
 
-from dcd.paths import BUILD_DIR  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.paths import BUILD_DIR  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("benchmark_data")
@@ -36,7 +36,7 @@ def main(argv=None):
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
-    from dcd.data.bench import sample_jpegs, time_bare_decode, time_video_data
+    from dcd.perf.data import sample_jpegs, time_bare_decode, time_video_data
     from dcd.data.video_net import prepare_sample_set
     caffe.set_mode_cpu()
 

@@ -10,7 +10,7 @@ import sys
 
 
 from dcd.data import flow, frames  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("benchmark_flow")
@@ -23,7 +23,7 @@ def main(argv=None):
                         help="OpenCV threads (default: %(default)s: cost per core)")
     args = parser.parse_args(argv)
 
-    from dcd.data.bench import time_flow
+    from dcd.perf.data import time_flow
     from dcd.data.video_net import sample_video_dir
 
     capture = frames.open_video(sample_video_dir() / "bikes.mp4")

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dcd.bench import (Config, DeviceSync, flops, sgemm_gflops, time_layer,  # noqa: E402
+from dcd.perf.layers import (Config, DeviceSync, flops, sgemm_gflops, time_layer,  # noqa: E402
                        time_reference)
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
 
@@ -82,7 +82,7 @@ def main(argv=None):
     rows = [(config, layer, *lt, *rt) for (config, layer), lt, rt in
             zip(cases, layer_times, ref_times)]
 
-    from dcd.buildinfo import caffe_build, device_name
+    from dcd.caffeio.buildinfo import caffe_build, device_name
     device = device_name(args.gpu)
     build = caffe_build()
     print(f"\nDevice: {device} (build: CUDA {build['cuda']}, cuDNN {build['cudnn']}). "
@@ -120,9 +120,9 @@ def main(argv=None):
 
 
 def main_caffe_time(args):
-    from dcd import caffe_time
-    from dcd.buildinfo import device_name
-    from dcd.paths import caffe_binary
+    from dcd.perf import caffe_time
+    from dcd.caffeio.buildinfo import device_name
+    from dcd.util.paths import caffe_binary
     caffe_bin = caffe_binary()
     configs = list(itertools.product(args.sizes, args.displacements, args.batches))
     results = [caffe_time.time_layers(caffe_bin, args.channels, size, d, n, args.gpu)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 
 from dcd.data import filelists  # noqa: E402
-from dcd.paths import REPO_ROOT  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.paths import REPO_ROOT  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("build_file_list")

@@ -21,7 +21,7 @@ import sys
 
 
 from dcd.data import filelists, lmdb_store  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("build_lmdb")

@@ -21,8 +21,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 # layers ran many times slower otherwise); set before Caffe loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from dcd.demo import NETS, DemoConfig, format_seed_table, run  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.demo.pipeline import NETS, DemoConfig, format_seed_table, run  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("demo")

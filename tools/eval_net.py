@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-from dcd.cli import check_writable, tool_main  # noqa: E402
+from dcd.util.cli import check_writable, tool_main  # noqa: E402
 
 
 @tool_main("eval_net")

@@ -17,7 +17,7 @@ Score files of another class count, or that do not cover the same videos
 (another list or split), are refused, naming the videos and files."""
 import argparse
 import sys
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 
@@ -102,7 +102,7 @@ def main(argv=None):
     if args.per_class_csv:
         metrics.write_per_class_csv(ev, args.per_class_csv, names)
     if args.confusion_png:
-        from dcd.plots import plot_confusion
+        from dcd.util.plots import plot_confusion
         plot_confusion(ev, args.confusion_png, names)
     if args.json:
         metrics.write_json(s, args.json)

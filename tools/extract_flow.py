@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from dcd.data import flow, frames  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 TVL1_FLAGS = (("tau", float), ("lambda_", float), ("theta", float), ("nscales", int),
               ("warps", int), ("epsilon", float), ("inner_iterations", int),

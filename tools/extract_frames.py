@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from dcd.data import frames  # noqa: E402
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("extract_frames")

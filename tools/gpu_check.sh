@@ -157,7 +157,7 @@ pack_python_only() {
   rm -rf "$bundle/python/caffe"
   cp -rL "$build/caffe-src/python/caffe" "$bundle/python/"
   pack_python "$bundle/python311"
-  PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$bundle/lib" \
+  PYTHONPATH=python .venv/bin/python -m dcd.perf.gpu_check libs --out "$bundle/lib" \
     "$bundle/python311/bin/python3" "$bundle/python/caffe/_caffe.so" || exit 1
   echo "gpu_check pack-python: $bundle/python311 ($(du -sh "$bundle/python311" | cut -f1)); try:"
   echo "  env -i LD_LIBRARY_PATH=$bundle/lib $bundle/python311/bin/pycaffe-python -c 'import caffe'"
@@ -175,10 +175,10 @@ pack() {
   cp -L "$caffe_bin" "$testbin" "$partial/bin/"
   cp -rL "$build/caffe-src/python/caffe" "$partial/python/"
   find "$partial/python" -name "*.pyc" -delete
-  # Every library they load that a GPU machine lacks (dcd.gpu_check.SYSTEM_LIBS
+  # Every library they load that a GPU machine lacks (dcd.perf.gpu_check.SYSTEM_LIBS
   # and STUBBED_LIBS say which are not packed as they are).
   pack_python "$partial/python311"
-  PYTHONPATH=python .venv/bin/python -m dcd.gpu_check libs --out "$partial/lib" \
+  PYTHONPATH=python .venv/bin/python -m dcd.perf.gpu_check libs --out "$partial/lib" \
     "$partial/bin/caffe" "$partial/bin/test.testbin" "$partial/python/caffe/_caffe.so" \
     "$partial/python311/bin/python3" || exit 1
   strip --strip-unneeded "$partial"/bin/* "$partial"/lib/* "$partial"/python/caffe/_caffe.so 2>/dev/null
@@ -195,7 +195,7 @@ pack() {
 from dcd.data.video_net import sample_video_dir; print(sample_video_dir() / 'bikes.mp4')")
   cp "$video" "$partial/data/"
   PYTHONPATH=python .venv/bin/python -c "import json
-from dcd.buildinfo import build_info_from_cache
+from dcd.caffeio.buildinfo import build_info_from_cache
 info = build_info_from_cache('$build/CMakeCache.txt')
 info['build_dir'] = '$build'
 json.dump(info, open('$partial/build_info.json', 'w'), indent=2)"
@@ -232,7 +232,7 @@ RESULT_FILES="summary.json environment.json gtests.xml gtests.json table9_cudnn.
               train_gpu_0.json train_speed_static.json train_speed_motion.json"
 sync_out() {
   local f
-  "$py" -m dcd.gpu_check summary --out "$work" > /dev/null 2>&1
+  "$py" -m dcd.perf.gpu_check summary --out "$work" > /dev/null 2>&1
   for f in $RESULT_FILES; do
     [[ -f "$work/$f" ]] && cp "$work/$f" "$out/"
   done
@@ -296,7 +296,7 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   else
     record environment passed $((SECONDS - start)) "$(nvidia-smi -L 2>/dev/null | head -1)"
   fi
-  "$py" -m dcd.gpu_check environment --out "$work" --bundle "$bundle" >> "$work/environment.log" 2>&1
+  "$py" -m dcd.perf.gpu_check environment --out "$work" --bundle "$bundle" >> "$work/environment.log" 2>&1
   sync_out
   local ngpu
   ngpu=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
@@ -306,7 +306,7 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
   wanted gtests && run_step gtests "$(basename "$bundle")/bin/test.testbin" \
     "$bundle/bin/test.testbin" --gtest_output="xml:$work/gtests.xml"
   if wanted gtests && [[ -f "$work/gtests.xml" ]]; then
-    "$py" -m dcd.gpu_check gtests --xml "$work/gtests.xml" --out "$work" >> "$work/gtests.log" 2>&1
+    "$py" -m dcd.perf.gpu_check gtests --xml "$work/gtests.xml" --out "$work" >> "$work/gtests.log" 2>&1
     tail -n 1 "$work/gtests.log" | sed 's/^/    /'
     sync_out
   fi
@@ -330,10 +330,10 @@ print(':'.join(sorted({os.path.dirname(p) for d in nvidia.__path__
     record table9_folded skipped 0 "skipped: $fold_tool missing"
   else
     local table9_nets
-    table9_nets=$("$py" -c "from dcd.scoring.benchmark import DEFAULT_NETS
+    table9_nets=$("$py" -c "from dcd.perf.nets import DEFAULT_NETS
 print(' '.join(str(n) for n in DEFAULT_NETS))")
     run_step fold_bn "tools/fold_bn.py on random weights of the Table 9 nets" \
-      "$py" -m dcd.gpu_check fold --caffe "$bundle/bin/caffe" --out "$work/folded" --tool "$fold_tool" \
+      "$py" -m dcd.perf.gpu_check fold --caffe "$bundle/bin/caffe" --out "$work/folded" --tool "$fold_tool" \
       --python "${fold_py:-${pycaffe_py:-$py}}" $table9_nets
     if [[ -n "$(ls "$work/folded/timed" 2>/dev/null)" ]]; then
       run_step table9_folded "caffe time, BN folded, default engine" \
@@ -349,13 +349,13 @@ print(' '.join(str(n) for n in DEFAULT_NETS))")
 
   # 3. caffe train, one GPU and, with several, all of them through NCCL.
   wanted train && run_step train_gpu0 "motion solver, 20 iterations, iter_size $iter_size" \
-    "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
+    "$py" -m dcd.perf.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
     --iter-size "$iter_size"
   if ! wanted train; then
     :
   elif ((ngpu > 1)); then
     run_step train_gpu_all "motion solver, NCCL on $ngpu GPUs" \
-      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu all \
+      "$py" -m dcd.perf.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu all \
       --iter-size "$iter_size"
   else
     record train_gpu_all skipped 0 "one GPU: NCCL needs several"
@@ -364,7 +364,7 @@ print(' '.join(str(n) for n in DEFAULT_NETS))")
   local solver
   wanted speed && for solver in static motion; do
     run_step "train_speed_$solver" "$solver solver, $speed_iters iterations, iter_size $iter_size" \
-      "$py" -m dcd.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
+      "$py" -m dcd.perf.gpu_check train --caffe "$bundle/bin/caffe" --out "$work" --gpu 0 \
       --solver "$solver" --frozen-bn --iters "$speed_iters" --iter-size "$iter_size"
   done
 
@@ -378,7 +378,7 @@ print(' '.join(str(n) for n in DEFAULT_NETS))")
     run_step pycuda_tests "tests/gpu (random + real frames, 50x determinism)" \
       "$py" -m pytest tests/gpu -v -p no:cacheprovider --junitxml="$work/pycuda_tests.xml"
     wanted bench && run_step warp_backward "old vs new warp gradient to F" \
-      "$py" -m dcd.gpu_kernels --json "$work/warp_backward.json"
+      "$py" -m dcd.layers.gpu_kernels --json "$work/warp_backward.json"
   else
     record pycuda_install failed $((SECONDS - start)) "see pycuda_install.log"
   fi
@@ -400,7 +400,7 @@ print(' '.join(str(n) for n in DEFAULT_NETS))")
     fi
   fi
 
-  "$py" -m dcd.gpu_check summary --out "$work"
+  "$py" -m dcd.perf.gpu_check summary --out "$work"
   local rc=$?
   sync_out
   echo "[gpu_check] results in $out: $(ls "$out" | tr '\n' ' ')"

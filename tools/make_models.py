@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,7 +54,7 @@ def main(argv=None):
         return 2
     print(f"wrote {len(written)} files under {args.out / 'models'}")
     if not variant and args.split == 1 and args.out.resolve() == REPO and not args.net:
-        from dcd.recipes import recipes_markdown, rewrite_recipes
+        from dcd.paper.recipes import recipes_markdown, rewrite_recipes
         readme = REPO / "models" / "README.md"
         readme.write_text(rewrite_recipes(readme.read_text(), recipes_markdown()))
         print(f"rewrote the paper-row commands in {readme}")

@@ -23,7 +23,7 @@ def main(argv=None):
     if args.labels and len(args.labels) != len(args.logs):
         p.error(f"{len(args.labels)} label(s) for {len(args.logs)} log(s)")
 
-    from dcd.caffe_log import plot_runs, read_logs, write_csv
+    from dcd.caffeio.caffe_log import plot_runs, read_logs, write_csv
     try:
         runs = read_logs(args.logs)
     except ValueError as exc:

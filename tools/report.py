@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 
@@ -22,7 +22,8 @@ def main(argv=None):
     p.add_argument("--out", help="write the report here (default: stdout)")
     args = p.parse_args(argv)
 
-    from dcd.report import PAPER_TABLES, ReportError, build_report
+    from dcd.paper.report import build_report
+    from dcd.paper.tables import PAPER_TABLES, ReportError
     summaries = []
     try:
         for item in args.results:

@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from dcd import studies
+from dcd.demo import studies
 from dcd.nets.init_weights import filter_bank_conv1
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 def gaussian_study(args):

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 @tool_main("transfer_weights")

@@ -10,7 +10,7 @@ warped by the flow and by the displacement map, as one PNG.
   visualize.py --video frames/<video_id> --index 10 --out fig5.png"""
 import argparse
 import sys
-from dcd.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main  # noqa: E402
 
 
 
@@ -35,7 +35,7 @@ def main(argv=None):
     p.add_argument("--gpu", type=int, nargs="?", const=0)
     args = p.parse_args(argv)
 
-    from dcd import viz
+    from dcd.demo import figure5 as viz
     if bool(args.video) == bool(args.images) or (args.images and len(args.images) != 2):
         p.error("give two images, or --video with --index")
     if args.net and not args.layer:

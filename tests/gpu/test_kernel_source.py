@@ -1,11 +1,11 @@
-"""The pycuda kernel module (dcd.gpu_kernels) compiles with nvcc against the
+"""The pycuda kernel module (dcd.layers.gpu_kernels) compiles with nvcc against the
 current dcd_kernels.hpp: runs without a GPU, so CI catches a kernel body
 whose signature drifted from what the GPU tests launch."""
 import shutil
 
 import pytest
 
-from dcd import gpu_kernels
+from dcd.layers import gpu_kernels
 
 
 def test_kernel_module_compiles(tmp_path):

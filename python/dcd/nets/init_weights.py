@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcd.nets.frozen_bn import FROZEN_BN, blobs_from_pair, blobs_from_statistics, scale_name
+from dcd.caffeio.frozen_bn import FROZEN_BN, blobs_from_pair, blobs_from_statistics, scale_name
 
 BRANCH_PREFIXES = ("motion/", "appchange/")
 
@@ -110,7 +110,7 @@ def _blob_array(blob):
 
 def read_caffemodel(path):
     """{layer name: (type, [arrays])} of a binary caffemodel (new or V1 layers)."""
-    from dcd.netio import CaffemodelError, parse_caffemodel
+    from dcd.caffeio.netio import CaffemodelError, parse_caffemodel
     try:
         param = parse_caffemodel(path)
     except CaffemodelError as err:  # empty or unparsable: say so, not "not BN-Inception"
@@ -159,7 +159,7 @@ def reference_layers():
     if not _REFERENCE:
         import caffe
         from dcd.nets.bn_inception import imagenet_deploy
-        from dcd.netio import load_net
+        from dcd.caffeio.netio import load_net
         net = load_net(imagenet_deploy(size=64), caffe.TEST)
         _REFERENCE["layers"] = [(name, layer.type, [b.data.shape for b in layer.blobs])
                                 for name, layer in zip(net._layer_names, net.layers)
@@ -263,7 +263,7 @@ def init_weights(caffemodel, dataset, net_name, out_path):
     """Initial weights for one net of models/<dataset>/ (built from the
     package at a small crop: parameter shapes do not depend on it)."""
     import caffe
-    from dcd.netio import load_net
+    from dcd.caffeio.netio import load_net
     from dcd.nets.dcd import build, get_config
     source = read_caffemodel(caffemodel)
     checked = check_bn_inception(source, caffemodel)
@@ -307,7 +307,7 @@ def write_layers(net, names, out_path):
     (caffe train --weights copies them and leaves every other layer to its
     filler and the solver's random seed)."""
     from caffe.proto import caffe_pb2
-    from dcd.fileio import write_atomic
+    from dcd.util.fileio import write_atomic
     param = caffe_pb2.NetParameter()
     param.name = "initial_layers"
     layers = dict(zip(net._layer_names, net.layers))
@@ -332,7 +332,7 @@ def filter_bank_init(dataset, net_name, out_path, orientations=4):
     100%. Only the initialised layers are written (write_layers), and
     nothing when the net has no such conv1 (report.copied is empty)."""
     import caffe
-    from dcd.netio import load_net
+    from dcd.caffeio.netio import load_net
     from dcd.nets.dcd import build, get_config
     net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
     bank = filter_bank_conv1(orientations=orientations)
@@ -406,7 +406,7 @@ def transfer_weights(caffemodel, dataset, net_name, out_path):
     """Initial weights for `net_name` on `dataset` from a snapshot of the
     same net trained on another data set (e.g. Kinetics -> UCF101)."""
     import caffe
-    from dcd.netio import load_net
+    from dcd.caffeio.netio import load_net
     from dcd.nets.dcd import build, get_config
     source = read_caffemodel(caffemodel)
     net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
@@ -448,7 +448,7 @@ def compose_weights(caffemodels, dataset, net_name, out_path):
     """Initial weights for a joint net from its trained branch nets
     (compose_net), written to out_path."""
     import caffe
-    from dcd.netio import load_net
+    from dcd.caffeio.netio import load_net
     from dcd.nets.dcd import build, get_config
     sources = [(path, read_caffemodel(path)) for path in caffemodels]
     net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)

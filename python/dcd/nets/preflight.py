@@ -64,7 +64,7 @@ def check_solver(solver_path, root=".", weights=()):
             missing.append(line)
     if missing:
         raise FileNotFoundError(f"{solver_path} cannot run, missing:\n  " + "\n  ".join(missing))
-    from dcd.netio import parse_caffemodel
+    from dcd.caffeio.netio import parse_caffemodel
     for w in weights:
         parse_caffemodel(w)  # CaffemodelError: empty or not a caffemodel (Caffe would abort)
     return needs

@@ -55,7 +55,7 @@ def net_stats(net, frames=1):
 
 def _load(proto):
     import caffe
-    from dcd.netio import load_net
+    from dcd.caffeio.netio import load_net
     return load_net(proto, caffe.TEST)
 
 
@@ -96,5 +96,5 @@ def stats_markdown(trunk, stats):
 
 def rewrite_section(text, section):
     """Replace the sizes section of a README text (append it if absent)."""
-    from dcd.markdown import rewrite_section as rewrite
+    from dcd.util.markdown import rewrite_section as rewrite
     return rewrite(text, STATS_BEGIN, STATS_END, section)

@@ -6,11 +6,13 @@ Resampling is over test videos (the unit the paper's accuracies average
 over), with a seeded generator so that a figure printed twice is the same.
 Mean class accuracy is recomputed on every resample (a class that a
 resample happens to miss is left out of that resample's mean, as
-metrics.mean_class_accuracy does for a class without test videos).
+accuracy.mean_class_accuracy does for a class without test videos).
 """
 from math import comb
 
 import numpy as np
+
+from dcd.scoring.accuracy import confusion_matrix, mean_class_accuracy
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
@@ -96,7 +98,6 @@ def paired_comparison(scores_a, scores_b, labels, resamples=DEFAULT_RESAMPLES,
     ca = correct_top_k(np.asarray(scores_a), labels, 1)
     cb = correct_top_k(np.asarray(scores_b), labels, 1)
     means, mcas = _resample_stats(np.stack([ca, cb], 1), labels, num_classes, resamples, seed)
-    from dcd.scoring.metrics import confusion_matrix, mean_class_accuracy
     mca = [mean_class_accuracy(confusion_matrix(labels, np.asarray(s).argmax(1), num_classes))
            for s in (scores_a, scores_b)]
     only_a = int(np.sum(ca & ~cb))

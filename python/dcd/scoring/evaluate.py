@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcd.netio import caffemodel_layer_names, deploy_input, open_net
+from dcd.caffeio.netio import caffemodel_layer_names, deploy_input, open_net
 from dcd.scoring import protocol
 from dcd.scoring.readers import FrameReadError, open_reader
 from dcd.scoring.scorefile import (FORMAT, ScoreFileError, entries_sha1, file_sha1, open_partial,

@@ -160,8 +160,3 @@ def iter_snippets(frames_by_index, num_frames, crop_h, crop_w, num_snippets=NUM_
                                for f in frames_by_index(unique))))
     for row in idx:
         yield crop_snippet([loaded[i] for i in row], crop_h, crop_w, ten_crop, mean, modality)
-
-
-def video_samples(*args, **kwargs):
-    """All samples of one video: (S * K) x L x C x h x w, snippet-major, crop-minor."""
-    return np.concatenate(list(iter_snippets(*args, **kwargs)))

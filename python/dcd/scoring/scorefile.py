@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcd.fileio import write_atomic
+from dcd.util.fileio import write_atomic
 
 FORMAT = "dcd-scores-1"
 MAGIC = b"DCDR"

@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 
-from dcd.netio import load_net  # noqa: E402
+from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets import stats  # noqa: E402
 from dcd.nets.bn_inception import imagenet_deploy  # noqa: E402
 from dcd.nets.dcd import build, get_config  # noqa: E402

@@ -11,7 +11,7 @@ from caffe import layers as L  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 
 from nethelpers import random_bninception  # noqa: E402
-from dcd.netio import load_net  # noqa: E402
+from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets.init_weights import (NotBNInceptionError, init_weights,  # noqa: E402
                                    read_caffemodel)
 
@@ -248,7 +248,7 @@ def test_transfer_refuses_another_net_naming_the_layer(tmp_path):
 def test_transfer_tool(tmp_path):
     import subprocess
     import sys
-    from dcd.paths import REPO_ROOT
+    from dcd.util.paths import REPO_ROOT
     kinetics = _random_net_snapshot("kinetics", "motion", tmp_path / "kin.caffemodel", 1)
     out = tmp_path / "init.caffemodel"
     run = subprocess.run([sys.executable, str(REPO_ROOT / "tools/transfer_weights.py"),

@@ -9,7 +9,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 from caffe import layers as L  # noqa: E402
 
-from dcd.netio import load_net  # noqa: E402
+from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets.blocks import consensus, frame_pairs, temporal_pool, temporal_pool_vector  # noqa: E402
 
 N, T, C, H, W = 2, 4, 3, 5, 6

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 
-from dcd.netio import load_net  # noqa: E402
+from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets import bn_inception  # noqa: E402
 from dcd.nets.dcd import (  # noqa: E402
     NETS, TEMPERATURE, TEMPERATURE_LR_MULT, NetConfig, build, get_config)

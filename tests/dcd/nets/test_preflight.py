@@ -51,7 +51,7 @@ def test_tool_exit_status(root, tmp_path):
 @pytest.mark.parametrize("content, reason", [(b"", "is empty (0 bytes)"),
                                              (b"\xff\xff\xff\xff junk", "does not parse")])
 def test_weights_that_are_no_caffemodel_are_refused(tmp_path, capsys, content, reason):
-    from dcd.paths import load_tool
+    from toolhelpers import load_tool
     write_models(tmp_path, ("ucf101",), nets=["motion"])
     data = tmp_path / "data/ucf101"
     (data / "frames_lmdb").mkdir(parents=True)

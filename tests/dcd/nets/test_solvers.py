@@ -11,7 +11,7 @@ from dcd.nets.dcd import NETS, get_config
 from dcd.nets.generate import write_models
 from dcd.nets.preflight import solver_warnings
 from dcd.nets.solvers import solver
-from dcd.paths import REPO_ROOT
+from dcd.util.paths import REPO_ROOT
 
 
 def _parse(path, msg):

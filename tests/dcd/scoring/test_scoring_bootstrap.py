@@ -5,7 +5,7 @@ from math import sqrt
 import numpy as np
 import pytest
 
-from dcd.scoring import bootstrap, metrics
+from dcd.scoring import accuracy, bootstrap, metrics
 from dcd.scoring.scorefile import ScoreFileError, write_scores
 
 
@@ -41,7 +41,7 @@ def test_top1_interval_matches_binomial_standard_error():
     assert ci["top1"][1] == pytest.approx(p + half, abs=0.1 * half)
     assert ci["top1"][0] < p < ci["top1"][1]
     # Mean class accuracy's interval is wider (each class has ~n/10 videos) but holds its value.
-    mca = metrics.mean_class_accuracy(metrics.confusion_matrix(labels, np.where(
+    mca = accuracy.mean_class_accuracy(accuracy.confusion_matrix(labels, np.where(
         correct, labels, (labels + 1) % c), c))
     assert ci["mean_class_accuracy"][0] < mca < ci["mean_class_accuracy"][1]
 
@@ -122,7 +122,7 @@ def test_compare_same_file_and_refusals(tmp_path):
 
 
 def test_eval_scores_cli_intervals_and_compare(tmp_path, capsys):
-    from dcd.paths import load_tool
+    from toolhelpers import load_tool
     tool = load_tool("eval_scores")
     rng = np.random.default_rng(6)
     ids = [f"v{i:03d}" for i in range(200)]

@@ -14,7 +14,7 @@ from dcd.data.video_net import prepare_sample_set  # noqa: E402
 from dcd.scoring import evaluate as ev  # noqa: E402
 from dcd.scoring.scorefile import load_scores, partial_path, read_partial  # noqa: E402
 from scoring_helpers import tiny_deploy, write_weights  # noqa: E402
-from dcd.paths import load_tool  # noqa: E402
+from toolhelpers import load_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")

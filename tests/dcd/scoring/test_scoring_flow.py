@@ -11,7 +11,7 @@ import caffe  # noqa: E402
 
 from dcd.data.flow import dequantize_flow  # noqa: E402
 from dcd.data.video_net import prepare_flow_sample_set  # noqa: E402
-from dcd.paths import load_tool  # noqa: E402
+from toolhelpers import load_tool  # noqa: E402
 from dcd.scoring import evaluate as ev  # noqa: E402
 from dcd.scoring import protocol  # noqa: E402
 from dcd.scoring.readers import FrameReadError, open_reader  # noqa: E402

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dcd.data.filelists import VideoEntry
-from dcd.scoring import metrics
+from dcd.scoring import accuracy, metrics
 from dcd.scoring.scorefile import ScoreFileError, load_scores, write_scores
 
 
@@ -59,8 +59,8 @@ def test_weighted_fusion_and_top_k(tmp_path):
     s = fused.summary()
     # d: 5 + 0.5 vs 4 + 0.5 -> class 0; c: 1 vs 0.5 -> 0; e: 2 vs 1 + 4.5 -> 1
     assert s["top1"] == pytest.approx(1.0) and s["mean_class_accuracy"] == pytest.approx(1.0)
-    assert metrics.top_k_accuracy(np.array([[3, 2, 1, 0]]), [2], 2) == 0.0
-    assert metrics.top_k_accuracy(np.array([[3, 2, 1, 0]]), [1], 2) == 1.0
+    assert accuracy.top_k_accuracy(np.array([[3, 2, 1, 0]]), [2], 2) == 0.0
+    assert accuracy.top_k_accuracy(np.array([[3, 2, 1, 0]]), [1], 2) == 1.0
 
 
 def test_mismatched_ids_are_reported(tmp_path):
@@ -93,7 +93,7 @@ def test_other_class_count_or_list_refused(tmp_path):
 
 
 def test_eval_scores_cli_outputs(tmp_path, capsys):
-    from dcd.paths import load_tool
+    from toolhelpers import load_tool
     tool = load_tool("eval_scores")
     a = make_file(tmp_path / "a.npz", IDS, LABELS, SCORES)
     names = tmp_path / "classInd.txt"
@@ -117,7 +117,7 @@ def test_eval_scores_cli_outputs(tmp_path, capsys):
 # ------------------------------------------------------------ bad scores and files
 
 def _eval_scores(args, capsys):
-    from dcd.paths import load_tool
+    from toolhelpers import load_tool
     rc = load_tool("eval_scores").main([str(a) for a in args])
     return rc, capsys.readouterr()
 

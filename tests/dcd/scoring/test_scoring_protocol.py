@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from dcd.scoring import protocol
+from scoring_helpers import video_samples
 
 
 def test_snippet_starts_follow_tsn_ticks():
@@ -50,7 +51,7 @@ def test_layouts():
 
 def test_video_samples_resize_and_order():
     frames = {i: np.full((128, 170, 3), i, np.uint8) for i in range(1, 11)}
-    samples = protocol.video_samples(lambda idx: [frames[i] for i in idx], 10, 224, 224,
+    samples = video_samples(lambda idx: [frames[i] for i in idx], 10, 224, 224,
                                      num_snippets=3, new_length=2)
     assert samples.shape == (3 * 10, 2, 3, 224, 224)
     # snippet-major, crop-minor; frame value minus the channel's mean

@@ -1,0 +1,1 @@
+"""The paper's tables: how each row is reproduced and the report that puts our numbers beside them."""

@@ -1,0 +1,103 @@
+"""Throughput of the VideoData layer, wall-clock and per CPU-second, and the
+CPU cost of optical flow per frame pair."""
+import time
+
+from dcd.data.video_net import video_data
+from dcd.caffeio.netio import load_net
+
+
+def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_length=8,
+                    crop_size=224, train=True, batches=20, warmup=3, decode_threads=None):
+    """Frames/s of a VideoData net over `batches` forward passes
+    (`decode_threads`: the layer's field; None leaves its default).
+
+    Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core). The
+    prefetch thread decodes the next batch while forward() hands out the
+    current one, so wall-clock fps is the layer's throughput; cpu_seconds
+    is the process's CPU time (all threads), so fps_per_core is frames per
+    CPU-second.
+    """
+    import caffe
+
+    n = caffe.NetSpec()
+    n.data, n.label = video_data(list_file, root, backend, batch_size=batch_size,
+                                 num_segments=num_segments, new_length=new_length,
+                                 crop_size=crop_size, train=train, shuffle=True,
+                                 **({} if decode_threads is None else
+                                    dict(decode_threads=decode_threads)))
+    net = load_net(n.to_proto(), caffe.TRAIN if train else caffe.TEST)
+    for _ in range(warmup):
+        net.forward()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        net.forward()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    frames = batches * batch_size * num_segments * new_length
+    return dict(frames=frames, seconds=wall, cpu_seconds=cpu, fps=frames / wall,
+                fps_per_core=frames / cpu)
+
+
+def time_bare_decode(encoded, seconds=2.0):
+    """Frames per CPU-second of bare cv2.imdecode (colour, OpenCV on one
+    thread) over the JPEG byte strings `encoded`, cycled for about `seconds`:
+    the baseline the data layer's per-core rate is compared with."""
+    import cv2
+    import numpy as np
+
+    cv2.setNumThreads(1)
+    buffers = [np.frombuffer(b, np.uint8) for b in encoded]
+    for b in buffers[:8]:  # warm-up
+        cv2.imdecode(b, cv2.IMREAD_COLOR)
+    frames, cpu = 0, time.process_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for b in buffers:
+            if cv2.imdecode(b, cv2.IMREAD_COLOR) is None:
+                raise ValueError("a benchmark frame does not decode")
+        frames += len(buffers)
+    cpu = time.process_time() - cpu
+    return dict(frames=frames, cpu_seconds=cpu, fps_per_core=frames / cpu)
+
+
+def sample_jpegs(frames_root, limit=200):
+    """Up to `limit` JPEG byte strings from the frame folders under
+    `frames_root` (the frames the data layer benchmarks read)."""
+    from pathlib import Path
+
+    paths = sorted(Path(frames_root).glob("*/img_*.jpg"))
+    step = max(1, len(paths) // limit)
+    return [p.read_bytes() for p in paths[::step][:limit]]
+
+
+def time_flow(frames_bgr, settings, threads=1):
+    """CPU seconds per frame pair of each flow setting on the consecutive pairs of
+    `frames_bgr`, and its mean end-point error against the first setting.
+
+    `settings`: [(name, FlowMethod)]. OpenCV runs with `threads` threads, and
+    process CPU time is measured, so the figure is the cost of a pair on one core
+    when threads == 1. Returns [dict(name, cpu_per_pair, wall_per_pair, epe,
+    mean_magnitude)].
+    """
+    import cv2
+    import numpy as np
+
+    from dcd.data.flow import FlowEstimator, to_grey
+
+    cv2.setNumThreads(threads)
+    greys = [to_grey(f) for f in frames_bgr]
+    pairs = list(zip(greys, greys[1:]))
+    results, reference = [], None
+    for name, method in settings:
+        estimate = FlowEstimator(method)
+        estimate(*pairs[0])  # warm-up (allocations)
+        wall, cpu = time.perf_counter(), time.process_time()
+        flows = [estimate(a, b) for a, b in pairs]
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if reference is None:
+            reference = flows
+        epe = np.mean([np.linalg.norm(f - r, axis=-1).mean() for f, r in zip(flows, reference)])
+        results.append(dict(name=name, cpu_per_pair=cpu / len(pairs), wall_per_pair=wall / len(pairs),
+                            epe=float(epe),
+                            mean_magnitude=float(np.mean([np.linalg.norm(f, axis=-1).mean()
+                                                          for f in flows]))))
+    return results

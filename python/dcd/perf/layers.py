@@ -1,0 +1,184 @@
+"""Timing the DCD layers through pycaffe against numpy, in one run.
+
+Figures are ratios against baselines measured in the same process: numpy's
+float32 matrix multiply (the machine's ceiling in GFLOP/s) and the
+vectorised numpy reference of dcd.layers.reference.
+"""
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dcd.layers import reference as ref
+from dcd.caffeio.netio import load_net
+
+
+class DeviceSync:
+    """Waits for the GPU's queued work: a forward pass of a one-element net
+    (its input copy to the GPU and its output copy back are synchronous
+    cudaMemcpy calls on the default stream that Caffe's kernels use). Costs
+    microseconds, where reading a big blob through pycaffe would time a
+    device-to-host copy of it; on the CPU it does nothing."""
+
+    def __init__(self, gpu):
+        self.net = None
+        if gpu is None:
+            return
+        import caffe
+        from caffe import layers as L
+        n = caffe.NetSpec()
+        n.x = L.Input(shape=dict(dim=[1]))
+        n.y = L.Power(n.x, power=1.0)
+        self.net = load_net(n.to_proto(), caffe.TEST)
+
+    def __call__(self):
+        if self.net is not None:
+            self.net.blobs["x"].data[...] = 1
+            self.net._forward(0, len(self.net.layers) - 1)
+            float(self.net.blobs["y"].data[0])
+
+
+def forward(net, sync, end=None):
+    """net's forward pass up to layer `end` (all by default), without
+    pycaffe's copies of the outputs, then sync()."""
+    names = list(net._layer_names)
+    net._forward(0, names.index(end) if end else len(names) - 1)
+    sync()
+
+
+def forward_backward(net, sync):
+    """Forward then backward over all layers (the top diffs as they are), then sync()."""
+    last = len(net.layers) - 1
+    net._forward(0, last)
+    net._backward(last, 0)
+    sync()
+
+
+def _timeit(fn, min_time=0.3, min_reps=3, max_reps=50):
+    """Median seconds of fn() over repeats (after one warm-up call)."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def sgemm_gflops(size=1024):
+    """numpy float32 matrix-multiply GFLOP/s (all BLAS threads: the ceiling)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    return 2 * size ** 3 / _timeit(lambda: a @ b) / 1e9
+
+
+@dataclass(frozen=True)
+class Config:
+    channels: int
+    size: int          # H = W
+    max_displacement: int
+    batch: int
+    dilation: int = 1
+    temperature: float = 0.1
+
+    @property
+    def window(self):
+        return (2 * self.max_displacement + 1) ** 2
+
+    def label(self):
+        return (f"C={self.channels} {self.size}x{self.size} d={self.max_displacement} "
+                f"N={self.batch}")
+
+
+def flops(config):
+    """Multiply-adds x 2 of forward and backward, per layer."""
+    n, c, hw, d = config.batch, config.channels, config.size ** 2, config.window
+    return {
+        "CostVolume": (2 * n * d * hw * c, 4 * n * d * hw * c),
+        "SoftDisplacement": (6 * n * d * hw, 8 * n * d * hw),
+        "BilinearWarp": (8 * n * c * hw, 16 * n * c * hw),
+    }
+
+
+def _net(config, layers):
+    import caffe
+    from caffe import layers as L
+
+    shape = [config.batch, config.channels, config.size, config.size]
+    dd = dict(max_displacement=config.max_displacement, dilation=config.dilation)
+    n = caffe.NetSpec()
+    n.feat_a = L.Input(shape=dict(dim=shape))
+    n.feat_b = L.Input(shape=dict(dim=shape))
+    if layers in ("CostVolume", "chain"):
+        n.cost = L.CostVolume(n.feat_a, n.feat_b, cost_volume_param=dd)
+    else:
+        n.cost = L.Input(shape=dict(dim=[config.batch, config.window, config.size, config.size]))
+    if layers in ("SoftDisplacement", "BilinearWarp", "chain"):
+        n.disp = L.SoftDisplacement(n.cost, soft_displacement_param=dict(
+            temperature=config.temperature, **dd))
+    if layers in ("BilinearWarp", "chain"):
+        n.warped = L.BilinearWarp(n.feat_a, n.disp, bilinear_warp_param=dict(displacement_scale=-1))
+    proto = n.to_proto()
+    proto.force_backward = True
+    return load_net(proto, caffe.TEST)
+
+
+def _inputs(config, rng):
+    shape = (config.batch, config.channels, config.size, config.size)
+    fa = rng.standard_normal(shape, dtype=np.float32)
+    fb = np.roll(fa, (1, 2), axis=(2, 3)) + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+    return fa, fb
+
+
+def time_layer(config, layer, rng, sync=lambda: None):
+    """(forward s, forward+backward s) of one layer through pycaffe.
+
+    SoftDisplacement and BilinearWarp are timed by difference from their
+    producers (a SoftDisplacement on an Input cost volume, and the same net
+    plus the warp), so each figure is the layer's own. `sync` waits for the
+    device (DeviceSync) so GPU times are the device's, not the launches'.
+    """
+    def measure(net, cost_is_input=False):
+        fa, fb = _inputs(config, rng)
+        net.blobs["feat_a"].data[...] = fa
+        net.blobs["feat_b"].data[...] = fb
+        if cost_is_input:
+            net.blobs["cost"].data[...] = rng.uniform(-1, 1, net.blobs["cost"].data.shape)
+        net.blobs[list(net.blobs)[-1]].diff[...] = 1
+        return (_timeit(lambda: forward(net, sync)),
+                _timeit(lambda: forward_backward(net, sync)))
+
+    if layer == "CostVolume" or layer == "chain":
+        return measure(_net(config, layer))
+    soft = measure(_net(config, "SoftDisplacement"), cost_is_input=True)
+    if layer == "SoftDisplacement":
+        return soft
+    both = measure(_net(config, "BilinearWarp"), cost_is_input=True)
+    return max(both[0] - soft[0], 1e-9), max(both[1] - soft[1], 1e-9)
+
+
+def time_reference(config, layer, rng):
+    """(forward s, forward+backward s) of the vectorised numpy reference."""
+    fa, fb = _inputs(config, rng)
+    d, s, tau = config.max_displacement, config.dilation, config.temperature
+    cost = ref.cost_volume(fa, fb, d, d, s)
+    disp = ref.soft_displacement(cost, d, d, s, tau)
+    fwd = {
+        "CostVolume": lambda: ref.cost_volume(fa, fb, d, d, s),
+        "SoftDisplacement": lambda: ref.soft_displacement(cost, d, d, s, tau),
+        "BilinearWarp": lambda: ref.bilinear_warp(fa, disp, -1.0),
+    }
+    bwd = {
+        "CostVolume": lambda: ref.cost_volume_backward(fa, fb, cost, d, d, s),
+        "SoftDisplacement": lambda: ref.soft_displacement_backward(cost, disp, d, d, s, tau),
+        "BilinearWarp": lambda: ref.bilinear_warp_backward(fa, disp, fa, -1.0),
+    }
+    if layer == "chain":
+        layers = ("CostVolume", "SoftDisplacement", "BilinearWarp")
+        f = sum(_timeit(fwd[k], min_reps=1, min_time=0) for k in layers)
+        return f, f + sum(_timeit(bwd[k], min_reps=1, min_time=0) for k in layers)
+    f = _timeit(fwd[layer], min_reps=1, min_time=0)
+    return f, f + _timeit(bwd[layer], min_reps=1, min_time=0)

@@ -1,0 +1,23 @@
+"""tools/benchmark_layers.py through pycaffe on the CPU with small sizes:
+the JSON record (device, build, per-layer ms per frame and FPS, the
+displacement map)."""
+import json
+
+from toolhelpers import load_tool
+
+
+def test_benchmark_layers_json_on_cpu(tmp_path):
+    out = tmp_path / "layers.json"
+    tool = load_tool("benchmark_layers")
+    assert tool.main(["--channels", "4", "--sizes", "12", "--displacements", "1",
+                      "--batches", "2", "--no-reference", "--json", str(out)]) == 0
+    bench = json.loads(out.read_text())
+    assert bench["mode"] == "cpu" and bench["device"].startswith("CPU")
+    assert bench["build"]["cuda"] is False and bench["build"]["cudnn"] is False
+    (config,) = bench["configs"]
+    assert (config["size"], config["max_displacement"], config["batch"]) == (12, 1, 2)
+    assert set(config["layers"]) == {"CostVolume", "SoftDisplacement", "BilinearWarp", "chain"}
+    cv = config["layers"]["CostVolume"]
+    assert cv["forward_ms_per_frame"] > 0
+    assert abs(cv["forward_fps"] * cv["forward_ms_per_frame"] - 1e3) < 1e-6
+    assert config["displacement_map"]["forward_ms_per_frame"] > cv["forward_ms_per_frame"]
