@@ -21,3 +21,14 @@ def test_benchmark_layers_json_on_cpu(tmp_path):
     assert cv["forward_ms_per_frame"] > 0
     assert abs(cv["forward_fps"] * cv["forward_ms_per_frame"] - 1e3) < 1e-6
     assert config["displacement_map"]["forward_ms_per_frame"] > cv["forward_ms_per_frame"]
+
+
+def test_cpu_isa_reads_the_flags_as_the_layer_picks(tmp_path):
+    from dcd.bench import cpu_isa
+    info = tmp_path / "cpuinfo"
+    cases = {"fpu sse2 avx2 fma avx512f": "AVX-512", "sse2 avx2 fma": "AVX2",
+             "sse2 avx2 avx512f": "baseline", "sse2": "baseline"}
+    for flags, isa in cases.items():
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert cpu_isa(str(info)) == isa
+    assert cpu_isa(str(tmp_path / "missing")) == "baseline"
