@@ -139,3 +139,48 @@ def test_gpu_matches_cpu():
     caffe.set_mode_cpu()
     for key, want in runs["cpu"].items():
         assert _relative_error(runs["gpu"][key], want.astype(np.float64)) <= 1e-4, key
+
+
+THREADS_SCRIPT = """
+import sys
+import numpy as np
+import caffe
+from caffe import layers as L
+from dcd.caffeio.netio import load_net
+caffe.set_mode_cpu()
+# Widths that leave vector blocks, column tails and offset-group tails.
+shape, d = [2, 20, 13, 37], 7
+n = caffe.NetSpec()
+n.fa = L.Input(shape=dict(dim=shape))
+n.fb = L.Input(shape=dict(dim=shape))
+n.cost = L.CostVolume(n.fa, n.fb, cost_volume_param=dict(max_displacement=d))
+n.disp = L.SoftDisplacement(n.cost, soft_displacement_param=dict(max_displacement=d,
+                                                                 temperature=0.1))
+n.warped = L.BilinearWarp(n.fa, n.disp, bilinear_warp_param=dict(displacement_scale=-1))
+proto = n.to_proto()
+proto.force_backward = True
+net = load_net(proto, caffe.TEST)
+rng = np.random.default_rng(5)
+net.blobs["fa"].data[...] = rng.standard_normal(shape)
+net.blobs["fb"].data[...] = np.roll(net.blobs["fa"].data, 2, axis=3) + rng.standard_normal(shape)
+net.blobs["warped"].diff[...] = rng.standard_normal(shape)
+net.forward()
+net.backward()
+np.savez(sys.argv[1], cost=net.blobs["cost"].data, disp=net.blobs["disp"].data,
+         warped=net.blobs["warped"].data, dfa=net.blobs["fa"].diff, dfb=net.blobs["fb"].diff)
+"""
+
+
+def test_cpu_results_do_not_depend_on_the_thread_count(tmp_path):
+    """The layers' OpenMP loops give bit-identical values and gradients on
+    1 and 3 threads (each element is summed by one thread in a fixed order)."""
+    import subprocess
+    import sys
+    outs = []
+    for threads in (1, 3):
+        out = tmp_path / f"t{threads}.npz"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), GLOG_minloglevel="2")
+        subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(out)], env=env, check=True)
+        outs.append(np.load(out))
+    for name in outs[0].files:
+        assert np.array_equal(outs[0][name].view(np.uint32), outs[1][name].view(np.uint32)), name

@@ -182,3 +182,50 @@ def time_reference(config, layer, rng):
         return f, f + sum(_timeit(bwd[k], min_reps=1, min_time=0) for k in layers)
     f = _timeit(fwd[layer], min_reps=1, min_time=0)
     return f, f + _timeit(bwd[layer], min_reps=1, min_time=0)
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def time_torch(config, rng):
+    """(forward s, forward+backward s) of the three layers in PyTorch with
+    autograd (dcd.layers.torch_reference) on the CPU, all of torch's threads."""
+    import torch
+
+    from dcd.layers import torch_reference as tref
+
+    fa, fb = (torch.from_numpy(x).requires_grad_() for x in _inputs(config, rng))
+    d, s, tau = config.max_displacement, config.dilation, config.temperature
+
+    def fwd():
+        with torch.no_grad():
+            tref.chain(fa, fb, d, d, s, tau)
+
+    def fwd_bwd():
+        fa.grad = fb.grad = None
+        out = tref.chain(fa, fb, d, d, s, tau)
+        out.backward(torch.ones_like(out))
+
+    return _timeit(fwd, min_reps=1, min_time=0), _timeit(fwd_bwd, min_reps=1, min_time=0)
+
+
+def cpu_isa(cpuinfo="/proc/cpuinfo"):
+    """The CostVolume CPU kernel variant this machine runs, picked as the
+    layer picks it (caffe_layers' isa_level): "AVX-512" with avx512f and
+    fma, "AVX2" with avx2 and fma, else "baseline"."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "fma" in flags and "avx512f" in flags:
+        return "AVX-512"
+    if "fma" in flags and "avx2" in flags:
+        return "AVX2"
+    return "baseline"

@@ -3,6 +3,8 @@ the JSON record (device, build, per-layer ms per frame and FPS, the
 displacement map)."""
 import json
 
+import pytest
+
 from toolhelpers import load_tool
 
 
@@ -21,3 +23,29 @@ def test_benchmark_layers_json_on_cpu(tmp_path):
     assert cv["forward_ms_per_frame"] > 0
     assert abs(cv["forward_fps"] * cv["forward_ms_per_frame"] - 1e3) < 1e-6
     assert config["displacement_map"]["forward_ms_per_frame"] > cv["forward_ms_per_frame"]
+
+
+def test_cpu_isa_reads_the_flags_as_the_layer_picks(tmp_path):
+    from dcd.perf.layers import cpu_isa
+    info = tmp_path / "cpuinfo"
+    cases = {"fpu sse2 avx2 fma avx512f": "AVX-512", "sse2 avx2 fma": "AVX2",
+             "sse2 avx2 avx512f": "baseline", "sse2": "baseline"}
+    for flags, isa in cases.items():
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert cpu_isa(str(info)) == isa
+    assert cpu_isa(str(tmp_path / "missing")) == "baseline"
+
+
+def test_benchmark_layers_json_with_torch(tmp_path):
+    """With torch installed, the chain's record carries PyTorch autograd's
+    times, and the record names the CPU kernel variant."""
+    pytest.importorskip("torch")
+    out = tmp_path / "layers.json"
+    tool = load_tool("benchmark_layers")
+    assert tool.main(["--channels", "4", "--sizes", "10", "--displacements", "1",
+                      "--batches", "1", "--json", str(out)]) == 0
+    bench = json.loads(out.read_text())
+    assert bench["cpu_kernels"] in ("AVX-512", "AVX2", "baseline")
+    chain = bench["configs"][0]["layers"]["chain"]
+    assert chain["torch_forward_ms_per_frame"] > 0
+    assert chain["torch_forward_backward_ms_per_frame"] > 0

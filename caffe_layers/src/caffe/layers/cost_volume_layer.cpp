@@ -189,39 +189,48 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 }
 
 #if DCD_X86_DISPATCH
-// The same block with GCC/Clang vector extensions: one 64-byte vector of
-// columns per offset, so the compiler keeps the sums in registers (plain
-// arrays of sums were spilled to the stack). Lowered to whatever the
-// function's target ISA offers (SSE2, AVX2 or AVX-512).
-typedef float dcd_vec_f __attribute__((vector_size(64)));
-typedef double dcd_vec_d __attribute__((vector_size(64)));
-template <typename Dtype> struct VecOf;
-template <> struct VecOf<float> { typedef dcd_vec_f type; };
-template <> struct VecOf<double> { typedef dcd_vec_d type; };
+// The same block with GCC/Clang vector extensions: NV native vectors of VB
+// bytes cover 64 bytes of columns per row, so the compiler keeps the sums in
+// registers. VB is the variant's register width (16 SSE2, 32 AVX2, 64
+// AVX-512): one generic 64-byte vector lowered to two ymm registers under
+// AVX2 made GCC spill every sum to the stack (6 GFLOP/s on a Zen core).
+template <typename Dtype, int VB> struct VecOf {
+  typedef Dtype type __attribute__((vector_size(VB)));
+};
 
-// acc[r] = sum over o < n of x(o) * y(o)[r * y_step], one 64-byte vector of
-// columns each, written to out + r * out_stride, o in ascending order. The
-// vector block of the correlation (o = channel, r = horizontal offset, y(o)
-// at o * b_plane) and of its gradient to F_a (o = displacement, r =
-// channel, y(o) at the displacement's shift in the padded plane).
-template <typename Dtype, int R, typename YOffset>
+// acc[r] = sum over o < n of x(o) * y(o)[r * y_step], 64 bytes of columns
+// each, written to out + r * out_stride, o in ascending order. The vector
+// block of the correlation (o = channel, r = horizontal offset, y(o) at
+// o * b_plane) and of its gradient to F_a (o = displacement, r = channel,
+// y(o) at the displacement's shift in the padded plane).
+template <typename Dtype, int R, int VB, typename YOffset>
 DCD_INLINE void vec_block(int n, const Dtype* x, int x_stride, const Dtype* y,
     YOffset y_offset, int y_step, Dtype* out, int out_stride) {
-  typedef typename VecOf<Dtype>::type V;
-  V acc[R];
-  for (int r = 0; r < R; ++r) { acc[r] = V{}; }
+  typedef typename VecOf<Dtype, VB>::type V;
+  const int NV = 64 / VB;
+  const int L = VB / sizeof(Dtype);
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) { acc[r][v] = V{}; }
+  }
   for (int o = 0; o < n; ++o) {
-    V xv;
-    __builtin_memcpy(&xv, x + o * x_stride, sizeof(V));
+    V xv[NV];
+    for (int v = 0; v < NV; ++v) {
+      __builtin_memcpy(&xv[v], x + o * x_stride + v * L, sizeof(V));
+    }
     const Dtype* yo = y + y_offset(o);
     for (int r = 0; r < R; ++r) {
-      V yv;
-      __builtin_memcpy(&yv, yo + r * y_step, sizeof(V));
-      acc[r] += xv * yv;
+      for (int v = 0; v < NV; ++v) {
+        V yv;
+        __builtin_memcpy(&yv, yo + r * y_step + v * L, sizeof(V));
+        acc[r][v] += xv[v] * yv;
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
-    __builtin_memcpy(out + r * out_stride, &acc[r], sizeof(V));
+    for (int v = 0; v < NV; ++v) {
+      __builtin_memcpy(out + r * out_stride + v * L, &acc[r][v], sizeof(V));
+    }
   }
 }
 
@@ -241,12 +250,13 @@ struct TableOffset {
 // 16 columns, groups of three horizontal offsets, channels innermost with the
 // block's sums held in registers (the block's inputs stay in L1 across the
 // offset groups); each access streams 16 contiguous elements.
-template <typename Dtype>
+template <typename Dtype, int VB>
 DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,
     int row_begin, int row_end) {
 #if DCD_X86_DISPATCH
-  const int kND = 5;
+  // Sums held: kND x 64 bytes, within 16 registers from AVX2 up.
+  const int kND = VB >= 32 ? 5 : 3;
   const int kJB = 64 / sizeof(Dtype);
 #else
   const int kND = 3;
@@ -283,7 +293,7 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
           }
           switch (nd) {
 #if DCD_X86_DISPATCH
-#define DCD_BLOCK(ND) vec_block<Dtype, ND>( \
+#define DCD_BLOCK(ND) vec_block<Dtype, ND, VB>( \
               channels, a, hw, b, StridedOffset{pplane}, s, out, hw)
           case 5: DCD_BLOCK(5); break;
           case 4: DCD_BLOCK(4); break;
@@ -305,7 +315,7 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
 
 // dL/da_hat(c, i, j) = sum_k g(k, i, j) b_hat(c, i + di s, j + dj s) for one
 // image (overwrites da). Every element is a sum over k in ascending order.
-template <typename Dtype>
+template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,
     int row_begin, int row_end) {
@@ -316,7 +326,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   const int D = dcd::window_size(dh, dw);
 #if DCD_X86_DISPATCH
   const int kJB = 64 / sizeof(Dtype);
-  const int kCB = 4;
+  const int kCB = VB >= 32 ? 4 : 2;
   vector<int> koff(D);
   for (int k = 0; k < D; ++k) {
     koff[k] = dcd::window_di(k, dh, dw) * s * pw + dcd::window_dj(k, dw) * s;
@@ -330,7 +340,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
         const Dtype* bp = b_hat + c0 * pplane + base;
         Dtype* dp = da + c0 * hw + i * width + j0;
         switch (std::min(kCB, channels - c0)) {
-#define DCD_BLOCK(CB) vec_block<Dtype, CB>( \
+#define DCD_BLOCK(CB) vec_block<Dtype, CB, VB>( \
               D, gp, hw, bp, TableOffset{&koff[0]}, pplane, dp, hw)
           case 4: DCD_BLOCK(4); break;
           case 3: DCD_BLOCK(3); break;
@@ -420,20 +430,20 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
 
 namespace dcd_cpu {
 
-#define DCD_CPU_KERNELS(SUFFIX, ATTR)                                         \
+#define DCD_CPU_KERNELS(SUFFIX, ATTR, VB)                                     \
 template <typename Dtype>                                                     \
 ATTR void forward_##SUFFIX(const Dtype* a_hat, const Dtype* b_hat,            \
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,   \
     int begin, int end) {                                                     \
-  correlate_image(a_hat, b_hat, channels, height, width, dh, dw, s, top,      \
-                  begin, end);                                                \
+  correlate_image<Dtype, VB>(a_hat, b_hat, channels, height, width, dh, dw,  \
+                             s, top, begin, end);                             \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,    \
     int begin, int end) {                                                     \
-  correlate_backward_a(g, b_hat, channels, height, width, dh, dw, s, da,      \
-                       begin, end);                                           \
+  correlate_backward_a<Dtype, VB>(g, b_hat, channels, height, width, dh,    \
+                                  dw, s, da, begin, end);                     \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat,             \
@@ -442,10 +452,11 @@ ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat,             \
   correlate_backward_b(g, a_hat, height, width, dh, dw, s, db, begin, end);   \
 }
 
-DCD_CPU_KERNELS(base, )
+// VB: the variant's vector register width in bytes.
+DCD_CPU_KERNELS(base, , 16)
 #if DCD_X86_DISPATCH
-DCD_CPU_KERNELS(avx2, __attribute__((target("avx2,fma"))))
-DCD_CPU_KERNELS(avx512, __attribute__((target("avx512f,avx2,fma"))))
+DCD_CPU_KERNELS(avx2, __attribute__((target("avx2,fma"))), 32)
+DCD_CPU_KERNELS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64)
 #endif
 #undef DCD_CPU_KERNELS
 
