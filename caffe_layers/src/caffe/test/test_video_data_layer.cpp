@@ -1356,7 +1356,9 @@ TYPED_TEST(VideoDataLayerTest, TestCorruptFrameRefusedOnBothBackends) {
     VideoDataLayer<Dtype> layer(param);
     layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
     layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
-    EXPECT_EQ(1, layer.num_skipped());
+    // At least once: the prefetch thread may already be loading later
+    // batches, which meet v_1 again (as in TestBadFrames).
+    EXPECT_GE(layer.num_skipped(), 1);
     const int labels[] = {0, 2, 0};
     for (int i = 0; i < 3; ++i) {
       EXPECT_EQ(labels[i], this->blob_top_label_->cpu_data()[i]);
