@@ -27,14 +27,17 @@ caffe.set_mode_cpu()
 
 
 def randomize(net, rng):
-    """Non-trivial statistics and affines: stored sums with factor 2, so
-    mean = blob / 2; variances in [0.5, 2]."""
+    """Non-trivial statistics and affines (BatchNorm + Scale, or FrozenBN):
+    stored sums with factor 2, so mean = blob / 2; variances in [0.5, 2]."""
     for layer in net.layers:
         b = layer.blobs
-        if layer.type == "BatchNorm":
+        if layer.type in ("BatchNorm", "FrozenBN"):
             b[0].data[...] = rng.normal(0, 0.2, b[0].data.shape) * 2
             b[1].data[...] = rng.uniform(0.5, 2.0, b[1].data.shape) * 2
             b[2].data[...] = 2
+        if layer.type == "FrozenBN":  # BatchNorm's three blobs, then Scale's two
+            b[3].data[...] = rng.uniform(0.5, 1.5, b[3].data.shape)
+            b[4].data[...] = rng.normal(0, 0.1, b[4].data.shape)
         elif layer.type == "Scale":
             b[0].data[...] = rng.uniform(0.5, 1.5, b[0].data.shape)
             if len(b) > 1:
@@ -277,7 +280,7 @@ def test_every_ucf101_deploy_net_scores_the_same_folded(cfg, tmp_path):
     fproto, fmodel, report = fold_files(proto, model, tmp_path / "folded")
     folded = run(fproto, fmodel, data)
     types = [lp.type for lp in folded.layers]
-    assert report.kept == [] and "BatchNorm" not in types and "Scale" not in types
+    assert report.kept == [] and not {"BatchNorm", "Scale", "FrozenBN"} & set(types)
     param = caffe_pb2.NetParameter()
     text_format.Merge(Path(fproto).read_text(), param)
     assert all(lp.convolution_param.group == 1 for lp in param.layer if lp.type == "Convolution")
