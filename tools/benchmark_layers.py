@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
-from dcd.perf.layers import (Config, DeviceSync, cpu_isa, flops, sgemm_gflops,  # noqa: E402
+from dcd.perf.layers import (Config, DeviceSync, cpu_isa, flops, sgemm_gflops,
                              time_layer, time_reference, time_torch, torch_available)
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
 
