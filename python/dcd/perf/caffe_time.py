@@ -198,6 +198,18 @@ def pycaffe_forward_ms(model_text, gpu=None, iterations=20, warmup=2):
     return 1e3 * median_seconds(lambda: forward(net, sync), iterations, warmup)
 
 
+def frame_rates(rows, frames, forward_ms, disp_ms=None):
+    """One batch's figures, whichever timer measured them: ms per forward and
+    per frame, FPS, and with `disp_ms` (the layers up to the displacement map)
+    the map's ms per frame and the rest of the branch's."""
+    r = {"rows": rows, "frames": frames, "ms_per_forward": forward_ms,
+         "ms_per_frame": forward_ms / frames, "fps": 1e3 * frames / forward_ms}
+    if disp_ms is not None:
+        r["disp_ms_per_frame"] = disp_ms / frames
+        r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
+    return r
+
+
 def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, engine="default",
                 disp_layer=None, pycaffe=False, phase="TEST"):
     """benchmark.measure_net's result through `caffe time`: per batch, ms per
@@ -218,10 +230,11 @@ def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, en
         shape = shape or [shape_b[0] // b] + shape_b[1:]
         timed = run_caffe_time(caffe_bin, scaled, gpu, iterations, phase)
         frames = shape_b[0] * shape_b[1] // 3
-        total = timed["forward_ms"]
-        r = {"rows": shape_b[0], "frames": frames, "ms_per_forward": total,
-             "ms_per_frame": total / frames, "fps": 1e3 * frames / total, "phase": phase,
-             "layers_forward_ms": {n: f for n, f, _ in timed["layers"]}}
+        layers_ms = {n: f for n, f, _ in timed["layers"]}
+        disp_ms = (sum(layers_ms.get(n, 0.0) for n in names[:names.index(disp) + 1])
+                   if disp else None)
+        r = dict(frame_rates(shape_b[0], frames, timed["forward_ms"], disp_ms), phase=phase,
+                 layers_forward_ms=layers_ms)
         if timed["cudnn_algorithms"]:
             r["cudnn_algorithms"] = timed["cudnn_algorithms"]
         if pycaffe:
@@ -231,11 +244,6 @@ def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, en
                 r["pycaffe_ms_per_frame"] = ms / frames
             except ImportError as exc:
                 r["pycaffe_error"] = f"pycaffe not importable here: {exc}"
-        if disp:
-            upto = names[:names.index(disp) + 1]
-            d = sum(r["layers_forward_ms"].get(n, 0.0) for n in upto)
-            r["disp_ms_per_frame"] = d / frames
-            r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
         results[b] = r
     return {"input_shape": shape, "disp_layer": disp, "results": results, "timer": "caffe time"}
 

@@ -85,6 +85,7 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
     and copies nothing back, so GPU times are the device's.
     """
     os.environ.setdefault("GLOG_minloglevel", "2")
+    from dcd.perf.caffe_time import frame_rates
     from dcd.perf.layers import DeviceSync, forward, median_seconds
     from dcd.caffeio.netio import deploy_input
     net = _load(path, weights, gpu, engine)
@@ -103,12 +104,8 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
         net.blobs[name].data[...] = rng.uniform(-128, 128, net.blobs[name].data.shape)
         frames = rows * shape[1] // 3
         total = median_seconds(lambda: forward(net, sync), iters, warmup)
-        r = {"rows": rows, "frames": frames, "ms_per_forward": 1e3 * total,
-             "ms_per_frame": 1e3 * total / frames, "fps": frames / total}
-        if disp:
-            t = median_seconds(lambda: forward(net, sync, end=disp), iters, warmup)
-            r["disp_ms_per_frame"] = 1e3 * t / frames
-            r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
+        t = median_seconds(lambda: forward(net, sync, end=disp), iters, warmup) if disp else None
+        r = frame_rates(rows, frames, 1e3 * total, None if t is None else 1e3 * t)
         results[b] = r
         if report:
             report(b, r)
