@@ -28,7 +28,8 @@ SETUP_FLAGS ?=
 all: build
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
+	@# The opening comment block, less its title line.
+	@awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' Makefile
 
 setup:
 	@tools/setup.sh $(SETUP_FLAGS)

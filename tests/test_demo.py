@@ -3,7 +3,7 @@ import pytest
 
 import caffe  # noqa: F401  (built by `make`; missing is an error, not a skip)
 
-from dcd.demo.pipeline import CHANCE, DemoConfig, run  # noqa: E402
+from dcd.demo.pipeline import CHANCE, DemoConfig, run
 
 pytestmark = pytest.mark.slow  # trains three nets with caffe
 

@@ -12,8 +12,8 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from dcd.util.cli import tool_main  # noqa: E402
 
+from dcd.util.cli import tool_main
 
 
 @tool_main("benchmark")

@@ -12,9 +12,8 @@ import argparse
 import os
 import sys
 
-
-from dcd.util.paths import BUILD_DIR  # noqa: E402
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.util.paths import BUILD_DIR
+from dcd.util.cli import tool_main
 
 
 @tool_main("benchmark_data")

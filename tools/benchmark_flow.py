@@ -8,9 +8,8 @@ TV-L1 says what the cheaper settings give up."""
 import argparse
 import sys
 
-
-from dcd.data import flow, frames  # noqa: E402
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.data import flow, frames
+from dcd.util.cli import tool_main
 
 
 @tool_main("benchmark_flow")

@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
-from dcd.perf.layers import (Config, DeviceSync, cpu_isa, flops, sgemm_gflops,  # noqa: E402
+from dcd.perf.layers import (Config, DeviceSync, cpu_isa, flops, sgemm_gflops,
                              time_layer, time_reference, time_torch, torch_available)
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
 
@@ -160,14 +160,14 @@ def print_targets(rows, ceiling, torch_times, isa):
 
 def main_caffe_time(args):
     from dcd.perf import caffe_time
-    from dcd.caffeio.buildinfo import device_name
+    from dcd.caffeio.buildinfo import build_info_near, device_name
     from dcd.util.paths import caffe_binary
     caffe_bin = caffe_binary()
     configs = list(itertools.product(args.sizes, args.displacements, args.batches))
     results = [caffe_time.time_layers(caffe_bin, args.channels, size, d, n, args.gpu)
                for size, d, n in tqdm(configs, desc="caffe time", unit="config")]
     device = device_name(args.gpu)
-    build = caffe_time.build_info(caffe_bin)
+    build = build_info_near(caffe_bin)
     print(f"Device: {device} (build: CUDA {build.get('cuda')}, cuDNN {build.get('cudnn')}); "
           "caffe time, ms per frame (one feature-map pair)")
     for r in results:

@@ -22,10 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from dcd.data import filelists  # noqa: E402
-from dcd.util.paths import REPO_ROOT  # noqa: E402
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.data import filelists
+from dcd.util.paths import REPO_ROOT
+from dcd.util.cli import tool_main
 
 
 @tool_main("build_file_list")

@@ -19,9 +19,8 @@ video's frames and flow may share one LMDB (run the tool once per modality).
 import argparse
 import sys
 
-
-from dcd.data import filelists, lmdb_store  # noqa: E402
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.data import filelists, lmdb_store
+from dcd.util.cli import tool_main
 
 
 @tool_main("build_lmdb")

@@ -28,6 +28,9 @@ from dcd.util.cli import check_writable, tool_main  # noqa: E402
 
 @tool_main("eval_net")
 def main(argv=None):
+    from dcd.data.flow import DEFAULT_BOUND
+    from dcd.scoring import protocol
+    from dcd.scoring.readers import MODALITIES
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("net", help="deploy prototxt")
@@ -35,21 +38,23 @@ def main(argv=None):
     p.add_argument("--list", required=True, help="file list: video_id num_frames label")
     p.add_argument("--root", required=True,
                    help="frame (or flow) folder tree (<root>/<video_id>/img_00001.jpg) or LMDB")
-    p.add_argument("--modality", choices=("auto", "rgb", "flow", "rgb_flow"), default="auto",
+    p.add_argument("--modality", choices=("auto",) + MODALITIES, default="auto",
                    help="what the net reads (default: told by its input blob)")
     p.add_argument("--flow_root", "--flow-root",
                    help="rgb_flow: the flow folder tree or LMDB, if not --root")
-    p.add_argument("--flow_bound", "--flow-bound", type=float, default=20.0,
+    p.add_argument("--flow_bound", "--flow-bound", type=float, default=DEFAULT_BOUND,
                    help="rgb_flow: extract_flow.py's --bound (default: %(default)s px)")
     p.add_argument("--backend", choices=("auto", "folder", "lmdb"), default="auto")
     p.add_argument("--out", required=True, help="score file to write (.npz)")
-    p.add_argument("--num_snippets", "--num-snippets", type=int, default=25)
+    p.add_argument("--num_snippets", "--num-snippets", type=int, default=protocol.NUM_SNIPPETS,
+                   help="snippets per video (default: %(default)s)")
     p.add_argument("--new_length", "--new-length", type=int, default=1,
                    help="frames per snippet (default: %(default)s)")
     p.add_argument("--center_crop", "--center-crop", action="store_true",
                    help="one centre crop instead of 10")
-    p.add_argument("--frame_size", "--frame-size", type=int, nargs=2, default=(340, 256),
-                   metavar=("W", "H"), help="frames are resized to this first (default 340 256)")
+    p.add_argument("--frame_size", "--frame-size", type=int, nargs=2,
+                   default=protocol.FRAME_SIZE, metavar=("W", "H"),
+                   help="frames are resized to this first (default: %d %d)" % protocol.FRAME_SIZE)
     p.add_argument("--score_blob", "--score-blob",
                    help="blob to record (default: the net's last output)")
     p.add_argument("--input_blob", "--input-blob", help="input blob (default: the first Input)")

@@ -17,8 +17,8 @@ Score files of another class count, or that do not cover the same videos
 (another list or split), are refused, naming the videos and files."""
 import argparse
 import sys
-from dcd.util.cli import tool_main  # noqa: E402
 
+from dcd.util.cli import tool_main
 
 
 def print_comparison(c):

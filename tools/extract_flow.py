@@ -19,9 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from dcd.data import flow, frames  # noqa: E402
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.data import flow, frames
+from dcd.util.cli import tool_main
 
 TVL1_FLAGS = (("tau", float), ("lambda_", float), ("theta", float), ("nscales", int),
               ("warps", int), ("epsilon", float), ("inner_iterations", int),

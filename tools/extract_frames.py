@@ -13,8 +13,8 @@ the exit status is then 1.
 import argparse
 import sys
 
-from dcd.data import frames  # noqa: E402
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.data import frames
+from dcd.util.cli import tool_main
 
 
 @tool_main("extract_frames")

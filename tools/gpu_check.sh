@@ -69,7 +69,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-usage() { sed -n '2,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; }
+# Help: the opening comment block, from the line after the shebang to the first line of code.
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 cmd=${1:-}
 [[ -n "$cmd" ]] && shift
 build=build/cuda

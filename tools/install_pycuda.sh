@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build pycuda against the local CUDA toolkit and install it, on a machine
-# with or without a GPU driver (what DESIGN.md's "pycuda on a machine without
-# a driver" describes).
+# with or without a GPU driver (the tests in tests/gpu skip, saying why, where
+# there is none).
 #
 #   tools/install_pycuda.sh [--python PY] [--from DIR]
 #
@@ -25,7 +25,7 @@ while (($#)); do
   case "$1" in
     --python) py="$2"; shift 2 ;;
     --from) from="$(cd "$2" && pwd)"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;  # the opening comment block
     *) echo "install_pycuda.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -7,8 +7,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from dcd.util.cli import tool_main  # noqa: E402
 
+from dcd.util.cli import tool_main
 
 
 @tool_main("report")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dcd.demo import studies
 from dcd.nets.init_weights import filter_bank_conv1
-from dcd.util.cli import tool_main  # noqa: E402
+from dcd.util.cli import tool_main
 
 
 def gaussian_study(args):

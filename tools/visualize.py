@@ -10,8 +10,8 @@ warped by the flow and by the displacement map, as one PNG.
   visualize.py --video frames/<video_id> --index 10 --out fig5.png"""
 import argparse
 import sys
-from dcd.util.cli import tool_main  # noqa: E402
 
+from dcd.util.cli import tool_main
 
 
 @tool_main("visualize")

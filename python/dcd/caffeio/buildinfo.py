@@ -45,12 +45,20 @@ def caffe_build():
     pycaffe = Path(caffe.__file__).resolve().parent
     info = {"pycaffe": str(pycaffe), "build_dir": None, "cuda": None, "cudnn": None,
             "nccl": None}
-    record = _build_record(pycaffe)
-    if record is not None and record.name == "build_info.json":
-        info.update(json.loads(record.read_text()))
-    elif record is not None:
-        info.update(build_info_from_cache(record))
+    info.update(build_info_near(pycaffe))
     return info
+
+
+def build_info_near(start):
+    """The build switches of the build at or above `start` (a file or folder):
+    its nearest build_info.json (tools/gpu_check.sh pack writes one) or
+    CMakeCache.txt; {'cuda': None, 'cudnn': None, 'nccl': None} if neither."""
+    record = _build_record(Path(start).resolve())
+    if record is None:
+        return {"cuda": None, "cudnn": None, "nccl": None}
+    if record.name == "build_info.json":
+        return json.loads(record.read_text())
+    return build_info_from_cache(record)
 
 
 def pycaffe_gpu_unavailable_reason(python=None, gpu=0):
@@ -87,17 +95,3 @@ def device_name(gpu):
     threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores" + \
         (f", {threads} threads" if threads else "") + ")"
-
-
-def set_engine(net_param, engine):
-    """Sets `engine` (CAFFE or CUDNN) on every layer of a NetParameter that has
-    a cuDNN implementation; returns how many layers it set. CAFFE in a cuDNN
-    build times the same net without cuDNN."""
-    count = 0
-    for layer in net_param.layer:
-        for field, types in ENGINE_PARAMS.items():
-            if layer.type in types:
-                param = getattr(layer, field)
-                param.engine = type(param).Engine.Value(engine)
-                count += 1
-    return count

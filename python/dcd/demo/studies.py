@@ -73,19 +73,26 @@ def conv_features(images, weight, bias=None, stride=1, relu=True, stats=None):
     return np.maximum(f, 0) if relu else f
 
 
-def moving_pattern_pairs(clips=48, seed=0, steps=(3, 7, 11)):
-    """Frame pairs of generated clips (every class in turn) with ground truth:
-    (frames_a, frames_b, v_true, object mask, background mask), masks over
-    frame t; v_true is (0, step) on the object, 0 elsewhere."""
+def moving_pattern_clips(clips=48, seed=0, steps=(3, 7, 11), stream=7):
+    """Generated MovingPatterns clips (every class in turn; `stream` keeps the
+    random streams of different users apart) with their ground truth: yields
+    (clip, t, v_true, object mask, background mask) for each step t, masks
+    over frame t; v_true is (0, step) on the object, 0 elsewhere."""
     from dcd.data.synthetic import CLASS_NAMES, ClipSpec, make_clip, motion_ground_truth
     spec = ClipSpec()
-    a, b, vt, obj, bg = [], [], [], [], []
     for c in range(clips):
         info = {}
-        clip = make_clip(c % len(CLASS_NAMES), np.random.default_rng([seed, 7, c]), spec, info)
+        clip = make_clip(c % len(CLASS_NAMES), np.random.default_rng([seed, stream, c]), spec, info)
         for t in steps:
-            v, m, back = motion_ground_truth(info, t)
-            a.append(clip[t]), b.append(clip[t + 1]), vt.append(v), obj.append(m), bg.append(back)
+            yield (clip, t) + tuple(motion_ground_truth(info, t))
+
+
+def moving_pattern_pairs(clips=48, seed=0, steps=(3, 7, 11)):
+    """Frame pairs of moving_pattern_clips with ground truth:
+    (frames_a, frames_b, v_true, object mask, background mask)."""
+    a, b, vt, obj, bg = [], [], [], [], []
+    for clip, t, v, m, back in moving_pattern_clips(clips, seed, steps):
+        a.append(clip[t]), b.append(clip[t + 1]), vt.append(v), obj.append(m), bg.append(back)
     return np.stack(a), np.stack(b), np.stack(vt), np.stack(obj), np.stack(bg)
 
 
@@ -132,6 +139,15 @@ def endpoint_errors(v, v_true, mask):
     return float(err[mask].mean())
 
 
+def motion_errors(v, v_true, obj, bg):
+    """Maps N x 2 x H x W against MovingPatterns' truth (pixels): end-point
+    error on the object, mean displacement along the true direction on the
+    object, and mean |V| on the static background."""
+    return {"object_epe": endpoint_errors(v, v_true, obj),
+            "object_along": float((v[:, 1] * np.sign(v_true[:, 1]))[obj].mean()),
+            "background_v": float(np.hypot(v[:, 0], v[:, 1])[bg].mean())}
+
+
 def displacement_study(features, temperatures, moving=None, stereo=None, window=3,
                        stereo_window=(2, 8)):
     """End-point errors per feature set and temperature.
@@ -150,8 +166,8 @@ def displacement_study(features, temperatures, moving=None, stereo=None, window=
             if fm is not None:
                 v = upsample_displacement(displacement_map(*fm, window, window, t, method=method),
                         moving[0].shape[1:3])
-                row["object_epe"] = endpoint_errors(v, moving[2], moving[3])
-                row["background_v"] = float(np.hypot(v[:, 0], v[:, 1])[moving[4]].mean())
+                errors = motion_errors(v, *moving[2:5])
+                row.update(object_epe=errors["object_epe"], background_v=errors["background_v"])
             if fs is not None:
                 dh, dw = stereo_window
                 v = upsample_displacement(displacement_map(*fs, dh, dw, t, method=method),

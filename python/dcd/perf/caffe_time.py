@@ -4,14 +4,13 @@ nothing here imports caffe, so it runs where the binary runs but pycaffe
 cannot be imported (another Python, no numpy < 2). Nets are edited as text:
 the generated prototxts have protobuf's text layout (one field per line,
 two-space indents)."""
-import json
 import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-from dcd.caffeio.buildinfo import ENGINE_PARAMS, build_info_from_cache
+from dcd.caffeio.buildinfo import ENGINE_PARAMS
 
 _TYPE_TO_PARAM = {t: field for field, types in ENGINE_PARAMS.items() for t in types}
 
@@ -180,11 +179,8 @@ def pycaffe_forward_ms(model_text, gpu=None, iterations=20, warmup=2):
     on random input; beside `caffe time`, it shows what a scoring script
     pays (Python's call overhead, the host wait). Raises ImportError where
     this Python cannot import pycaffe."""
-    import statistics
-    import time
-
     import caffe  # noqa: F401 - the ImportError is the caller's to report
-    from dcd.perf.layers import DeviceSync, forward
+    from dcd.perf.layers import DeviceSync, forward, median_seconds
     from dcd.caffeio.netio import set_device
 
     set_device(gpu)
@@ -199,14 +195,19 @@ def pycaffe_forward_ms(model_text, gpu=None, iterations=20, warmup=2):
     for name in net.inputs:
         net.blobs[name].data[...] = rng.uniform(-1, 1, net.blobs[name].data.shape)
     sync = DeviceSync(gpu)
-    for _ in range(warmup):
-        forward(net, sync)
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        forward(net, sync)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(lambda: forward(net, sync), iterations, warmup)
+
+
+def frame_rates(rows, frames, forward_ms, disp_ms=None):
+    """One batch's figures, whichever timer measured them: ms per forward and
+    per frame, FPS, and with `disp_ms` (the layers up to the displacement map)
+    the map's ms per frame and the rest of the branch's."""
+    r = {"rows": rows, "frames": frames, "ms_per_forward": forward_ms,
+         "ms_per_frame": forward_ms / frames, "fps": 1e3 * frames / forward_ms}
+    if disp_ms is not None:
+        r["disp_ms_per_frame"] = disp_ms / frames
+        r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
+    return r
 
 
 def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, engine="default",
@@ -229,10 +230,11 @@ def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, en
         shape = shape or [shape_b[0] // b] + shape_b[1:]
         timed = run_caffe_time(caffe_bin, scaled, gpu, iterations, phase)
         frames = shape_b[0] * shape_b[1] // 3
-        total = timed["forward_ms"]
-        r = {"rows": shape_b[0], "frames": frames, "ms_per_forward": total,
-             "ms_per_frame": total / frames, "fps": 1e3 * frames / total, "phase": phase,
-             "layers_forward_ms": {n: f for n, f, _ in timed["layers"]}}
+        layers_ms = {n: f for n, f, _ in timed["layers"]}
+        disp_ms = (sum(layers_ms.get(n, 0.0) for n in names[:names.index(disp) + 1])
+                   if disp else None)
+        r = dict(frame_rates(shape_b[0], frames, timed["forward_ms"], disp_ms), phase=phase,
+                 layers_forward_ms=layers_ms)
         if timed["cudnn_algorithms"]:
             r["cudnn_algorithms"] = timed["cudnn_algorithms"]
         if pycaffe:
@@ -242,28 +244,8 @@ def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, en
                 r["pycaffe_ms_per_frame"] = ms / frames
             except ImportError as exc:
                 r["pycaffe_error"] = f"pycaffe not importable here: {exc}"
-        if disp:
-            upto = names[:names.index(disp) + 1]
-            d = sum(r["layers_forward_ms"].get(n, 0.0) for n in upto)
-            r["disp_ms_per_frame"] = d / frames
-            r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
         results[b] = r
     return {"input_shape": shape, "disp_layer": disp, "results": results, "timer": "caffe time"}
-
-
-def build_info(caffe_bin):
-    """The build's CUDA / cuDNN / NCCL switches: build_info.json beside the
-    binary's folder (tools/gpu_check.sh pack writes one), else the CMake
-    cache above the binary."""
-    caffe_bin = Path(caffe_bin).resolve()
-    for folder in caffe_bin.parents:
-        info = folder / "build_info.json"
-        if info.is_file():
-            return json.loads(info.read_text())
-        cache = folder / "CMakeCache.txt"
-        if cache.is_file():
-            return build_info_from_cache(cache)
-    return {"cuda": None, "cudnn": None, "nccl": None}
 
 
 def chain_prototxt(channels, size, max_displacement, batch, dilation=1, temperature=0.1):

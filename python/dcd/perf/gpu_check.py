@@ -134,6 +134,7 @@ def make_train_data(root, classes=8, per_class=2, frames=8, seed=0):
     list's path. Labels 0..classes-1 fit the 101-way classifier."""
     import cv2
     import numpy as np
+    from dcd.data.frames import DEFAULT_HEIGHT, DEFAULT_WIDTH
     from dcd.data.synthetic import ClipSpec, make_clip
 
     root = Path(root)
@@ -146,7 +147,7 @@ def make_train_data(root, classes=8, per_class=2, frames=8, seed=0):
             folder = root / video
             folder.mkdir(parents=True, exist_ok=True)
             for t, frame in enumerate(make_clip(label % 8, rng, spec)):
-                frame = cv2.resize(frame, (340, 256), interpolation=cv2.INTER_LINEAR)
+                frame = cv2.resize(frame, (DEFAULT_WIDTH, DEFAULT_HEIGHT), interpolation=cv2.INTER_LINEAR)
                 cv2.imwrite(str(folder / f"img_{t + 1:05d}.jpg"), frame)
             lines.append(f"{video} {frames} {label}")
     list_file = root / "train_list.txt"

@@ -55,9 +55,13 @@ def forward_backward(net, sync):
     sync()
 
 
-def _timeit(fn, min_time=0.3, min_reps=3, max_reps=50):
-    """Median seconds of fn() over repeats (after one warm-up call)."""
-    fn()
+def median_seconds(fn, reps=None, warmup=1, min_time=0.3, min_reps=3, max_reps=50):
+    """Median seconds of fn() after `warmup` calls: over `reps` calls, or by
+    default at least min_reps and until min_time has passed (at most max_reps)."""
+    if reps is not None:
+        min_reps = max_reps = reps
+    for _ in range(warmup):
+        fn()
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
@@ -72,7 +76,7 @@ def sgemm_gflops(size=1024):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
-    return 2 * size ** 3 / _timeit(lambda: a @ b) / 1e9
+    return 2 * size ** 3 / median_seconds(lambda: a @ b) / 1e9
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,8 @@ def time_layer(config, layer, rng, sync=lambda: None):
         if cost_is_input:
             net.blobs["cost"].data[...] = rng.uniform(-1, 1, net.blobs["cost"].data.shape)
         net.blobs[list(net.blobs)[-1]].diff[...] = 1
-        return (_timeit(lambda: forward(net, sync)),
-                _timeit(lambda: forward_backward(net, sync)))
+        return (median_seconds(lambda: forward(net, sync)),
+                median_seconds(lambda: forward_backward(net, sync)))
 
     if layer == "CostVolume" or layer == "chain":
         return measure(_net(config, layer))
@@ -178,10 +182,10 @@ def time_reference(config, layer, rng):
     }
     if layer == "chain":
         layers = ("CostVolume", "SoftDisplacement", "BilinearWarp")
-        f = sum(_timeit(fwd[k], min_reps=1, min_time=0) for k in layers)
-        return f, f + sum(_timeit(bwd[k], min_reps=1, min_time=0) for k in layers)
-    f = _timeit(fwd[layer], min_reps=1, min_time=0)
-    return f, f + _timeit(bwd[layer], min_reps=1, min_time=0)
+        f = sum(median_seconds(fwd[k], min_reps=1, min_time=0) for k in layers)
+        return f, f + sum(median_seconds(bwd[k], min_reps=1, min_time=0) for k in layers)
+    f = median_seconds(fwd[layer], min_reps=1, min_time=0)
+    return f, f + median_seconds(bwd[layer], min_reps=1, min_time=0)
 
 
 def torch_available():
@@ -211,7 +215,7 @@ def time_torch(config, rng):
         out = tref.chain(fa, fb, d, d, s, tau)
         out.backward(torch.ones_like(out))
 
-    return _timeit(fwd, min_reps=1, min_time=0), _timeit(fwd_bwd, min_reps=1, min_time=0)
+    return median_seconds(fwd, min_reps=1, min_time=0), median_seconds(fwd_bwd, min_reps=1, min_time=0)
 
 
 def cpu_isa(cpuinfo="/proc/cpuinfo"):

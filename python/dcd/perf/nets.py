@@ -12,7 +12,6 @@ reshaped to a larger batch (a Reshape layer with fixed dims) aborts inside
 Caffe (a CHECK failure), which would otherwise kill the whole tool.
 """
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +57,6 @@ def disp_layers(net):
             if layer.type == "SoftDisplacement"]
 
 
-def _time(fn, iters, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def _load(path, weights, gpu, engine):
     """caffe.Net of a deploy prototxt on the device, with `engine` set on the
     layers that have a cuDNN implementation unless engine is 'default'."""
@@ -78,11 +66,10 @@ def _load(path, weights, gpu, engine):
     import caffe
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
-    from dcd.caffeio.buildinfo import set_engine
+    from dcd.perf.caffe_time import set_engine
     set_device(gpu)
     param = caffe_pb2.NetParameter()
-    text_format.Merge(Path(path).read_text(), param)
-    set_engine(param, engine)
+    text_format.Merge(set_engine(Path(path).read_text(), engine), param)
     net = load_net(param, caffe.TEST)
     if weights:
         from dcd.caffeio.frozen_bn import load_weights
@@ -98,7 +85,8 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
     and copies nothing back, so GPU times are the device's.
     """
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from dcd.perf.layers import DeviceSync, forward
+    from dcd.perf.caffe_time import frame_rates
+    from dcd.perf.layers import DeviceSync, forward, median_seconds
     from dcd.caffeio.netio import deploy_input
     net = _load(path, weights, gpu, engine)
     sync = DeviceSync(gpu)
@@ -115,13 +103,9 @@ def measure_net(path, batch_sizes=(1, 8), iters=5, warmup=2, gpu=None, disp_laye
         net.reshape()
         net.blobs[name].data[...] = rng.uniform(-128, 128, net.blobs[name].data.shape)
         frames = rows * shape[1] // 3
-        total = _time(lambda: forward(net, sync), iters, warmup)
-        r = {"rows": rows, "frames": frames, "ms_per_forward": 1e3 * total,
-             "ms_per_frame": 1e3 * total / frames, "fps": frames / total}
-        if disp:
-            t = _time(lambda: forward(net, sync, end=disp), iters, warmup)
-            r["disp_ms_per_frame"] = 1e3 * t / frames
-            r["branch_ms_per_frame"] = r["ms_per_frame"] - r["disp_ms_per_frame"]
+        total = median_seconds(lambda: forward(net, sync), iters, warmup)
+        t = median_seconds(lambda: forward(net, sync, end=disp), iters, warmup) if disp else None
+        r = frame_rates(rows, frames, 1e3 * total, None if t is None else 1e3 * t)
         results[b] = r
         if report:
             report(b, r)
@@ -195,6 +179,7 @@ def run_benchmark_caffe_time(paths, batch_sizes=(1, 8), iters=20, gpu=None, disp
     pycaffe. With `pycaffe`, each batch also gets the forward timed through
     pycaffe, where this Python can import it."""
     from tqdm import tqdm
+    from dcd.caffeio.buildinfo import build_info_near
     from dcd.perf import caffe_time
     from dcd.util.paths import caffe_binary
 
@@ -202,7 +187,7 @@ def run_benchmark_caffe_time(paths, batch_sizes=(1, 8), iters=20, gpu=None, disp
     if missing:
         raise FileNotFoundError("deploy net(s) not found: " + ", ".join(missing))
     caffe_bin = caffe_bin or caffe_binary()
-    build = caffe_time.build_info(caffe_bin)
+    build = build_info_near(caffe_bin)
     out = {"device": device_name(gpu), "mode": "gpu" if gpu is not None else "cpu",
            "build": dict(build, caffe=str(caffe_bin)), "engine": engine,
            "cudnn_used": bool(gpu is not None and build.get("cudnn") and engine != "CAFFE"),

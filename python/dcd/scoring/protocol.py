@@ -10,7 +10,7 @@ subtracted. Every frame of a snippet is cropped at the same place.
 Net input layouts (told by the deploy net's input blob, N x C x H x W):
 
 * "snippet": C == 3, the L frames of one sample are L consecutive rows,
-  (samples * L) x 3 x H x W; DCD's nets (DESIGN.md, blob layout).
+  (samples * L) x 3 x H x W; DCD's nets (the VideoData layer's output).
 * "stacked": C == 3 * L with L > 1, the L frames of one sample are stacked
   along the channels (frame 1's BGR, frame 2's BGR, ...), one row per sample;
   TSN's RGB-difference style.
@@ -25,11 +25,11 @@ rgb_flow displacements scaled with them).
 """
 import numpy as np
 
-from dcd.data.video_net import MEAN_BGR
+from dcd.data.frames import DEFAULT_HEIGHT, DEFAULT_WIDTH
+from dcd.data.video_net import FLOW_MEAN, MEAN_BGR
 
-FLOW_MEAN = 128.0
 CHANNELS = {"rgb": 3, "flow": 2, "rgb_flow": 5}
-FRAME_SIZE = (340, 256)  # (width, height), TSN's frame size
+FRAME_SIZE = (DEFAULT_WIDTH, DEFAULT_HEIGHT)  # (width, height)
 NUM_SNIPPETS = 25
 
 

@@ -14,8 +14,8 @@ import numpy as np
 from dcd.data.flow import DEFAULT_BOUND, FLOW_X_PATTERN, FLOW_Y_PATTERN, dequantize_flow
 from dcd.data.frames import FRAME_PATTERN
 from dcd.data.jpeg import CorruptFrameError, jpeg_problem, read_frame
+from dcd.data.video_net import MODALITIES
 
-MODALITIES = ("rgb", "flow", "rgb_flow")
 
 
 class FrameReadError(RuntimeError):

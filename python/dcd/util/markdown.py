@@ -10,10 +10,3 @@ def rewrite_section(text, begin, end, section):
     if pattern.search(text):
         return pattern.sub(lambda _: section, text)
     return text.rstrip("\n") + "\n\n" + section + "\n"
-
-
-def section_of(text, begin, end):
-    """The marked section of `text`, markers included ('' when absent)."""
-    if begin not in text or end not in text:
-        return ""
-    return text[text.index(begin):text.index(end) + len(end)]
