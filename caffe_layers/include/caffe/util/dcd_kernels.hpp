@@ -111,15 +111,14 @@ DCD_HOST_DEVICE inline Dtype softmax_max(const Dtype* c, int D, int stride) {
 }
 
 // exp(x) for the softmax's x <= 0, in plain arithmetic that compilers
-// vectorise (libm's expf is not, and dominated the CPU layer's time):
+// vectorise (docs/ASSUMPTIONS.md, "Softmax exponential", "Tiny temperatures"):
 // x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite split of ln2), exp(r) by
 // Cephes' degree-7 polynomial (relative error ~1e-7), 2^n by writing the
 // float's exponent bits. Below 2^-126 the result is 0 (far below the float
 // resolution of a sum that contains exp(0) = 1). Only selects, no branches,
 // so the loop vectorises without -ffast-math. x is first raised to -88 (the
-// result is 0 from there down): at a tiny temperature x reaches -1e6 and
-// beyond, where the polynomial of the unreduced r overflowed to inf and
-// inf * 0 gave NaN. NaN stays NaN.
+// result is 0 from there down), so a tiny temperature gives no inf * 0 = NaN.
+// NaN stays NaN.
 DCD_HOST_DEVICE inline float softmax_exp(float x) {
   x = x < -88.0f ? -88.0f : x;
   int n = static_cast<int>(x * 1.44269504088896341f - 0.5f);  // round, x <= 0

@@ -192,8 +192,7 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 // The same block with GCC/Clang vector extensions: NV native vectors of VB
 // bytes cover 64 bytes of columns per row, so the compiler keeps the sums in
 // registers. VB is the variant's register width (16 SSE2, 32 AVX2, 64
-// AVX-512): one generic 64-byte vector lowered to two ymm registers under
-// AVX2 made GCC spill every sum to the stack (6 GFLOP/s on a Zen core).
+// AVX-512; docs/ASSUMPTIONS.md, "CPU vector width").
 template <typename Dtype, int VB> struct VecOf {
   typedef Dtype type __attribute__((vector_size(VB)));
 };
@@ -475,8 +474,7 @@ inline int isa_level() {
 
 // Splits [0, total) evenly over the threads of the enclosing OpenMP
 // parallel region (the whole range without OpenMP). The parallel regions sit
-// here, outside the ISA-specific kernels, because GCC does not carry a
-// function's target attribute over to the OpenMP bodies it outlines.
+// outside the ISA-specific kernels (docs/ASSUMPTIONS.md, "CPU threading").
 inline void thread_range(int total, int* begin, int* end) {
 #ifdef _OPENMP
   const int threads = omp_get_num_threads(), t = omp_get_thread_num();

@@ -31,10 +31,8 @@ class RngSampler : public IntSampler {
   caffe::rng_t* rng_;
 };
 
-// decode_threads 0: one per core this process may run on, at most 8. More
-// threads than cores only add switching; past 8 a batch of a few clips has
-// too few frames to share out, and a host's remaining cores stay for the
-// solver, a TEST data layer or other GPUs' layers.
+// decode_threads 0: one per core this process may run on, at most 8
+// (docs/ASSUMPTIONS.md, "VideoData's decode threads").
 int AutoDecodeThreads() {
   cpu_set_t set;
   int cores = 0;
