@@ -47,9 +47,12 @@ build: setup
 	cmake --build $(BUILD_CPU) -j $(JOBS)
 	@tools/link_venv.sh $(BUILD_CPU)
 
+# The nvcc check needs the cuBLAS/cuRAND wheels' headers: a build folder
+# configured before they came (`make`, then `make test`) is configured again.
 test-layers: build
 	cmake --build $(BUILD_CPU) --target test.testbin -j $(JOBS)
 	$(BUILD_CPU)/caffe/test/test.testbin
+	@grep -q '^DCD_CUDA_WHEEL_DIR:PATH=.' $(BUILD_CPU)/CMakeCache.txt || cmake $(BUILD_CPU) > /dev/null
 	cmake --build $(BUILD_CPU) --target dcd_cuda_check -j $(JOBS)
 
 test-python: build
