@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from dcd.caffeio.buildinfo import ENGINE_PARAMS, build_info_from_cache
+from dcd.layers import TEMPERATURE
 
 _TYPE_TO_PARAM = {t: field for field, types in ENGINE_PARAMS.items() for t in types}
 
@@ -266,7 +267,8 @@ def build_info(caffe_bin):
     return {"cuda": None, "cudnn": None, "nccl": None}
 
 
-def chain_prototxt(channels, size, max_displacement, batch, dilation=1, temperature=0.1):
+def chain_prototxt(channels, size, max_displacement, batch, dilation=1,
+                   temperature=TEMPERATURE):
     """The three DCD layers as the appearance-change branch wires them, on
     Input features (what dcd.perf.layers times through pycaffe), as prototxt text."""
     shape = "\n".join(f"      dim: {d}" for d in (batch, channels, size, size))
