@@ -16,7 +16,9 @@ from google.protobuf import text_format  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 from nethelpers import forward_backward, random_bninception, unit_bn_stats  # noqa: E402
 from dcd.caffeio.netio import load_net  # noqa: E402
-from dcd.nets.dcd import BRANCH_PREFIX, DATASETS, NETS, build  # noqa: E402
+from dcd.nets.builder import BRANCH_PREFIX, build  # noqa: E402
+from dcd.nets.catalogue import NETS  # noqa: E402
+from dcd.nets.datasets import DATASETS  # noqa: E402
 from dcd.nets.generate import model_paths, write_models  # noqa: E402
 
 MODELS = REPO / "models"
@@ -219,7 +221,7 @@ def tiny_copy(root, net_name, max_iter=3):
     """models/ucf101/<net>_{train_val,solver}.prototxt in `root`: the net at
     SMALL_CROP with batch 1, the committed solver cut to `max_iter` CPU
     iterations; returns the solver's path relative to root."""
-    from dcd.nets.dcd import get_config
+    from dcd.nets.catalogue import get_config
     net = root / f"models/ucf101/{net_name}_train_val.prototxt"
     net.parent.mkdir(parents=True, exist_ok=True)
     net.write_text(str(build(get_config("ucf101", net_name), "ucf101", "train_val",

@@ -33,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="only the one-line summaries")
     args = parser.parse_args(argv)
 
-    from dcd.nets.dcd import NETS
+    from dcd.nets.catalogue import NETS
     from dcd.nets.init_weights import NotBNInceptionError, init_weights
     jobs = [(d, c.name) for d in (args.dataset or ("ucf101", "kinetics")) for c in NETS[d]
             if not args.net or c.name in args.net]

@@ -38,7 +38,7 @@ def main(argv=None):
     if variant and args.out.resolve() == REPO:
         parser.error("--gpus/--segments write variants: name a folder with --out "
                      "(the committed models/ stay as they are)")
-    from dcd.nets.dcd import NETS
+    from dcd.nets.catalogue import NETS
     from dcd.nets.generate import write_models
     datasets = args.dataset or (("ucf101",) if args.split != 1 else ("ucf101", "kinetics", "synthetic"))
     if args.gpus > 1:

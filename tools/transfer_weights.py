@@ -46,7 +46,7 @@ def main(argv=None):
                         help="output caffemodel (default: snapshots/init/<dataset>_<net>"
                              "_from_kinetics.caffemodel, or _from_branches with several)")
     args = parser.parse_args(argv)
-    from dcd.nets.dcd import get_config
+    from dcd.nets.catalogue import get_config
     from dcd.nets.init_weights import compose_weights, transfer_weights
     try:
         get_config(args.dataset, args.net)

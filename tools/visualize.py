@@ -11,6 +11,7 @@ warped by the flow and by the displacement map, as one PNG.
 import argparse
 import sys
 
+from dcd.layers import TEMPERATURE
 from dcd.util.cli import tool_main
 
 
@@ -26,9 +27,9 @@ def main(argv=None):
                    help="downsampling of the frames for the numpy cost volume (default 4)")
     p.add_argument("--max-displacement", type=int, default=4,
                    help="cost-volume half window, in downsampled pixels (default 4)")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--temperature", type=float, default=TEMPERATURE,
                    help="soft-argmax temperature of the numpy cost volume (default: the "
-                        "nets', dcd.nets.dcd.TEMPERATURE = 0.02)")
+                        f"nets', {TEMPERATURE})")
     p.add_argument("--net", help="deploy prototxt: take the displacement map from it")
     p.add_argument("--weights", help="caffemodel for --net")
     p.add_argument("--layer", help="displacement blob/layer name in --net")

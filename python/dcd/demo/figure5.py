@@ -70,13 +70,11 @@ def patch_features(gray, patch=5):
     return feats[None]
 
 
-def displacement_numpy(frame_a, frame_b, scale=4, max_displacement=4, temperature=None,
+def displacement_numpy(frame_a, frame_b, scale=4, max_displacement=4, temperature=reference.TEMPERATURE,
                        patch=5):
     """H x W x 2 (v_y, v_x) in full-resolution pixels, from the numpy cost
-    volume; temperature None: the nets' (dcd.nets.dcd.TEMPERATURE)."""
+    volume; temperature: the nets' by default."""
     import cv2
-    if temperature is None:
-        from dcd.nets.dcd import TEMPERATURE as temperature
     h, w = frame_a.shape[:2]
     small = (max(w // scale, 1), max(h // scale, 1))
     ga, gb = (cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), small, interpolation=cv2.INTER_AREA)

@@ -285,7 +285,7 @@ def train(cfg, net, init=None):
 
 def score(cfg, net, weights):
     """TSN test protocol (eval_net) on the test list -> a score file."""
-    from dcd.nets.dcd import get_config
+    from dcd.nets.catalogue import get_config
     from dcd.scoring.evaluate import EvalConfig, run_eval
 
     out = cfg.data / "scores" / f"{net}.npz"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.layers import TEMPERATURE
 from dcd.util.paths import REPO_ROOT
 
 INCLUDE_DIR = REPO_ROOT / "caffe_layers" / "include"
@@ -255,14 +256,14 @@ class Kernels:
         return top_host, self._get(da, fa.shape), self._get(db, fb.shape)
 
     # --- SoftDisplacement --------------------------------------------------
-    def soft_displacement(self, cost, dh, dw, s=1, temperature=0.05, wta=False):
+    def soft_displacement(self, cost, dh, dw, s=1, temperature=TEMPERATURE, wta=False):
         n, d, h, w = cost.shape
         top = self._empty((n, 2, h, w))
         self._launch("sd_forward", n * h * w, self._to_gpu(cost), h * w, dh, dw, s,
                      np.float32(1) / np.float32(temperature), int(wta), top)
         return self._get(top, (n, 2, h, w))
 
-    def soft_displacement_backward(self, cost, top_diff, dh, dw, s=1, temperature=0.05):
+    def soft_displacement_backward(self, cost, top_diff, dh, dw, s=1, temperature=TEMPERATURE):
         n, d, h, w = cost.shape
         dc = self._empty(cost.shape)
         self._launch("sd_backward", n * h * w, self._to_gpu(cost), self._to_gpu(top_diff), h * w,

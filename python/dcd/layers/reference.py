@@ -9,6 +9,8 @@ them as the baseline.
 """
 import numpy as np
 
+from dcd.layers import TEMPERATURE
+
 
 def displacements(dh, dw, dilation=1):
     """(dy, dx) in pixels of each cost-volume channel k = (di+dh)(2dw+1) + (dj+dw)."""
@@ -69,7 +71,7 @@ def _softmax(cost, temperature):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def soft_displacement(cost, dh, dw, dilation=1, temperature=0.05, method="SOFT"):
+def soft_displacement(cost, dh, dw, dilation=1, temperature=TEMPERATURE, method="SOFT"):
     """N x 2 x H x W expected (SOFT) or arg-max (WTA) displacement, (v_y, v_x)."""
     dys, dxs = displacements(dh, dw, dilation)
     if cost.shape[1] != len(dys):
@@ -84,7 +86,7 @@ def soft_displacement(cost, dh, dw, dilation=1, temperature=0.05, method="SOFT")
     return np.stack([vy, vx], axis=1)
 
 
-def soft_displacement_backward(cost, top_diff, dh, dw, dilation=1, temperature=0.05):
+def soft_displacement_backward(cost, top_diff, dh, dw, dilation=1, temperature=TEMPERATURE):
     """d cost for the SOFT method (WTA passes no gradient)."""
     dys, dxs = displacements(dh, dw, dilation)
     p = _softmax(cost, temperature)

@@ -11,6 +11,8 @@ optional: import this module only where torch is installed.
 import torch
 import torch.nn.functional as F
 
+from dcd.layers import TEMPERATURE
+
 
 def cost_volume(fa, fb, dh, dw, dilation=1, eps=1e-6):
     """N x D x H x W cosine similarities, channel k = (di+dh)(2dw+1) + (dj+dw)."""
@@ -27,7 +29,7 @@ def cost_volume(fa, fb, dh, dw, dilation=1, eps=1e-6):
     return torch.stack(out, dim=1)
 
 
-def soft_displacement(cost, dh, dw, dilation=1, temperature=0.05):
+def soft_displacement(cost, dh, dw, dilation=1, temperature=TEMPERATURE):
     """N x 2 x H x W expected displacement (v_y, v_x) in pixels."""
     p = torch.softmax(cost / temperature, dim=1)
     di = torch.arange(-dh, dh + 1, dtype=cost.dtype) * dilation
@@ -51,7 +53,7 @@ def bilinear_warp(f, disp, scale=1.0):
     return F.grid_sample(f, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def chain(fa, fb, dh, dw, dilation=1, temperature=0.05, scale=-1.0):
+def chain(fa, fb, dh, dw, dilation=1, temperature=TEMPERATURE, scale=-1.0):
     """Warped F_a: the three layers as the benchmark nets wire them."""
     cost = cost_volume(fa, fb, dh, dw, dilation)
     disp = soft_displacement(cost, dh, dw, dilation, temperature)

@@ -61,7 +61,7 @@ class Shape:
 
 STEM = "conv1/7x7_s2"  # the first convolution's name (TSN's)
 # The ImageNet conv1 is fine-tuned at the base rate, as TSN does
-# (small.STEM_LR_MULT differs; dcd.nets.dcd.build applies it).
+# (small.STEM_LR_MULT differs; dcd.nets.builder.build applies it).
 STEM_LR_MULT = 1
 
 

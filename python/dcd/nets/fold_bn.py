@@ -7,7 +7,7 @@ deploy"). `FrozenBN` layers (statistics and affine in one layer) fold the
 same way; they are recognised by type name and their `eps` is read from the
 prototxt text, so folding works whether or not that layer is built.
 
-The fixed subsampling convolution (`dcd.nets.dcd._subsample2`: 1x1, group =
+The fixed subsampling convolution (`dcd.nets.builder._subsample2`: 1x1, group =
 channels, stride s, weights 1, no bias) becomes a 1x1 MAX Pooling of stride s
 with FLOOR rounding: the same samples, not a grouped convolution.
 

@@ -264,7 +264,8 @@ def init_weights(caffemodel, dataset, net_name, out_path):
     package at a small crop: parameter shapes do not depend on it)."""
     import caffe
     from dcd.caffeio.netio import load_net
-    from dcd.nets.dcd import build, get_config
+    from dcd.nets.builder import build
+    from dcd.nets.catalogue import get_config
     source = read_caffemodel(caffemodel)
     checked = check_bn_inception(source, caffemodel)
     cfg = get_config(dataset, net_name)
@@ -333,7 +334,8 @@ def filter_bank_init(dataset, net_name, out_path, orientations=4):
     nothing when the net has no such conv1 (report.copied is empty)."""
     import caffe
     from dcd.caffeio.netio import load_net
-    from dcd.nets.dcd import build, get_config
+    from dcd.nets.builder import build
+    from dcd.nets.catalogue import get_config
     net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
     bank = filter_bank_conv1(orientations=orientations)
     report = init_net(net, {"conv1": ("Convolution", [bank, np.zeros(len(bank), np.float32)])})
@@ -407,7 +409,8 @@ def transfer_weights(caffemodel, dataset, net_name, out_path):
     same net trained on another data set (e.g. Kinetics -> UCF101)."""
     import caffe
     from dcd.caffeio.netio import load_net
-    from dcd.nets.dcd import build, get_config
+    from dcd.nets.builder import build
+    from dcd.nets.catalogue import get_config
     source = read_caffemodel(caffemodel)
     net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
     report = transfer_net(net, source, caffemodel)
@@ -449,7 +452,8 @@ def compose_weights(caffemodels, dataset, net_name, out_path):
     (compose_net), written to out_path."""
     import caffe
     from dcd.caffeio.netio import load_net
-    from dcd.nets.dcd import build, get_config
+    from dcd.nets.builder import build
+    from dcd.nets.catalogue import get_config
     sources = [(path, read_caffemodel(path)) for path in caffemodels]
     net = load_net(build(get_config(dataset, net_name), dataset, "deploy", crop=64), caffe.TEST)
     report = compose_net(net, sources)

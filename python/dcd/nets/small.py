@@ -14,7 +14,7 @@ STEM = "conv1"  # the first convolution's name
 # and appearance-change branches: 3x3, 16 channels.
 STEM_SHAPES = {2: (7, 32), 1: (3, 16)}
 # The shared conv1 on RGB frames, the stand-in for a pretrained one, learns
-# at a tenth of the base rate (dcd.nets.dcd.build): at the full rate (lr
+# at a tenth of the base rate (dcd.nets.builder.build): at the full rate (lr
 # 0.01, batch 8) the motion net's conv1 moved 34% in 400 iterations and its
 # displacement maps lost most of what the bank matched (docs/ASSUMPTIONS.md,
 # the demo).

@@ -1,9 +1,11 @@
 """The paper's solver schedules (Sec. 4.1) as SolverParameter text. What
 differs by data set (schedule, test and snapshot intervals, solver mode,
-seed) is the Dataset's policy in dcd.nets.dcd."""
+seed) is the Dataset's policy in dcd.nets.datasets, where the schedules are."""
 import math
 
 from caffe.proto import caffe_pb2
+
+from dcd.nets.datasets import DATASETS
 
 SPOT_CHECK_CLIPS = 2000  # Kinetics in-training test: a sample of val, not all 19,796
 # The paper's "gradient clipping of 20" bounds the gradient of one 256-clip
@@ -34,7 +36,6 @@ def clip_threshold(iter_size_):
 def solver(dataset, cfg, net_path, split=1, test_batch_size=1, gpus=1):
     """SolverParameter for `cfg`; paths relative to the repository root.
     `gpus`: for `caffe train --gpu 0,1,...` (iter_size divided among them)."""
-    from dcd.nets.dcd import DATASETS
     ds = DATASETS[dataset]
     sched = ds.schedule(cfg)
     s = caffe_pb2.SolverParameter()

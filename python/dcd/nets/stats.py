@@ -67,7 +67,8 @@ def trunk_stats():
 
 def all_stats(datasets=("ucf101", "kinetics"), progress=False):
     """{(dataset, net): NetStats} of every deploy net (one snippet at 224)."""
-    from dcd.nets.dcd import NETS, build
+    from dcd.nets.builder import build
+    from dcd.nets.catalogue import NETS
     jobs = [(d, c) for d in datasets for c in NETS[d]]
     if progress:
         from tqdm import tqdm

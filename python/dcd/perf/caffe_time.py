@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from dcd.caffeio.buildinfo import ENGINE_PARAMS
+from dcd.layers import TEMPERATURE
 
 _TYPE_TO_PARAM = {t: field for field, types in ENGINE_PARAMS.items() for t in types}
 
@@ -248,7 +249,8 @@ def measure_net(caffe_bin, path, batch_sizes=(1, 8), iterations=20, gpu=None, en
     return {"input_shape": shape, "disp_layer": disp, "results": results, "timer": "caffe time"}
 
 
-def chain_prototxt(channels, size, max_displacement, batch, dilation=1, temperature=0.1):
+def chain_prototxt(channels, size, max_displacement, batch, dilation=1,
+                   temperature=TEMPERATURE):
     """The three DCD layers as the appearance-change branch wires them, on
     Input features (what dcd.perf.layers times through pycaffe), as prototxt text."""
     shape = "\n".join(f"      dim: {d}" for d in (batch, channels, size, size))

@@ -86,7 +86,7 @@ class Config:
     max_displacement: int
     batch: int
     dilation: int = 1
-    temperature: float = 0.1
+    temperature: float = ref.TEMPERATURE  # the nets'
 
     @property
     def window(self):

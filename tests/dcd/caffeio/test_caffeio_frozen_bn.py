@@ -13,7 +13,8 @@ from caffe.proto import caffe_pb2  # noqa: E402
 
 from nethelpers import unit_bn_stats  # noqa: E402
 from dcd.caffeio.netio import load_net, open_net, write_temp  # noqa: E402
-from dcd.nets.dcd import NETS, build, get_config  # noqa: E402
+from dcd.nets.builder import build  # noqa: E402
+from dcd.nets.catalogue import NETS, get_config  # noqa: E402
 from dcd.caffeio.frozen_bn import (WeightsMismatchError, convert_param,  # noqa: E402
                                 load_weights)
 

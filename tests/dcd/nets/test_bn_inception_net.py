@@ -10,7 +10,8 @@ import caffe  # noqa: E402
 from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets import stats  # noqa: E402
 from dcd.nets.bn_inception import imagenet_deploy  # noqa: E402
-from dcd.nets.dcd import build, get_config  # noqa: E402
+from dcd.nets.builder import build  # noqa: E402
+from dcd.nets.catalogue import get_config  # noqa: E402
 
 TSN_NAMES = ["conv1/7x7_s2", "conv1/7x7_s2_bn", "conv1/relu_7x7", "pool1/3x3_s2",
              "conv2/3x3_reduce", "conv2/3x3", "pool2/3x3_s2", "inception_3a/1x1",

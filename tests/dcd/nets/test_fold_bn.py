@@ -17,7 +17,8 @@ from caffe import layers as L  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from dcd.nets.dcd import NETS, build  # noqa: E402
+from dcd.nets.builder import build  # noqa: E402
+from dcd.nets.catalogue import NETS  # noqa: E402
 from dcd.nets.fold_bn import (FoldError, bn_affine, fold_conv, fold_files,  # noqa: E402
                               frozen_bn_eps, read_caffemodel, write_caffemodel)
 

@@ -183,7 +183,8 @@ def test_tool_reports_and_refuses(imagenet, tmp_path):
 
 
 def _random_net_snapshot(dataset, name, path, seed):
-    from dcd.nets.dcd import build, get_config
+    from dcd.nets.builder import build
+    from dcd.nets.catalogue import get_config
     net = load_net(build(get_config(dataset, name), dataset, "deploy", crop=64), caffe.TEST)
     rng = np.random.default_rng(seed)
     for layer in net.layers:

@@ -11,8 +11,9 @@ import caffe  # noqa: E402
 
 from dcd.caffeio.netio import load_net  # noqa: E402
 from dcd.nets import bn_inception  # noqa: E402
-from dcd.nets.dcd import (  # noqa: E402
-    NETS, TEMPERATURE, TEMPERATURE_LR_MULT, NetConfig, build, get_config)
+from dcd.nets.builder import build  # noqa: E402
+from dcd.nets.catalogue import NETS, get_config  # noqa: E402
+from dcd.nets.config import TEMPERATURE, TEMPERATURE_LR_MULT, NetConfig  # noqa: E402
 
 
 @pytest.mark.parametrize("field,value,valid", [

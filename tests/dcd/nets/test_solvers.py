@@ -7,7 +7,7 @@ import pytest
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from dcd.nets.dcd import NETS, get_config
+from dcd.nets.catalogue import NETS, get_config
 from dcd.nets.generate import write_models
 from dcd.nets.preflight import solver_warnings
 from dcd.nets.solvers import solver
@@ -97,7 +97,7 @@ def test_flow_follows_tsns_released_solver():
 
 
 def test_joint_static_rate_per_data_set():
-    from dcd.nets.dcd import DATASETS
+    from dcd.nets.datasets import DATASETS
     full = get_config("ucf101", "full")
     assert DATASETS["ucf101"].static_lr_mult(full) == pytest.approx(0.2)  # 0.001 / 0.005
     assert DATASETS["kinetics"].static_lr_mult(get_config("kinetics", "full")) == 1.0

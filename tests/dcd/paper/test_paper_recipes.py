@@ -3,7 +3,7 @@ models/README.md lists them as tools/make_models.py writes them."""
 import pytest
 
 from dcd.paper import recipes
-from dcd.nets.dcd import NETS
+from dcd.nets.catalogue import NETS
 from dcd.util.paths import REPO_ROOT
 from dcd.paper.tables import load_tables
 
