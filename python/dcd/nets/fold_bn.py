@@ -46,7 +46,7 @@ class FoldReport:
 def _layer_blocks(text):
     """The text of each top-level `layer { ... }` block, in order (comments
     and quoted strings skipped when matching braces)."""
-    blocks, depth, start, i = [], 0, None, 0
+    blocks, depth, start = [], 0, None
     token = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[{}]|\blayer\b')
     pending_layer = False
     for m in token.finditer(text):
