@@ -399,6 +399,13 @@ bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
     }
   }
   if (!want_flow) return true;
+  // The frame's x and y flow images, cropped like the frame.
+  auto read_flow_pair = [&]() {
+    return ReadCropped(worker, clip, FRAME_FLOW_X, frame, size,
+                       &worker->flow_x, &sx, &sy, error) &&
+           ReadCropped(worker, clip, FRAME_FLOW_Y, frame, size,
+                       &worker->flow_y, &sx, &sy, error);
+  };
   if (flow_in_pixels) {
     Dtype* vy = dst + 3 * plane;
     Dtype* vx = vy + plane;
@@ -407,12 +414,7 @@ bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
       caffe_set(2 * plane, Dtype(0), vy);
       return true;
     }
-    if (!ReadCropped(worker, clip, FRAME_FLOW_X, frame, size,
-                     &worker->flow_x, &sx, &sy, error) ||
-        !ReadCropped(worker, clip, FRAME_FLOW_Y, frame, size,
-                     &worker->flow_y, &sx, &sy, error)) {
-      return false;
-    }
+    if (!read_flow_pair()) return false;
     const Dtype x_sign = do_mirror ? -1 : 1;
     const cv::Mat& flow_x = worker->flow_x;
     const cv::Mat& flow_y = worker->flow_y;
@@ -427,12 +429,7 @@ bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
     }
   } else {
     // TSN's flow stream: x then y of each pair, 255 - x when mirrored.
-    if (!ReadCropped(worker, clip, FRAME_FLOW_X, frame, size,
-                     &worker->flow_x, &sx, &sy, error) ||
-        !ReadCropped(worker, clip, FRAME_FLOW_Y, frame, size,
-                     &worker->flow_y, &sx, &sy, error)) {
-      return false;
-    }
+    if (!read_flow_pair()) return false;
     Dtype* dx = dst;
     Dtype* dy = dst + plane;
     const cv::Mat& flow_x = worker->flow_x;

@@ -152,16 +152,22 @@ class FrozenBNLayerTest : public MultiDeviceTest<TypeParam> {
                ref_beta_diff->mutable_cpu_data());
   }
 
+  // SetUp, Forward, then Backward from a random top diff with gamma's and
+  // beta's diffs zeroed first.
+  void ForwardBackward(FrozenBNLayer<Dtype>* layer) {
+    layer->SetUp(blob_bottom_vec_, blob_top_vec_);
+    layer->Forward(blob_bottom_vec_, blob_top_vec_);
+    FillTopDiff(blob_top_);
+    for (int i = 3; i < 5; ++i) {
+      caffe_set(3, Dtype(0), layer->blobs()[i]->mutable_cpu_diff());
+    }
+    layer->Backward(blob_top_vec_, vector<bool>(1, true), blob_bottom_vec_);
+  }
+
   // FrozenBN against the reference, forward and backward.
   void CheckAgainstBatchNormScale(float eps) {
     FrozenBNLayer<Dtype> layer(MakeParam(eps));
-    layer.SetUp(blob_bottom_vec_, blob_top_vec_);
-    layer.Forward(blob_bottom_vec_, blob_top_vec_);
-    FillTopDiff(blob_top_);
-    for (int i = 3; i < 5; ++i) {
-      caffe_set(3, Dtype(0), layer.blobs()[i]->mutable_cpu_diff());
-    }
-    layer.Backward(blob_top_vec_, vector<bool>(1, true), blob_bottom_vec_);
+    ForwardBackward(&layer);
     Blob<Dtype> top, bottom_diff, gamma_diff, beta_diff;
     RunReference(eps, &top, &bottom_diff, &gamma_diff, &beta_diff);
     const Dtype tol = sizeof(Dtype) == 4 ? 1e-5 : 1e-12;
@@ -330,14 +336,7 @@ TYPED_TEST(FrozenBNLayerTest, TestOnlyBetaLearned) {
 TYPED_TEST(FrozenBNLayerTest, TestParameterDiffsAccumulate) {
   typedef typename TypeParam::Dtype Dtype;
   FrozenBNLayer<Dtype> layer(this->MakeParam());
-  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
-  this->FillTopDiff(this->blob_top_);
-  for (int i = 3; i < 5; ++i) {
-    caffe_set(3, Dtype(0), layer.blobs()[i]->mutable_cpu_diff());
-  }
-  layer.Backward(this->blob_top_vec_, vector<bool>(1, true),
-                 this->blob_bottom_vec_);
+  this->ForwardBackward(&layer);
   vector<Dtype> once(layer.blobs()[3]->cpu_diff(),
                      layer.blobs()[3]->cpu_diff() + 3);
   once.insert(once.end(), layer.blobs()[4]->cpu_diff(),
@@ -356,14 +355,7 @@ TYPED_TEST(FrozenBNLayerTest, TestParameterDiffsAccumulate) {
 TYPED_TEST(FrozenBNLayerTest, TestInPlaceEqualsOutOfPlace) {
   typedef typename TypeParam::Dtype Dtype;
   FrozenBNLayer<Dtype> layer(this->MakeParam());
-  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
-  this->FillTopDiff(this->blob_top_);
-  for (int i = 3; i < 5; ++i) {
-    caffe_set(3, Dtype(0), layer.blobs()[i]->mutable_cpu_diff());
-  }
-  layer.Backward(this->blob_top_vec_, vector<bool>(1, true),
-                 this->blob_bottom_vec_);
+  this->ForwardBackward(&layer);
   Blob<Dtype> in_place;
   in_place.CopyFrom(*this->blob_bottom_, false, true);
   caffe_copy(in_place.count(), this->blob_top_->cpu_diff(),
