@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.caffeio.blobs import set_blob
+
 FROZEN_BN = "FrozenBN"
 
 
@@ -45,10 +47,7 @@ def blobs_from_statistics(mean, var, gamma, beta):
 
 def _blob_proto(values):
     from caffe.proto import caffe_pb2
-    blob = caffe_pb2.BlobProto()
-    blob.shape.dim.append(len(values))
-    blob.data.extend(values)
-    return blob
+    return set_blob(caffe_pb2.BlobProto(), np.asarray(values, np.float32).reshape(-1))
 
 
 def _values(blob):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dcd.caffeio.blobs import blob_shape, blob_values, set_blob
+
 BN_TYPES = ("BatchNorm", "FrozenBN")
 BN_EPS = 1e-5  # the default of Caffe's BatchNormParameter.eps and of FrozenBN's
 
@@ -102,11 +104,8 @@ def read_prototxt(path):
 
 
 def _blob_array(blob):
-    data = np.array(blob.double_data if len(blob.double_data) else blob.data, np.float64)
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:  # legacy 4-D fields
-        shape = (blob.num, blob.channels, blob.height, blob.width)
+    data = blob_values(blob).astype(np.float64)
+    shape = blob_shape(blob)
     if int(np.prod(shape)) != data.size:
         raise FoldError(f"blob of shape {shape} holds {data.size} values")
     return data.reshape(shape)
@@ -372,9 +371,7 @@ def write_caffemodel(path, net_param, blobs):
         lp = out.layer.add()
         lp.CopyFrom(layer)
         for arr in blobs[layer.name]:
-            b = lp.blobs.add()
-            b.shape.dim.extend(arr.shape)
-            b.data.extend(np.asarray(arr, np.float32).reshape(-1).tolist())
+            set_blob(lp.blobs.add(), arr)
     Path(path).write_bytes(out.SerializeToString())
 
 
