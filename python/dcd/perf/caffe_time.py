@@ -43,9 +43,11 @@ def layer_types(text):
     return out
 
 
-def set_engine(text, engine):
+def set_engine(text, engine, replace=False):
     """The prototxt with `engine: <engine>` in every layer that has a cuDNN
-    version (inside its existing parameter block, or a new one)."""
+    version (inside its existing parameter block, or a new one). A layer that
+    already names an engine is refused, or with `replace` given the new one
+    (as the pycaffe timer always did)."""
     lines, blocks = _layer_blocks(text)
     inserts = []
     for start, end in blocks:
@@ -56,9 +58,13 @@ def set_engine(text, engine):
             continue
         block = next((i for i in range(start, end) if lines[i] == f"  {field} {{"), None)
         if block is not None:
-            if any(re.match(r"    engine: ", lines[i]) for i in range(block, end)):
+            named = [i for i in range(block, end) if re.match(r"    engine: ", lines[i])]
+            if named and not replace:
                 raise ValueError(f"layer at line {start + 1} already names an engine")
-            inserts.append((block + 1, [f"    engine: {engine}"]))
+            for i in named:
+                lines[i] = f"    engine: {engine}"
+            if not named:
+                inserts.append((block + 1, [f"    engine: {engine}"]))
         else:
             type_line = next(i for i in range(start, end) if lines[i].startswith('  type: "'))
             inserts.append((type_line + 1, [f"  {field} {{", f"    engine: {engine}", "  }"]))

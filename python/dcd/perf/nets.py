@@ -69,7 +69,7 @@ def _load(path, weights, gpu, engine):
     from dcd.perf.caffe_time import set_engine
     set_device(gpu)
     param = caffe_pb2.NetParameter()
-    text_format.Merge(set_engine(Path(path).read_text(), engine), param)
+    text_format.Merge(set_engine(Path(path).read_text(), engine, replace=True), param)
     net = load_net(param, caffe.TEST)
     if weights:
         from dcd.caffeio.frozen_bn import load_weights

@@ -43,6 +43,12 @@ def test_set_engine_marks_every_cudnn_layer_and_nothing_else():
 def test_set_engine_refuses_a_net_that_names_an_engine():
     with pytest.raises(ValueError, match="already names an engine"):
         caffe_time.set_engine(caffe_time.set_engine(MOTION_224.read_text(), "CAFFE"), "CUDNN")
+    # the pycaffe timer's way: the new engine replaces the named one
+    twice = caffe_time.set_engine(caffe_time.set_engine(MOTION_224.read_text(), "CAFFE"),
+                                  "CUDNN", replace=True)
+    assert "engine: CAFFE" not in twice
+    assert twice.count("engine: CUDNN") == \
+        caffe_time.set_engine(MOTION_224.read_text(), "CUDNN").count("engine: CUDNN")
 
 
 def test_scale_batch_and_layer_types():
