@@ -51,3 +51,15 @@ def forward_backward(net, seed=0):
     out = net.forward()
     net.backward()
     return out
+
+
+def frozen_or_pair_bn(n, frozen):
+    """`conv_bn` after `n.conv`: one FrozenBN, or BatchNorm (global
+    statistics) + Scale as the nets were before FrozenBN."""
+    from caffe import layers as L
+    if frozen:
+        n.conv_bn = L.FrozenBN(n.conv)
+    else:
+        n.conv_bn = L.BatchNorm(n.conv, batch_norm_param=dict(use_global_stats=True))
+        n.conv_scale = L.Scale(n.conv_bn, in_place=True, scale_param=dict(bias_term=True))
+    return n.conv_bn

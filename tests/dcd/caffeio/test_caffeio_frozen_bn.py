@@ -11,7 +11,7 @@ import caffe  # noqa: E402
 from caffe import layers as L  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 
-from nethelpers import unit_bn_stats  # noqa: E402
+from nethelpers import frozen_or_pair_bn, unit_bn_stats  # noqa: E402
 from dcd.caffeio.netio import load_net, open_net, write_temp  # noqa: E402
 from dcd.nets.builder import build  # noqa: E402
 from dcd.nets.catalogue import NETS, get_config  # noqa: E402
@@ -51,11 +51,7 @@ def _pair_and_frozen_nets(relu=True):
         n.data = L.Input(shape=dict(dim=[2, 3, 9, 9]))
         n.conv = L.Convolution(n.data, num_output=4, kernel_size=3,
                                weight_filler=dict(type="gaussian", std=0.3))
-        if frozen:
-            n.conv_bn = L.FrozenBN(n.conv)
-        else:
-            n.conv_bn = L.BatchNorm(n.conv, batch_norm_param=dict(use_global_stats=True))
-            n.conv_scale = L.Scale(n.conv_bn, in_place=True, scale_param=dict(bias_term=True))
+        frozen_or_pair_bn(n, frozen)
         if relu:
             n.relu = L.ReLU(n.conv_bn, in_place=True)
         nets.append(load_net(n.to_proto(), caffe.TEST))

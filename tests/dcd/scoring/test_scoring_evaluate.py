@@ -13,6 +13,7 @@ from dcd.data.filelists import read_file_list  # noqa: E402
 from dcd.data.video_net import prepare_sample_set  # noqa: E402
 from dcd.scoring import evaluate as ev  # noqa: E402
 from dcd.scoring.scorefile import load_scores, partial_path, read_partial  # noqa: E402
+from nethelpers import frozen_or_pair_bn  # noqa: E402
 from scoring_helpers import tiny_deploy, write_weights  # noqa: E402
 from toolhelpers import load_tool  # noqa: E402
 
@@ -393,11 +394,7 @@ def _bn_deploy(path, frozen):
     n.data = L.Input(shape=dict(dim=[10, 3, 224, 224]))
     n.conv = L.Convolution(n.data, num_output=8, kernel_size=7, stride=8,
                            weight_filler=dict(type="gaussian", std=0.1))
-    if frozen:
-        n.conv_bn = L.FrozenBN(n.conv)
-    else:
-        n.conv_bn = L.BatchNorm(n.conv, batch_norm_param=dict(use_global_stats=True))
-        n.conv_scale = L.Scale(n.conv_bn, in_place=True, scale_param=dict(bias_term=True))
+    frozen_or_pair_bn(n, frozen)
     n.pool = L.Pooling(n.conv_bn, pool=P.Pooling.AVE, global_pooling=True)
     n.fc = L.InnerProduct(n.pool, num_output=2, weight_filler=dict(type="gaussian", std=0.1))
     n.prob = L.Softmax(n.fc)
