@@ -201,32 +201,20 @@ def test_a_video_in_train_and_test_is_refused(tmp_path, capsys):
     assert not out.exists()  # no list written
 
 
-def test_a_video_twice_in_one_split_is_refused(tmp_path, capsys):
-    splits, frames_root = _ucf_splits(
-        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g01_c01.avi 1\n",
-        "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
-    rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
-    assert rc == 2 and "split 1 train: listed more than once: v_Biking_g01_c01" in err
-    assert not out.exists()
-
-
-def test_a_train_label_that_disagrees_with_classind_is_refused(tmp_path, capsys):
-    splits, frames_root = _ucf_splits(
-        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g02_c01.avi 2\n",
-        "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
+@pytest.mark.parametrize("train, message", [
+    ("Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g01_c01.avi 1\n",
+     "split 1 train: listed more than once: v_Biking_g01_c01"),
+    ("Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking_g02_c01.avi 2\n",
+     "{trainlist}:2: class index 2 disagrees with classInd.txt"),
+    ("Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking g02_c01.avi 1\n",
+     "{trainlist}:2: video id 'v_Biking g02_c01' contains whitespace"),
+], ids=["twice in one split", "label disagrees with classInd", "path with a space"])
+def test_a_bad_train_split_is_refused_naming_the_line(tmp_path, capsys, train, message):
+    splits, frames_root = _ucf_splits(tmp_path, train,
+                                      "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
     rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
     assert rc == 2
-    assert f"{splits / 'trainlist01.txt'}:2: class index 2 disagrees with classInd.txt" in err
-    assert not out.exists()
-
-
-def test_a_split_path_with_a_space_is_read_whole_and_refused(tmp_path, capsys):
-    splits, frames_root = _ucf_splits(
-        tmp_path, "Biking/v_Biking_g01_c01.avi 1\nBiking/v_Biking g02_c01.avi 1\n",
-        "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
-    rc, err, out = _run_build(tmp_path, splits, frames_root, capsys)
-    assert rc == 2
-    assert f"{splits / 'trainlist01.txt'}:2: video id 'v_Biking g02_c01' contains whitespace" in err
+    assert message.format(trainlist=splits / "trainlist01.txt") in err
     assert not out.exists()
 
 

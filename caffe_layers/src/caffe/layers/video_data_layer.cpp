@@ -406,6 +406,8 @@ bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
            ReadCropped(worker, clip, FRAME_FLOW_Y, frame, size,
                        &worker->flow_y, &sx, &sy, error);
   };
+  const cv::Mat& flow_x = worker->flow_x;
+  const cv::Mat& flow_y = worker->flow_y;
   if (flow_in_pixels) {
     Dtype* vy = dst + 3 * plane;
     Dtype* vx = vy + plane;
@@ -416,8 +418,6 @@ bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
     }
     if (!read_flow_pair()) return false;
     const Dtype x_sign = do_mirror ? -1 : 1;
-    const cv::Mat& flow_x = worker->flow_x;
-    const cv::Mat& flow_y = worker->flow_y;
     for (int h = 0; h < out_h_; ++h) {
       const uchar* qx = flow_x.ptr<uchar>(h);
       const uchar* qy = flow_y.ptr<uchar>(h);
@@ -432,8 +432,6 @@ bool VideoDataLayer<Dtype>::LoadFrame(Worker* worker, const ClipPlan& clip,
     if (!read_flow_pair()) return false;
     Dtype* dx = dst;
     Dtype* dy = dst + plane;
-    const cv::Mat& flow_x = worker->flow_x;
-    const cv::Mat& flow_y = worker->flow_y;
     for (int h = 0; h < out_h_; ++h) {
       const uchar* qx = flow_x.ptr<uchar>(h);
       const uchar* qy = flow_y.ptr<uchar>(h);
