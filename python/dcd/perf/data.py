@@ -37,6 +37,39 @@ def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_
                 fps_per_core=frames / cpu)
 
 
+def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.0):
+    """Frames/s of eval_net's frame reader (dcd.scoring.readers, what
+    tools/eval_net.py reads and decodes frames with) on `threads` read
+    threads: every video of `list_file`, TSN's `num_snippets` test frames
+    each, cycled for about `seconds` after one warm-up pass.
+
+    Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core) as
+    time_video_data does (cpu_seconds: the process's CPU time, all threads).
+    """
+    from dcd.data.filelists import read_file_list
+    from dcd.scoring.protocol import snippet_frames
+    from dcd.scoring.readers import open_reader
+
+    entries = read_file_list(list_file)
+    # One call per video with its distinct 1-based frames, as iter_snippets reads.
+    calls = [(e.video_id, sorted(set(snippet_frames(e.num_frames, num_snippets).ravel().tolist())))
+             for e in entries]
+    reader = open_reader(root, backend.lower(), threads=threads)
+    try:
+        for video_id, indices in calls[:2]:  # warm-up: opens, first reads
+            reader(video_id, indices)
+        frames, wall, cpu = 0, time.perf_counter(), time.process_time()
+        deadline = wall + seconds
+        while time.perf_counter() < deadline:
+            for video_id, indices in calls:
+                frames += len(reader(video_id, indices))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        reader.close()
+    return dict(frames=frames, seconds=wall, cpu_seconds=cpu, fps=frames / wall,
+                fps_per_core=frames / cpu)
+
+
 def time_bare_decode(encoded, seconds=2.0):
     """Frames per CPU-second of bare cv2.imdecode (colour, OpenCV on one
     thread) over the JPEG byte strings `encoded`, cycled for about `seconds`:
