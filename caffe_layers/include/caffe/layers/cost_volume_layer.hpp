@@ -67,9 +67,11 @@ class CostVolumeLayer : public Layer<Dtype> {
   int num_displacements_;
   int pad_h_;  // max_displacement_h_ * dilation_
   int pad_w_;  // max_displacement_w_ * dilation_
-  /// f_a / n_a, N x C x H x W.
+  /// f_a / n_a, N x C x H x W (the CPU path holds each image as rows of
+  /// channels, H x C x W: a channel step is a row, not a plane).
   Blob<Dtype> a_hat_;
-  /// f_b / n_b zero-padded, N x C x (H + 2 pad_h) x (W + 2 pad_w).
+  /// f_b / n_b zero-padded, N x C x (H + 2 pad_h) x (W + 2 pad_w) (CPU:
+  /// rows of channels, (H + 2 pad_h) x C x (W + 2 pad_w)).
   Blob<Dtype> b_hat_pad_;
   /// 1 / n_a and 1 / n_b, N x 1 x H x W.
   Blob<Dtype> inv_norm_a_;

@@ -87,12 +87,11 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 namespace {
 
 // out(c, row, col) = f(c, row, col) / sqrt(|f(:, row, col)|^2 + eps) for one
-// image; `out` may be padded (rows of out_w elements, offset by pad_h rows
-// and pad_w columns, planes of out_plane elements).
+// image, written at out[row * out_row + c * out_c + col] (the rows-of-channels
+// layout below; `out` already points at the first unpadded element).
 template <typename Dtype>
 void normalize_cpu(const Dtype* f, int channels, int height, int width,
-    Dtype eps, Dtype* inv_norm, Dtype* out, int pad_h, int pad_w, int out_w,
-    int out_plane) {
+    Dtype eps, Dtype* inv_norm, Dtype* out, int out_row, int out_c) {
   const int hw = height * width;
   // Rows split over threads; within a row channels are summed in order.
 #pragma omp parallel for schedule(static)
@@ -108,11 +107,27 @@ void normalize_cpu(const Dtype* f, int channels, int height, int width,
     }
     for (int c = 0; c < channels; ++c) {
       const Dtype* f_row = f + c * hw + i * width;
-      Dtype* out_row = out + c * out_plane +
-          dcd::padded_offset(i, 0, pad_h, pad_w, out_w);
-      for (int j = 0; j < width; ++j) {
-        out_row[j] = f_row[j] * inv_row[j];
-      }
+      Dtype* o = out + i * out_row + c * out_c;
+      for (int j = 0; j < width; ++j) { o[j] = f_row[j] * inv_row[j]; }
+    }
+  }
+}
+
+// Zeroes the padding of one image of b_hat (rows of channels); the
+// normalisation writes the interior. Cheaper than clearing the whole blob
+// (4 MB at C=64, 112x112, d=7) on every forward.
+template <typename Dtype>
+void zero_border_cpu(Dtype* b, int channels, int height, int width, int pad_h,
+    int pad_w) {
+  const int pw = width + 2 * pad_w;
+  const int row = channels * pw;
+  caffe_set(pad_h * row, Dtype(0), b);
+  caffe_set(pad_h * row, Dtype(0), b + (height + pad_h) * row);
+  if (pad_w == 0) { return; }
+  for (int r = pad_h; r < height + pad_h; ++r) {
+    for (int c = 0; c < channels; ++c) {
+      Dtype* p = b + r * row + c * pw;
+      for (int j = 0; j < pad_w; ++j) { p[j] = 0; p[pad_w + width + j] = 0; }
     }
   }
 }
@@ -172,41 +187,43 @@ DCD_INLINE void correlate_block(const Dtype* a, int a_plane, const Dtype* b,
   }
 }
 
-// Same with run-time sizes (tails).
+// Same with run-time sizes nd <= 5, jb <= 16 (column tails). Channels
+// stay outermost, as in the blocks, so each step reads contiguous columns.
 template <typename Dtype>
 DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
     int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,
     int jb) {
-  for (int d = 0; d < nd; ++d) {
-    for (int jj = 0; jj < jb; ++jj) {
-      Dtype acc = 0;
-      for (int c = 0; c < channels; ++c) {
-        acc += a[c * a_plane + jj] * b[c * b_plane + d * s + jj];
-      }
-      out[d * out_plane + jj] = acc;
+  Dtype acc[5][16] = {};
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* ac = a + c * a_plane;
+    const Dtype* bc = b + c * b_plane;
+    for (int d = 0; d < nd; ++d) {
+      for (int jj = 0; jj < jb; ++jj) { acc[d][jj] += ac[jj] * bc[d * s + jj]; }
     }
+  }
+  for (int d = 0; d < nd; ++d) {
+    for (int jj = 0; jj < jb; ++jj) { out[d * out_plane + jj] = acc[d][jj]; }
   }
 }
 
 #if DCD_X86_DISPATCH
 // The same block with GCC/Clang vector extensions: NV native vectors of VB
-// bytes cover 64 bytes of columns per row, so the compiler keeps the sums in
-// registers. VB is the variant's register width (16 SSE2, 32 AVX2, 64
+// bytes (64 bytes of columns per row in the blocks, one vector in column
+// tails), so the compiler keeps the sums in registers. VB is the variant's register width (16 SSE2, 32 AVX2, 64
 // AVX-512; docs/ASSUMPTIONS.md, "CPU vector width").
 template <typename Dtype, int VB> struct VecOf {
   typedef Dtype type __attribute__((vector_size(VB)));
 };
 
-// acc[r] = sum over o < n of x(o) * y(o)[r * y_step], 64 bytes of columns
+// acc[r] = sum over o < n of x(o) * y(o)[r * y_step], NV vectors of columns
 // each, written to out + r * out_stride, o in ascending order. The vector
 // block of the correlation (o = channel, r = horizontal offset, y(o) at
 // o * b_plane) and of its gradient to F_a (o = displacement, r = channel,
 // y(o) at the displacement's shift in the padded plane).
-template <typename Dtype, int R, int VB, typename YOffset>
+template <typename Dtype, int R, int VB, int NV, typename YOffset>
 DCD_INLINE void vec_block(int n, const Dtype* x, int x_stride, const Dtype* y,
     YOffset y_offset, int y_step, Dtype* out, int out_stride) {
   typedef typename VecOf<Dtype, VB>::type V;
-  const int NV = 64 / VB;
   const int L = VB / sizeof(Dtype);
   V acc[R][NV];
   for (int r = 0; r < R; ++r) {
@@ -244,11 +261,44 @@ struct TableOffset {
 };
 #endif
 
-// Cost volume of one image from normalised features (b_hat zero-padded by
-// (dh s, dw s)). Loop layout: displacement row di, output row i, blocks of
-// 16 columns, groups of three horizontal offsets, channels innermost with the
-// block's sums held in registers (the block's inputs stay in L1 across the
-// offset groups); each access streams 16 contiguous elements.
+// A block narrower than 64 bytes of columns (the right edge of a row whose
+// width is not a multiple of 16 floats, e.g. 56): whole vectors first, then
+// columns one by one.
+template <typename Dtype, int VB>
+DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
+    int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,
+    int jb) {
+  int jt = 0;
+#if DCD_X86_DISPATCH
+  const int L = VB / sizeof(Dtype);
+  for (; jt + L <= jb; jt += L) {
+    switch (nd) {
+#define DCD_BLOCK(ND) vec_block<Dtype, ND, VB, 1>(channels, a + jt, a_plane, \
+        b + jt, StridedOffset{b_plane}, s, out + jt, out_plane)
+      case 5: DCD_BLOCK(5); break;
+      case 4: DCD_BLOCK(4); break;
+      case 3: DCD_BLOCK(3); break;
+      case 2: DCD_BLOCK(2); break;
+      default: DCD_BLOCK(1); break;
+#undef DCD_BLOCK
+    }
+  }
+#endif
+  if (jt < jb) {
+    correlate_block_any(a + jt, a_plane, b + jt, b_plane, s, channels,
+                        out + jt, out_plane, nd, jb - jt);
+  }
+}
+
+// Cost volume of one image from normalised features in rows of channels
+// (a_hat H x C x W, b_hat zero-padded by (dh s, dw s), Hp x C x pw). Loop
+// layout: output row i, blocks of 64 bytes of columns, then every
+// displacement row di and groups of horizontal offsets, channels innermost
+// with the block's sums held in registers. The block of F_a (C x 64 bytes)
+// stays in L1 for all D displacements, the 2 dh + 1 rows of F_b that row i
+// reads stay in L2 for the next row, and a channel step is one padded row
+// (not a plane), so the inner loop touches a few pages, not 2 C
+// (docs/ASSUMPTIONS.md, "CPU kernel figures").
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,
@@ -264,46 +314,60 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
-  const int pplane = (height + 2 * pad_h) * pw;
-  for (int di = -dh; di <= dh; ++di) {
-    for (int i = row_begin; i < row_end; ++i) {
+  const int nd_row = 2 * dw + 1;
+  // Strips of columns whose 2 dh + 1 rows of F_b (all channels) take about
+  // 192 KiB, so that they stay in L2 while the strip's rows go by.
+  const int strip_cols = (192 << 10) /
+      ((2 * dh + 1) * channels * static_cast<int>(sizeof(Dtype))) - 2 * pad_w;
+  const int strip = std::max(kJB, strip_cols / kJB * kJB);
+  for (int i = row_begin; i < row_end; ++i) {
+    // Rows whose displaced row leaves the map: all zero.
+    for (int di = -dh; di <= dh; ++di) {
+      if (i + di * s >= 0 && i + di * s < height) { continue; }
       Dtype* out_row =
           top + dcd::window_channel(di, -dw, dh, dw) * hw + i * width;
-      if (i + di * s < 0 || i + di * s >= height) {
-        for (int d = 0; d < 2 * dw + 1; ++d) {
-          for (int j = 0; j < width; ++j) { out_row[d * hw + j] = 0; }
-        }
-        continue;
+      for (int d = 0; d < nd_row; ++d) {
+        for (int j = 0; j < width; ++j) { out_row[d * hw + j] = 0; }
       }
-      const Dtype* a_row = a_hat + i * width;
-      const Dtype* b_row = b_hat +
-          dcd::padded_offset(i + di * s, -dw * s, pad_h, pad_w, pw);
-      for (int j0 = 0; j0 < width; j0 += kJB) {
-        const int jb = std::min(kJB, width - j0);
-        for (int dj0 = 0; dj0 < 2 * dw + 1; dj0 += kND) {
-          const int nd = std::min(kND, 2 * dw + 1 - dj0);
-          const Dtype* a = a_row + j0;
-          const Dtype* b = b_row + dj0 * s + j0;
-          Dtype* out = out_row + dj0 * hw + j0;
-          if (jb < kJB) {
-            correlate_block_any(a, hw, b, pplane, s, channels, out, hw, nd,
-                                jb);
-            continue;
-          }
-          switch (nd) {
+    }
+  }
+  for (int strip0 = 0; strip0 < width; strip0 += strip) {
+    const int strip_end = std::min(width, strip0 + strip);
+    for (int i = row_begin; i < row_end; ++i) {
+      const Dtype* a_row = a_hat + i * channels * width;
+      for (int j0 = strip0; j0 < strip_end; j0 += kJB) {
+        const int jb = std::min(kJB, strip_end - j0);
+        const Dtype* a = a_row + j0;
+        for (int di = -dh; di <= dh; ++di) {
+          if (i + di * s < 0 || i + di * s >= height) { continue; }
+          const Dtype* b_row = b_hat + (i + di * s + pad_h) * channels * pw +
+              (pad_w - dw * s) + j0;
+          Dtype* out_row = top + dcd::window_channel(di, -dw, dh, dw) * hw +
+              i * width + j0;
+          for (int dj0 = 0; dj0 < nd_row; dj0 += kND) {
+            const int nd = std::min(kND, nd_row - dj0);
+            const Dtype* b = b_row + dj0 * s;
+            Dtype* out = out_row + dj0 * hw;
+            if (jb < kJB) {
+              correlate_tail<Dtype, VB>(a, width, b, pw, s, channels, out, hw,
+                                        nd, jb);
+              continue;
+            }
+            switch (nd) {
 #if DCD_X86_DISPATCH
-#define DCD_BLOCK(ND) vec_block<Dtype, ND, VB>( \
-              channels, a, hw, b, StridedOffset{pplane}, s, out, hw)
-          case 5: DCD_BLOCK(5); break;
-          case 4: DCD_BLOCK(4); break;
+#define DCD_BLOCK(ND) vec_block<Dtype, ND, VB, 64 / VB>( \
+                channels, a, width, b, StridedOffset{pw}, s, out, hw)
+              case 5: DCD_BLOCK(5); break;
+              case 4: DCD_BLOCK(4); break;
 #else
 #define DCD_BLOCK(ND) correlate_block<Dtype, ND, kJB>( \
-              a, hw, b, pplane, s, channels, out, hw)
+                a, width, b, pw, s, channels, out, hw)
 #endif
-          case 3: DCD_BLOCK(3); break;
-          case 2: DCD_BLOCK(2); break;
-          default: DCD_BLOCK(1); break;
+              case 3: DCD_BLOCK(3); break;
+              case 2: DCD_BLOCK(2); break;
+              default: DCD_BLOCK(1); break;
 #undef DCD_BLOCK
+            }
           }
         }
       }
@@ -312,8 +376,34 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
 }
 
 
+#if DCD_X86_DISPATCH
+// dL/da_hat of NV vectors of columns of one row, every channel: blocks of
+// CB channels whose sums stay in registers over the D displacements. `base`
+// is the columns' offset in b_hat (rows of channels), `pix` in g and da.
+template <typename Dtype, int VB, int NV>
+DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
+    int channels, int hw, int pw, int base, int pix, int D, const int* koff,
+    Dtype* da) {
+  const int kCB = VB >= 32 ? 4 : 2;
+  for (int c0 = 0; c0 < channels; c0 += kCB) {
+    const Dtype* bp = b_hat + c0 * pw + base;
+    Dtype* dp = da + c0 * hw + pix;
+    switch (std::min(kCB, channels - c0)) {
+#define DCD_BLOCK(CB) vec_block<Dtype, CB, VB, NV>( \
+          D, g + pix, hw, bp, TableOffset{koff}, pw, dp, hw)
+      case 4: DCD_BLOCK(4); break;
+      case 3: DCD_BLOCK(3); break;
+      case 2: DCD_BLOCK(2); break;
+      default: DCD_BLOCK(1); break;
+#undef DCD_BLOCK
+    }
+  }
+}
+#endif
+
 // dL/da_hat(c, i, j) = sum_k g(k, i, j) b_hat(c, i + di s, j + dj s) for one
-// image (overwrites da). Every element is a sum over k in ascending order.
+// image (overwrites da; b_hat in rows of channels, as the forward reads it).
+// Every element is a sum over k in ascending order.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,
@@ -321,41 +411,33 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
-  const int pplane = (height + 2 * pad_h) * pw;
+  const int b_row = channels * pw;  // one padded row of every channel
   const int D = dcd::window_size(dh, dw);
 #if DCD_X86_DISPATCH
   const int kJB = 64 / sizeof(Dtype);
-  const int kCB = VB >= 32 ? 4 : 2;
+  const int kL = VB / sizeof(Dtype);
   vector<int> koff(D);
   for (int k = 0; k < D; ++k) {
-    koff[k] = dcd::window_di(k, dh, dw) * s * pw + dcd::window_dj(k, dw) * s;
+    koff[k] = dcd::window_di(k, dh, dw) * s * b_row + dcd::window_dj(k, dw) * s;
   }
+  // Blocks of 64 bytes of columns, then single vectors (e.g. the last 8
+  // columns of a 56-wide map), then columns one by one.
   for (int i = row_begin; i < row_end; ++i) {
     int j0 = 0;
     for (; j0 + kJB <= width; j0 += kJB) {
-      const int base = dcd::padded_offset(i, j0, pad_h, pad_w, pw);
-      for (int c0 = 0; c0 < channels; c0 += kCB) {
-        const Dtype* gp = g + i * width + j0;
-        const Dtype* bp = b_hat + c0 * pplane + base;
-        Dtype* dp = da + c0 * hw + i * width + j0;
-        switch (std::min(kCB, channels - c0)) {
-#define DCD_BLOCK(CB) vec_block<Dtype, CB, VB>( \
-              D, gp, hw, bp, TableOffset{&koff[0]}, pplane, dp, hw)
-          case 4: DCD_BLOCK(4); break;
-          case 3: DCD_BLOCK(3); break;
-          case 2: DCD_BLOCK(2); break;
-          default: DCD_BLOCK(1); break;
-#undef DCD_BLOCK
-        }
-      }
+      grad_a_columns<Dtype, VB, 64 / VB>(g, b_hat, channels, hw, pw,
+          (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+    }
+    for (; j0 + kL <= width; j0 += kL) {
+      grad_a_columns<Dtype, VB, 1>(g, b_hat, channels, hw, pw,
+          (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
     }
     for (; j0 < width; ++j0) {  // column tail
-      const int base = dcd::padded_offset(i, j0, pad_h, pad_w, pw);
+      const int base = (i + pad_h) * b_row + j0 + pad_w;
       for (int c = 0; c < channels; ++c) {
         Dtype acc = 0;
         for (int k = 0; k < D; ++k) {
-          acc += g[k * hw + i * width + j0] *
-              b_hat[c * pplane + base + koff[k]];
+          acc += g[k * hw + i * width + j0] * b_hat[c * pw + base + koff[k]];
         }
         da[c * hw + i * width + j0] = acc;
       }
@@ -372,11 +454,11 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
       const int i_end = std::min(row_end, height - di * s);
       for (int i = i_begin; i < i_end; ++i) {
         const Dtype* g_row = g + k * hw + i * width;
-        const Dtype* b_row = b_hat + c * pplane +
-            dcd::padded_offset(i + di * s, dj * s, pad_h, pad_w, pw);
+        const Dtype* b_ij = b_hat + (i + di * s + pad_h) * b_row + c * pw +
+            dj * s + pad_w;
         Dtype* da_row = da_c + i * width;
         for (int j = 0; j < width; ++j) {
-          da_row[j] += g_row[j] * b_row[j];
+          da_row[j] += g_row[j] * b_ij[j];
         }
       }
     }
@@ -385,42 +467,52 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 }
 
 // dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for one
-// image, accumulated serially (deterministic) into a padded scratch plane
-// whose border collects the terms of out-of-map positions and is dropped.
-// Works on channels [c_begin, c_end), so threads can split the channels.
+// image (a_hat in rows of channels; db in the blob's C x H x W), accumulated serially (deterministic: over rows of g, then k) into
+// padded scratch planes whose border collects the terms of out-of-map
+// positions and is dropped. Works on channels [c_begin, c_end), so threads
+// can split the channels, kCB channels at a time: each row of g (D rows of
+// the map) is read once per block of channels, not once per channel.
 template <typename Dtype>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
-    int height, int width, int dh, int dw, int s, Dtype* db, int c_begin,
-    int c_end) {
+    int channels, int height, int width, int dh, int dw, int s, Dtype* db,
+    int c_begin, int c_end) {
+  const int kCB = 8;
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
   const int pplane = (height + 2 * pad_h) * pw;
   const int D = dcd::window_size(dh, dw);
-  vector<Dtype> scratch_plane(pplane);
-  Dtype* scratch = &scratch_plane[0];
-  for (int c = c_begin; c < c_end; ++c) {
-    for (int p = 0; p < pplane; ++p) { scratch[p] = 0; }
-    for (int k = 0; k < D; ++k) {
-      const int di = dcd::window_di(k, dh, dw);
-      const int dj = dcd::window_dj(k, dw);
-      const int i_begin = std::max(0, -di * s);
-      const int i_end = std::min(height, height - di * s);
-      for (int i = i_begin; i < i_end; ++i) {
+  vector<Dtype> scratch_planes(static_cast<size_t>(kCB) * pplane);
+  vector<int> koff(D);
+  for (int k = 0; k < D; ++k) {
+    koff[k] = dcd::window_di(k, dh, dw) * s * pw + dcd::window_dj(k, dw) * s;
+  }
+  for (int c0 = c_begin; c0 < c_end; c0 += kCB) {
+    const int cb = std::min(kCB, c_end - c0);
+    Dtype* scratch = &scratch_planes[0];
+    for (size_t p = 0; p < static_cast<size_t>(cb) * pplane; ++p) {
+      scratch[p] = 0;
+    }
+    for (int i = 0; i < height; ++i) {
+      const int base = dcd::padded_offset(i, 0, pad_h, pad_w, pw);
+      for (int k = 0; k < D; ++k) {
         const Dtype* g_row = g + k * hw + i * width;
-        const Dtype* a_row = a_hat + c * hw + i * width;
-        Dtype* s_row = scratch +
-            dcd::padded_offset(i + di * s, dj * s, pad_h, pad_w, pw);
-        for (int j = 0; j < width; ++j) {
-          s_row[j] += g_row[j] * a_row[j];
+        for (int c = 0; c < cb; ++c) {
+          const Dtype* a_row = a_hat + (i * channels + c0 + c) * width;
+          Dtype* s_row = scratch + c * pplane + base + koff[k];
+          for (int j = 0; j < width; ++j) {
+            s_row[j] += g_row[j] * a_row[j];
+          }
         }
       }
     }
-    for (int i = 0; i < height; ++i) {
-      const Dtype* s_row =
-          scratch + dcd::padded_offset(i, 0, pad_h, pad_w, pw);
-      Dtype* db_row = db + c * hw + i * width;
-      for (int j = 0; j < width; ++j) { db_row[j] = s_row[j]; }
+    for (int c = 0; c < cb; ++c) {
+      for (int i = 0; i < height; ++i) {
+        const Dtype* s_row = scratch + c * pplane +
+            dcd::padded_offset(i, 0, pad_h, pad_w, pw);
+        Dtype* db_row = db + (c0 + c) * hw + i * width;
+        for (int j = 0; j < width; ++j) { db_row[j] = s_row[j]; }
+      }
     }
   }
 }
@@ -446,9 +538,10 @@ ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat,             \
-    int height, int width, int dh, int dw, int s, Dtype* db, int begin,       \
-    int end) {                                                                \
-  correlate_backward_b(g, a_hat, height, width, dh, dw, s, db, begin, end);   \
+    int channels, int height, int width, int dh, int dw, int s, Dtype* db,    \
+    int begin, int end) {                                                     \
+  correlate_backward_b(g, a_hat, channels, height, width, dh, dw, s, db,      \
+                       begin, end);                                           \
 }
 
 // VB: the variant's vector register width in bytes.
@@ -530,8 +623,8 @@ void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat,
   {
     int begin, end;
     thread_range(channels, &begin, &end);
-    DCD_DISPATCH(backward_b, (g, a_hat, height, width, dh, dw, s, db, begin,
-                              end))
+    DCD_DISPATCH(backward_b, (g, a_hat, channels, height, width, dh, dw, s, db,
+                              begin, end))
   }
 }
 #undef DCD_DISPATCH
@@ -553,17 +646,18 @@ void CostVolumeLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int D = num_displacements_;
   Dtype* a_hat = a_hat_.mutable_cpu_data();
   Dtype* b_hat = b_hat_pad_.mutable_cpu_data();
-  caffe_set(b_hat_pad_.count(), Dtype(0), b_hat);
   Dtype* top_data = top[0]->mutable_cpu_data();
   for (int n = 0; n < num; ++n) {
     const int off = n * channels * hw;
     const int poff = n * channels * pplane;
+    // Rows of channels: a_hat H x C x W, b_hat (H + 2 pad_h) x C x pw.
     normalize_cpu(bottom[0]->cpu_data() + off, channels, height, width, eps_,
-        inv_norm_a_.mutable_cpu_data() + n * hw, a_hat + off, 0, 0, width,
-        hw);
+        inv_norm_a_.mutable_cpu_data() + n * hw, a_hat + off,
+        channels * width, width);
     normalize_cpu(bottom[1]->cpu_data() + off, channels, height, width, eps_,
-        inv_norm_b_.mutable_cpu_data() + n * hw, b_hat + poff, pad_h_, pad_w_,
-        pw, pplane);
+        inv_norm_b_.mutable_cpu_data() + n * hw,
+        b_hat + poff + pad_h_ * channels * pw + pad_w_, channels * pw, pw);
+    zero_border_cpu(b_hat + poff, channels, height, width, pad_h_, pad_w_);
     dcd_cpu::cost_volume_forward(a_hat + off, b_hat + poff, channels, height,
         width, dh, dw, s, top_data + n * D * hw);
   }

@@ -144,14 +144,18 @@ TYPED_TEST(CostVolumeLayerTest, TestForwardDilation) {
 
 TYPED_TEST(CostVolumeLayerTest, TestForwardWide) {
   typedef typename TypeParam::Dtype Dtype;
-  // Widths that exercise the CPU path's column blocks, tails and offset
-  // groups (2 dw + 1 = 15 and 7).
-  this->blob_a_->Reshape(2, 20, 6, 37);
-  this->blob_b_->Reshape(2, 20, 6, 37);
-  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
-  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
-  this->CheckAgainstReference(2, 7, 1, 1e-5);
-  this->CheckAgainstReference(1, 3, 2, 1e-5);
+  // Widths that exercise the CPU path's column blocks, its one-vector and
+  // column-by-column tails (float: 37 = 16 + 16 + 5, 30 = 16 + 8 + 6) and
+  // offset groups (2 dw + 1 = 15 and 7).
+  const int widths[] = {37, 30};
+  for (int w : widths) {
+    this->blob_a_->Reshape(2, 20, 6, w);
+    this->blob_b_->Reshape(2, 20, 6, w);
+    FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+    FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+    this->CheckAgainstReference(2, 7, 1, 1e-5);
+    this->CheckAgainstReference(1, 3, 2, 1e-5);
+  }
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestIdenticalInputs) {
@@ -191,16 +195,20 @@ TYPED_TEST(CostVolumeLayerTest, TestGradientDilation) {
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
-  // Wide enough for the CPU path's vector column blocks plus a tail.
+  // Wide enough for the CPU path's vector column blocks plus its tails
+  // (float: 21 = 16 + 5, 26 = 16 + 8 + 2).
   typedef typename TypeParam::Dtype Dtype;
-  this->blob_a_->Reshape(1, 5, 3, 21);
-  this->blob_b_->Reshape(1, 5, 3, 21);
-  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
-  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
-  LayerParameter layer_param = this->MakeParam(1, 2, 2);
-  CostVolumeLayer<Dtype> layer(layer_param);
-  GradientChecker<Dtype> checker(1e-2, 1e-2);
-  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+  const int widths[] = {21, 26};
+  for (int w : widths) {
+    this->blob_a_->Reshape(1, 5, 3, w);
+    this->blob_b_->Reshape(1, 5, 3, w);
+    FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+    FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+    LayerParameter layer_param = this->MakeParam(1, 2, 2);
+    CostVolumeLayer<Dtype> layer(layer_param);
+    GradientChecker<Dtype> checker(1e-2, 1e-2);
+    checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+  }
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientNearZeroVector) {
