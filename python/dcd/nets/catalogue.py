@@ -100,7 +100,8 @@ NETS["synthetic"] = [
     NetConfig("appchange_rgbdiff", branches=("appchange",), frames=4, appchange_input="rgbdiff",
               description="3 RGB differences of 4 frames stacked, no warping", **_SMALL),
     NetConfig("full", branches=("static", "motion", "appchange"), frames=2, branch_losses=False,
-              description="shared conv1, three branches, scores averaged", **_SMALL),
+              static_lr_mult=1.0, description="shared conv1, three branches, scores averaged",
+              **_SMALL),
     NetConfig("flow", branches=("flow",), frames=FLOW_FRAMES,
               description="optical-flow stream: 5 stacked flow pairs (the demo's Table 6 "
               "flow rows)", **_SMALL),
