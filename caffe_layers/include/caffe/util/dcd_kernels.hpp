@@ -118,9 +118,17 @@ DCD_HOST_DEVICE inline Dtype softmax_max(const Dtype* c, int D, int stride) {
 // resolution of a sum that contains exp(0) = 1). Only selects, no branches,
 // so the loop vectorises without -ffast-math. x is first raised to -88 (the
 // result is 0 from there down), so a tiny temperature gives no inf * 0 = NaN.
-// NaN stays NaN.
+// NaN stays NaN. The raise works on the float's bits with masks: written as
+// a float select, GCC turned it into a branch around the polynomial (it may
+// not speculate float arithmetic that could trap) and the loop ran scalar,
+// 5x slower (docs/ASSUMPTIONS.md, "Tiny temperatures").
 DCD_HOST_DEVICE inline float softmax_exp(float x) {
-  x = x < -88.0f ? -88.0f : x;
+  unsigned u;
+  memcpy(&u, &x, sizeof(u));
+  // Below -88 (sign set, magnitude above 88's bits; -inf too), not NaN.
+  const unsigned below = (u > 0xC2B00000u) & ((u & 0x7FFFFFFFu) <= 0x7F800000u);
+  u += (0xC2B00000u - u) & (0u - below);
+  memcpy(&x, &u, sizeof(x));
   int n = static_cast<int>(x * 1.44269504088896341f - 0.5f);  // round, x <= 0
   const int underflow = n < -126;
   n = underflow ? -126 : n;
