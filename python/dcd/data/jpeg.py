@@ -5,12 +5,14 @@ OpenCV's decoder turns libjpeg's warnings ("Premature end of JPEG file" for a
 truncated file, "Corrupt JPEG data: ..." for damaged entropy-coded data) into
 a grey-filled or garbled image and reports nothing. libjpeg-turbo's TurboJPEG
 API can stop on those warnings instead; simplejpeg (a PyPI wheel bundling
-libjpeg-turbo) exposes that as `strict=True`. The check decodes at 1/8 scale
-(the DCT scaling still entropy-decodes every block, so both kinds of damage
-are seen) and discards the result; the image itself is still decoded by
-OpenCV, as the C++ VideoData layer decodes it, so checked and unchecked
-readers give the same pixels. docs/ASSUMPTIONS.md records the choice and its
-cost.
+libjpeg-turbo) exposes that as `strict=True`. Readers decode a JPEG once,
+that way (decode_frame): libjpeg-turbo's default IDCT and upsampling, the
+pixels OpenCV's decoder and the C++ VideoData layer give
+(tests/dcd/data/test_jpeg.py compares them), at about twice the speed of a
+check followed by OpenCV's decode. jpeg_problem checks without keeping the
+image (at 1/8 scale: the DCT scaling still entropy-decodes every block, so
+both kinds of damage are seen), for build_lmdb's check. Other formats (PNG)
+go through OpenCV. docs/ASSUMPTIONS.md records the choice and its cost.
 """
 import numpy as np
 
@@ -37,17 +39,30 @@ def jpeg_problem(data):
 
 
 def decode_frame(data, colour=True):
-    """BGR (colour) or grey uint8 image of encoded frame bytes, checked with
-    jpeg_problem; CorruptFrameError with the reason otherwise."""
+    """BGR (colour) or grey uint8 image of encoded frame bytes; a JPEG is
+    decoded once, strictly (module doc). CorruptFrameError with the reason
+    when it is not a sound image. colour=None keeps the image's own
+    channels (grey 2-D, colour BGR), as cv2.IMREAD_UNCHANGED."""
+    if bytes(data[:2]) == JPEG_SOI:
+        return _decode_jpeg_strict(bytes(data), colour)
     import cv2
-    problem = jpeg_problem(data)
-    if problem:
-        raise CorruptFrameError(problem)
-    flags = cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    flags = {True: cv2.IMREAD_COLOR, False: cv2.IMREAD_GRAYSCALE, None: cv2.IMREAD_UNCHANGED}
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags[colour])
     if image is None:
         raise CorruptFrameError("does not decode as an image")
     return image
+
+
+def _decode_jpeg_strict(data, colour):
+    import simplejpeg
+    try:
+        if colour is None:
+            colour = simplejpeg.decode_jpeg_header(data)[2] != "Gray"
+        image = simplejpeg.decode_jpeg(data, colorspace="BGR" if colour else "GRAY",
+                                       strict=True)  # full size: no min_* scaling
+    except ValueError as exc:
+        raise CorruptFrameError(f"corrupt JPEG: {exc}") from None
+    return image if colour else image[:, :, 0]
 
 
 def read_frame(path, colour=True):

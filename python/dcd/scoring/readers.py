@@ -13,7 +13,7 @@ import numpy as np
 
 from dcd.data.flow import DEFAULT_BOUND, FLOW_X_PATTERN, FLOW_Y_PATTERN, dequantize_flow
 from dcd.data.frames import FRAME_PATTERN
-from dcd.data.jpeg import CorruptFrameError, jpeg_problem, read_frame
+from dcd.data.jpeg import CorruptFrameError, decode_frame, read_frame
 from dcd.data.video_net import MODALITIES
 
 
@@ -62,7 +62,7 @@ class LmdbReader:
         self._decode_error = DecodeError
 
     def image(self, video_id, pattern, index, colour):
-        from dcd.data.lmdb_store import decode_jpeg, frame_key
+        from dcd.data.lmdb_store import frame_key
         with self.env.begin() as txn:
             value = txn.get(frame_key(video_id, index, pattern))
         name = pattern.format(index)
@@ -76,17 +76,15 @@ class LmdbReader:
             raise FrameReadError(f"video {video_id}: the value of key {key} in {self.root} is "
                                  "not a Caffe Datum (not an LMDB of tools/build_lmdb.py?)"
                                  ) from None
-        problem = jpeg_problem(datum.data) if datum.encoded else None
-        if problem:
-            raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root}: "
-                                 f"{problem}")
         try:
-            image = decode_jpeg(datum.data) if datum.encoded else _raw_datum(datum)
+            # colour=None: the image's own channels, converted below.
+            image = decode_frame(datum.data, None) if datum.encoded else _raw_datum(datum)
+        except CorruptFrameError as exc:
+            raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root}: "
+                                 f"{exc}") from None
         except ValueError:  # raw bytes that do not fill channels x height x width
-            image = None
-        if image is None:
             raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root} "
-                                 "does not decode")
+                                 "does not decode") from None
         if colour and image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         if not colour and image.ndim == 3:
