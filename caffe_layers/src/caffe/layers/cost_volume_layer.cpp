@@ -259,6 +259,23 @@ struct TableOffset {
   const int* offset;
   DCD_INLINE int operator()(int o) const { return offset[o]; }
 };
+
+// vec_block with R (1..5) picked at run time.
+template <typename Dtype, int VB, int NV, typename YOffset>
+DCD_INLINE void vec_block_r(int r, int n, const Dtype* x, int x_stride,
+    const Dtype* y, YOffset y_offset, int y_step, Dtype* out,
+    int out_stride) {
+  switch (r) {
+#define DCD_BLOCK(R) vec_block<Dtype, R, VB, NV>( \
+        n, x, x_stride, y, y_offset, y_step, out, out_stride)
+    case 5: DCD_BLOCK(5); break;
+    case 4: DCD_BLOCK(4); break;
+    case 3: DCD_BLOCK(3); break;
+    case 2: DCD_BLOCK(2); break;
+    default: DCD_BLOCK(1); break;
+#undef DCD_BLOCK
+  }
+}
 #endif
 
 // A block narrower than 64 bytes of columns (the right edge of a row whose
@@ -272,16 +289,8 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
 #if DCD_X86_DISPATCH
   const int L = VB / sizeof(Dtype);
   for (; jt + L <= jb; jt += L) {
-    switch (nd) {
-#define DCD_BLOCK(ND) vec_block<Dtype, ND, VB, 1>(channels, a + jt, a_plane, \
-        b + jt, StridedOffset{b_plane}, s, out + jt, out_plane)
-      case 5: DCD_BLOCK(5); break;
-      case 4: DCD_BLOCK(4); break;
-      case 3: DCD_BLOCK(3); break;
-      case 2: DCD_BLOCK(2); break;
-      default: DCD_BLOCK(1); break;
-#undef DCD_BLOCK
-    }
+    vec_block_r<Dtype, VB, 1>(nd, channels, a + jt, a_plane, b + jt,
+        StridedOffset{b_plane}, s, out + jt, out_plane);
   }
 #endif
   if (jt < jb) {
@@ -353,21 +362,19 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
                                         nd, jb);
               continue;
             }
-            switch (nd) {
 #if DCD_X86_DISPATCH
-#define DCD_BLOCK(ND) vec_block<Dtype, ND, VB, 64 / VB>( \
-                channels, a, width, b, StridedOffset{pw}, s, out, hw)
-              case 5: DCD_BLOCK(5); break;
-              case 4: DCD_BLOCK(4); break;
+            vec_block_r<Dtype, VB, 64 / VB>(nd, channels, a, width, b,
+                StridedOffset{pw}, s, out, hw);
 #else
+            switch (nd) {
 #define DCD_BLOCK(ND) correlate_block<Dtype, ND, kJB>( \
                 a, width, b, pw, s, channels, out, hw)
-#endif
               case 3: DCD_BLOCK(3); break;
               case 2: DCD_BLOCK(2); break;
               default: DCD_BLOCK(1); break;
 #undef DCD_BLOCK
             }
+#endif
           }
         }
       }
@@ -388,15 +395,8 @@ DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
   for (int c0 = 0; c0 < channels; c0 += kCB) {
     const Dtype* bp = b_hat + c0 * pw + base;
     Dtype* dp = da + c0 * hw + pix;
-    switch (std::min(kCB, channels - c0)) {
-#define DCD_BLOCK(CB) vec_block<Dtype, CB, VB, NV>( \
-          D, g + pix, hw, bp, TableOffset{koff}, pw, dp, hw)
-      case 4: DCD_BLOCK(4); break;
-      case 3: DCD_BLOCK(3); break;
-      case 2: DCD_BLOCK(2); break;
-      default: DCD_BLOCK(1); break;
-#undef DCD_BLOCK
-    }
+    vec_block_r<Dtype, VB, NV>(std::min(kCB, channels - c0), D, g + pix, hw,
+        bp, TableOffset{koff}, pw, dp, hw);
   }
 }
 #endif
