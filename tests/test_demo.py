@@ -27,6 +27,13 @@ def test_motion_branch_clearly_above_chance(reduced):
     assert result.factors["appchange"]["direction"] <= 0.7
 
 
+def test_static_branch_reads_the_tint(reduced):
+    # A short run gives the static net, at half the rate, twice the
+    # iterations (pipeline._solver_for): with 75 it learned nothing.
+    _, result = reduced
+    assert result.factors["static"]["background"] >= 0.8
+
+
 def test_three_branch_fusion_beats_every_single_branch(reduced):
     _, result = reduced
     fused = result.accuracy("all three fused")

@@ -33,7 +33,9 @@ def main(argv=None):
     parser.add_argument("--per-class", type=int, nargs=3, default=list(defaults.per_class),
                         metavar=("TRAIN", "VAL", "TEST"), help="clips per class (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="training iterations per net (default: the committed solvers')")
+                        help="training iterations per net at the default rate; the "
+                             "static net, at half the rate, runs twice as many (default: "
+                             "the committed solvers')")
     parser.add_argument("--snippets", type=int, default=defaults.num_snippets,
                         help="test snippets per video (default: %(default)s)")
     parser.add_argument("--nets", nargs="+", choices=NETS, default=list(NETS),
