@@ -67,9 +67,11 @@ class CostVolumeLayer : public Layer<Dtype> {
   int num_displacements_;
   int pad_h_;  // max_displacement_h_ * dilation_
   int pad_w_;  // max_displacement_w_ * dilation_
-  /// f_a / n_a, N x C x H x W (the CPU path holds each image as rows of
-  /// channels, H x C x W: a channel step is a row, not a plane).
+  /// f_a / n_a, N x C x H x W on the GPU. The CPU path holds each image as
+  /// rows of channels, H x C x (W + 2 a_pad_w_): a channel step is a row,
+  /// not a plane, and the columns are zero-padded.
   Blob<Dtype> a_hat_;
+  int a_pad_w_;  // pad_w_ rounded up to 64 bytes (CPU a_hat_ columns)
   /// f_b / n_b zero-padded, N x C x (H + 2 pad_h) x (W + 2 pad_w) (CPU:
   /// rows of channels, (H + 2 pad_h) x C x (W + 2 pad_w)).
   Blob<Dtype> b_hat_pad_;

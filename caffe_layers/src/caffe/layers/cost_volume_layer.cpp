@@ -62,8 +62,20 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       << " x " << channels << " x " << height + 2LL * pad_h_ << " x "
       << width + 2LL * pad_w_ << " = " << pad_count << " elements, exceeds "
       << "a blob's INT_MAX; lower max_displacement or dilation.";
+  // The CPU path pads a_hat's columns too (zeros, at least dw s, rounded
+  // to 64 bytes so its rows stay aligned): the F_b gradient reads it at
+  // shifted columns without bounds checks.
+  const int align = 64 / sizeof(Dtype);
+  a_pad_w_ = (pad_w_ + align - 1) / align * align;
+  const long long a_count = static_cast<long long>(num) * channels *  // NOLINT
+      height * (width + 2LL * a_pad_w_);
+  CHECK_LE(a_count, INT_MAX) << "CostVolume layer "
+      << this->layer_param_.name() << ": the column-padded copy of F_a, "
+      << num << " x " << channels << " x " << height << " x "
+      << width + 2LL * a_pad_w_ << " = " << a_count << " elements, exceeds "
+      << "a blob's INT_MAX; lower max_displacement or dilation.";
   top[0]->Reshape(num, num_displacements_, height, width);
-  a_hat_.Reshape(num, channels, height, width);
+  a_hat_.Reshape(num, channels, height, width + 2 * a_pad_w_);
   b_hat_pad_.Reshape(num, channels, height + 2 * pad_h_, width + 2 * pad_w_);
   inv_norm_a_.Reshape(num, 1, height, width);
   inv_norm_b_.Reshape(num, 1, height, width);
@@ -218,11 +230,14 @@ template <typename Dtype, int VB> struct VecOf {
 // acc[r] = sum over o < n of x(o) * y(o)[r * y_step], NV vectors of columns
 // each, written to out + r * out_stride, o in ascending order. The vector
 // block of the correlation (o = channel, r = horizontal offset, y(o) at
-// o * b_plane) and of its gradient to F_a (o = displacement, r = channel,
-// y(o) at the displacement's shift in the padded plane).
-template <typename Dtype, int R, int VB, int NV, typename YOffset>
-DCD_INLINE void vec_block(int n, const Dtype* x, int x_stride, const Dtype* y,
-    YOffset y_offset, int y_step, Dtype* out, int out_stride) {
+// o * b_plane), of its gradient to F_a (o = displacement, r = channel, y(o)
+// at the displacement's shift in the padded plane) and to F_b (o = valid
+// displacement, r = channel, x(o) and y(o) at the same shift).
+template <typename Dtype, int R, int VB, int NV, typename XOffset,
+          typename YOffset>
+DCD_INLINE void vec_block(int n, const Dtype* x, XOffset x_offset,
+    const Dtype* y, YOffset y_offset, int y_step, Dtype* out,
+    int out_stride) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int L = VB / sizeof(Dtype);
   V acc[R][NV];
@@ -232,7 +247,7 @@ DCD_INLINE void vec_block(int n, const Dtype* x, int x_stride, const Dtype* y,
   for (int o = 0; o < n; ++o) {
     V xv[NV];
     for (int v = 0; v < NV; ++v) {
-      __builtin_memcpy(&xv[v], x + o * x_stride + v * L, sizeof(V));
+      __builtin_memcpy(&xv[v], x + x_offset(o) + v * L, sizeof(V));
     }
     const Dtype* yo = y + y_offset(o);
     for (int r = 0; r < R; ++r) {
@@ -261,13 +276,13 @@ struct TableOffset {
 };
 
 // vec_block with R (1..5) picked at run time.
-template <typename Dtype, int VB, int NV, typename YOffset>
-DCD_INLINE void vec_block_r(int r, int n, const Dtype* x, int x_stride,
+template <typename Dtype, int VB, int NV, typename XOffset, typename YOffset>
+DCD_INLINE void vec_block_r(int r, int n, const Dtype* x, XOffset x_offset,
     const Dtype* y, YOffset y_offset, int y_step, Dtype* out,
     int out_stride) {
   switch (r) {
 #define DCD_BLOCK(R) vec_block<Dtype, R, VB, NV>( \
-        n, x, x_stride, y, y_offset, y_step, out, out_stride)
+        n, x, x_offset, y, y_offset, y_step, out, out_stride)
     case 5: DCD_BLOCK(5); break;
     case 4: DCD_BLOCK(4); break;
     case 3: DCD_BLOCK(3); break;
@@ -275,6 +290,86 @@ DCD_INLINE void vec_block_r(int r, int n, const Dtype* x, int x_stride,
     default: DCD_BLOCK(1); break;
 #undef DCD_BLOCK
   }
+}
+
+// Two vectors of L columns share F_b loads: vector 1 at offset o reads the
+// columns that vector 0 reads at offset o + K (K s = L). One block computes
+// offsets {0 .. M-1} and {K .. K+M2-1} of a group (y and out at the group's
+// first offset): 2 M + M2 + 2 loads for 2 (M + M2) vector FMAs, against
+// 2 R + 2 for 2 R in vec_block.
+template <typename Dtype, int VB, int M, int M2>
+DCD_INLINE void vec_pair_block(int n, const Dtype* x, int x_stride,
+    const Dtype* y, int y_stride, int s, int K, Dtype* out, int out_stride) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  const int L = VB / sizeof(Dtype);
+  V lo[M + M2], hi[M + M2];
+  for (int m = 0; m < M + M2; ++m) { lo[m] = V{}; hi[m] = V{}; }
+  for (int o = 0; o < n; ++o) {
+    V x0, x1;
+    __builtin_memcpy(&x0, x + o * x_stride, sizeof(V));
+    __builtin_memcpy(&x1, x + o * x_stride + L, sizeof(V));
+    const Dtype* yo = y + o * y_stride;
+    for (int m = 0; m < M; ++m) {
+      V y0, y1;
+      __builtin_memcpy(&y0, yo + m * s, sizeof(V));
+      __builtin_memcpy(&y1, yo + m * s + L, sizeof(V));
+      // Held in a register: the compiler would otherwise fold the shared
+      // vector into both FMAs as a memory operand, two loads again.
+      __asm__("" : "+x"(y1));
+      lo[m] += x0 * y0;
+      hi[m] += x1 * y1;
+      if (m < M2) {
+        V y2;
+        __builtin_memcpy(&y2, yo + m * s + 2 * L, sizeof(V));
+        lo[M + m] += x0 * y1;
+        hi[M + m] += x1 * y2;
+      }
+    }
+  }
+  for (int m = 0; m < M + M2; ++m) {
+    Dtype* o = out + (m < M ? m : K + m - M) * out_stride;
+    __builtin_memcpy(o, &lo[m], sizeof(V));
+    __builtin_memcpy(o + L, &hi[m], sizeof(V));
+  }
+}
+
+// Only where a block is two vectors (AVX2: 32-byte vectors, 64-byte blocks);
+// elsewhere the plan below is empty and this is never called.
+template <int VB> struct PairBlock {
+  template <typename Dtype, int M, int M2>
+  static DCD_INLINE void run(int, const Dtype*, int, const Dtype*, int, int,
+                             int, Dtype*, int) {}
+};
+template <> struct PairBlock<32> {
+  template <typename Dtype, int M, int M2>
+  static DCD_INLINE void run(int n, const Dtype* x, int x_stride,
+      const Dtype* y, int y_stride, int s, int K, Dtype* out,
+      int out_stride) {
+    vec_pair_block<Dtype, 32, M, M2>(n, x, x_stride, y, y_stride, s, K, out,
+                                     out_stride);
+  }
+};
+
+// Groups (first offset, M, M2) of a row's nd horizontal offsets for
+// vec_pair_block, pairs K apart; M2 = 0 marks a plain vec_block of M <= 5
+// offsets (no partner offset K further on).
+inline vector<int> pair_plan(int nd, int K) {
+  vector<int> plan;
+  vector<bool> done(nd, false);
+  for (int d = 0; d < nd; ++d) {
+    if (done[d]) { continue; }
+    const bool paired = d + K < nd;
+    const int cap = paired ? std::min(3, K) : 5;
+    int m = 0, m2 = 0;
+    while (m < cap && d + m < nd && !done[d + m]) { done[d + m++] = true; }
+    while (paired && m2 < m && d + K + m2 < nd && !done[d + K + m2]) {
+      done[d + K + m2++] = true;
+    }
+    plan.push_back(d);
+    plan.push_back(m);
+    plan.push_back(m2);
+  }
+  return plan;
 }
 #endif
 
@@ -289,8 +384,8 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
 #if DCD_X86_DISPATCH
   const int L = VB / sizeof(Dtype);
   for (; jt + L <= jb; jt += L) {
-    vec_block_r<Dtype, VB, 1>(nd, channels, a + jt, a_plane, b + jt,
-        StridedOffset{b_plane}, s, out + jt, out_plane);
+    vec_block_r<Dtype, VB, 1>(nd, channels, a + jt, StridedOffset{a_plane},
+        b + jt, StridedOffset{b_plane}, s, out + jt, out_plane);
   }
 #endif
   if (jt < jb) {
@@ -300,18 +395,19 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
 }
 
 // Cost volume of one image from normalised features in rows of channels
-// (a_hat H x C x W, b_hat zero-padded by (dh s, dw s), Hp x C x pw). Loop
-// layout: output row i, blocks of 64 bytes of columns, then every
-// displacement row di and groups of horizontal offsets, channels innermost
-// with the block's sums held in registers. The block of F_a (C x 64 bytes)
+// (a_hat H x C x aw, pointing at column 0; b_hat zero-padded by (dh s,
+// dw s), Hp x C x pw). Loop layout: output row i, blocks of 64 bytes of
+// columns, then every displacement row di and groups of horizontal offsets
+// (pairs of offsets sharing loads where the block is two vectors),
+// channels innermost with the block's sums held in registers. The block of F_a (C x 64 bytes)
 // stays in L1 for all D displacements, the 2 dh + 1 rows of F_b that row i
 // reads stay in L2 for the next row, and a channel step is one padded row
 // (not a plane), so the inner loop touches a few pages, not 2 C
 // (docs/ASSUMPTIONS.md, "CPU kernel figures").
 template <typename Dtype, int VB>
-DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* top,
-    int row_begin, int row_end) {
+DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
+    const Dtype* b_hat, int channels, int height, int width, int dh, int dw,
+    int s, Dtype* top, int row_begin, int row_end) {
 #if DCD_X86_DISPATCH
   // Sums held: kND x 64 bytes, within 16 registers from AVX2 up.
   const int kND = VB >= 32 ? 5 : 3;
@@ -329,6 +425,12 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
   const int strip_cols = (192 << 10) /
       ((2 * dh + 1) * channels * static_cast<int>(sizeof(Dtype))) - 2 * pad_w;
   const int strip = std::max(kJB, strip_cols / kJB * kJB);
+#if DCD_X86_DISPATCH
+  const int kL = VB / sizeof(Dtype);
+  const int pair_k = kL % s == 0 ? kL / s : 0;
+  const vector<int> plan = VB == 32 && pair_k > 0 ?
+      pair_plan(nd_row, pair_k) : vector<int>();
+#endif
   for (int i = row_begin; i < row_end; ++i) {
     // Rows whose displaced row leaves the map: all zero.
     for (int di = -dh; di <= dh; ++di) {
@@ -343,7 +445,7 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
   for (int strip0 = 0; strip0 < width; strip0 += strip) {
     const int strip_end = std::min(width, strip0 + strip);
     for (int i = row_begin; i < row_end; ++i) {
-      const Dtype* a_row = a_hat + i * channels * width;
+      const Dtype* a_row = a_hat + i * channels * aw;
       for (int j0 = strip0; j0 < strip_end; j0 += kJB) {
         const int jb = std::min(kJB, strip_end - j0);
         const Dtype* a = a_row + j0;
@@ -353,22 +455,42 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, const Dtype* b_hat,
               (pad_w - dw * s) + j0;
           Dtype* out_row = top + dcd::window_channel(di, -dw, dh, dw) * hw +
               i * width + j0;
+#if DCD_X86_DISPATCH
+          if (jb == kJB && !plan.empty()) {
+            for (size_t g = 0; g < plan.size(); g += 3) {
+              const Dtype* b = b_row + plan[g] * s;
+              Dtype* out = out_row + plan[g] * hw;
+              switch (plan[g + 1] * 4 + plan[g + 2]) {
+#define DCD_PAIR(M, M2) case M * 4 + M2: \
+                PairBlock<VB>::template run<Dtype, M, M2>( \
+                    channels, a, aw, b, pw, s, pair_k, out, hw); break
+                DCD_PAIR(3, 3); DCD_PAIR(3, 2); DCD_PAIR(3, 1);
+                DCD_PAIR(2, 2); DCD_PAIR(2, 1); DCD_PAIR(1, 1);
+#undef DCD_PAIR
+                default:  // M2 = 0
+                  vec_block_r<Dtype, VB, 64 / VB>(plan[g + 1], channels, a,
+                      StridedOffset{aw}, b, StridedOffset{pw}, s, out, hw);
+              }
+            }
+            continue;
+          }
+#endif
           for (int dj0 = 0; dj0 < nd_row; dj0 += kND) {
             const int nd = std::min(kND, nd_row - dj0);
             const Dtype* b = b_row + dj0 * s;
             Dtype* out = out_row + dj0 * hw;
             if (jb < kJB) {
-              correlate_tail<Dtype, VB>(a, width, b, pw, s, channels, out, hw,
+              correlate_tail<Dtype, VB>(a, aw, b, pw, s, channels, out, hw,
                                         nd, jb);
               continue;
             }
 #if DCD_X86_DISPATCH
-            vec_block_r<Dtype, VB, 64 / VB>(nd, channels, a, width, b,
-                StridedOffset{pw}, s, out, hw);
+            vec_block_r<Dtype, VB, 64 / VB>(nd, channels, a,
+                StridedOffset{aw}, b, StridedOffset{pw}, s, out, hw);
 #else
             switch (nd) {
 #define DCD_BLOCK(ND) correlate_block<Dtype, ND, kJB>( \
-                a, width, b, pw, s, channels, out, hw)
+                a, aw, b, pw, s, channels, out, hw)
               case 3: DCD_BLOCK(3); break;
               case 2: DCD_BLOCK(2); break;
               default: DCD_BLOCK(1); break;
@@ -395,8 +517,8 @@ DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
   for (int c0 = 0; c0 < channels; c0 += kCB) {
     const Dtype* bp = b_hat + c0 * pw + base;
     Dtype* dp = da + c0 * hw + pix;
-    vec_block_r<Dtype, VB, NV>(std::min(kCB, channels - c0), D, g + pix, hw,
-        bp, TableOffset{koff}, pw, dp, hw);
+    vec_block_r<Dtype, VB, NV>(std::min(kCB, channels - c0), D, g + pix,
+        StridedOffset{hw}, bp, TableOffset{koff}, pw, dp, hw);
   }
 }
 #endif
@@ -466,55 +588,90 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 #endif
 }
 
-// dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for one
-// image (a_hat in rows of channels; db in the blob's C x H x W), accumulated serially (deterministic: over rows of g, then k) into
-// padded scratch planes whose border collects the terms of out-of-map
-// positions and is dropped. Works on channels [c_begin, c_end), so threads
-// can split the channels, kCB channels at a time: each row of g (D rows of
-// the map) is read once per block of channels, not once per channel.
-template <typename Dtype>
+// dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for the
+// output rows [row_begin, row_end) of one image (a_hat in rows of channels,
+// H x C x aw pointing at column 0, its columns zero out to aw; db in the
+// blob's C x H x W). A gather: every element sums its valid displacements
+// in ascending k, the order of the GPU kernel
+// (dcd::cost_volume_backward_b_block), and nothing is written twice.
+template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* db,
-    int c_begin, int c_end) {
-  const int kCB = 8;
+    int aw, int channels, int height, int width, int dh, int dw, int s,
+    Dtype* db, int row_begin, int row_end) {
   const int hw = height * width;
-  const int pad_h = dh * s, pad_w = dw * s;
-  const int pw = width + 2 * pad_w;
-  const int pplane = (height + 2 * pad_h) * pw;
   const int D = dcd::window_size(dh, dw);
-  vector<Dtype> scratch_planes(static_cast<size_t>(kCB) * pplane);
-  vector<int> koff(D);
-  for (int k = 0; k < D; ++k) {
-    koff[k] = dcd::window_di(k, dh, dw) * s * pw + dcd::window_dj(k, dw) * s;
-  }
-  for (int c0 = c_begin; c0 < c_end; c0 += kCB) {
-    const int cb = std::min(kCB, c_end - c0);
-    Dtype* scratch = &scratch_planes[0];
-    for (size_t p = 0; p < static_cast<size_t>(cb) * pplane; ++p) {
-      scratch[p] = 0;
+#if DCD_X86_DISPATCH
+  const int kJB = 64 / sizeof(Dtype);
+  const int kL = VB / sizeof(Dtype);
+  const int kCB = VB >= 32 ? 4 : 2;
+  const int apad = (aw - width) / 2;  // >= dw s
+  // The rows of g that row q reads, one per valid displacement, copied with
+  // zero columns like a_hat's, so that a block of columns reads g and a_hat
+  // at the same shift without bounds checks. g_off / a_off: where
+  // displacement o's shifted row starts in g_rows / a_hat.
+  vector<Dtype> g_rows(static_cast<size_t>(D) * aw, Dtype(0));
+  vector<int> g_off(D), a_off(D);
+  for (int q = row_begin; q < row_end; ++q) {
+    int n = 0;
+    for (int k = 0; k < D; ++k) {
+      const int i = q - dcd::window_di(k, dh, dw) * s;
+      if (i < 0 || i >= height) { continue; }
+      const int shift = -dcd::window_dj(k, dw) * s;
+      Dtype* row = &g_rows[static_cast<size_t>(n) * aw] + apad;
+      const Dtype* src = g + k * hw + i * width;
+      for (int j = 0; j < width; ++j) { row[j] = src[j]; }
+      g_off[n] = n * aw + apad + shift;
+      a_off[n] = i * channels * aw + shift;
+      ++n;
     }
-    for (int i = 0; i < height; ++i) {
-      const int base = dcd::padded_offset(i, 0, pad_h, pad_w, pw);
-      for (int k = 0; k < D; ++k) {
-        const Dtype* g_row = g + k * hw + i * width;
-        for (int c = 0; c < cb; ++c) {
-          const Dtype* a_row = a_hat + (i * channels + c0 + c) * width;
-          Dtype* s_row = scratch + c * pplane + base + koff[k];
-          for (int j = 0; j < width; ++j) {
-            s_row[j] += g_row[j] * a_row[j];
-          }
+    Dtype* db_row = db + q * width;
+    int j0 = 0;
+    for (; j0 + kJB <= width; j0 += kJB) {
+      for (int c0 = 0; c0 < channels; c0 += kCB) {
+        vec_block_r<Dtype, VB, 64 / VB>(std::min(kCB, channels - c0), n,
+            &g_rows[0] + j0, TableOffset{&g_off[0]}, a_hat + c0 * aw + j0,
+            TableOffset{&a_off[0]}, aw, db_row + c0 * hw + j0, hw);
+      }
+    }
+    for (; j0 + kL <= width; j0 += kL) {
+      for (int c0 = 0; c0 < channels; c0 += kCB) {
+        vec_block_r<Dtype, VB, 1>(std::min(kCB, channels - c0), n,
+            &g_rows[0] + j0, TableOffset{&g_off[0]}, a_hat + c0 * aw + j0,
+            TableOffset{&a_off[0]}, aw, db_row + c0 * hw + j0, hw);
+      }
+    }
+    for (; j0 < width; ++j0) {  // column tail
+      for (int c = 0; c < channels; ++c) {
+        Dtype acc = 0;
+        for (int o = 0; o < n; ++o) {
+          acc += g_rows[g_off[o] + j0] * a_hat[c * aw + a_off[o] + j0];
+        }
+        db_row[c * hw + j0] = acc;
+      }
+    }
+  }
+#else
+  for (int q = row_begin; q < row_end; ++q) {
+    for (int c = 0; c < channels; ++c) {
+      for (int j = 0; j < width; ++j) { db[c * hw + q * width + j] = 0; }
+    }
+    for (int k = 0; k < D; ++k) {
+      const int i = q - dcd::window_di(k, dh, dw) * s;
+      if (i < 0 || i >= height) { continue; }
+      const int shift = -dcd::window_dj(k, dw) * s;
+      const int j_begin = std::max(0, -shift);
+      const int j_end = std::min(width, width - shift);
+      const Dtype* g_row = g + k * hw + i * width + shift;
+      for (int c = 0; c < channels; ++c) {
+        const Dtype* a_row = a_hat + (i * channels + c) * aw + shift;
+        Dtype* db_row = db + c * hw + q * width;
+        for (int j = j_begin; j < j_end; ++j) {
+          db_row[j] += g_row[j] * a_row[j];
         }
       }
     }
-    for (int c = 0; c < cb; ++c) {
-      for (int i = 0; i < height; ++i) {
-        const Dtype* s_row = scratch + c * pplane +
-            dcd::padded_offset(i, 0, pad_h, pad_w, pw);
-        Dtype* db_row = db + (c0 + c) * hw + i * width;
-        for (int j = 0; j < width; ++j) { db_row[j] = s_row[j]; }
-      }
-    }
   }
+#endif
 }
 
 }  // namespace
@@ -523,11 +680,11 @@ namespace dcd_cpu {
 
 #define DCD_CPU_KERNELS(SUFFIX, ATTR, VB)                                     \
 template <typename Dtype>                                                     \
-ATTR void forward_##SUFFIX(const Dtype* a_hat, const Dtype* b_hat,            \
+ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,   \
     int begin, int end) {                                                     \
-  correlate_image<Dtype, VB>(a_hat, b_hat, channels, height, width, dh, dw,  \
-                             s, top, begin, end);                             \
+  correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width, dh,  \
+                             dw, s, top, begin, end);                         \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
@@ -537,11 +694,11 @@ ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
                                   dw, s, da, begin, end);                     \
 }                                                                             \
 template <typename Dtype>                                                     \
-ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat,             \
+ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat, int aw,     \
     int channels, int height, int width, int dh, int dw, int s, Dtype* db,    \
     int begin, int end) {                                                     \
-  correlate_backward_b(g, a_hat, channels, height, width, dh, dw, s, db,      \
-                       begin, end);                                           \
+  correlate_backward_b<Dtype, VB>(g, a_hat, aw, channels, height, width, dh, \
+                                  dw, s, db, begin, end);                     \
 }
 
 // VB: the variant's vector register width in bytes.
@@ -589,18 +746,18 @@ inline void thread_range(int total, int* begin, int* end) {
 #define DCD_DISPATCH(NAME, ARGS) NAME##_base ARGS;
 #endif
 
-// Each thread computes whole output rows (forward, d a_hat) or channel
-// planes (d b_hat), each element in a fixed order: results do not depend on
-// the number of threads.
+// Each thread computes whole rows of the output (forward, d a_hat, d b_hat),
+// each element in a fixed order: results do not depend on the number of
+// threads. a_hat points at column 0 of rows of aw columns.
 template <typename Dtype>
-void cost_volume_forward(const Dtype* a_hat, const Dtype* b_hat,
+void cost_volume_forward(const Dtype* a_hat, int aw, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* top) {
 #pragma omp parallel
   {
     int begin, end;
     thread_range(height, &begin, &end);
-    DCD_DISPATCH(forward, (a_hat, b_hat, channels, height, width, dh, dw, s,
-                           top, begin, end))
+    DCD_DISPATCH(forward, (a_hat, aw, b_hat, channels, height, width, dh, dw,
+                           s, top, begin, end))
   }
 }
 
@@ -617,14 +774,14 @@ void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
 }
 
 template <typename Dtype>
-void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat,
+void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat, int aw,
     int channels, int height, int width, int dh, int dw, int s, Dtype* db) {
 #pragma omp parallel
   {
     int begin, end;
-    thread_range(channels, &begin, &end);
-    DCD_DISPATCH(backward_b, (g, a_hat, channels, height, width, dh, dw, s, db,
-                              begin, end))
+    thread_range(height, &begin, &end);
+    DCD_DISPATCH(backward_b, (g, a_hat, aw, channels, height, width, dh, dw, s,
+                              db, begin, end))
   }
 }
 #undef DCD_DISPATCH
@@ -644,22 +801,25 @@ void CostVolumeLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int dh = max_displacement_h_, dw = max_displacement_w_;
   const int s = dilation_;
   const int D = num_displacements_;
+  const int aw = width + 2 * a_pad_w_;
   Dtype* a_hat = a_hat_.mutable_cpu_data();
   Dtype* b_hat = b_hat_pad_.mutable_cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
   for (int n = 0; n < num; ++n) {
     const int off = n * channels * hw;
+    const int aoff = n * channels * height * aw;
     const int poff = n * channels * pplane;
-    // Rows of channels: a_hat H x C x W, b_hat (H + 2 pad_h) x C x pw.
+    // Rows of channels: a_hat H x C x aw, b_hat (H + 2 pad_h) x C x pw.
     normalize_cpu(bottom[0]->cpu_data() + off, channels, height, width, eps_,
-        inv_norm_a_.mutable_cpu_data() + n * hw, a_hat + off,
-        channels * width, width);
+        inv_norm_a_.mutable_cpu_data() + n * hw, a_hat + aoff + a_pad_w_,
+        channels * aw, aw);
+    zero_border_cpu(a_hat + aoff, channels, height, width, 0, a_pad_w_);
     normalize_cpu(bottom[1]->cpu_data() + off, channels, height, width, eps_,
         inv_norm_b_.mutable_cpu_data() + n * hw,
         b_hat + poff + pad_h_ * channels * pw + pad_w_, channels * pw, pw);
     zero_border_cpu(b_hat + poff, channels, height, width, pad_h_, pad_w_);
-    dcd_cpu::cost_volume_forward(a_hat + off, b_hat + poff, channels, height,
-        width, dh, dw, s, top_data + n * D * hw);
+    dcd_cpu::cost_volume_forward(a_hat + aoff + a_pad_w_, aw, b_hat + poff,
+        channels, height, width, dh, dw, s, top_data + n * D * hw);
   }
 }
 
@@ -678,11 +838,13 @@ void CostVolumeLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const int s = dilation_;
   const int D = num_displacements_;
   const Dtype* top_diff = top[0]->cpu_diff();
+  const int aw = width + 2 * a_pad_w_;
   const Dtype* a_hat = a_hat_.cpu_data();
   const Dtype* b_hat = b_hat_pad_.cpu_data();
   Dtype* dot = dot_.mutable_cpu_data();
   for (int n = 0; n < num; ++n) {
     const int off = n * channels * hw;
+    const int aoff = n * channels * height * aw;
     const int poff = n * channels * pplane;
     const Dtype* g_n = top_diff + n * D * hw;
     if (propagate_down[0]) {
@@ -695,8 +857,8 @@ void CostVolumeLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     }
     if (propagate_down[1]) {
       Dtype* db = bottom[1]->mutable_cpu_diff() + off;
-      dcd_cpu::cost_volume_backward_b(g_n, a_hat + off, channels, height,
-          width, dh, dw, s, db);
+      dcd_cpu::cost_volume_backward_b(g_n, a_hat + aoff + a_pad_w_, aw,
+          channels, height, width, dh, dw, s, db);
       normalize_backward_cpu(bottom[1]->cpu_data() + off,
           inv_norm_b_.cpu_data() + n * hw, channels, height, width,
           dot + n * hw, db);

@@ -196,7 +196,9 @@ TYPED_TEST(CostVolumeLayerTest, TestGradientDilation) {
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
   // Wide enough for the CPU path's vector column blocks plus its tails
-  // (float: 21 = 16 + 5, 26 = 16 + 8 + 2).
+  // (float: 21 = 16 + 5, 26 = 16 + 8 + 2), and at dw = 7 (the nets' window:
+  // offsets paired 8 apart in the forward, shifts past a 16-column block in
+  // the gather for F_b).
   typedef typename TypeParam::Dtype Dtype;
   const int widths[] = {21, 26};
   for (int w : widths) {
@@ -209,6 +211,14 @@ TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
     GradientChecker<Dtype> checker(1e-2, 1e-2);
     checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
   }
+  this->blob_a_->Reshape(1, 8, 3, 37);
+  this->blob_b_->Reshape(1, 8, 3, 37);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+  LayerParameter layer_param = this->MakeParam(1, 7, 1);
+  CostVolumeLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-2);
+  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientNearZeroVector) {
