@@ -25,6 +25,16 @@
 #define DCD_UNROLL
 #endif
 
+// CPU row kernels (loops over one row of a map, called inside the layers'
+// OpenMP loops) are also compiled for AVX2 and AVX-512 and picked at load
+// time: Caffe itself is built for the baseline ISA.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
+#define DCD_ROW_KERNEL \
+    __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DCD_ROW_KERNEL
+#endif
+
 namespace caffe {
 namespace dcd {
 

@@ -98,30 +98,37 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 
 namespace {
 
+// One row of normalize_cpu: inv_row = 1 / norm of the row's pixels, o (the
+// row's output, channels out_c apart) = f / norm.
+template <typename Dtype>
+DCD_ROW_KERNEL void normalize_row(const Dtype* f, int channels, int hw,
+    int width, Dtype eps, Dtype* inv_row, Dtype* o, int out_c) {
+  for (int j = 0; j < width; ++j) { inv_row[j] = 0; }
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* f_row = f + c * hw;
+    for (int j = 0; j < width; ++j) { inv_row[j] += f_row[j] * f_row[j]; }
+  }
+  for (int j = 0; j < width; ++j) {
+    inv_row[j] = dcd::inverse_norm(inv_row[j], eps);
+  }
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* f_row = f + c * hw;
+    Dtype* o_c = o + c * out_c;
+    for (int j = 0; j < width; ++j) { o_c[j] = f_row[j] * inv_row[j]; }
+  }
+}
+
 // out(c, row, col) = f(c, row, col) / sqrt(|f(:, row, col)|^2 + eps) for one
 // image, written at out[row * out_row + c * out_c + col] (the rows-of-channels
 // layout below; `out` already points at the first unpadded element).
 template <typename Dtype>
 void normalize_cpu(const Dtype* f, int channels, int height, int width,
     Dtype eps, Dtype* inv_norm, Dtype* out, int out_row, int out_c) {
-  const int hw = height * width;
   // Rows split over threads; within a row channels are summed in order.
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < height; ++i) {
-    Dtype* inv_row = inv_norm + i * width;
-    for (int j = 0; j < width; ++j) { inv_row[j] = 0; }
-    for (int c = 0; c < channels; ++c) {
-      const Dtype* f_row = f + c * hw + i * width;
-      for (int j = 0; j < width; ++j) { inv_row[j] += f_row[j] * f_row[j]; }
-    }
-    for (int j = 0; j < width; ++j) {
-      inv_row[j] = dcd::inverse_norm(inv_row[j], eps);
-    }
-    for (int c = 0; c < channels; ++c) {
-      const Dtype* f_row = f + c * hw + i * width;
-      Dtype* o = out + i * out_row + c * out_c;
-      for (int j = 0; j < width; ++j) { o[j] = f_row[j] * inv_row[j]; }
-    }
+    normalize_row(f + i * width, channels, height * width, width, eps,
+                  inv_norm + i * width, out + i * out_row, out_c);
   }
 }
 
@@ -144,31 +151,35 @@ void zero_border_cpu(Dtype* b, int channels, int height, int width, int pad_h,
   }
 }
 
+// One row of normalize_backward_cpu (f, inv, dot and diff at the row).
+template <typename Dtype>
+DCD_ROW_KERNEL void normalize_backward_row(const Dtype* f, const Dtype* inv,
+    int channels, int hw, int width, Dtype* dot, Dtype* diff) {
+  for (int j = 0; j < width; ++j) { dot[j] = 0; }
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* fc = f + c * hw;
+    const Dtype* gc = diff + c * hw;
+    for (int j = 0; j < width; ++j) { dot[j] += fc[j] * inv[j] * gc[j]; }
+  }
+  for (int c = 0; c < channels; ++c) {
+    const Dtype* fc = f + c * hw;
+    Dtype* gc = diff + c * hw;
+    for (int j = 0; j < width; ++j) {
+      gc[j] = dcd::normalize_backward(gc[j], fc[j] * inv[j], dot[j], inv[j]);
+    }
+  }
+}
+
 // In place: diff holds dL/df_hat on entry and dL/df on exit, for one image
 // of `rows` rows of `width` pixels.
 template <typename Dtype>
 void normalize_backward_cpu(const Dtype* f, const Dtype* inv_norm,
     int channels, int rows, int width, Dtype* dot, Dtype* diff) {
-  const int hw = rows * width;
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < rows; ++i) {
     const int r = i * width;
-    for (int j = 0; j < width; ++j) { dot[r + j] = 0; }
-    for (int c = 0; c < channels; ++c) {
-      const Dtype* fc = f + c * hw + r;
-      const Dtype* gc = diff + c * hw + r;
-      for (int j = 0; j < width; ++j) {
-        dot[r + j] += fc[j] * inv_norm[r + j] * gc[j];
-      }
-    }
-    for (int c = 0; c < channels; ++c) {
-      const Dtype* fc = f + c * hw + r;
-      Dtype* gc = diff + c * hw + r;
-      for (int j = 0; j < width; ++j) {
-        gc[j] = dcd::normalize_backward(gc[j], fc[j] * inv_norm[r + j],
-                                        dot[r + j], inv_norm[r + j]);
-      }
-    }
+    normalize_backward_row(f + r, inv_norm + r, channels, rows * width,
+                           width, dot + r, diff + r);
   }
 }
 

@@ -90,15 +90,7 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 // per pixel through dcd::soft_displacement). Rows split over threads.
 namespace {
 
-// The row kernels are also compiled for AVX2 and AVX-512 and picked at load
-// time (Caffe itself is built for the baseline ISA).
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define DCD_ROW_KERNEL \
-    __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DCD_ROW_KERNEL
-#endif
-
+// DCD_ROW_KERNEL (dcd_kernels.hpp): also compiled for AVX2 and AVX-512.
 // One thread's buffers for a row: max, partition sum, first moments.
 template <typename Dtype>
 struct RowMoments {
@@ -109,11 +101,13 @@ struct RowMoments {
   Dtype *max_c, *z, *sy, *sx;
 };
 
-// Per-row running max, partition sum and first moments of the softmax.
+// Per-row running max, partition sum and first moments of the softmax;
+// with `weights`, the unnormalised weights too (D x width), so the gradient
+// reads them instead of computing every exponential again.
 template <typename Dtype>
 DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
     int width, int dh, int dw, int s, Dtype inv_tau, Dtype* max_c, Dtype* z,
-    Dtype* sy, Dtype* sx) {
+    Dtype* sy, Dtype* sx, Dtype* weights = NULL) {
   for (int j = 0; j < width; ++j) { max_c[j] = c[j]; }
   for (int k = 1; k < D; ++k) {
     const Dtype* ck = c + k * hw;
@@ -132,23 +126,29 @@ DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
       sy[j] += e * dy;
       sx[j] += e * dx;
     }
+    if (weights) {
+      Dtype* wk = weights + k * width;
+      for (int j = 0; j < width; ++j) {
+        wk[j] = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
+      }
+    }
   }
 }
 
-// dL/dc_k for one row, given 1 / z and the displacement (v_y, v_x).
+// dL/dc_k for one row, given the row's unnormalised weights (D x width),
+// 1 / z and the displacement (v_y, v_x).
 template <typename Dtype>
-DCD_ROW_KERNEL void soft_displacement_row_grad(const Dtype* c, int D, int hw,
-    int width, int dh, int dw, int s, Dtype inv_tau, const Dtype* max_c,
+DCD_ROW_KERNEL void soft_displacement_row_grad(const Dtype* weights, int D,
+    int hw, int width, int dh, int dw, int s, Dtype inv_tau,
     const Dtype* inv_z, const Dtype* v_y, const Dtype* v_x, const Dtype* g_y,
     const Dtype* g_x, Dtype* dc) {
   for (int k = 0; k < D; ++k) {
-    const Dtype* ck = c + k * hw;
+    const Dtype* wk = weights + k * width;
     Dtype* dck = dc + k * hw;
     const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
     const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
     for (int j = 0; j < width; ++j) {
-      const Dtype p_k =
-          dcd::softmax_weight(ck[j], max_c[j], inv_tau) * inv_z[j];
+      const Dtype p_k = wk[j] * inv_z[j];
       dck[j] = dcd::soft_displacement_grad(p_k, inv_tau, g_y[j], g_x[j], dy,
                                            dx, v_y[j], v_x[j]);
     }
@@ -227,6 +227,7 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
 #pragma omp parallel
   {
   RowMoments<Dtype> m(width);
+  vector<Dtype> weights(static_cast<size_t>(D) * width);  // a row's, in L2
 #pragma omp for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
@@ -235,15 +236,15 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
       const Dtype* g_x = g_y + hw;
       Dtype* dc = bottom_diff + n * D * hw + i * width;
       softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, m.max_c, m.z,
-                          m.sy, m.sx);
+                          m.sy, m.sx, &weights[0]);
       // z and the moments become 1 / z and v.
       for (int j = 0; j < width; ++j) {
         m.z[j] = Dtype(1) / m.z[j];
         m.sy[j] *= m.z[j];
         m.sx[j] *= m.z[j];
       }
-      soft_displacement_row_grad(c, D, hw, width, dh, dw, s, inv_tau, m.max_c,
-                                 m.z, m.sy, m.sx, g_y, g_x, dc);
+      soft_displacement_row_grad(&weights[0], D, hw, width, dh, dw, s,
+                                 inv_tau, m.z, m.sy, m.sx, g_y, g_x, dc);
     }
   }
   }  // omp parallel
