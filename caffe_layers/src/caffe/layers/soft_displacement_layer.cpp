@@ -120,17 +120,23 @@ DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
     const Dtype* ck = c + k * hw;
     const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
     const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
-    for (int j = 0; j < width; ++j) {
-      const Dtype e = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
-      z[j] += e;
-      sy[j] += e * dy;
-      sx[j] += e * dx;
-    }
     if (weights) {
       Dtype* wk = weights + k * width;
       for (int j = 0; j < width; ++j) {
         wk[j] = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
       }
+      for (int j = 0; j < width; ++j) {
+        z[j] += wk[j];
+        sy[j] += wk[j] * dy;
+        sx[j] += wk[j] * dx;
+      }
+      continue;
+    }
+    for (int j = 0; j < width; ++j) {
+      const Dtype e = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
+      z[j] += e;
+      sy[j] += e * dy;
+      sx[j] += e * dx;
     }
   }
 }
