@@ -43,6 +43,10 @@ def main(argv=None):
     from dcd.data.video_net import prepare_sample_set
     caffe.set_mode_cpu()
 
+    # eval_net's reader sets the allocator this way (dcd.util.memory); set
+    # here first, the bare decode, the layer and the reader share it.
+    from dcd.util.memory import keep_freed_memory
+    keep_freed_memory()
     print(f"preparing the sample data set in {args.workdir}")
     list_file, frames_root, lmdb_path = prepare_sample_set(args.workdir, copies=4, progress=True)
     bare = time_bare_decode(sample_jpegs(frames_root))["fps_per_core"]

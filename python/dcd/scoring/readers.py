@@ -15,6 +15,7 @@ from dcd.data.flow import DEFAULT_BOUND, FLOW_X_PATTERN, FLOW_Y_PATTERN, dequant
 from dcd.data.frames import FRAME_PATTERN
 from dcd.data.jpeg import CorruptFrameError, decode_frame, read_frame
 from dcd.data.video_net import MODALITIES
+from dcd.util.memory import keep_freed_memory
 
 
 
@@ -171,7 +172,9 @@ class VideoReader:
 def open_reader(root, backend="auto", modality="rgb", flow_root=None, flow_bound=DEFAULT_BOUND,
                 threads=1):
     """backend: 'auto' (LMDB if root holds data.mdb), 'folder' or 'lmdb';
-    `threads` read and decode a call's frames."""
+    `threads` read and decode a call's frames. Sets the process's allocator
+    to keep freed frames for reuse (dcd.util.memory.keep_freed_memory)."""
+    keep_freed_memory()
     return VideoReader(root, backend, modality, flow_root, flow_bound, threads)
 
 

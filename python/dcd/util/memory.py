@@ -1,0 +1,45 @@
+"""The process's allocator, set for code that allocates and frees many
+frame-sized arrays (a decoded 340x256 frame is 261 KB).
+
+glibc serves blocks above its mmap threshold (128 KB at start) with fresh
+pages and returns a freed heap top above 128 KB to the system, so every
+decoded frame can cost its page faults again: eval_net's reader, which keeps
+a video's frames alive until the video is scored, spent about a third of its
+time there (docs/DATA.md has the figures). keep_freed_memory() raises both
+thresholds, so freed frames are reused from the heap instead.
+"""
+import ctypes
+import ctypes.util
+
+# mallopt parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+# glibc's largest mmap threshold on 64-bit, and a trim threshold above a
+# scoring process's working set.
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 256 << 20
+
+_applied = False
+
+
+def keep_freed_memory(libc=None):
+    """Raise glibc's mmap and trim thresholds for this process (once).
+    True when they are set (or were already); False where the C library has
+    no mallopt (not glibc), which leaves the allocator as it is. `libc`: the
+    C library to use (tests)."""
+    global _applied
+    if _applied and libc is None:
+        return True
+    if libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name)
+        except OSError:
+            return False
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _applied = _applied or ok
+    return ok
