@@ -77,18 +77,18 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const Dtype* f = bottom[0]->cpu_data();
   const Dtype* v = bottom[1]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
-  vector<dcd::BilinearTaps<Dtype> > taps;
+  // Pixel by pixel: the taps once, then every channel (the planes' rows
+  // around the taps stay in cache from one pixel to the next).
+#pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
-    image_taps(v, n, height, width, displacement_scale_, &taps);
-    const dcd::BilinearTaps<Dtype>* t = taps.data();
-    // Plane by plane: the taps stay in cache and each plane is read from
-    // one place, not 4 C scattered reads per pixel.
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < channels; ++c) {
-      const Dtype* plane = f + (n * channels + c) * hw;
-      Dtype* out = top_data + (n * channels + c) * hw;
-      for (int p = 0; p < hw; ++p) {
-        out[p] = dcd::bilinear_sample(plane, height, width, t[p]);
+    for (int p = 0; p < hw; ++p) {
+      const int i = p / width, j = p % width;
+      const dcd::BilinearTaps<Dtype> t = dcd::warp_position_taps(
+          i, j, v[(n * 2) * hw + p], v[(n * 2 + 1) * hw + p],
+          displacement_scale_, height, width);
+      for (int c = 0; c < channels; ++c) {
+        top_data[(n * channels + c) * hw + p] = dcd::bilinear_sample(
+            f + (n * channels + c) * hw, height, width, t);
       }
     }
   }

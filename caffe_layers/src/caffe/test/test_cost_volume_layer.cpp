@@ -99,6 +99,18 @@ class CostVolumeLayerTest : public MultiDeviceTest<TypeParam> {
     }
   }
 
+  // GradientChecker on fresh 1 x C x 3 x W inputs.
+  void CheckGradientAt(int channels, int width, int dh, int dw,
+                       int dilation) {
+    blob_a_->Reshape(1, channels, 3, width);
+    blob_b_->Reshape(1, channels, 3, width);
+    FillUniform(blob_a_, Dtype(-1), Dtype(1));
+    FillUniform(blob_b_, Dtype(-1), Dtype(1));
+    CostVolumeLayer<Dtype> layer(MakeParam(dh, dw, dilation));
+    GradientChecker<Dtype> checker(1e-2, 1e-2);
+    checker.CheckGradient(&layer, blob_bottom_vec_, blob_top_vec_);
+  }
+
   void FillTopDiff() {
     FillUniform(blob_top_, Dtype(-1), Dtype(1));
     caffe_copy(blob_top_->count(), blob_top_->cpu_data(),
@@ -199,26 +211,9 @@ TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
   // (float: 21 = 16 + 5, 26 = 16 + 8 + 2), and at dw = 7 (the nets' window:
   // offsets paired 8 apart in the forward, shifts past a 16-column block in
   // the gather for F_b).
-  typedef typename TypeParam::Dtype Dtype;
-  const int widths[] = {21, 26};
-  for (int w : widths) {
-    this->blob_a_->Reshape(1, 5, 3, w);
-    this->blob_b_->Reshape(1, 5, 3, w);
-    FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
-    FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
-    LayerParameter layer_param = this->MakeParam(1, 2, 2);
-    CostVolumeLayer<Dtype> layer(layer_param);
-    GradientChecker<Dtype> checker(1e-2, 1e-2);
-    checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
-  }
-  this->blob_a_->Reshape(1, 8, 3, 37);
-  this->blob_b_->Reshape(1, 8, 3, 37);
-  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
-  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
-  LayerParameter layer_param = this->MakeParam(1, 7, 1);
-  CostVolumeLayer<Dtype> layer(layer_param);
-  GradientChecker<Dtype> checker(1e-2, 1e-2);
-  checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+  this->CheckGradientAt(5, 21, 1, 2, 2);
+  this->CheckGradientAt(5, 26, 1, 2, 2);
+  this->CheckGradientAt(8, 37, 1, 7, 1);
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientNearZeroVector) {
