@@ -1,10 +1,6 @@
 #include <string>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "caffe/layers/bilinear_warp_layer.hpp"
 #include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/math_functions.hpp"
@@ -128,33 +124,22 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     }
     if (propagate_down[1]) {
       // dL/dV(n, 0, p) = s sum_c g(n, c, p) dSample/dy, likewise x; each
-      // pixel sums its channels in ascending order. Rows split over the
-      // threads; a thread walks its rows plane by plane.
+      // pixel sums its channels in ascending order.
       Dtype* gy = bottom[1]->mutable_cpu_diff() + (n * 2) * hw;
       Dtype* gx = gy + hw;
-#pragma omp parallel
-      {
-#ifdef _OPENMP
-        const int threads = omp_get_num_threads(), th = omp_get_thread_num();
-#else
-        const int threads = 1, th = 0;
-#endif
-        const int begin = static_cast<int>(
-            static_cast<long long>(height) * th / threads) * width;  // NOLINT
-        const int end = static_cast<int>(
-            static_cast<long long>(height) * (th + 1) / threads) * width;  // NOLINT
-        for (int p = begin; p < end; ++p) { gy[p] = 0; gx[p] = 0; }
+#pragma omp parallel for schedule(static)
+      for (int p = 0; p < hw; ++p) {
+        Dtype sy = 0, sx = 0;
         for (int c = 0; c < channels; ++c) {
-          const Dtype* plane = f + (n * channels + c) * hw;
-          const Dtype* g = top_diff + (n * channels + c) * hw;
-          for (int p = begin; p < end; ++p) {
-            Dtype d_y, d_x;
-            dcd::bilinear_sample_grad(plane, height, width, t[p], &d_y, &d_x);
-            gy[p] += g[p] * d_y;
-            gx[p] += g[p] * d_x;
-          }
+          Dtype d_y, d_x;
+          dcd::bilinear_sample_grad(f + (n * channels + c) * hw, height,
+                                    width, t[p], &d_y, &d_x);
+          const Dtype g = top_diff[(n * channels + c) * hw + p];
+          sy += g * d_y;
+          sx += g * d_x;
         }
-        for (int p = begin; p < end; ++p) { gy[p] *= s; gx[p] *= s; }
+        gy[p] = sy * s;
+        gx[p] = sx * s;
       }
     }
   }
