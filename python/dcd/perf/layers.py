@@ -4,6 +4,7 @@ Figures are ratios against baselines measured in the same process: numpy's
 float32 matrix multiply (the machine's ceiling in GFLOP/s) and the
 vectorised numpy reference of dcd.layers.reference.
 """
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -218,10 +219,19 @@ def time_torch(config, rng):
     return median_seconds(fwd, min_reps=1, min_time=0), median_seconds(fwd_bwd, min_reps=1, min_time=0)
 
 
-def cpu_isa(cpuinfo="/proc/cpuinfo"):
+def cpu_isa(cpuinfo="/proc/cpuinfo", environ=None):
     """The CostVolume CPU kernel variant this machine runs, picked as the
     layer picks it (caffe_layers' isa_level): "AVX-512" with avx512f and
-    fma, "AVX2" with avx2 and fma, else "baseline"."""
+    fma, "AVX2" with avx2 and fma, else "baseline"; DCD_CPU_KERNELS=avx2
+    or =baseline in `environ` (os.environ) caps it, as it caps the layer."""
+    cap = (os.environ if environ is None else environ).get("DCD_CPU_KERNELS")
+    isa = _cpu_isa(cpuinfo)
+    if cap == "baseline" or (cap == "avx2" and isa == "AVX-512"):
+        return {"baseline": "baseline", "avx2": "AVX2"}[cap]
+    return isa
+
+
+def _cpu_isa(cpuinfo):
     try:
         with open(cpuinfo) as f:
             flags = next((line.split(":", 1)[1].split() for line in f

@@ -32,8 +32,14 @@ def test_cpu_isa_reads_the_flags_as_the_layer_picks(tmp_path):
              "sse2 avx2 avx512f": "baseline", "sse2": "baseline"}
     for flags, isa in cases.items():
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        assert cpu_isa(str(info)) == isa
-    assert cpu_isa(str(tmp_path / "missing")) == "baseline"
+        assert cpu_isa(str(info), environ={}) == isa
+    assert cpu_isa(str(tmp_path / "missing"), environ={}) == "baseline"
+    # DCD_CPU_KERNELS caps the variant, never raises it.
+    info.write_text("processor\t: 0\nflags\t\t: sse2 avx2 fma avx512f\n")
+    assert cpu_isa(str(info), environ={"DCD_CPU_KERNELS": "avx2"}) == "AVX2"
+    assert cpu_isa(str(info), environ={"DCD_CPU_KERNELS": "baseline"}) == "baseline"
+    info.write_text("processor\t: 0\nflags\t\t: sse2\n")
+    assert cpu_isa(str(info), environ={"DCD_CPU_KERNELS": "avx2"}) == "baseline"
 
 
 def test_benchmark_layers_json_with_torch(tmp_path):

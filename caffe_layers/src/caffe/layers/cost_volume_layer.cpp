@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -720,17 +721,23 @@ DCD_CPU_KERNELS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64)
 #endif
 #undef DCD_CPU_KERNELS
 
-// 2 = AVX-512 + FMA, 1 = AVX2 + FMA, 0 = baseline.
+// 2 = AVX-512 + FMA, 1 = AVX2 + FMA, 0 = baseline. DCD_CPU_KERNELS=avx2 or
+// =baseline in the environment caps it (never raises it), so the tests run
+// the narrower variants on a wider CPU.
 inline int isa_level() {
+  int level = 0;
 #if DCD_X86_DISPATCH
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
-    return 2;
-  }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    return 1;
+    level = 2;
+  } else if (__builtin_cpu_supports("avx2") &&
+             __builtin_cpu_supports("fma")) {
+    level = 1;
   }
 #endif
-  return 0;
+  const char* cap = getenv("DCD_CPU_KERNELS");
+  if (cap && std::string(cap) == "baseline") { level = 0; }
+  if (cap && std::string(cap) == "avx2") { level = std::min(level, 1); }
+  return level;
 }
 
 // Splits [0, total) evenly over the threads of the enclosing OpenMP

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -167,6 +168,49 @@ TYPED_TEST(CostVolumeLayerTest, TestForwardWide) {
     FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
     this->CheckAgainstReference(2, 7, 1, 1e-5);
     this->CheckAgainstReference(1, 3, 2, 1e-5);
+  }
+}
+
+TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
+  // The baseline (SSE2) kernels against the ones this CPU picks (AVX2 or
+  // AVX-512), forward and both gradients, at the nets' window and at a
+  // dilation; DCD_CPU_KERNELS caps the variant.
+  typedef typename TypeParam::Dtype Dtype;
+  if (Caffe::mode() != Caffe::CPU) { return; }
+  this->blob_a_->Reshape(2, 20, 6, 37);
+  this->blob_b_->Reshape(2, 20, 6, 37);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+  const int windows[][3] = {{2, 7, 1}, {1, 3, 2}};
+  for (const int* w : windows) {
+    vector<vector<Dtype> > runs[2];
+    for (int variant = 0; variant < 2; ++variant) {
+      if (variant == 1) { setenv("DCD_CPU_KERNELS", "baseline", 1); }
+      CostVolumeLayer<Dtype> layer(this->MakeParam(w[0], w[1], w[2]));
+      layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+      layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+      runs[variant].push_back(vector<Dtype>(this->blob_top_->cpu_data(),
+          this->blob_top_->cpu_data() + this->blob_top_->count()));
+      Caffe::set_random_seed(5);
+      this->FillTopDiff();
+      layer.Backward(this->blob_top_vec_, vector<bool>(2, true),
+                     this->blob_bottom_vec_);
+      for (int b = 0; b < 2; ++b) {
+        const Blob<Dtype>* blob = this->blob_bottom_vec_[b];
+        runs[variant].push_back(vector<Dtype>(blob->cpu_diff(),
+            blob->cpu_diff() + blob->count()));
+      }
+      unsetenv("DCD_CPU_KERNELS");
+    }
+    for (int r = 0; r < 3; ++r) {
+      ASSERT_EQ(runs[0][r].size(), runs[1][r].size());
+      for (int i = 0; i < runs[0][r].size(); ++i) {
+        EXPECT_NEAR(runs[0][r][i], runs[1][r][i], 1e-4)
+            << (r == 0 ? "top" : r == 1 ? "d F_a" : "d F_b") << " index "
+            << i << ", window " << w[0] << " x " << w[1] << " dilation "
+            << w[2];
+      }
+    }
   }
 }
 
