@@ -98,6 +98,9 @@ class VideoDataLayer : public BasePrefetchingDataLayer<Dtype> {
                    float* scale_y, std::string* error);
   // Checks the frame size a crop is taken from; "" or the reason.
   std::string CheckCropFits(int width, int height) const;
+  // The clip's crop box in an image of width x height that passes
+  // CheckCropFits (TRAIN: its multi-scale box, TEST: the centre).
+  CropBox ClipBox(const ClipPlan& clip, int width, int height) const;
 
   vector<VideoRecord> lines_;
   int lines_id_;

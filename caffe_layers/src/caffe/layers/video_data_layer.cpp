@@ -266,6 +266,21 @@ std::string VideoDataLayer<Dtype>::CheckCropFits(int width,
 }
 
 template <typename Dtype>
+CropBox VideoDataLayer<Dtype>::ClipBox(const ClipPlan& clip, int width,
+                                       int height) const {
+  const VideoDataParameter& p = this->layer_param_.video_data_param();
+  const int crop_size = this->transform_param_.crop_size();
+  if (this->phase_ != TRAIN) {
+    return CenterCrop(width, height, crop_size);
+  }
+  caffe::rng_t rng(clip.box_seed);
+  RngSampler rand(&rng);
+  return SampleMultiScaleCrop(width, height, crop_size, scale_ratios_,
+                              p.max_distort(), p.fix_crop(),
+                              p.more_fix_crop(), &rand);
+}
+
+template <typename Dtype>
 typename VideoDataLayer<Dtype>::ClipPlan VideoDataLayer<Dtype>::NextClip() {
   const VideoDataParameter& p = this->layer_param_.video_data_param();
   ClipPlan clip;
@@ -304,11 +319,22 @@ bool VideoDataLayer<Dtype>::ReadCropped(Worker* worker, const ClipPlan& clip,
   VideoFrameReader* reader = kind == FRAME_RGB ? worker->reader.get() :
                              worker->flow_reader.get();
   cv::Mat& frame_buf = worker->frame_buf;
-  if (!reader->ReadImage(video, kind, frame, &frame_buf, error)) {
+  const int new_h = p.new_height(), new_w = p.new_width();
+  // An image cropped as stored needs only the box's columns decoded (the
+  // box is known from the image size: a JPEG's header). TRAIN's boxes are
+  // 168-256 of 340 columns, TEST's centre 224.
+  const ColumnsNeeded columns = [&](const cv::Size& s) {
+    if (crop_size == 0 || (new_h > 0 && s != cv::Size(new_w, new_h)) ||
+        !CheckCropFits(s.width, s.height).empty()) {
+      return cv::Range::all();
+    }
+    const CropBox b = ClipBox(clip, s.width, s.height);
+    return cv::Range(b.x, b.x + b.w);
+  };
+  if (!reader->ReadImage(video, kind, frame, &frame_buf, error, &columns)) {
     return false;
   }
   const cv::Mat* img = &frame_buf;
-  const int new_h = p.new_height(), new_w = p.new_width();
   if (new_h > 0 && (frame_buf.rows != new_h || frame_buf.cols != new_w)) {
     cv::resize(frame_buf, worker->resized_buf, cv::Size(new_w, new_h));
     img = &worker->resized_buf;
@@ -343,15 +369,7 @@ bool VideoDataLayer<Dtype>::ReadCropped(Worker* worker, const ClipPlan& clip,
       *error = FrameWhere(video, frame, kind) + ": " + fits;
       return false;
     }
-    if (this->phase_ == TRAIN) {
-      caffe::rng_t rng(clip.box_seed);
-      RngSampler rand(&rng);
-      b = SampleMultiScaleCrop(img->cols, img->rows, crop_size,
-                               scale_ratios_, p.max_distort(), p.fix_crop(),
-                               p.more_fix_crop(), &rand);
-    } else {
-      b = CenterCrop(img->cols, img->rows, crop_size);
-    }
+    b = ClipBox(clip, img->cols, img->rows);
   }
   const cv::Rect box(b.x, b.y, b.w, b.h);
   cv::Mat src = (*img)(box);

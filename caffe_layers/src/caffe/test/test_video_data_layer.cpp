@@ -16,6 +16,9 @@
 #include <utility>
 #include <vector>
 
+// After <cstdio>: jpeglib.h needs FILE and size_t first.
+#include <jpeglib.h>
+
 #include "gtest/gtest.h"
 
 #include "caffe/blob.hpp"
@@ -1267,7 +1270,100 @@ std::string ScrambleEntropy(const std::string& jpeg, unsigned int seed) {
   return out;
 }
 
+// `image` (BGR or grey) as a baseline or progressive JPEG whose chroma is
+// sampled h_samp x v_samp times more coarsely than luma (2, 2: 4:2:0).
+std::string EncodeJpeg(const cv::Mat& image, int h_samp, int v_samp,
+                       bool progressive) {
+  jpeg_compress_struct cinfo;
+  jpeg_error_mgr err;
+  cinfo.err = jpeg_std_error(&err);
+  jpeg_create_compress(&cinfo);
+  unsigned char* out = NULL;
+  unsigned long out_size = 0;  // NOLINT(runtime/int)
+  jpeg_mem_dest(&cinfo, &out, &out_size);
+  cinfo.image_width = image.cols;
+  cinfo.image_height = image.rows;
+  cinfo.input_components = image.channels();
+  cinfo.in_color_space = image.channels() == 3 ? JCS_EXT_BGR : JCS_GRAYSCALE;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, 90, TRUE);
+  if (image.channels() == 3) {
+    cinfo.comp_info[0].h_samp_factor = h_samp;
+    cinfo.comp_info[0].v_samp_factor = v_samp;
+    for (int c = 1; c < 3; ++c) {
+      cinfo.comp_info[c].h_samp_factor = cinfo.comp_info[c].v_samp_factor = 1;
+    }
+  }
+  if (progressive) jpeg_simple_progression(&cinfo);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<uchar*>(image.ptr<uchar>(cinfo.next_scanline));
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  const std::string bytes(reinterpret_cast<char*>(out), out_size);
+  jpeg_destroy_compress(&cinfo);
+  free(out);
+  return bytes;
+}
+
 }  // namespace
+
+// A decode of some columns gives, in those columns, exactly the pixels of a
+// whole decode, for every chroma subsampling libjpeg writes, progressive
+// files and grey, at ranges touching either edge, iMCU boundaries or
+// neither; damage outside the columns still fails the decode.
+TEST(VideoFramesTest, ColumnDecodeMatchesWholeDecode) {
+  // Smooth colour (so that chroma upsampling matters) plus noise.
+  cv::Mat image(40, 173, CV_8UC3);
+  cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(255));
+  cv::GaussianBlur(image, image, cv::Size(9, 9), 3);
+  const int samplings[][2] = {{2, 2}, {2, 1}, {1, 1}, {4, 1}, {1, 2}};
+  std::vector<std::string> jpegs;
+  for (int i = 0; i < 5; ++i) {
+    jpegs.push_back(EncodeJpeg(image, samplings[i][0], samplings[i][1],
+                               false));
+  }
+  jpegs.push_back(EncodeJpeg(image, 2, 2, true));
+  cv::Mat grey;
+  cv::cvtColor(image, grey, cv::COLOR_BGR2GRAY);
+  jpegs.push_back(EncodeJpeg(grey, 1, 1, false));
+  for (size_t j = 0; j < jpegs.size(); ++j) {
+    for (int as_grey = 0; as_grey < 2; ++as_grey) {
+      cv::Mat whole, part;
+      ASSERT_TRUE(DecodeFrameBytes(jpegs[j].data(), jpegs[j].size(), &whole,
+                                   as_grey)) << j;
+      int calls = 0, decodes = 0;
+      for (int start = 0; start < image.cols; start += 5) {
+        for (int w = 1; start + w <= image.cols; w += 19, ++decodes) {
+          const ColumnsNeeded columns = [&](const cv::Size& s) {
+            EXPECT_EQ(whole.size(), s);  // the header's size, before decoding
+            ++calls;
+            return cv::Range(start, start + w);
+          };
+          ASSERT_TRUE(DecodeFrameBytes(jpegs[j].data(), jpegs[j].size(),
+                                       &part, as_grey, &columns));
+          const cv::Rect box(start, 0, w, image.rows);
+          ASSERT_EQ(0, cv::norm(whole(box), part(box), cv::NORM_INF))
+              << "jpeg " << j << (as_grey ? " as grey" : "") << ", columns "
+              << start << " to " << start + w;
+        }
+      }
+      EXPECT_EQ(decodes, calls);  // once per decode
+    }
+  }
+  // Damage in the last rows, with only the first columns needed.
+  const ColumnsNeeded first = [](const cv::Size&) { return cv::Range(0, 16); };
+  const std::string jpeg = jpegs[0];
+  const std::string damaged[] = {jpeg.substr(0, jpeg.size() * 9 / 10),
+                                 ScrambleEntropy(jpeg, 3)};
+  for (int i = 0; i < 2; ++i) {
+    cv::Mat out;
+    EXPECT_FALSE(DecodeFrameBytes(damaged[i].data(), damaged[i].size(), &out,
+                                  false, &first)) << i;
+    EXPECT_TRUE(out.empty()) << i;
+  }
+}
 
 // libjpeg only warns on truncated files and corrupt entropy data (and
 // cv::imdecode then returns an image with grey or garbled blocks): both are

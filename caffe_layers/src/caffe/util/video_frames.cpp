@@ -139,7 +139,8 @@ class FolderFrameReader : public VideoFrameReader {
   }
 
   virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
-                         cv::Mat* image, std::string* error) {
+                         cv::Mat* image, std::string* error,
+                         const ColumnsNeeded* columns = NULL) {
     const std::string path = Path(video, kind, frame);
     FILE* f = fopen(path.c_str(), "rb");
     if (f == NULL) {
@@ -153,7 +154,8 @@ class FolderFrameReader : public VideoFrameReader {
     const size_t got = size > 0 ? fread(&bytes_[0], 1, size, f) : 0;
     fclose(f);
     if (size <= 0 || got != static_cast<size_t>(size) ||
-        !DecodeFrameBytes(&bytes_[0], got, image, kind != FRAME_RGB)) {
+        !DecodeFrameBytes(&bytes_[0], got, image, kind != FRAME_RGB,
+                          columns)) {
       *error = FrameWhere(video, frame, kind) + ": cannot decode " + path +
                " (empty, truncated or not an image)";
       return false;
@@ -254,7 +256,8 @@ class LMDBFrameReader : public VideoFrameReader {
   }
 
   virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
-                         cv::Mat* image, std::string* error) {
+                         cv::Mat* image, std::string* error,
+                         const ColumnsNeeded* columns = NULL) {
     BeginBatch();
     MDB_val value;
     const std::string key = video.id + "/" + names_(kind, frame);
@@ -271,7 +274,7 @@ class LMDBFrameReader : public VideoFrameReader {
       return false;
     }
     if (!DecodeFrameBytes(datum_.data().data(), datum_.data().size(),
-                          image, kind != FRAME_RGB)) {
+                          image, kind != FRAME_RGB, columns)) {
       *error = FrameWhere(video, frame, kind) + ": cannot decode " + key +
                " (truncated or not an image)";
       return false;
@@ -371,9 +374,16 @@ void JpegMessage(j_common_ptr cinfo, int level) {
   if (level < 0) JpegFail(cinfo);  // a warning: the data are corrupt
 }
 
+// Columns decoded beyond each side of the needed ones. Fancy upsampling
+// (libjpeg's default) reads one chroma sample to each side, at most 4
+// pixels (4:1:1), and treats a cropped region's edge as the image's edge;
+// with twice that margin the needed columns are those of a whole decode
+// (gtest VideoFramesTest.ColumnDecodeMatchesWholeDecode).
+const int kColumnMargin = 8;
+
 // 0: decoded; 1: corrupt; -1: a JPEG this path leaves to OpenCV (CMYK).
 int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
-               bool grey) {
+               bool grey, const ColumnsNeeded* columns) {
   jpeg_decompress_struct cinfo;
   StrictJpegErrors err;
   cinfo.err = jpeg_std_error(&err.mgr);
@@ -399,8 +409,26 @@ int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
   jpeg_start_decompress(&cinfo);
   image->create(cinfo.output_height, cinfo.output_width,
                 grey ? CV_8UC1 : CV_8UC3);
+  // The decoded columns [x0, x0 + w): the needed ones and the margin;
+  // libjpeg-turbo widens them to whole iMCU columns.
+  JDIMENSION x0 = 0, w = cinfo.output_width;
+  if (columns != NULL) {
+    const int width = cinfo.output_width;
+    cv::Range need = (*columns)(cv::Size(width, cinfo.output_height));
+    if (need != cv::Range::all()) {
+      need.start = std::max(0, need.start - kColumnMargin);
+      need.end = std::min(width, need.end + kColumnMargin);
+      if (need.start > 0 || need.end < width) {
+        x0 = need.start;
+        w = need.end - need.start;
+        jpeg_crop_scanline(&cinfo, &x0, &w);
+      }
+    }
+  }
+  const int channels = grey ? 1 : 3;
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = image->ptr<unsigned char>(cinfo.output_scanline);
+    JSAMPROW row = image->ptr<unsigned char>(cinfo.output_scanline) +
+                   x0 * channels;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);  // reads to EOI: truncation warns here
@@ -411,10 +439,10 @@ int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
 }  // namespace
 
 bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
-                      bool grey) {
+                      bool grey, const ColumnsNeeded* columns) {
   const unsigned char* b = reinterpret_cast<const unsigned char*>(data);
   if (size >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
-    const int rc = DecodeJpeg(b, size, image, grey);
+    const int rc = DecodeJpeg(b, size, image, grey, columns);
     if (rc >= 0) return rc == 0;
   }
   // Never leave the previous image in *image: imdecode keeps it on failure.
