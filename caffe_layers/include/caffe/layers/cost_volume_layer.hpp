@@ -83,6 +83,8 @@ class CostVolumeLayer : public Layer<Dtype> {
   /// Shape of b_hat_pad_ when Forward_gpu last zeroed it: the padding stays
   /// zero (the normalisation writes the interior only) until it changes.
   vector<int> gpu_zeroed_shape_;
+  /// The same for Forward_cpu, a_hat_'s column padding included.
+  vector<int> cpu_zeroed_shape_;
 };
 
 }  // namespace caffe

@@ -133,9 +133,9 @@ void normalize_cpu(const Dtype* f, int channels, int height, int width,
   }
 }
 
-// Zeroes the padding of one image of b_hat (rows of channels); the
-// normalisation writes the interior. Cheaper than clearing the whole blob
-// (4 MB at C=64, 112x112, d=7) on every forward.
+// Zeroes the padding of one image of b_hat or a_hat (rows of channels); the
+// normalisation writes the interior, so Forward_cpu does this once per shape
+// (0.9 MB each at C=64, 112x112, d=7).
 template <typename Dtype>
 void zero_border_cpu(Dtype* b, int channels, int height, int width, int pad_h,
     int pad_w) {
@@ -239,6 +239,47 @@ template <typename Dtype, int VB> struct VecOf {
   typedef Dtype type __attribute__((vector_size(VB)));
 };
 
+// Stores one vector; with `stream`, a non-temporal store (vmovntps, AVX and
+// up) that writes the line to memory without first reading it into the
+// caches. The forward streams its output, a cost volume far larger than L2
+// (11 MiB per 112 x 112 image at d = 7): written through the caches it
+// evicted the rows of F_b that the next output rows read
+// (docs/ASSUMPTIONS.md, "CPU kernel figures"). Callers stream whole
+// 64-byte-aligned lines only, and the forward ends with an sfence.
+template <int VB> struct VecStore {
+  template <typename V>
+  static DCD_INLINE void put(void* p, const V& v, bool) {
+    __builtin_memcpy(p, &v, sizeof(V));
+  }
+};
+template <> struct VecStore<32> {
+  template <typename V>
+  static DCD_INLINE void put(void* p, const V& v, bool stream) {
+    if (stream) {
+      __asm__("vmovntps %1, %0" : "=m"(*static_cast<V*>(p)) : "x"(v));
+    } else {
+      __builtin_memcpy(p, &v, sizeof(V));
+    }
+  }
+};
+template <> struct VecStore<64> {
+  template <typename V>
+  static DCD_INLINE void put(void* p, const V& v, bool stream) {
+    if (stream) {
+      __asm__("vmovntps %1, %0" : "=m"(*static_cast<V*>(p)) : "v"(v));
+    } else {
+      __builtin_memcpy(p, &v, sizeof(V));
+    }
+  }
+};
+
+// True when `stream` and out starts a 64-byte line (the blocks that stream
+// are one line of columns).
+template <typename Dtype>
+DCD_INLINE bool stream_line(bool stream, const Dtype* out) {
+  return stream && (reinterpret_cast<size_t>(out) & 63) == 0;
+}
+
 // acc[r] = sum over o < n of x(o) * y(o)[r * y_step], NV vectors of columns
 // each, written to out + r * out_stride, o in ascending order. The vector
 // block of the correlation (o = channel, r = horizontal offset, y(o) at
@@ -249,7 +290,7 @@ template <typename Dtype, int R, int VB, int NV, typename XOffset,
           typename YOffset>
 DCD_INLINE void vec_block(int n, const Dtype* x, XOffset x_offset,
     const Dtype* y, YOffset y_offset, int y_step, Dtype* out,
-    int out_stride) {
+    int out_stride, bool stream) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int L = VB / sizeof(Dtype);
   V acc[R][NV];
@@ -271,8 +312,9 @@ DCD_INLINE void vec_block(int n, const Dtype* x, XOffset x_offset,
     }
   }
   for (int r = 0; r < R; ++r) {
+    const bool nt = NV * VB == 64 && stream_line(stream, out + r * out_stride);
     for (int v = 0; v < NV; ++v) {
-      __builtin_memcpy(out + r * out_stride + v * L, &acc[r][v], sizeof(V));
+      VecStore<VB>::put(out + r * out_stride + v * L, acc[r][v], nt);
     }
   }
 }
@@ -291,10 +333,10 @@ struct TableOffset {
 template <typename Dtype, int VB, int NV, typename XOffset, typename YOffset>
 DCD_INLINE void vec_block_r(int r, int n, const Dtype* x, XOffset x_offset,
     const Dtype* y, YOffset y_offset, int y_step, Dtype* out,
-    int out_stride) {
+    int out_stride, bool stream = false) {
   switch (r) {
 #define DCD_BLOCK(R) vec_block<Dtype, R, VB, NV>( \
-        n, x, x_offset, y, y_offset, y_step, out, out_stride)
+        n, x, x_offset, y, y_offset, y_step, out, out_stride, stream)
     case 5: DCD_BLOCK(5); break;
     case 4: DCD_BLOCK(4); break;
     case 3: DCD_BLOCK(3); break;
@@ -311,7 +353,8 @@ DCD_INLINE void vec_block_r(int r, int n, const Dtype* x, XOffset x_offset,
 // 2 R + 2 for 2 R in vec_block.
 template <typename Dtype, int VB, int M, int M2>
 DCD_INLINE void vec_pair_block(int n, const Dtype* x, int x_stride,
-    const Dtype* y, int y_stride, int s, int K, Dtype* out, int out_stride) {
+    const Dtype* y, int y_stride, int s, int K, Dtype* out, int out_stride,
+    bool stream) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int L = VB / sizeof(Dtype);
   V lo[M + M2], hi[M + M2];
@@ -340,8 +383,9 @@ DCD_INLINE void vec_pair_block(int n, const Dtype* x, int x_stride,
   }
   for (int m = 0; m < M + M2; ++m) {
     Dtype* o = out + (m < M ? m : K + m - M) * out_stride;
-    __builtin_memcpy(o, &lo[m], sizeof(V));
-    __builtin_memcpy(o + L, &hi[m], sizeof(V));
+    const bool nt = stream_line(stream, o);
+    VecStore<VB>::put(o, lo[m], nt);
+    VecStore<VB>::put(o + L, hi[m], nt);
   }
 }
 
@@ -350,15 +394,15 @@ DCD_INLINE void vec_pair_block(int n, const Dtype* x, int x_stride,
 template <int VB> struct PairBlock {
   template <typename Dtype, int M, int M2>
   static DCD_INLINE void run(int, const Dtype*, int, const Dtype*, int, int,
-                             int, Dtype*, int) {}
+                             int, Dtype*, int, bool) {}
 };
 template <> struct PairBlock<32> {
   template <typename Dtype, int M, int M2>
   static DCD_INLINE void run(int n, const Dtype* x, int x_stride,
       const Dtype* y, int y_stride, int s, int K, Dtype* out,
-      int out_stride) {
+      int out_stride, bool stream) {
     vec_pair_block<Dtype, 32, M, M2>(n, x, x_stride, y, y_stride, s, K, out,
-                                     out_stride);
+                                     out_stride, stream);
   }
 };
 
@@ -419,7 +463,7 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
     const Dtype* b_hat, int channels, int height, int width, int dh, int dw,
-    int s, Dtype* top, int row_begin, int row_end) {
+    int s, Dtype* top, int row_begin, int row_end, bool stream) {
 #if DCD_X86_DISPATCH
   // Sums held: kND x 64 bytes, within 16 registers from AVX2 up.
   const int kND = VB >= 32 ? 5 : 3;
@@ -458,11 +502,11 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
     const int strip_end = std::min(width, strip0 + strip);
     for (int i = row_begin; i < row_end; ++i) {
       const Dtype* a_row = a_hat + i * channels * aw;
-      for (int j0 = strip0; j0 < strip_end; j0 += kJB) {
-        const int jb = std::min(kJB, strip_end - j0);
-        const Dtype* a = a_row + j0;
-        for (int di = -dh; di <= dh; ++di) {
-          if (i + di * s < 0 || i + di * s >= height) { continue; }
+      for (int di = -dh; di <= dh; ++di) {
+        if (i + di * s < 0 || i + di * s >= height) { continue; }
+        for (int j0 = strip0; j0 < strip_end; j0 += kJB) {
+          const int jb = std::min(kJB, strip_end - j0);
+          const Dtype* a = a_row + j0;
           const Dtype* b_row = b_hat + (i + di * s + pad_h) * channels * pw +
               (pad_w - dw * s) + j0;
           Dtype* out_row = top + dcd::window_channel(di, -dw, dh, dw) * hw +
@@ -475,13 +519,15 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
               switch (plan[g + 1] * 4 + plan[g + 2]) {
 #define DCD_PAIR(M, M2) case M * 4 + M2: \
                 PairBlock<VB>::template run<Dtype, M, M2>( \
-                    channels, a, aw, b, pw, s, pair_k, out, hw); break
+                    channels, a, aw, b, pw, s, pair_k, out, hw, stream); \
+                break
                 DCD_PAIR(3, 3); DCD_PAIR(3, 2); DCD_PAIR(3, 1);
                 DCD_PAIR(2, 2); DCD_PAIR(2, 1); DCD_PAIR(1, 1);
 #undef DCD_PAIR
                 default:  // M2 = 0
                   vec_block_r<Dtype, VB, 64 / VB>(plan[g + 1], channels, a,
-                      StridedOffset{aw}, b, StridedOffset{pw}, s, out, hw);
+                      StridedOffset{aw}, b, StridedOffset{pw}, s, out, hw,
+                      stream);
               }
             }
             continue;
@@ -498,7 +544,7 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
             }
 #if DCD_X86_DISPATCH
             vec_block_r<Dtype, VB, 64 / VB>(nd, channels, a,
-                StridedOffset{aw}, b, StridedOffset{pw}, s, out, hw);
+                StridedOffset{aw}, b, StridedOffset{pw}, s, out, hw, stream);
 #else
             switch (nd) {
 #define DCD_BLOCK(ND) correlate_block<Dtype, ND, kJB>( \
@@ -694,9 +740,12 @@ namespace dcd_cpu {
 template <typename Dtype>                                                     \
 ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,   \
-    int begin, int end) {                                                     \
+    int begin, int end, bool stream) {                                        \
   correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width, dh,  \
-                             dw, s, top, begin, end);                         \
+                             dw, s, top, begin, end, stream);                 \
+  /* Streaming stores are weakly ordered: drain them before the threads */    \
+  /* join and others read the output. */                                      \
+  if (stream) { __asm__ __volatile__("sfence" ::: "memory"); }                \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
@@ -769,13 +818,14 @@ inline void thread_range(int total, int* begin, int* end) {
 // threads. a_hat points at column 0 of rows of aw columns.
 template <typename Dtype>
 void cost_volume_forward(const Dtype* a_hat, int aw, const Dtype* b_hat,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* top) {
+    int channels, int height, int width, int dh, int dw, int s, Dtype* top,
+    bool stream) {
 #pragma omp parallel
   {
     int begin, end;
     thread_range(height, &begin, &end);
     DCD_DISPATCH(forward, (a_hat, aw, b_hat, channels, height, width, dh, dw,
-                           s, top, begin, end))
+                           s, top, begin, end, stream))
   }
 }
 
@@ -820,9 +870,19 @@ void CostVolumeLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const int s = dilation_;
   const int D = num_displacements_;
   const int aw = width + 2 * a_pad_w_;
+  // The padding of a_hat_ and b_hat_pad_ stays zero (the normalisation
+  // writes the interior only): zeroed once per shape, and again whenever the
+  // device may have written the buffers.
+  const bool stale = b_hat_pad_.shape() != cpu_zeroed_shape_ ||
+      a_hat_.data()->head() != SyncedMemory::HEAD_AT_CPU ||
+      b_hat_pad_.data()->head() != SyncedMemory::HEAD_AT_CPU;
   Dtype* a_hat = a_hat_.mutable_cpu_data();
   Dtype* b_hat = b_hat_pad_.mutable_cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
+  // A cost volume larger than the caches is written with streaming stores
+  // (VecStore); a smaller one stays in cache for the next layer.
+  // docs/ASSUMPTIONS.md, "CPU kernel figures".
+  const bool stream = top[0]->count() * sizeof(Dtype) >= (4 << 20);
   for (int n = 0; n < num; ++n) {
     const int off = n * channels * hw;
     const int aoff = n * channels * height * aw;
@@ -831,14 +891,19 @@ void CostVolumeLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     normalize_cpu(bottom[0]->cpu_data() + off, channels, height, width, eps_,
         inv_norm_a_.mutable_cpu_data() + n * hw, a_hat + aoff + a_pad_w_,
         channels * aw, aw);
-    zero_border_cpu(a_hat + aoff, channels, height, width, 0, a_pad_w_);
+    if (stale) {
+      zero_border_cpu(a_hat + aoff, channels, height, width, 0, a_pad_w_);
+    }
     normalize_cpu(bottom[1]->cpu_data() + off, channels, height, width, eps_,
         inv_norm_b_.mutable_cpu_data() + n * hw,
         b_hat + poff + pad_h_ * channels * pw + pad_w_, channels * pw, pw);
-    zero_border_cpu(b_hat + poff, channels, height, width, pad_h_, pad_w_);
+    if (stale) {
+      zero_border_cpu(b_hat + poff, channels, height, width, pad_h_, pad_w_);
+    }
     dcd_cpu::cost_volume_forward(a_hat + aoff + a_pad_w_, aw, b_hat + poff,
-        channels, height, width, dh, dw, s, top_data + n * D * hw);
+        channels, height, width, dh, dw, s, top_data + n * D * hw, stream);
   }
+  cpu_zeroed_shape_ = b_hat_pad_.shape();
 }
 
 template <typename Dtype>

@@ -171,6 +171,18 @@ TYPED_TEST(CostVolumeLayerTest, TestForwardWide) {
   }
 }
 
+// A cost volume of more than 4 MiB: the CPU forward writes it with streaming
+// stores where a block is a whole 64-byte line (rows of 72 floats start
+// alternately on and off a line, so both kinds of store run).
+TYPED_TEST(CostVolumeLayerTest, TestForwardLarge) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->blob_a_->Reshape(1, 4, 66, 72);
+  this->blob_b_->Reshape(1, 4, 66, 72);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+  this->CheckAgainstReference(7, 7, 1, 1e-5);
+}
+
 TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
   // The baseline (SSE2) kernels against the ones this CPU picks (AVX2 or
   // AVX-512), forward and both gradients, at the nets' window and at a
@@ -339,6 +351,19 @@ TYPED_TEST(CostVolumeLayerTest, TestReshape) {
   // And the gradient after the reshape.
   GradientChecker<Dtype> checker(1e-2, 1e-2);
   checker.CheckGradient(&layer, this->blob_bottom_vec_, this->blob_top_vec_);
+  // Back to the first shape, whose buffers now hold the second one's layout:
+  // the padding that Forward zeroes once per shape must be zeroed again.
+  this->blob_a_->Reshape(2, 3, 5, 7);
+  this->blob_b_->Reshape(2, 3, 5, 7);
+  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+  layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+  ReferenceCostVolume(*this->blob_a_, *this->blob_b_, 1, 2, 1,
+      layer_param.cost_volume_param().eps(), &expected);
+  ASSERT_TRUE(expected.shape() == this->blob_top_->shape());
+  for (int i = 0; i < expected.count(); ++i) {
+    EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i], 1e-5);
+  }
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestBackwardDeterministic) {
