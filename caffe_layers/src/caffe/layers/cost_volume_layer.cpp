@@ -246,23 +246,13 @@ template <typename Dtype, int VB> struct VecOf {
 // evicted the rows of F_b that the next output rows read
 // (docs/ASSUMPTIONS.md, "CPU kernel figures"). Callers stream whole
 // 64-byte-aligned lines only, and the forward ends with an sfence.
-template <int VB> struct VecStore {
+template <int VB, bool kStreams = (VB >= 32)> struct VecStore {
   template <typename V>
   static DCD_INLINE void put(void* p, const V& v, bool) {
     __builtin_memcpy(p, &v, sizeof(V));
   }
 };
-template <> struct VecStore<32> {
-  template <typename V>
-  static DCD_INLINE void put(void* p, const V& v, bool stream) {
-    if (stream) {
-      __asm__("vmovntps %1, %0" : "=m"(*static_cast<V*>(p)) : "x"(v));
-    } else {
-      __builtin_memcpy(p, &v, sizeof(V));
-    }
-  }
-};
-template <> struct VecStore<64> {
+template <int VB> struct VecStore<VB, true> {
   template <typename V>
   static DCD_INLINE void put(void* p, const V& v, bool stream) {
     if (stream) {
