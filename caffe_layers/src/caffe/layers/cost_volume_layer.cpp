@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -554,6 +555,140 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
 
 
 #if DCD_X86_DISPATCH
+// A run of m horizontal offsets t0 .. t0 + m - 1 of one displacement row
+// for grad_b_block; paired: each t also with its partner t + K (K s = one
+// vector), so that the two read three vectors of a_hat, not four.
+struct ShiftRun {
+  int x, y, m;  // first offset's row in gs, its column in a_hat; count
+  bool paired;
+};
+
+// R channels x NV vectors of columns of dL/db_hat: acc(r) = sum over the
+// runs, t in order, of gs(t) a_hat(r, t), gs rows gw apart (aligned) and
+// a_hat one dilation s further left per t. Strides, not an offset table:
+// the compiler keeps the addresses in registers. A partner is kx rows
+// further in gs and one vector left in a_hat: its second vector is t's
+// first.
+template <typename Dtype, int VB, int R, int NV>
+DCD_INLINE void grad_b_block(const ShiftRun* runs, int n_runs, int kx,
+    const Dtype* gs, int gw, const Dtype* a, int aw, int s, Dtype* out,
+    int out_stride, const Dtype* a_next) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  const int L = VB / sizeof(Dtype);
+  // The next block's lines of a_hat, asked into L1 now: each is read by one
+  // displacement row of one block only, and waiting for it from L2 or L3
+  // stalled the FMAs (docs/ASSUMPTIONS.md, "CPU kernel figures").
+  if (a_next) {
+    for (int u = 0; u < n_runs; ++u) {
+      const int left = (runs[u].m - 1) * s + (runs[u].paired ? L : 0);
+      const Dtype* y0 = a_next + runs[u].y - left;
+      const int n = left + NV * L;
+      for (int r = 0; r < R; ++r) {
+        for (int o = 0; o < n; o += 64 / sizeof(Dtype)) {
+          __builtin_prefetch(y0 + r * aw + o, 0, 3);
+        }
+        __builtin_prefetch(y0 + r * aw + n - 1, 0, 3);
+      }
+    }
+  }
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) { acc[r][v] = V{}; }
+  }
+  for (int u = 0; u < n_runs; ++u) {
+    const Dtype* x = gs + runs[u].x * gw;
+    const Dtype* y = a + runs[u].y;
+    const int m = runs[u].m;
+    if (NV == 2 && runs[u].paired) {
+      for (int t = 0; t < m; ++t) {
+        V x0, x1, x2, x3;  // t's two vectors, then the partner's
+        __builtin_memcpy(&x0, x + t * gw, sizeof(V));
+        __builtin_memcpy(&x1, x + t * gw + L, sizeof(V));
+        __builtin_memcpy(&x2, x + t * gw + kx, sizeof(V));
+        __builtin_memcpy(&x3, x + t * gw + kx + L, sizeof(V));
+        const Dtype* yt = y - t * s;
+        for (int r = 0; r < R; ++r) {
+          V y_lo, y_mid, y_hi;  // the partner's first, shared, t's second
+          __builtin_memcpy(&y_lo, yt + r * aw - L, sizeof(V));
+          __builtin_memcpy(&y_mid, yt + r * aw, sizeof(V));
+          __builtin_memcpy(&y_hi, yt + r * aw + L, sizeof(V));
+          // In a register: else folded into both FMAs, two loads again.
+          __asm__("" : "+x"(y_mid));
+          acc[r][0] += x0 * y_mid;
+          acc[r][NV - 1] += x1 * y_hi;
+          acc[r][0] += x2 * y_lo;
+          acc[r][NV - 1] += x3 * y_mid;
+        }
+      }
+      continue;
+    }
+    for (int t = 0; t < m; ++t) {
+      V xv[NV];
+      for (int v = 0; v < NV; ++v) {
+        __builtin_memcpy(&xv[v], x + t * gw + v * L, sizeof(V));
+      }
+      const Dtype* yt = y - t * s;
+      for (int r = 0; r < R; ++r) {
+        for (int v = 0; v < NV; ++v) {
+          V yv;
+          __builtin_memcpy(&yv, yt + r * aw + v * L, sizeof(V));
+          acc[r][v] += xv[v] * yv;
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      __builtin_memcpy(out + r * out_stride + v * L, &acc[r][v], sizeof(V));
+    }
+  }
+}
+
+// grad_b_block with R (1..8) picked at run time.
+template <typename Dtype, int VB, int NV>
+DCD_INLINE void grad_b_block_r(int r, const ShiftRun* runs, int n_runs,
+    int kx, const Dtype* gs, int gw, const Dtype* a, int aw, int s,
+    Dtype* out, int out_stride, const Dtype* a_next) {
+  switch (r) {
+#define DCD_BLOCK(R) grad_b_block<Dtype, VB, R, NV>( \
+        runs, n_runs, kx, gs, gw, a, aw, s, out, out_stride, a_next)
+    case 8: DCD_BLOCK(8); break;
+    case 7: DCD_BLOCK(7); break;
+    case 6: DCD_BLOCK(6); break;
+    case 5: DCD_BLOCK(5); break;
+    case 4: DCD_BLOCK(4); break;
+    case 3: DCD_BLOCK(3); break;
+    case 2: DCD_BLOCK(2); break;
+    default: DCD_BLOCK(1); break;
+#undef DCD_BLOCK
+  }
+}
+
+// Runs (t0, m, paired) of a row of nd offsets: t paired with t + K where
+// both are free, greedily from t = 0; K = 0: one unpaired run.
+inline vector<ShiftRun> shift_run_plan(int nd, int K) {
+  vector<ShiftRun> plan;
+  vector<bool> done(nd, false);
+  for (int t = 0; t < nd; ++t) {
+    if (done[t]) { continue; }
+    const bool paired = K > 0 && t + K < nd;
+    if (!plan.empty() && plan.back().paired == paired &&
+        plan.back().x + plan.back().m == t) {
+      ++plan.back().m;
+    } else {
+      ShiftRun run = {t, 0, 1, paired};
+      plan.push_back(run);
+    }
+    done[t] = true;
+    if (paired) { done[t + K] = true; }
+  }
+  return plan;
+}
+
+#endif
+
+
+#if DCD_X86_DISPATCH
 // dL/da_hat of NV vectors of columns of one row, every channel: blocks of
 // CB channels whose sums stay in registers over the D displacements. `base`
 // is the columns' offset in b_hat (rows of channels), `pix` in g and da.
@@ -639,9 +774,10 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 // dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for the
 // output rows [row_begin, row_end) of one image (a_hat in rows of channels,
 // H x C x aw pointing at column 0, its columns zero out to aw; db in the
-// blob's C x H x W). A gather: every element sums its valid displacements
-// in ascending k, the order of the GPU kernel
-// (dcd::cost_volume_backward_b_block), and nothing is written twice.
+// blob's C x H x W). A gather, nothing written twice. Every element sums its
+// valid displacements in a fixed order: the base build in ascending k (the
+// GPU kernel's, dcd::cost_volume_backward_b_block), the vector builds
+// displacement row by row in shift_run_plan's order.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
     int aw, int channels, int height, int width, int dh, int dw, int s,
@@ -651,48 +787,80 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
 #if DCD_X86_DISPATCH
   const int kJB = 64 / sizeof(Dtype);
   const int kL = VB / sizeof(Dtype);
-  const int kCB = VB >= 32 ? 4 : 2;
-  const int apad = (aw - width) / 2;  // >= dw s
-  // The rows of g that row q reads, one per valid displacement, copied with
-  // zero columns like a_hat's, so that a block of columns reads g and a_hat
-  // at the same shift without bounds checks. g_off / a_off: where
-  // displacement o's shifted row starts in g_rows / a_hat.
-  vector<Dtype> g_rows(static_cast<size_t>(D) * aw, Dtype(0));
-  vector<int> g_off(D), a_off(D);
+  // Channels per block: sums in 8 registers (AVX2, AVX-512) or 8 of SSE's
+  // 16, enough in flight for the FMA latency.
+  const int kCB = VB == 64 ? 8 : VB == 32 ? 4 : 2;
+  const int nd = 2 * dw + 1;
+  // The rows of g that row q reads, one per valid displacement, copied
+  // already shifted (gs(o, q') = g(k, i, q' - dj_k s), zero where that
+  // leaves the row) into rows of whole 64-byte lines: a block of columns
+  // then reads g as one aligned line, not two at an offset, and the rows of
+  // a displacement row are gw apart (docs/ASSUMPTIONS.md, "CPU kernel
+  // figures").
+  const int gw = (width + kJB - 1) / kJB * kJB;
+  vector<Dtype> gs_buf(static_cast<size_t>(D) * gw + kJB);
+  Dtype* gs = &gs_buf[0] + ((-reinterpret_cast<uintptr_t>(&gs_buf[0]) & 63) /
+                            sizeof(Dtype));
+  // Pairs where a block is two vectors and K = L / s offsets fit in a row.
+  const int K = VB == 32 && kL % s == 0 && kL / s < nd ? kL / s : 0;
+  const vector<ShiftRun> row_plan = shift_run_plan(nd, K);
+  const vector<ShiftRun> single_plan = shift_run_plan(nd, 0);
+  vector<ShiftRun> runs, single_runs;
   for (int q = row_begin; q < row_end; ++q) {
     int n = 0;
-    for (int k = 0; k < D; ++k) {
-      const int i = q - dcd::window_di(k, dh, dw) * s;
+    runs.clear();
+    single_runs.clear();
+    for (int di = -dh; di <= dh; ++di) {
+      const int i = q - di * s;
       if (i < 0 || i >= height) { continue; }
-      const int shift = -dcd::window_dj(k, dw) * s;
-      Dtype* row = &g_rows[static_cast<size_t>(n) * aw] + apad;
-      const Dtype* src = g + k * hw + i * width;
-      for (int j = 0; j < width; ++j) { row[j] = src[j]; }
-      g_off[n] = n * aw + apad + shift;
-      a_off[n] = i * channels * aw + shift;
-      ++n;
+      // Runs of this displacement row: gs rows from n, a_hat at row i and
+      // the run's first offset's shift (dw - t) s.
+      for (size_t u = 0; u < row_plan.size() + single_plan.size(); ++u) {
+        const bool single = u >= row_plan.size();
+        ShiftRun run = single ? single_plan[u - row_plan.size()] : row_plan[u];
+        const int t0 = run.x;
+        run.x = n + t0;
+        run.y = i * channels * aw + (dw - t0) * s;
+        (single ? single_runs : runs).push_back(run);
+      }
+      for (int t = 0; t < nd; ++t, ++n) {
+        const int shift = (dw - t) * s;
+        Dtype* row = gs + static_cast<size_t>(n) * gw;
+        const Dtype* src = g + dcd::window_channel(di, t - dw, dh, dw) * hw +
+            i * width + shift;
+        const int j_begin = std::min(width, std::max(0, -shift));
+        const int j_end = std::max(j_begin, std::min(width, width - shift));
+        for (int j = 0; j < j_begin; ++j) { row[j] = 0; }
+        for (int j = j_begin; j < j_end; ++j) { row[j] = src[j]; }
+        for (int j = j_end; j < width; ++j) { row[j] = 0; }
+      }
     }
     Dtype* db_row = db + q * width;
     int j0 = 0;
     for (; j0 + kJB <= width; j0 += kJB) {
       for (int c0 = 0; c0 < channels; c0 += kCB) {
-        vec_block_r<Dtype, VB, 64 / VB>(std::min(kCB, channels - c0), n,
-            &g_rows[0] + j0, TableOffset{&g_off[0]}, a_hat + c0 * aw + j0,
-            TableOffset{&a_off[0]}, aw, db_row + c0 * hw + j0, hw);
+        grad_b_block_r<Dtype, VB, 64 / VB>(std::min(kCB, channels - c0),
+            &runs[0], runs.size(), K * gw, gs + j0, gw,
+            a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw,
+            c0 + kCB < channels ? a_hat + (c0 + kCB) * aw + j0 : NULL);
       }
     }
     for (; j0 + kL <= width; j0 += kL) {
       for (int c0 = 0; c0 < channels; c0 += kCB) {
-        vec_block_r<Dtype, VB, 1>(std::min(kCB, channels - c0), n,
-            &g_rows[0] + j0, TableOffset{&g_off[0]}, a_hat + c0 * aw + j0,
-            TableOffset{&a_off[0]}, aw, db_row + c0 * hw + j0, hw);
+        grad_b_block_r<Dtype, VB, 1>(std::min(kCB, channels - c0),
+            &single_runs[0], single_runs.size(), 0, gs + j0, gw,
+            a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
       }
     }
     for (; j0 < width; ++j0) {  // column tail
       for (int c = 0; c < channels; ++c) {
         Dtype acc = 0;
-        for (int o = 0; o < n; ++o) {
-          acc += g_rows[g_off[o] + j0] * a_hat[c * aw + a_off[o] + j0];
+        for (size_t u = 0; u < single_runs.size(); ++u) {
+          const ShiftRun& run = single_runs[u];
+          for (int t = 0; t < run.m; ++t) {
+            acc += gs[(run.x + t) * gw + j0] *
+                a_hat[c * aw + run.y - t * s + j0];
+          }
         }
         db_row[c * hw + j0] = acc;
       }
