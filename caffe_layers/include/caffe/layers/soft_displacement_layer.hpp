@@ -78,6 +78,10 @@ class SoftDisplacementLayer : public Layer<Dtype> {
   bool learn_temperature_;
   /// dL/dc when tau is learned but the bottom needs no gradient.
   Blob<Dtype> cost_diff_buffer_;
+  /// Forward_cpu's per-pixel max, partition sum z and first moments
+  /// (N x H x 4 x W: the four rows of an image row together), which
+  /// Backward_cpu reads instead of passing over the cost volume twice more.
+  Blob<Dtype> moments_;
 };
 
 }  // namespace caffe

@@ -82,6 +82,8 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       << bottom[0]->shape_string() << ")";
   top[0]->Reshape(bottom[0]->num(), 2, bottom[0]->height(),
                   bottom[0]->width());
+  moments_.Reshape(bottom[0]->num(), bottom[0]->height(), 4,
+                   bottom[0]->width());
 }
 
 // The CPU loops run over one image row at a time with the window index k
@@ -91,23 +93,11 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 namespace {
 
 // DCD_ROW_KERNEL (dcd_kernels.hpp): also compiled for AVX2 and AVX-512.
-// One thread's buffers for a row: max, partition sum, first moments.
-template <typename Dtype>
-struct RowMoments {
-  explicit RowMoments(int width)
-      : buf(4 * width), max_c(&buf[0]), z(max_c + width), sy(z + width),
-        sx(sy + width) {}
-  vector<Dtype> buf;
-  Dtype *max_c, *z, *sy, *sx;
-};
-
-// Per-row running max, partition sum and first moments of the softmax;
-// with `weights`, the unnormalised weights too (D x width), so the gradient
-// reads them instead of computing every exponential again.
+// Per-row running max, partition sum and first moments of the softmax.
 template <typename Dtype>
 DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
     int width, int dh, int dw, int s, Dtype inv_tau, Dtype* max_c, Dtype* z,
-    Dtype* sy, Dtype* sx, Dtype* weights = NULL) {
+    Dtype* sy, Dtype* sx) {
   for (int j = 0; j < width; ++j) { max_c[j] = c[j]; }
   for (int k = 1; k < D; ++k) {
     const Dtype* ck = c + k * hw;
@@ -120,18 +110,6 @@ DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
     const Dtype* ck = c + k * hw;
     const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
     const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
-    if (weights) {
-      Dtype* wk = weights + k * width;
-      for (int j = 0; j < width; ++j) {
-        wk[j] = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
-      }
-      for (int j = 0; j < width; ++j) {
-        z[j] += wk[j];
-        sy[j] += wk[j] * dy;
-        sx[j] += wk[j] * dx;
-      }
-      continue;
-    }
     for (int j = 0; j < width; ++j) {
       const Dtype e = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
       z[j] += e;
@@ -141,20 +119,22 @@ DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
   }
 }
 
-// dL/dc_k for one row, given the row's unnormalised weights (D x width),
-// 1 / z and the displacement (v_y, v_x).
+// dL/dc_k for one row in one pass over the cost volume, given the forward's
+// max, 1 / z and displacement (v_y, v_x): each weight is computed again as
+// the forward computed it.
 template <typename Dtype>
-DCD_ROW_KERNEL void soft_displacement_row_grad(const Dtype* weights, int D,
-    int hw, int width, int dh, int dw, int s, Dtype inv_tau,
+DCD_ROW_KERNEL void soft_displacement_row_grad(const Dtype* c, int D, int hw,
+    int width, int dh, int dw, int s, Dtype inv_tau, const Dtype* max_c,
     const Dtype* inv_z, const Dtype* v_y, const Dtype* v_x, const Dtype* g_y,
     const Dtype* g_x, Dtype* dc) {
   for (int k = 0; k < D; ++k) {
-    const Dtype* wk = weights + k * width;
+    const Dtype* ck = c + k * hw;
     Dtype* dck = dc + k * hw;
     const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
     const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
     for (int j = 0; j < width; ++j) {
-      const Dtype p_k = wk[j] * inv_z[j];
+      const Dtype p_k = dcd::softmax_weight(ck[j], max_c[j], inv_tau) *
+          inv_z[j];
       dck[j] = dcd::soft_displacement_grad(p_k, inv_tau, g_y[j], g_x[j], dy,
                                            dx, v_y[j], v_x[j]);
     }
@@ -177,13 +157,15 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
   const bool wta = method_ == SoftDisplacementParameter_Method_WTA;
   const Dtype* cost = bottom[0]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
-#pragma omp parallel
-  {
-  RowMoments<Dtype> m(width);
-#pragma omp for collapse(2) schedule(static)
+  Dtype* moments = moments_.mutable_cpu_data();
+#pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
       const Dtype* c = cost + n * D * hw + i * width;
+      Dtype* max_c = moments + (n * height + i) * 4 * width;
+      Dtype* z = max_c + width;
+      Dtype* sy = z + width;
+      Dtype* sx = sy + width;
       Dtype* v_y = top_data + n * 2 * hw + i * width;
       Dtype* v_x = v_y + hw;
       if (wta) {
@@ -194,15 +176,14 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
         }
         continue;
       }
-      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, m.max_c, m.z,
-                          m.sy, m.sx);
+      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, max_c, z, sy,
+                          sx);
       for (int j = 0; j < width; ++j) {
-        v_y[j] = m.sy[j] / m.z[j];
-        v_x[j] = m.sx[j] / m.z[j];
+        v_y[j] = sy[j] / z[j];
+        v_x[j] = sx[j] / z[j];
       }
     }
   }
-  }  // omp parallel
 }
 
 template <typename Dtype>
@@ -230,27 +211,31 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const Dtype inv_tau = dcd::inverse_temperature(temperature());
   const Dtype* cost = bottom[0]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
+  const Dtype* moments = moments_.cpu_data();
 #pragma omp parallel
   {
-  RowMoments<Dtype> m(width);
-  vector<Dtype> weights(static_cast<size_t>(D) * width);  // a row's, in L2
+  vector<Dtype> buf(3 * width);  // 1 / z, v_y, v_x of a row
+  Dtype* inv_z = &buf[0];
+  Dtype* v_y = inv_z + width;
+  Dtype* v_x = v_y + width;
 #pragma omp for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
       const Dtype* c = cost + n * D * hw + i * width;
+      const Dtype* max_c = moments + (n * height + i) * 4 * width;
+      const Dtype* z = max_c + width;
+      const Dtype* sy = z + width;
+      const Dtype* sx = sy + width;
       const Dtype* g_y = top_diff + n * 2 * hw + i * width;
       const Dtype* g_x = g_y + hw;
       Dtype* dc = bottom_diff + n * D * hw + i * width;
-      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, m.max_c, m.z,
-                          m.sy, m.sx, &weights[0]);
-      // z and the moments become 1 / z and v.
       for (int j = 0; j < width; ++j) {
-        m.z[j] = Dtype(1) / m.z[j];
-        m.sy[j] *= m.z[j];
-        m.sx[j] *= m.z[j];
+        inv_z[j] = Dtype(1) / z[j];
+        v_y[j] = sy[j] * inv_z[j];
+        v_x[j] = sx[j] * inv_z[j];
       }
-      soft_displacement_row_grad(&weights[0], D, hw, width, dh, dw, s,
-                                 inv_tau, m.z, m.sy, m.sx, g_y, g_x, dc);
+      soft_displacement_row_grad(c, D, hw, width, dh, dw, s, inv_tau, max_c,
+                                 inv_z, v_y, v_x, g_y, g_x, dc);
     }
   }
   }  // omp parallel
