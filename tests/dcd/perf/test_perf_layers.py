@@ -55,3 +55,22 @@ def test_benchmark_layers_json_with_torch(tmp_path):
     chain = bench["configs"][0]["layers"]["chain"]
     assert chain["torch_forward_ms_per_frame"] > 0
     assert chain["torch_forward_backward_ms_per_frame"] > 0
+
+
+def test_targets_judge_forward_backward_and_torch(capsys):
+    """The target lines at C=64, 112x112, d=7: shares of the same run's
+    sgemm for the CostVolume forward and backward, the chain against torch."""
+    from dcd.perf.layers import Config, flops
+    tool = load_tool("benchmark_layers")
+    config = Config(64, 112, 7, 1)
+    fwd_flops, bwd_flops = flops(config)["CostVolume"]
+    ceiling = 100.0  # GFLOP/s
+    fwd = fwd_flops / 60e9    # 60% of the ceiling
+    bwd = bwd_flops / 40e9    # 40%
+    rows = [(config, "CostVolume", fwd, fwd + bwd, None, None),
+            (config, "chain", 0.02, 0.025, None, None)]
+    tool.print_targets(rows, ceiling, {config: (0.3, 0.55)}, "AVX2")
+    out = capsys.readouterr().out
+    assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
+    assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
+    assert "[held] N=1: three layers forward+backward 22.0x" in out
