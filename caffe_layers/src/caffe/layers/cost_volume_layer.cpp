@@ -271,12 +271,31 @@ DCD_INLINE bool stream_line(bool stream, const Dtype* out) {
   return stream && (reinterpret_cast<size_t>(out) & 63) == 0;
 }
 
+// One step of the vector blocks: acc[r][v] += x[v] * y[r * y_step][v] for
+// R rows of NV vectors each.
+template <typename Dtype, int VB, int R, int NV>
+DCD_INLINE void fma_rows(typename VecOf<Dtype, VB>::type (&acc)[R][NV],
+    const Dtype* x, const Dtype* y, int y_step) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  const int L = VB / sizeof(Dtype);
+  V xv[NV];
+  for (int v = 0; v < NV; ++v) {
+    __builtin_memcpy(&xv[v], x + v * L, sizeof(V));
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      V yv;
+      __builtin_memcpy(&yv, y + r * y_step + v * L, sizeof(V));
+      acc[r][v] += xv[v] * yv;
+    }
+  }
+}
+
 // acc[r] = sum over o < n of x(o) * y(o)[r * y_step], NV vectors of columns
 // each, written to out + r * out_stride, o in ascending order. The vector
 // block of the correlation (o = channel, r = horizontal offset, y(o) at
-// o * b_plane), of its gradient to F_a (o = displacement, r = channel, y(o)
-// at the displacement's shift in the padded plane) and to F_b (o = valid
-// displacement, r = channel, x(o) and y(o) at the same shift).
+// o * b_plane) and of its gradient to F_a (o = displacement, r = channel,
+// y(o) at the displacement's shift in the padded plane).
 template <typename Dtype, int R, int VB, int NV, typename XOffset,
           typename YOffset>
 DCD_INLINE void vec_block(int n, const Dtype* x, XOffset x_offset,
@@ -289,18 +308,7 @@ DCD_INLINE void vec_block(int n, const Dtype* x, XOffset x_offset,
     for (int v = 0; v < NV; ++v) { acc[r][v] = V{}; }
   }
   for (int o = 0; o < n; ++o) {
-    V xv[NV];
-    for (int v = 0; v < NV; ++v) {
-      __builtin_memcpy(&xv[v], x + x_offset(o) + v * L, sizeof(V));
-    }
-    const Dtype* yo = y + y_offset(o);
-    for (int r = 0; r < R; ++r) {
-      for (int v = 0; v < NV; ++v) {
-        V yv;
-        __builtin_memcpy(&yv, yo + r * y_step + v * L, sizeof(V));
-        acc[r][v] += xv[v] * yv;
-      }
-    }
+    fma_rows<Dtype, VB, R, NV>(acc, x + x_offset(o), y + y_offset(o), y_step);
   }
   for (int r = 0; r < R; ++r) {
     const bool nt = NV * VB == 64 && stream_line(stream, out + r * out_stride);
@@ -623,18 +631,7 @@ DCD_INLINE void grad_b_block(const ShiftRun* runs, int n_runs, int kx,
       continue;
     }
     for (int t = 0; t < m; ++t) {
-      V xv[NV];
-      for (int v = 0; v < NV; ++v) {
-        __builtin_memcpy(&xv[v], x + t * gw + v * L, sizeof(V));
-      }
-      const Dtype* yt = y - t * s;
-      for (int r = 0; r < R; ++r) {
-        for (int v = 0; v < NV; ++v) {
-          V yv;
-          __builtin_memcpy(&yv, yt + r * aw + v * L, sizeof(V));
-          acc[r][v] += xv[v] * yv;
-        }
-      }
+      fma_rows<Dtype, VB, R, NV>(acc, x + t * gw, y - t * s, aw);
     }
   }
   for (int r = 0; r < R; ++r) {
