@@ -682,6 +682,18 @@ inline vector<ShiftRun> shift_run_plan(int nd, int K) {
   return plan;
 }
 
+// Appends a row's plan with each run's t0 turned into its row in x
+// (x0 + t0) and its column in y (y0 + t0 y_step).
+inline void place_runs(const vector<ShiftRun>& plan, int x0, int y0,
+                       int y_step, vector<ShiftRun>* runs) {
+  for (size_t u = 0; u < plan.size(); ++u) {
+    ShiftRun run = plan[u];
+    run.y = y0 + run.x * y_step;
+    run.x += x0;
+    runs->push_back(run);
+  }
+}
+
 #endif
 
 
@@ -811,15 +823,9 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
       const int i = q - di * s;
       if (i < 0 || i >= height) { continue; }
       // Runs of this displacement row: gs rows from n, a_hat at row i and
-      // the run's first offset's shift (dw - t) s.
-      for (size_t u = 0; u < row_plan.size() + single_plan.size(); ++u) {
-        const bool single = u >= row_plan.size();
-        ShiftRun run = single ? single_plan[u - row_plan.size()] : row_plan[u];
-        const int t0 = run.x;
-        run.x = n + t0;
-        run.y = i * channels * aw + (dw - t0) * s;
-        (single ? single_runs : runs).push_back(run);
-      }
+      // the run's first offset's shift (dw - t0) s.
+      place_runs(row_plan, n, i * channels * aw + dw * s, -s, &runs);
+      place_runs(single_plan, n, i * channels * aw + dw * s, -s, &single_runs);
       for (int t = 0; t < nd; ++t, ++n) {
         const int shift = (dw - t) * s;
         Dtype* row = gs + static_cast<size_t>(n) * gw;
