@@ -247,15 +247,17 @@ template <typename Dtype, int VB> struct VecOf {
 // evicted the rows of F_b that the next output rows read
 // (docs/ASSUMPTIONS.md, "CPU kernel figures"). Callers stream whole
 // 64-byte-aligned lines only, and the forward ends with an sfence.
+// `v` by value: taken by reference, a sum of an array of sums made GCC keep
+// the whole array in memory too, stored again at every channel step.
 template <int VB, bool kStreams = (VB >= 32)> struct VecStore {
   template <typename V>
-  static DCD_INLINE void put(void* p, const V& v, bool) {
+  static DCD_INLINE void put(void* p, V v, bool) {
     __builtin_memcpy(p, &v, sizeof(V));
   }
 };
 template <int VB> struct VecStore<VB, true> {
   template <typename V>
-  static DCD_INLINE void put(void* p, const V& v, bool stream) {
+  static DCD_INLINE void put(void* p, V v, bool stream) {
     if (stream) {
       __asm__("vmovntps %1, %0" : "=m"(*static_cast<V*>(p)) : "v"(v));
     } else {
@@ -426,6 +428,68 @@ inline vector<int> pair_plan(int nd, int K) {
   }
   return plan;
 }
+
+// Rows of a group in correlate_shared_rows.
+const int kSharedRows = 4;
+
+// NR output rows that read the same row of F_b (each at its own
+// displacement row) x ND horizontal offsets, one vector of columns: the ND
+// shifted loads of b serve NR rows, NR + ND loads for NR ND FMAs, where
+// vec_block takes 1 + ND for ND. a: the first row's channel 0, rows
+// a_step apart; out: its first offset, rows out_step apart. Each sum is over
+// channels in ascending order, as in vec_block.
+template <typename Dtype, int VB, int NR, int ND>
+DCD_INLINE void shared_row_block(int channels, const Dtype* a, int a_step,
+    int a_plane, const Dtype* b, int b_plane, int s, Dtype* out,
+    int out_step, int out_plane, bool stream) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  V acc[NR][ND];
+  for (int r = 0; r < NR; ++r) {
+    for (int d = 0; d < ND; ++d) { acc[r][d] = V{}; }
+  }
+  for (int c = 0; c < channels; ++c) {
+    V av[NR];
+    for (int r = 0; r < NR; ++r) {
+      __builtin_memcpy(&av[r], a + r * a_step + c * a_plane, sizeof(V));
+    }
+    // Unrolled by request: GCC's own limit left the 4 x 5 block a loop,
+    // its sums on the stack, stored and loaded at every step.
+#pragma GCC unroll 8
+    for (int d = 0; d < ND; ++d) {
+      V bv;
+      __builtin_memcpy(&bv, b + c * b_plane + d * s, sizeof(V));
+      // In a register: else folded into each row's FMA, NR loads again.
+      __asm__("" : "+v"(bv));
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) { acc[r][d] += av[r] * bv; }
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    for (int d = 0; d < ND; ++d) {
+      Dtype* o = out + r * out_step + d * out_plane;
+      VecStore<VB>::put(o, acc[r][d], stream_line(stream, o));
+    }
+  }
+}
+
+// shared_row_block with NR (1..kSharedRows) and ND (1..5) picked at run
+// time.
+template <typename Dtype, int VB>
+DCD_INLINE void shared_row_block_any(int nr, int nd, int channels,
+    const Dtype* a, int a_step, int a_plane, const Dtype* b, int b_plane,
+    int s, Dtype* out, int out_step, int out_plane, bool stream) {
+  switch (nr * 8 + nd) {
+#define DCD_SHARED(NR, ND) case NR * 8 + ND: \
+    shared_row_block<Dtype, VB, NR, ND>(channels, a, a_step, a_plane, b, \
+        b_plane, s, out, out_step, out_plane, stream); break
+#define DCD_SHARED_ROWS(NR) DCD_SHARED(NR, 5); DCD_SHARED(NR, 4); \
+    DCD_SHARED(NR, 3); DCD_SHARED(NR, 2); DCD_SHARED(NR, 1)
+    DCD_SHARED_ROWS(4); DCD_SHARED_ROWS(3); DCD_SHARED_ROWS(2);
+    DCD_SHARED_ROWS(1);
+#undef DCD_SHARED_ROWS
+#undef DCD_SHARED
+  }
+}
 #endif
 
 // A block narrower than 64 bytes of columns (the right edge of a row whose
@@ -448,6 +512,52 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
                         out + jt, out_plane, nd, jb - jt);
   }
 }
+
+#if DCD_X86_DISPATCH
+// The full vector blocks of columns [col_begin, col_end) of output rows
+// [row_begin, row_end) (VB = 64: one vector is a block): rows in groups of
+// kSharedRows; each row r of F_b that a group reads is loaded once for every
+// row of the group whose window holds it, at the displacement row
+// (r - i) / s of each (shared_row_block).
+template <typename Dtype, int VB>
+DCD_INLINE void correlate_shared_rows(const Dtype* a_hat, int aw,
+    const Dtype* b_hat, int channels, int height, int width, int dh, int dw,
+    int s, Dtype* top, int row_begin, int row_end, int col_begin,
+    int col_end, bool stream) {
+  const int kJB = VB / sizeof(Dtype);
+  const int hw = height * width;
+  const int pad_h = dh * s, pad_w = dw * s;
+  const int pw = width + 2 * pad_w;
+  const int nd_row = 2 * dw + 1;
+  for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
+    const int rows = std::min(kSharedRows, row_end - i0);
+    const int r_end = std::min(height, i0 + rows + pad_h);
+    for (int j0 = col_begin; j0 < col_end; j0 += kJB) {
+      for (int r = std::max(0, i0 - pad_h); r < r_end; ++r) {
+        // The group's rows i0 + rho that read r: r - i0 - rho = di s with
+        // |di| <= dh, every s-th row from the first.
+        const int lo = std::max(0, r - i0 - pad_h);
+        const int rho = lo + ((r - i0 - lo) % s + s) % s;
+        const int hi = std::min(rows - 1, r - i0 + pad_h);
+        if (rho > hi) { continue; }
+        const int di = (r - i0 - rho) / s;
+        const Dtype* a = a_hat + (i0 + rho) * channels * aw + j0;
+        const Dtype* b_row = b_hat + (r + pad_h) * channels * pw +
+            (pad_w - dw * s) + j0;
+        // The next row of the group is one displacement row lower.
+        Dtype* out_row = top + dcd::window_channel(di, -dw, dh, dw) * hw +
+            (i0 + rho) * width + j0;
+        for (int dj0 = 0; dj0 < nd_row; dj0 += 5) {
+          shared_row_block_any<Dtype, VB>((hi - rho) / s + 1,
+              std::min(5, nd_row - dj0), channels, a, s * channels * aw, aw,
+              b_row + dj0 * s, pw, s, out_row + dj0 * hw,
+              s * width - nd_row * hw, hw, stream);
+        }
+      }
+    }
+  }
+}
+#endif
 
 // Cost volume of one image from normalised features in rows of channels
 // (a_hat H x C x aw, pointing at column 0; b_hat zero-padded by (dh s,
@@ -499,11 +609,21 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
   }
   for (int strip0 = 0; strip0 < width; strip0 += strip) {
     const int strip_end = std::min(width, strip0 + strip);
+    // Columns from j_first on go block by block below, row by row.
+    int j_first = strip0;
+#if DCD_X86_DISPATCH
+    if (VB == 64) {
+      j_first = strip0 + (strip_end - strip0) / kJB * kJB;
+      correlate_shared_rows<Dtype, VB>(a_hat, aw, b_hat, channels, height,
+          width, dh, dw, s, top, row_begin, row_end, strip0, j_first,
+          stream);
+    }
+#endif
     for (int i = row_begin; i < row_end; ++i) {
       const Dtype* a_row = a_hat + i * channels * aw;
       for (int di = -dh; di <= dh; ++di) {
         if (i + di * s < 0 || i + di * s >= height) { continue; }
-        for (int j0 = strip0; j0 < strip_end; j0 += kJB) {
+        for (int j0 = j_first; j0 < strip_end; j0 += kJB) {
           const int jb = std::min(kJB, strip_end - j0);
           const Dtype* a = a_row + j0;
           const Dtype* b_row = b_hat + (i + di * s + pad_h) * channels * pw +
