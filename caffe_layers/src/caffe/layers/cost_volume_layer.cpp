@@ -559,6 +559,204 @@ DCD_INLINE void correlate_shared_rows(const Dtype* a_hat, int aw,
 }
 #endif
 
+#if DCD_X86_DISPATCH
+// The two gradients with the forward's groups of rows (VB = 64, dilation 1;
+// docs/ASSUMPTIONS.md, "CPU kernel figures"). A gradient element of group
+// row rho sums, over the map rows r within dh of it and the nd horizontal
+// shifts t, p(c, r, t) g(r, rho, t): p is F_b (d a_hat) or a_hat (d b_hat)
+// at row r shifted by t, g the matching displacement's top diff. A block
+// holds CB channels x the group's rows in registers; each load of p serves
+// the group's rows, each load of g the CB channels. The g vectors are packed
+// beforehand in the order the block reads them, so a block streams them
+// from L2 in sequence (the planes of g are 49 KiB apart and shared a few L1
+// sets).
+
+// The rows rho of a group of `rows` from i0 within dh of map row r.
+struct RowSpan {
+  int lo, hi;
+};
+inline RowSpan row_span(int r, int i0, int rows, int dh) {
+  const RowSpan span = {std::max(0, r - i0 - dh),
+                        std::min(rows - 1, r - i0 + dh)};
+  return span;
+}
+
+// One map row of gradient_rows_block: acc[c][rho] += p(c, t) g(rho, t) for
+// rho in [LO, HI], t < nd (p at c pc + t pt; g read in order from gp).
+template <typename Dtype, int VB, int CB, int LO, int HI>
+DCD_INLINE void gradient_rows_step(
+    typename VecOf<Dtype, VB>::type (&acc)[CB][kSharedRows], int nd,
+    const Dtype* p, int pc, int pt, const Dtype*& gp) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  const int L = VB / sizeof(Dtype);
+  for (int t = 0; t < nd; ++t) {
+    V pv[CB];
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; ++c) {
+      __builtin_memcpy(&pv[c], p + c * pc + t * pt, sizeof(V));
+    }
+#pragma GCC unroll 4
+    for (int rho = LO; rho <= HI; ++rho) {
+      V gv;
+      __builtin_memcpy(&gv, gp, sizeof(V));
+      gp += L;
+      // In a register: else folded into each channel's FMA, CB loads.
+      __asm__("" : "+v"(gv));
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) { acc[c][rho] += pv[c] * gv; }
+    }
+  }
+}
+
+// CB channels x a group's rows, one vector of columns: sums over the map
+// rows r_first, r_first + r_dir, ... (before r_end) and their shifts, p(c,
+// r, t) at p0 + r p_row + c pc + t pt; written to out + c out_c + rho
+// out_row for rho < rows.
+template <typename Dtype, int VB, int CB>
+DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
+    int r_end, int r_dir, int nd, const Dtype* p0, int p_row, int pc, int pt,
+    const Dtype* gp, Dtype* out, int out_c, int out_row) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  V acc[CB][kSharedRows];
+  for (int c = 0; c < CB; ++c) {
+    for (int rho = 0; rho < kSharedRows; ++rho) { acc[c][rho] = V{}; }
+  }
+  for (int r = r_first; r != r_end; r += r_dir) {
+    const RowSpan span = row_span(r, i0, rows, dh);
+    const Dtype* p = p0 + r * p_row;
+    switch (span.lo * kSharedRows + span.hi) {
+#define DCD_STEP(LO, HI) case LO * kSharedRows + HI: \
+      gradient_rows_step<Dtype, VB, CB, LO, HI>(acc, nd, p, pc, pt, gp); \
+      break
+      DCD_STEP(0, 0); DCD_STEP(0, 1); DCD_STEP(0, 2); DCD_STEP(0, 3);
+      DCD_STEP(1, 1); DCD_STEP(1, 2); DCD_STEP(1, 3);
+      DCD_STEP(2, 2); DCD_STEP(2, 3);
+      DCD_STEP(3, 3);
+#undef DCD_STEP
+    }
+  }
+  for (int c = 0; c < CB; ++c) {
+    for (int rho = 0; rho < rows; ++rho) {
+      VecStore<VB>::put(out + c * out_c + rho * out_row, acc[c][rho], false);
+    }
+  }
+}
+
+// The group's channel blocks (the last one shorter) over packed g.
+const int kGradChannels = 4;
+template <typename Dtype, int VB>
+DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
+    int dh, int r_first, int r_end, int r_dir, int nd, const Dtype* p0,
+    int p_row, int pc, int pt, const Dtype* gp, Dtype* out, int out_c,
+    int out_row) {
+  for (int c0 = 0; c0 < channels; c0 += kGradChannels) {
+    const Dtype* p = p0 + c0 * pc;
+    Dtype* o = out + c0 * out_c;
+    switch (std::min(kGradChannels, channels - c0)) {
+#define DCD_BLOCK(CB) case CB: gradient_rows_block<Dtype, VB, CB>(i0, rows, \
+        dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, out_c, \
+        out_row); break
+      DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2); DCD_BLOCK(1);
+#undef DCD_BLOCK
+    }
+  }
+}
+
+// The first column the per-row gradient loops still do: the grouped path
+// takes whole vectors of columns where VB = 64 and s = 1.
+template <typename Dtype, int VB>
+inline int grouped_columns(int width, int s) {
+  const int L = VB / sizeof(Dtype);
+  return VB == 64 && s == 1 ? width / L * L : 0;
+}
+
+// dL/da_hat (rows [row_begin, row_end), columns [0, grouped_columns)):
+// map row r of F_b in ascending order, shift t ascending: k ascending, as
+// in correlate_backward_a.
+template <typename Dtype, int VB>
+DCD_INLINE void correlate_backward_a_rows(const Dtype* g,
+    const Dtype* b_hat, int channels, int height, int width, int dh, int dw,
+    Dtype* da, int row_begin, int row_end) {
+  const int L = VB / sizeof(Dtype);
+  const int hw = height * width;
+  const int pw = width + 2 * dw;
+  const int nd = 2 * dw + 1;
+  const int col_end = grouped_columns<Dtype, VB>(width, 1);
+  vector<Dtype> buf(static_cast<size_t>(kSharedRows) * (2 * dh + 1) * nd * L +
+                    L);
+  Dtype* packed = &buf[0] + ((-reinterpret_cast<uintptr_t>(&buf[0]) & 63) /
+                             sizeof(Dtype));
+  for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
+    const int rows = std::min(kSharedRows, row_end - i0);
+    const int r_first = std::max(0, i0 - dh);
+    const int r_end = std::min(height, i0 + rows + dh);
+    for (int j0 = 0; j0 < col_end; j0 += L) {
+      Dtype* gp = packed;
+      for (int r = r_first; r < r_end; ++r) {
+        const RowSpan span = row_span(r, i0, rows, dh);
+        for (int t = 0; t < nd; ++t) {
+          for (int rho = span.lo; rho <= span.hi; ++rho, gp += L) {
+            const Dtype* src = g + (i0 + rho) * width + j0 +
+                dcd::window_channel(r - i0 - rho, t - dw, dh, dw) * hw;
+            std::copy(src, src + L, gp);
+          }
+        }
+      }
+      gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
+          r_end, 1, nd, b_hat + dh * channels * pw + j0, channels * pw, pw,
+          1, packed, da + i0 * width + j0, hw, width);
+    }
+  }
+}
+
+// dL/db_hat (rows [row_begin, row_end), columns [0, grouped_columns)): map
+// row i of a_hat in descending order (displacement row ascending), shift t
+// ascending: k ascending, as in correlate_backward_b. The packed g is
+// shifted with a_hat, zero where its columns leave the map.
+template <typename Dtype, int VB>
+DCD_INLINE void correlate_backward_b_rows(const Dtype* g,
+    const Dtype* a_hat, int aw, int channels, int height, int width, int dh,
+    int dw, Dtype* db, int row_begin, int row_end) {
+  const int L = VB / sizeof(Dtype);
+  const int hw = height * width;
+  const int nd = 2 * dw + 1;
+  const int col_end = grouped_columns<Dtype, VB>(width, 1);
+  vector<Dtype> buf(static_cast<size_t>(kSharedRows) * (2 * dh + 1) * nd * L +
+                    L);
+  Dtype* packed = &buf[0] + ((-reinterpret_cast<uintptr_t>(&buf[0]) & 63) /
+                             sizeof(Dtype));
+  for (int q0 = row_begin; q0 < row_end; q0 += kSharedRows) {
+    const int rows = std::min(kSharedRows, row_end - q0);
+    const int i_first = std::min(height, q0 + rows + dh) - 1;
+    const int i_end = std::max(0, q0 - dh) - 1;
+    for (int j0 = 0; j0 < col_end; j0 += L) {
+      Dtype* gp = packed;
+      for (int i = i_first; i > i_end; --i) {
+        const RowSpan span = row_span(i, q0, rows, dh);
+        for (int t = 0; t < nd; ++t) {
+          // Columns j0 - dj .. j0 - dj + L - 1 of g, those in the map.
+          const int col = j0 - (t - dw);
+          const int jj_begin = std::max(0, -col);
+          const int jj_end = std::min(L, width - col);
+          for (int rho = span.lo; rho <= span.hi; ++rho, gp += L) {
+            const Dtype* src = g + i * width + col +
+                dcd::window_channel(q0 + rho - i, t - dw, dh, dw) * hw;
+            for (int jj = 0; jj < jj_begin; ++jj) { gp[jj] = 0; }
+            for (int jj = jj_begin; jj < jj_end; ++jj) { gp[jj] = src[jj]; }
+            for (int jj = std::max(jj_begin, jj_end); jj < L; ++jj) {
+              gp[jj] = 0;
+            }
+          }
+        }
+      }
+      gradient_rows_channels<Dtype, VB>(channels, q0, rows, dh, i_first,
+          i_end, -1, nd, a_hat + j0 + dw, channels * aw, aw, -1, packed,
+          db + q0 * width + j0, hw, width);
+    }
+  }
+}
+#endif
+
 // Cost volume of one image from normalised features in rows of channels
 // (a_hat H x C x aw, pointing at column 0; b_hat zero-padded by (dh s,
 // dw s), Hp x C x pw). Loop layout: output row i, blocks of 64 bytes of
@@ -854,10 +1052,16 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   for (int k = 0; k < D; ++k) {
     koff[k] = dcd::window_di(k, dh, dw) * s * b_row + dcd::window_dj(k, dw) * s;
   }
-  // Blocks of 64 bytes of columns, then single vectors (e.g. the last 8
-  // columns of a 56-wide map), then columns one by one.
+  // Whole vectors of columns in groups of rows where that path applies;
+  // the rest blocks of 64 bytes of columns, then single vectors (e.g. the
+  // last 8 columns of a 56-wide map), then columns one by one.
+  const int j_first = grouped_columns<Dtype, VB>(width, s);
+  if (j_first > 0) {
+    correlate_backward_a_rows<Dtype, VB>(g, b_hat, channels, height, width,
+                                         dh, dw, da, row_begin, row_end);
+  }
   for (int i = row_begin; i < row_end; ++i) {
-    int j0 = 0;
+    int j0 = j_first;
     for (; j0 + kJB <= width; j0 += kJB) {
       grad_a_columns<Dtype, VB, 64 / VB>(g, b_hat, channels, hw, pw,
           (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
@@ -935,7 +1139,14 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   const vector<ShiftRun> row_plan = shift_run_plan(nd, K);
   const vector<ShiftRun> single_plan = shift_run_plan(nd, 0);
   vector<ShiftRun> runs, single_runs;
-  for (int q = row_begin; q < row_end; ++q) {
+  // Whole vectors of columns in groups of rows where that path applies;
+  // the rows below then do the rest.
+  const int j_first = grouped_columns<Dtype, VB>(width, s);
+  if (j_first > 0) {
+    correlate_backward_b_rows<Dtype, VB>(g, a_hat, aw, channels, height,
+        width, dh, dw, db, row_begin, row_end);
+  }
+  for (int q = row_begin; q < row_end && j_first < width; ++q) {
     int n = 0;
     runs.clear();
     single_runs.clear();
@@ -959,7 +1170,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
       }
     }
     Dtype* db_row = db + q * width;
-    int j0 = 0;
+    int j0 = j_first;
     for (; j0 + kJB <= width; j0 += kJB) {
       for (int c0 = 0; c0 < channels; c0 += kCB) {
         grad_b_block_r<Dtype, VB, 64 / VB>(std::min(kCB, channels - c0),
