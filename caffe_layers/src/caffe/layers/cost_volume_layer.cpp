@@ -177,11 +177,18 @@ DCD_ROW_KERNEL void normalize_backward_row(const Dtype* f, const Dtype* inv,
 template <typename Dtype>
 void normalize_backward_cpu(const Dtype* f, const Dtype* inv_norm,
     int channels, int rows, int width, Dtype* dot, Dtype* diff) {
+  // Spans of kNormRows rows (a span's pixels are contiguous: one "row" of
+  // normalize_backward_row), so that each plane of f and diff is read in
+  // runs long enough for the hardware prefetcher; row by row, the loads
+  // stalled the loop. (The forward's normalize_row gained nothing so.)
+  const int kNormRows = 4;
+  const int spans = (rows + kNormRows - 1) / kNormRows;
 #pragma omp parallel for schedule(static)
-  for (int i = 0; i < rows; ++i) {
-    const int r = i * width;
+  for (int n = 0; n < spans; ++n) {
+    const int r = n * kNormRows * width;
     normalize_backward_row(f + r, inv_norm + r, channels, rows * width,
-                           width, dot + r, diff + r);
+        std::min(kNormRows, rows - n * kNormRows) * width, dot + r,
+        diff + r);
   }
 }
 
@@ -643,7 +650,7 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
 }
 
 // The group's channel blocks (the last one shorter) over packed g.
-const int kGradChannels = 4;
+const int kGradChannels = 6;
 template <typename Dtype, int VB>
 DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
     int dh, int r_first, int r_end, int r_dir, int nd, const Dtype* p0,
@@ -656,7 +663,8 @@ DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
 #define DCD_BLOCK(CB) case CB: gradient_rows_block<Dtype, VB, CB>(i0, rows, \
         dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, out_c, \
         out_row); break
-      DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2); DCD_BLOCK(1);
+      DCD_BLOCK(6); DCD_BLOCK(5); DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2);
+      DCD_BLOCK(1);
 #undef DCD_BLOCK
     }
   }
@@ -670,88 +678,91 @@ inline int grouped_columns(int width, int s) {
   return VB == 64 && s == 1 ? width / L * L : 0;
 }
 
-// dL/da_hat (rows [row_begin, row_end), columns [0, grouped_columns)):
-// map row r of F_b in ascending order, shift t ascending: k ascending, as
-// in correlate_backward_a.
-template <typename Dtype, int VB>
-DCD_INLINE void correlate_backward_a_rows(const Dtype* g,
-    const Dtype* b_hat, int channels, int height, int width, int dh, int dw,
-    Dtype* da, int row_begin, int row_end) {
-  const int L = VB / sizeof(Dtype);
-  const int hw = height * width;
-  const int pw = width + 2 * dw;
+// The g vectors of one group (rows i0 .. i0 + rows - 1) for every block of
+// L columns of [0, col_end), each block's block_stride apart, in the order
+// gradient_rows_block reads them: map rows r_first, r_first + r_dir, ...
+// (before r_end), shifts t, rows rho of the span. For d a_hat (for_b false)
+// group row rho meets map row r = i0 + rho + di and reads g at row i0 + rho;
+// for d b_hat it meets r = i0 + rho - di and reads g at row r, shifted
+// with a_hat by -dj (zero where that leaves the map). g is read plane by
+// plane, the group's rows of a plane in one contiguous run: line by line in
+// the blocks' order, each read waited on memory. Returns the vectors per
+// block.
+template <typename Dtype, int L>
+inline int pack_group_g(const Dtype* g, int height, int width, int dh,
+    int dw, int i0, int rows, int r_first, int r_end, int r_dir, bool for_b,
+    int col_end, int block_stride, vector<int>* start, Dtype* packed) {
   const int nd = 2 * dw + 1;
-  const int col_end = grouped_columns<Dtype, VB>(width, 1);
-  vector<Dtype> buf(static_cast<size_t>(kSharedRows) * (2 * dh + 1) * nd * L +
-                    L);
-  Dtype* packed = &buf[0] + ((-reinterpret_cast<uintptr_t>(&buf[0]) & 63) /
-                             sizeof(Dtype));
-  for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
-    const int rows = std::min(kSharedRows, row_end - i0);
-    const int r_first = std::max(0, i0 - dh);
-    const int r_end = std::min(height, i0 + rows + dh);
-    for (int j0 = 0; j0 < col_end; j0 += L) {
-      Dtype* gp = packed;
-      for (int r = r_first; r < r_end; ++r) {
-        const RowSpan span = row_span(r, i0, rows, dh);
-        for (int t = 0; t < nd; ++t) {
-          for (int rho = span.lo; rho <= span.hi; ++rho, gp += L) {
-            const Dtype* src = g + (i0 + rho) * width + j0 +
-                dcd::window_channel(r - i0 - rho, t - dw, dh, dw) * hw;
-            std::copy(src, src + L, gp);
-          }
-        }
-      }
-      gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
-          r_end, 1, nd, b_hat + dh * channels * pw + j0, channels * pw, pw,
-          1, packed, da + i0 * width + j0, hw, width);
+  const int hw = height * width;
+  // (*start)[n nd + t]: a block's first vector of the n-th map row, shift t.
+  start->clear();
+  int n_vec = 0;
+  for (int r = r_first; r != r_end; r += r_dir) {
+    const RowSpan span = row_span(r, i0, rows, dh);
+    for (int t = 0; t < nd; ++t) {
+      start->push_back(n_vec);
+      n_vec += span.hi - span.lo + 1;
     }
   }
+  CHECK_LE(n_vec * L, block_stride);
+  for (int di = -dh; di <= dh; ++di) {
+    for (int t = 0; t < nd; ++t) {
+      const Dtype* plane = g + dcd::window_channel(di, t - dw, dh, dw) * hw;
+      const int shift = for_b ? dw - t : 0;  // g's column for column j: j + shift
+      for (int rho = 0; rho < rows; ++rho) {
+        const int r = for_b ? i0 + rho - di : i0 + rho + di;
+        if (r < 0 || r >= height) { continue; }
+        const RowSpan span = row_span(r, i0, rows, dh);
+        Dtype* dst = packed +
+            ((*start)[(r - r_first) * r_dir * nd + t] + rho - span.lo) * L;
+        const Dtype* src = plane + (for_b ? r : i0 + rho) * width + shift;
+        for (int j0 = 0; j0 < col_end; j0 += L, dst += block_stride) {
+          if (j0 + shift >= 0 && j0 + shift + L <= width) {
+            __builtin_memcpy(dst, src + j0, sizeof(Dtype) * L);  // inlined
+            continue;
+          }
+          for (int jj = 0; jj < L; ++jj) {
+            const int col = j0 + shift + jj;
+            dst[jj] = col >= 0 && col < width ? src[j0 + jj] : Dtype(0);
+          }
+        }
+      }
+    }
+  }
+  return n_vec;
 }
 
-// dL/db_hat (rows [row_begin, row_end), columns [0, grouped_columns)): map
-// row i of a_hat in descending order (displacement row ascending), shift t
-// ascending: k ascending, as in correlate_backward_b. The packed g is
-// shifted with a_hat, zero where its columns leave the map.
+// One gradient of a thread's rows [row_begin, row_end), columns [0,
+// grouped_columns): d a_hat (for_b false; p = F_b, map rows ascending) or
+// d b_hat (p = a_hat shifted with g, map rows descending: displacement row
+// ascending). Both sum each element in ascending k, as the per-row loops
+// below. p0: p's row 0, channel 0, at the shift t = 0 of column 0.
 template <typename Dtype, int VB>
-DCD_INLINE void correlate_backward_b_rows(const Dtype* g,
-    const Dtype* a_hat, int aw, int channels, int height, int width, int dh,
-    int dw, Dtype* db, int row_begin, int row_end) {
+DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
+    int p_row, int pc, bool for_b, int channels, int height, int width,
+    int dh, int dw, Dtype* out, int row_begin, int row_end) {
   const int L = VB / sizeof(Dtype);
   const int hw = height * width;
   const int nd = 2 * dw + 1;
   const int col_end = grouped_columns<Dtype, VB>(width, 1);
-  vector<Dtype> buf(static_cast<size_t>(kSharedRows) * (2 * dh + 1) * nd * L +
-                    L);
+  const int block_stride = kSharedRows * (2 * dh + 1) * nd * L;
+  vector<Dtype> buf(static_cast<size_t>(col_end / L) * block_stride + L);
   Dtype* packed = &buf[0] + ((-reinterpret_cast<uintptr_t>(&buf[0]) & 63) /
                              sizeof(Dtype));
-  for (int q0 = row_begin; q0 < row_end; q0 += kSharedRows) {
-    const int rows = std::min(kSharedRows, row_end - q0);
-    const int i_first = std::min(height, q0 + rows + dh) - 1;
-    const int i_end = std::max(0, q0 - dh) - 1;
+  vector<int> start;
+  for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
+    const int rows = std::min(kSharedRows, row_end - i0);
+    const int r_low = std::max(0, i0 - dh);
+    const int r_high = std::min(height, i0 + rows + dh) - 1;
+    const int r_first = for_b ? r_high : r_low;
+    const int r_end = for_b ? r_low - 1 : r_high + 1;
+    const int r_dir = for_b ? -1 : 1;
+    pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
+        r_end, r_dir, for_b, col_end, block_stride, &start, packed);
     for (int j0 = 0; j0 < col_end; j0 += L) {
-      Dtype* gp = packed;
-      for (int i = i_first; i > i_end; --i) {
-        const RowSpan span = row_span(i, q0, rows, dh);
-        for (int t = 0; t < nd; ++t) {
-          // Columns j0 - dj .. j0 - dj + L - 1 of g, those in the map.
-          const int col = j0 - (t - dw);
-          const int jj_begin = std::max(0, -col);
-          const int jj_end = std::min(L, width - col);
-          for (int rho = span.lo; rho <= span.hi; ++rho, gp += L) {
-            const Dtype* src = g + i * width + col +
-                dcd::window_channel(q0 + rho - i, t - dw, dh, dw) * hw;
-            for (int jj = 0; jj < jj_begin; ++jj) { gp[jj] = 0; }
-            for (int jj = jj_begin; jj < jj_end; ++jj) { gp[jj] = src[jj]; }
-            for (int jj = std::max(jj_begin, jj_end); jj < L; ++jj) {
-              gp[jj] = 0;
-            }
-          }
-        }
-      }
-      gradient_rows_channels<Dtype, VB>(channels, q0, rows, dh, i_first,
-          i_end, -1, nd, a_hat + j0 + dw, channels * aw, aw, -1, packed,
-          db + q0 * width + j0, hw, width);
+      gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
+          r_end, r_dir, nd, p0 + j0, p_row, pc, for_b ? -1 : 1,
+          packed + j0 / L * block_stride, out + i0 * width + j0, hw, width);
     }
   }
 }
@@ -1057,8 +1068,9 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   // last 8 columns of a 56-wide map), then columns one by one.
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   if (j_first > 0) {
-    correlate_backward_a_rows<Dtype, VB>(g, b_hat, channels, height, width,
-                                         dh, dw, da, row_begin, row_end);
+    // F_b at row r + dh of the padded map, column j + t.
+    correlate_gradient_rows<Dtype, VB>(g, b_hat + pad_h * b_row, b_row, pw,
+        false, channels, height, width, dh, dw, da, row_begin, row_end);
   }
   for (int i = row_begin; i < row_end; ++i) {
     int j0 = j_first;
@@ -1143,8 +1155,9 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   // the rows below then do the rest.
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   if (j_first > 0) {
-    correlate_backward_b_rows<Dtype, VB>(g, a_hat, aw, channels, height,
-        width, dh, dw, db, row_begin, row_end);
+    // a_hat at column j + dw - t (its zero columns reach dw further out).
+    correlate_gradient_rows<Dtype, VB>(g, a_hat + dw, channels * aw, aw,
+        true, channels, height, width, dh, dw, db, row_begin, row_end);
   }
   for (int q = row_begin; q < row_end && j_first < width; ++q) {
     int n = 0;
