@@ -436,7 +436,16 @@ inline vector<int> pair_plan(int nd, int K) {
   return plan;
 }
 
-// Rows of a group in correlate_shared_rows.
+// The first element of `buf` on a 64-byte line (buf holds a line's worth
+// of elements more than its user needs).
+template <typename Dtype>
+inline Dtype* first_line(vector<Dtype>* buf) {
+  Dtype* p = &(*buf)[0];
+  return p + (-reinterpret_cast<uintptr_t>(p) & 63) / sizeof(Dtype);
+}
+
+// Rows of a group: the forward's (correlate_shared_rows) and the
+// gradients' (correlate_gradient_rows).
 const int kSharedRows = 4;
 
 // NR output rows that read the same row of F_b (each at its own
@@ -686,10 +695,9 @@ inline int grouped_columns(int width, int s) {
 // for d b_hat it meets r = i0 + rho - di and reads g at row r, shifted
 // with a_hat by -dj (zero where that leaves the map). g is read plane by
 // plane, the group's rows of a plane in one contiguous run: line by line in
-// the blocks' order, each read waited on memory. Returns the vectors per
-// block.
+// the blocks' order, each read waited on memory.
 template <typename Dtype, int L>
-inline int pack_group_g(const Dtype* g, int height, int width, int dh,
+inline void pack_group_g(const Dtype* g, int height, int width, int dh,
     int dw, int i0, int rows, int r_first, int r_end, int r_dir, bool for_b,
     int col_end, int block_stride, vector<int>* start, Dtype* packed) {
   const int nd = 2 * dw + 1;
@@ -729,7 +737,6 @@ inline int pack_group_g(const Dtype* g, int height, int width, int dh,
       }
     }
   }
-  return n_vec;
 }
 
 // One gradient of a thread's rows [row_begin, row_end), columns [0,
@@ -747,8 +754,7 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
   const int col_end = grouped_columns<Dtype, VB>(width, 1);
   const int block_stride = kSharedRows * (2 * dh + 1) * nd * L;
   vector<Dtype> buf(static_cast<size_t>(col_end / L) * block_stride + L);
-  Dtype* packed = &buf[0] + ((-reinterpret_cast<uintptr_t>(&buf[0]) & 63) /
-                             sizeof(Dtype));
+  Dtype* packed = first_line(&buf);
   vector<int> start;
   for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
     const int rows = std::min(kSharedRows, row_end - i0);
@@ -1144,8 +1150,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   // figures").
   const int gw = (width + kJB - 1) / kJB * kJB;
   vector<Dtype> gs_buf(static_cast<size_t>(D) * gw + kJB);
-  Dtype* gs = &gs_buf[0] + ((-reinterpret_cast<uintptr_t>(&gs_buf[0]) & 63) /
-                            sizeof(Dtype));
+  Dtype* gs = first_line(&gs_buf);
   // Pairs where a block is two vectors and K = L / s offsets fit in a row.
   const int K = VB == 32 && kL % s == 0 && kL / s < nd ? kL / s : 0;
   const vector<ShiftRun> row_plan = shift_run_plan(nd, K);
