@@ -658,20 +658,30 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
   }
 }
 
+// Channels per block of the grouped gradients: CB x kSharedRows sums, CB
+// vectors of p and one of g in registers (AVX-512: 24 + 6 + 1 of 32; AVX2:
+// 12 + 3 + 1 of 16).
+template <int VB> struct GradChannels {
+  static const int value = VB == 64 ? 6 : 3;
+};
+
 // The group's channel blocks (the last one shorter) over packed g.
-const int kGradChannels = 6;
 template <typename Dtype, int VB>
 DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
     int dh, int r_first, int r_end, int r_dir, int nd, const Dtype* p0,
     int p_row, int pc, int pt, const Dtype* gp, Dtype* out, int out_c,
     int out_row) {
-  for (int c0 = 0; c0 < channels; c0 += kGradChannels) {
+  const int kCB = GradChannels<VB>::value;
+  for (int c0 = 0; c0 < channels; c0 += kCB) {
     const Dtype* p = p0 + c0 * pc;
     Dtype* o = out + c0 * out_c;
-    switch (std::min(kGradChannels, channels - c0)) {
-#define DCD_BLOCK(CB) case CB: gradient_rows_block<Dtype, VB, CB>(i0, rows, \
-        dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, out_c, \
-        out_row); break
+    // Cases above kCB never run; they name kCB's block so that no wider one
+    // is compiled.
+    switch (std::min(kCB, channels - c0)) {
+#define DCD_BLOCK(CB) case CB: gradient_rows_block<Dtype, VB, \
+        (CB < GradChannels<VB>::value ? CB : GradChannels<VB>::value)>( \
+        i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, \
+        out_c, out_row); break
       DCD_BLOCK(6); DCD_BLOCK(5); DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2);
       DCD_BLOCK(1);
 #undef DCD_BLOCK
@@ -680,11 +690,11 @@ DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
 }
 
 // The first column the per-row gradient loops still do: the grouped path
-// takes whole vectors of columns where VB = 64 and s = 1.
+// takes whole vectors of columns at dilation 1 (AVX2 and AVX-512).
 template <typename Dtype, int VB>
 inline int grouped_columns(int width, int s) {
   const int L = VB / sizeof(Dtype);
-  return VB == 64 && s == 1 ? width / L * L : 0;
+  return VB >= 32 && s == 1 ? width / L * L : 0;
 }
 
 // The g vectors of one group (rows i0 .. i0 + rows - 1) for every block of
@@ -753,7 +763,8 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
   const int nd = 2 * dw + 1;
   const int col_end = grouped_columns<Dtype, VB>(width, 1);
   const int block_stride = kSharedRows * (2 * dh + 1) * nd * L;
-  vector<Dtype> buf(static_cast<size_t>(col_end / L) * block_stride + L);
+  vector<Dtype> buf(static_cast<size_t>(col_end / L) * block_stride +
+                    64 / sizeof(Dtype));
   Dtype* packed = first_line(&buf);
   vector<int> start;
   for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
