@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dcd.perf.layers import (Config, DeviceSync, cpu_isa, flops, sgemm_gflops,
-                             time_layer, time_reference, time_torch, torch_available)
+from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_isa, cpu_isa,
+                             flops, kernel_environment, sgemm_gflops, time_layer,
+                             time_reference, time_torch, torch_available)
 from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
@@ -50,7 +52,18 @@ def main(argv=None):
                         help="time the CUDA path on this GPU (the reference stays numpy)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the (slow) numpy and PyTorch reference timings")
+    parser.add_argument("--kernels", choices=("native",) + tuple(KERNEL_CAPS), default="native",
+                        help="CPU: cap the CostVolume kernels at this variant and run numpy's "
+                             "sgemm with OpenBLAS kernels of the same ISA (Haswell for avx2, "
+                             "Nehalem for baseline), so that the ratios are like for like; "
+                             "reruns the tool in a fresh process with DCD_CPU_KERNELS and "
+                             "OPENBLAS_CORETYPE set (default: native, the machine's own)")
     args = parser.parse_args(argv)
+    env = kernel_environment(args.kernels)
+    if env is not None:
+        given = sys.argv[1:] if argv is None else list(argv)
+        return subprocess.run([sys.executable, os.path.abspath(__file__), *given],
+                              env=env).returncode
     if args.sizes is None:
         args.sizes = [56, 112] if args.gpu is None else [224]
     if args.displacements is None:
@@ -91,8 +104,9 @@ def main(argv=None):
                    tqdm(configs if use_torch else [], desc="torch autograd", unit="case")}
     time.sleep(0.5)
     ceiling = max(ceiling_first, sgemm_gflops())
+    core = blas_core()
     print(f"numpy float32 matmul (sgemm) ceiling: {ceiling:.1f} GFLOP/s "
-          "(the higher of the first and last timing)")
+          f"(OpenBLAS {core or 'kernels unknown'}; the higher of the first and last timing)")
     rows = [(config, layer, *lt, *rt) for (config, layer), lt, rt in
             zip(cases, layer_times, ref_times)]
 
@@ -130,7 +144,7 @@ def main(argv=None):
                       f"({tfb / fwd_bwd:5.1f}x)")
 
     if args.gpu is None:
-        print_targets(rows, ceiling, torch_times, isa)
+        print_targets(rows, ceiling, torch_times, isa, blas_isa(core))
     return 0
 
 
@@ -139,9 +153,13 @@ def torch_version():
     return torch.__version__
 
 
-def print_targets(rows, ceiling, torch_times, isa):
-    """The CPU targets at C=64, 112x112, d=7, on this machine's ISA."""
+def print_targets(rows, ceiling, torch_times, isa, sgemm_isa=None):
+    """The CPU targets at C=64, 112x112, d=7, on this machine's ISA (with a
+    note where sgemm's kernels use another vector ISA than the layers')."""
     print(f"\nCPU targets (C=64, 112x112, d=7; {isa} kernels; ratios within this run):")
+    if sgemm_isa is not None and sgemm_isa != isa:
+        print(f"  (sgemm ran {sgemm_isa} kernels, the layers {isa}: the sgemm shares are not "
+              "like for like; --kernels picks both)")
     for config, layer, fwd, fwd_bwd, *_ in rows:
         if (config.size, config.max_displacement) != (112, 7):
             continue

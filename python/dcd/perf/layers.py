@@ -4,6 +4,7 @@ Figures are ratios against baselines measured in the same process: numpy's
 float32 matrix multiply (the machine's ceiling in GFLOP/s) and the
 vectorised numpy reference of dcd.layers.reference.
 """
+import ctypes
 import os
 import statistics
 import time
@@ -243,3 +244,57 @@ def _cpu_isa(cpuinfo):
     if "fma" in flags and "avx2" in flags:
         return "AVX2"
     return "baseline"
+
+
+# OpenBLAS core names (its kernel sets) by the widest vector ISA they use.
+_BLAS_CORE_ISA = {"skylakex": "AVX-512", "cooperlake": "AVX-512",
+                  "sapphirerapids": "AVX-512", "haswell": "AVX2", "zen": "AVX2",
+                  "sandybridge": "AVX", "nehalem": "SSE", "core2": "SSE",
+                  "prescott": "SSE"}
+
+# --kernels of benchmark_layers: the CostVolume variant (DCD_CPU_KERNELS)
+# and the OpenBLAS kernels of the same ISA (OPENBLAS_CORETYPE, read when
+# numpy's OpenBLAS loads), so that an AVX-512 machine also measures the
+# narrower variants against a like-for-like sgemm.
+KERNEL_CAPS = {"avx2": {"DCD_CPU_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell"},
+               "baseline": {"DCD_CPU_KERNELS": "baseline", "OPENBLAS_CORETYPE": "Nehalem"}}
+
+
+def blas_core():
+    """The kernel set numpy's OpenBLAS runs ("SkylakeX", "Haswell", ...), or
+    None where numpy uses another BLAS or the name cannot be read."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f
+                            if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                core = fn()
+                return core.decode() if core else None
+    return None
+
+
+def blas_isa(core):
+    """The vector ISA of an OpenBLAS core name (None if unknown)."""
+    return _BLAS_CORE_ISA.get((core or "").lower())
+
+
+def kernel_environment(kernels, environ=None):
+    """The environment that runs `kernels` ("native", "avx2", "baseline"), or
+    None when `environ` (os.environ) already does: the variables take effect
+    only in a fresh process (OpenBLAS reads its own when it loads)."""
+    environ = os.environ if environ is None else environ
+    wanted = KERNEL_CAPS.get(kernels, {})
+    if all(environ.get(k) == v for k, v in wanted.items()):
+        return None
+    return {**environ, **wanted}

@@ -74,3 +74,40 @@ def test_targets_judge_forward_backward_and_torch(capsys):
     assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
     assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
     assert "[held] N=1: three layers forward+backward 22.0x" in out
+    assert "like for like" not in out
+    tool.print_targets(rows, ceiling, {config: (0.3, 0.55)}, "AVX2", "AVX-512")
+    assert "(sgemm ran AVX-512 kernels, the layers AVX2" in capsys.readouterr().out
+
+
+def test_blas_core_names_numpys_openblas_kernels():
+    """numpy's OpenBLAS reports its kernel set; the ISA map knows it."""
+    import numpy as np  # noqa: F401 (loads OpenBLAS)
+    from dcd.perf.layers import blas_core, blas_isa
+    core = blas_core()
+    assert core, "numpy's OpenBLAS did not name its kernels"
+    assert blas_isa(core) in {"AVX-512", "AVX2", "AVX", "SSE"}, core
+    assert blas_isa("Haswell") == "AVX2" and blas_isa("SkylakeX") == "AVX-512"
+    assert blas_isa(None) is None
+
+
+def test_kernel_environment_asks_a_fresh_process_only_when_needed():
+    from dcd.perf.layers import kernel_environment
+    assert kernel_environment("native", {"PATH": "/bin"}) is None
+    env = kernel_environment("avx2", {"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "DCD_CPU_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell"}
+    assert kernel_environment("avx2", env) is None
+    assert kernel_environment("baseline", env)["DCD_CPU_KERNELS"] == "baseline"
+
+
+def test_benchmark_layers_kernels_avx2_reruns_with_both_caps(tmp_path):
+    """--kernels avx2 measures the AVX2 variant against Haswell sgemm."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    tool = Path(__file__).resolve().parents[3] / "tools" / "benchmark_layers.py"
+    out = subprocess.run([sys.executable, str(tool), "--kernels", "avx2", "--channels", "4",
+                          "--sizes", "12", "--displacements", "1", "--batches", "1",
+                          "--no-reference"], capture_output=True, text=True, check=True).stdout
+    assert "OpenBLAS Haswell" in out, out
+    assert "CPU kernels: AVX2" in out or "CPU kernels: baseline" in out, out
+
