@@ -110,4 +110,3 @@ def test_benchmark_layers_kernels_avx2_reruns_with_both_caps(tmp_path):
                           "--no-reference"], capture_output=True, text=True, check=True).stdout
     assert "OpenBLAS Haswell" in out, out
     assert "CPU kernels: AVX2" in out or "CPU kernels: baseline" in out, out
-
