@@ -41,11 +41,11 @@ std::string VideoWhere(const VideoRecord& video);
 std::string FrameWhere(const VideoRecord& video, int frame,
                        FrameKind kind = FRAME_RGB);
 
-// The columns of an image that its reader will use, given the image's
-// size (read from the file's header before decoding); cv::Range::all() for
-// all. A JPEG decoder then leaves the other columns undefined, and the
-// columns it returns are the pixels of a whole decode (DecodeFrameBytes).
-typedef std::function<cv::Range(const cv::Size&)> ColumnsNeeded;
+// The box of an image that its reader will use, given the image's size
+// (read from the file's header before decoding); the whole image for all.
+// A JPEG decoder then leaves the pixels outside it undefined, and those
+// inside are the pixels of a whole decode (DecodeFrameBytes).
+typedef std::function<cv::Rect(const cv::Size&)> RegionNeeded;
 
 // Where a VideoData layer reads its frames from. One reader per prefetch
 // thread: the LMDB reader keeps a read transaction open across a batch.
@@ -61,11 +61,11 @@ class VideoFrameReader {
   }
   // Decodes image `frame` (1-based) of `kind`: 8-bit BGR for FRAME_RGB,
   // 8-bit grey for flow. Returns false and fills *error (naming video and
-  // frame) when missing or corrupt. `columns`, when given, says which
-  // columns the caller reads (ColumnsNeeded).
+  // frame) when missing or corrupt. `region`, when given, says which
+  // pixels the caller reads (RegionNeeded).
   virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
                          cv::Mat* image, std::string* error,
-                         const ColumnsNeeded* columns = NULL) = 0;
+                         const RegionNeeded* region = NULL) = 0;
   bool ReadFrame(const VideoRecord& video, int frame, cv::Mat* image,
                  std::string* error) {
     return ReadImage(video, FRAME_RGB, frame, image, error);
@@ -97,12 +97,13 @@ VideoFrameReader* NewLMDBFrameReader(const std::string& path,
 // truncated file or corrupt entropy data (which libjpeg only warns about,
 // filling the rest grey, and cv::imdecode hides) is a failed decode. Other
 // formats go to cv::imdecode. On failure *image is left empty, never
-// holding a previous frame. With `columns`, a JPEG's IDCT, upsampling and
-// colour conversion run only on the needed columns and a margin (libjpeg-
-// turbo's jpeg_crop_scanline); every row is still entropy-decoded, so
-// damage anywhere in the file fails the decode as before.
+// holding a previous frame. With `region`, a JPEG's IDCT, upsampling and
+// colour conversion run only on the needed columns and rows and a margin
+// (libjpeg-turbo's jpeg_crop_scanline and jpeg_skip_scanlines); every row
+// is still entropy-decoded, so damage anywhere in the file fails the decode
+// as before.
 bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
-                      bool grey = false, const ColumnsNeeded* columns = NULL);
+                      bool grey = false, const RegionNeeded* region = NULL);
 
 }  // namespace caffe
 

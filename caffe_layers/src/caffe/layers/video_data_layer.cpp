@@ -401,18 +401,18 @@ bool VideoDataLayer<Dtype>::ReadCropped(Worker* worker, const ClipPlan& clip,
                              worker->flow_reader.get();
   cv::Mat& frame_buf = worker->frame_buf;
   const int new_h = p.new_height(), new_w = p.new_width();
-  // An image cropped as stored needs only the box's columns decoded (the
-  // box is known from the image size: a JPEG's header). TRAIN's boxes are
-  // 168-256 of 340 columns, TEST's centre 224.
-  const ColumnsNeeded columns = [&](const cv::Size& s) {
+  // An image cropped as stored needs only the box decoded (the box is known
+  // from the image size: a JPEG's header). TRAIN's boxes are 168-256 of 340
+  // columns and 256 rows, TEST's the centre 224 x 224.
+  const RegionNeeded region = [&](const cv::Size& s) {
     if (crop_size == 0 || (new_h > 0 && s != cv::Size(new_w, new_h)) ||
         !CheckCropFits(s.width, s.height).empty()) {
-      return cv::Range::all();
+      return cv::Rect(cv::Point(0, 0), s);
     }
     const CropBox b = ClipBox(clip, s.width, s.height);
-    return cv::Range(b.x, b.x + b.w);
+    return cv::Rect(b.x, b.y, b.w, b.h);
   };
-  if (!reader->ReadImage(video, kind, frame, &frame_buf, error, &columns)) {
+  if (!reader->ReadImage(video, kind, frame, &frame_buf, error, &region)) {
     return false;
   }
   const cv::Mat* img = &frame_buf;

@@ -1309,13 +1309,14 @@ std::string EncodeJpeg(const cv::Mat& image, int h_samp, int v_samp,
 
 }  // namespace
 
-// A decode of some columns gives, in those columns, exactly the pixels of a
-// whole decode, for every chroma subsampling libjpeg writes, progressive
-// files and grey, at ranges touching either edge, iMCU boundaries or
-// neither; damage outside the columns still fails the decode.
-TEST(VideoFramesTest, ColumnDecodeMatchesWholeDecode) {
-  // Smooth colour (so that chroma upsampling matters) plus noise.
-  cv::Mat image(40, 173, CV_8UC3);
+// A decode of a region (some columns, some rows) gives, in it, exactly the
+// pixels of a whole decode, for every chroma subsampling libjpeg writes,
+// progressive files and grey, at ranges touching either edge, iMCU
+// boundaries or neither; damage outside the region still fails the decode.
+TEST(VideoFramesTest, RegionDecodeMatchesWholeDecode) {
+  // Smooth colour (so that chroma upsampling matters) plus noise; 70 rows
+  // hold several iMCU rows to skip.
+  cv::Mat image(70, 173, CV_8UC3);
   cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(255));
   cv::GaussianBlur(image, image, cv::Size(9, 9), 3);
   const int samplings[][2] = {{2, 2}, {2, 1}, {1, 1}, {4, 1}, {1, 2}};
@@ -1328,40 +1329,52 @@ TEST(VideoFramesTest, ColumnDecodeMatchesWholeDecode) {
   cv::Mat grey;
   cv::cvtColor(image, grey, cv::COLOR_BGR2GRAY);
   jpegs.push_back(EncodeJpeg(grey, 1, 1, false));
+  // Row ranges (first, count): whole, either edge, inside, on and off the
+  // 16-row iMCU boundaries.
+  const int row_ranges[][2] = {{0, 70}, {0, 9}, {17, 20}, {32, 16},
+                               {33, 37}, {50, 20}, {61, 9}};
   for (size_t j = 0; j < jpegs.size(); ++j) {
     for (int as_grey = 0; as_grey < 2; ++as_grey) {
       cv::Mat whole, part;
       ASSERT_TRUE(DecodeFrameBytes(jpegs[j].data(), jpegs[j].size(), &whole,
                                    as_grey)) << j;
       int calls = 0, decodes = 0;
-      for (int start = 0; start < image.cols; start += 5) {
-        for (int w = 1; start + w <= image.cols; w += 19, ++decodes) {
-          const ColumnsNeeded columns = [&](const cv::Size& s) {
-            EXPECT_EQ(whole.size(), s);  // the header's size, before decoding
-            ++calls;
-            return cv::Range(start, start + w);
-          };
-          ASSERT_TRUE(DecodeFrameBytes(jpegs[j].data(), jpegs[j].size(),
-                                       &part, as_grey, &columns));
-          const cv::Rect box(start, 0, w, image.rows);
-          ASSERT_EQ(0, cv::norm(whole(box), part(box), cv::NORM_INF))
-              << "jpeg " << j << (as_grey ? " as grey" : "") << ", columns "
-              << start << " to " << start + w;
+      for (const int* rows : row_ranges) {
+        for (int start = 0; start < image.cols; start += 5) {
+          for (int w = 1; start + w <= image.cols; w += 19, ++decodes) {
+            const cv::Rect box(start, rows[0], w, rows[1]);
+            const RegionNeeded region = [&](const cv::Size& s) {
+              EXPECT_EQ(whole.size(), s);  // the header's, before decoding
+              ++calls;
+              return box;
+            };
+            ASSERT_TRUE(DecodeFrameBytes(jpegs[j].data(), jpegs[j].size(),
+                                         &part, as_grey, &region));
+            ASSERT_EQ(0, cv::norm(whole(box), part(box), cv::NORM_INF))
+                << "jpeg " << j << (as_grey ? " as grey" : "") << ", columns "
+                << start << " to " << start + w << ", rows " << rows[0]
+                << " to " << rows[0] + rows[1];
+          }
         }
       }
       EXPECT_EQ(decodes, calls);  // once per decode
     }
   }
-  // Damage in the last rows, with only the first columns needed.
-  const ColumnsNeeded first = [](const cv::Size&) { return cv::Range(0, 16); };
+  // Damage outside the region: the last rows cut off or the middle half
+  // scrambled, with only the first or the last rows and columns needed.
+  const cv::Rect corners[] = {cv::Rect(0, 0, 16, 16), cv::Rect(0, 54, 16, 16)};
   const std::string jpeg = jpegs[0];
   const std::string damaged[] = {jpeg.substr(0, jpeg.size() * 9 / 10),
                                  ScrambleEntropy(jpeg, 3)};
-  for (int i = 0; i < 2; ++i) {
-    cv::Mat out;
-    EXPECT_FALSE(DecodeFrameBytes(damaged[i].data(), damaged[i].size(), &out,
-                                  false, &first)) << i;
-    EXPECT_TRUE(out.empty()) << i;
+  for (const cv::Rect& corner : corners) {
+    const RegionNeeded region = [&](const cv::Size&) { return corner; };
+    for (int i = 0; i < 2; ++i) {
+      cv::Mat out;
+      EXPECT_FALSE(DecodeFrameBytes(damaged[i].data(), damaged[i].size(),
+                                    &out, false, &region))
+          << i << ", rows from " << corner.y;
+      EXPECT_TRUE(out.empty()) << i;
+    }
   }
 }
 

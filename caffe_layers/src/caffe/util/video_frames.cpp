@@ -140,7 +140,7 @@ class FolderFrameReader : public VideoFrameReader {
 
   virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
                          cv::Mat* image, std::string* error,
-                         const ColumnsNeeded* columns = NULL) {
+                         const RegionNeeded* region = NULL) {
     const std::string path = Path(video, kind, frame);
     FILE* f = fopen(path.c_str(), "rb");
     if (f == NULL) {
@@ -155,7 +155,7 @@ class FolderFrameReader : public VideoFrameReader {
     fclose(f);
     if (size <= 0 || got != static_cast<size_t>(size) ||
         !DecodeFrameBytes(&bytes_[0], got, image, kind != FRAME_RGB,
-                          columns)) {
+                          region)) {
       *error = FrameWhere(video, frame, kind) + ": cannot decode " + path +
                " (empty, truncated or not an image)";
       return false;
@@ -257,7 +257,7 @@ class LMDBFrameReader : public VideoFrameReader {
 
   virtual bool ReadImage(const VideoRecord& video, FrameKind kind, int frame,
                          cv::Mat* image, std::string* error,
-                         const ColumnsNeeded* columns = NULL) {
+                         const RegionNeeded* region = NULL) {
     BeginBatch();
     MDB_val value;
     const std::string key = video.id + "/" + names_(kind, frame);
@@ -274,7 +274,7 @@ class LMDBFrameReader : public VideoFrameReader {
       return false;
     }
     if (!DecodeFrameBytes(datum_.data().data(), datum_.data().size(),
-                          image, kind != FRAME_RGB, columns)) {
+                          image, kind != FRAME_RGB, region)) {
       *error = FrameWhere(video, frame, kind) + ": cannot decode " + key +
                " (truncated or not an image)";
       return false;
@@ -374,16 +374,18 @@ void JpegMessage(j_common_ptr cinfo, int level) {
   if (level < 0) JpegFail(cinfo);  // a warning: the data are corrupt
 }
 
-// Columns decoded beyond each side of the needed ones. Fancy upsampling
-// (libjpeg's default) reads one chroma sample to each side, at most 4
-// pixels (4:1:1), and treats a cropped region's edge as the image's edge;
-// with twice that margin the needed columns are those of a whole decode
-// (gtest VideoFramesTest.ColumnDecodeMatchesWholeDecode).
+// Columns and rows decoded beyond each side of the needed ones. Fancy
+// upsampling (libjpeg's default) reads one chroma sample to each side, at
+// most 4 pixels across (4:1:1) and 2 down (4:2:0), and treats a cropped
+// region's edge as the image's edge; with twice that margin across, and a
+// whole iMCU row (16) down, the needed pixels are those of a whole decode
+// (gtest VideoFramesTest.RegionDecodeMatchesWholeDecode).
 const int kColumnMargin = 8;
+const int kRowMargin = 16;
 
 // 0: decoded; 1: corrupt; -1: a JPEG this path leaves to OpenCV (CMYK).
 int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
-               bool grey, const ColumnsNeeded* columns) {
+               bool grey, const RegionNeeded* region) {
   jpeg_decompress_struct cinfo;
   StrictJpegErrors err;
   cinfo.err = jpeg_std_error(&err.mgr);
@@ -409,23 +411,40 @@ int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
   jpeg_start_decompress(&cinfo);
   image->create(cinfo.output_height, cinfo.output_width,
                 grey ? CV_8UC1 : CV_8UC3);
-  // The decoded columns [x0, x0 + w): the needed ones and the margin;
-  // libjpeg-turbo widens them to whole iMCU columns.
-  JDIMENSION x0 = 0, w = cinfo.output_width;
-  if (columns != NULL) {
-    const int width = cinfo.output_width;
-    cv::Range need = (*columns)(cv::Size(width, cinfo.output_height));
-    if (need != cv::Range::all()) {
-      need.start = std::max(0, need.start - kColumnMargin);
-      need.end = std::min(width, need.end + kColumnMargin);
-      if (need.start > 0 || need.end < width) {
-        x0 = need.start;
-        w = need.end - need.start;
-        jpeg_crop_scanline(&cinfo, &x0, &w);
-      }
+  // The decoded columns [x0, x0 + w) and rows [y0, y1): the needed ones and
+  // the margins; libjpeg-turbo widens the columns to whole iMCU columns.
+  const int width = cinfo.output_width, height = cinfo.output_height;
+  JDIMENSION x0 = 0, w = width;
+  int y0 = 0, y1 = height;
+  if (region != NULL) {
+    const cv::Rect need = (*region)(cv::Size(width, height)) &
+                          cv::Rect(0, 0, width, height);
+    const int c0 = std::max(0, need.x - kColumnMargin);
+    const int c1 = std::min(width, need.x + need.width + kColumnMargin);
+    if (c0 > 0 || c1 < width) {
+      x0 = c0;
+      w = c1 - c0;
+      jpeg_crop_scanline(&cinfo, &x0, &w);
     }
+    y0 = std::max(0, need.y - kRowMargin);
+    y1 = std::min(height, need.y + need.height + kRowMargin);
   }
   const int channels = grey ? 1 : 3;
+  // Skipped rows are still entropy-decoded (jpeg_skip_scanlines), so damage
+  // in them still warns; but a skip to the very end jumps there without
+  // reading, so the last row is always decoded.
+  const int last = height - 1;
+  y0 = std::min(y0, last);
+  y1 = std::max(y1, y0);
+  if (y0 > 0) jpeg_skip_scanlines(&cinfo, y0);
+  if (y1 < last) {
+    while (static_cast<int>(cinfo.output_scanline) < y1) {
+      JSAMPROW row = image->ptr<unsigned char>(cinfo.output_scanline) +
+                     x0 * channels;
+      jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_skip_scanlines(&cinfo, last - y1);
+  }
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW row = image->ptr<unsigned char>(cinfo.output_scanline) +
                    x0 * channels;
@@ -439,10 +458,10 @@ int DecodeJpeg(const unsigned char* data, size_t size, cv::Mat* image,
 }  // namespace
 
 bool DecodeFrameBytes(const char* data, size_t size, cv::Mat* image,
-                      bool grey, const ColumnsNeeded* columns) {
+                      bool grey, const RegionNeeded* region) {
   const unsigned char* b = reinterpret_cast<const unsigned char*>(data);
   if (size >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
-    const int rc = DecodeJpeg(b, size, image, grey, columns);
+    const int rc = DecodeJpeg(b, size, image, grey, region);
     if (rc >= 0) return rc == 0;
   }
   // Never leave the previous image in *image: imdecode keeps it on failure.
