@@ -61,8 +61,7 @@ class VideoDataLayer : public BasePrefetchingDataLayer<Dtype> {
     shared_ptr<VideoFrameReader> flow_reader;  // reader when flow is there too
     cv::Mat frame_buf, resized_buf;
     cv::Mat rgb, flow_x, flow_y;  // the current frame's cropped images
-    cv::Mat mirrored;  // rgb flipped, for a mirrored clip
-    vector<Dtype> row_buf;  // one converted row of the three planes
+    vector<Dtype> row_buf;  // one row of the three planes, and reversed
   };
   // One clip of a batch, drawn on the prefetch thread in list order: the
   // video, its frame numbers (1-based), its mirror decision and the seed
