@@ -61,34 +61,23 @@ inline size_t StreamHead(const char* src, size_t bytes, char* dst) {
 }
 
 #if DCD_STREAM_STORES
-__attribute__((target("avx512f")))
-void StreamBytes512(const char* src, size_t bytes, char* dst) {
-  size_t i = StreamHead<64>(src, bytes, dst);
-  for (; i + 64 <= bytes; i += 64) {
-    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i),
-        _mm512_loadu_si512(reinterpret_cast<const void*>(src + i)));
+// One variant per vector width: whole aligned vectors streamed.
+#define DCD_STREAM_BYTES(NAME, ATTR, BYTES, VEC, LOAD, STORE)             \
+  ATTR void NAME(const char* src, size_t bytes, char* dst) {                \
+    size_t i = StreamHead<BYTES>(src, bytes, dst);                          \
+    for (; i + BYTES <= bytes; i += BYTES) {                                \
+      STORE(reinterpret_cast<VEC*>(dst + i),                                \
+            LOAD(reinterpret_cast<const VEC*>(src + i)));                   \
+    }                                                                       \
+    memcpy(dst + i, src + i, bytes - i);                                    \
   }
-  memcpy(dst + i, src + i, bytes - i);
-}
-
-__attribute__((target("avx")))
-void StreamBytes256(const char* src, size_t bytes, char* dst) {
-  size_t i = StreamHead<32>(src, bytes, dst);
-  for (; i + 32 <= bytes; i += 32) {
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
-  }
-  memcpy(dst + i, src + i, bytes - i);
-}
-
-void StreamBytes128(const char* src, size_t bytes, char* dst) {
-  size_t i = StreamHead<16>(src, bytes, dst);
-  for (; i + 16 <= bytes; i += 16) {
-    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-  }
-  memcpy(dst + i, src + i, bytes - i);
-}
+DCD_STREAM_BYTES(StreamBytes512, __attribute__((target("avx512f"))), 64,
+                 __m512i, _mm512_loadu_si512, _mm512_stream_si512)
+DCD_STREAM_BYTES(StreamBytes256, __attribute__((target("avx"))), 32,
+                 __m256i, _mm256_loadu_si256, _mm256_stream_si256)
+DCD_STREAM_BYTES(StreamBytes128, , 16, __m128i, _mm_loadu_si128,
+                 _mm_stream_si128)
+#undef DCD_STREAM_BYTES
 
 StreamFn PickStream() {
   if (__builtin_cpu_supports("avx512f")) return StreamBytes512;
