@@ -576,8 +576,8 @@ DCD_INLINE void correlate_shared_rows(const Dtype* a_hat, int aw,
 #endif
 
 #if DCD_X86_DISPATCH
-// The two gradients with the forward's groups of rows (VB = 64, dilation 1;
-// docs/ASSUMPTIONS.md, "CPU kernel figures"). A gradient element of group
+// The two gradients with the forward's groups of rows (AVX2 and AVX-512,
+// dilation 1; docs/ASSUMPTIONS.md, "CPU kernel figures"). A gradient element of group
 // row rho sums, over the map rows r within dh of it and the nd horizontal
 // shifts t, p(c, r, t) g(r, rho, t): p is F_b (d a_hat) or a_hat (d b_hat)
 // at row r shifted by t, g the matching displacement's top diff. A block
@@ -1137,8 +1137,9 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 // output rows [row_begin, row_end) of one image (a_hat in rows of channels,
 // H x C x aw pointing at column 0, its columns zero out to aw; db in the
 // blob's C x H x W). A gather, nothing written twice. Every element sums its
-// valid displacements in a fixed order: the base build in ascending k (the
-// GPU kernel's, dcd::cost_volume_backward_b_block), the vector builds
+// valid displacements in a fixed order: the base build and the grouped
+// columns of the vector builds in ascending k (the GPU kernel's,
+// dcd::cost_volume_backward_b_block), the vector builds' other columns
 // displacement row by row in shift_run_plan's order.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
