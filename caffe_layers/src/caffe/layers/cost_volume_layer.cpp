@@ -577,15 +577,15 @@ DCD_INLINE void correlate_shared_rows(const Dtype* a_hat, int aw,
 
 #if DCD_X86_DISPATCH
 // The two gradients with the forward's groups of rows (AVX2 and AVX-512,
-// dilation 1; docs/ASSUMPTIONS.md, "CPU kernel figures"). A gradient element of group
-// row rho sums, over the map rows r within dh of it and the nd horizontal
-// shifts t, p(c, r, t) g(r, rho, t): p is F_b (d a_hat) or a_hat (d b_hat)
-// at row r shifted by t, g the matching displacement's top diff. A block
-// holds CB channels x the group's rows in registers; each load of p serves
-// the group's rows, each load of g the CB channels. The g vectors are packed
-// beforehand in the order the block reads them, so a block streams them
-// from L2 in sequence (the planes of g are 49 KiB apart and shared a few L1
-// sets).
+// dilation 1; docs/ASSUMPTIONS.md, "CPU kernel figures"). A gradient
+// element of group row rho sums, over the map rows r within dh of it and
+// the nd horizontal shifts t, p(c, r, t) g(r, rho, t): p is F_b (d a_hat)
+// or a_hat (d b_hat) at row r shifted by t, g the matching displacement's
+// top diff. A block holds CB channels x the group's rows in registers; each
+// load of p serves the group's rows, each load of g the CB channels. The g
+// vectors are packed beforehand in the order the block reads them, so a
+// block streams them from L2 in sequence (the planes of g are 49 KiB apart
+// and shared a few L1 sets).
 
 // The rows rho of a group of `rows` from i0 within dh of map row r.
 struct RowSpan {
