@@ -41,28 +41,39 @@ def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.
     """Frames/s of eval_net's frame reader (dcd.scoring.readers, what
     tools/eval_net.py reads and decodes frames with) on `threads` read
     threads: every video of `list_file`, TSN's `num_snippets` test frames
-    each, cycled for about `seconds` after one warm-up pass.
+    each, the next video asked for ahead as eval_net does, cycled for about
+    `seconds` (whole passes) after a warm-up.
 
     Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core) as
     time_video_data does (cpu_seconds: the process's CPU time, all threads).
     """
     from dcd.data.filelists import read_file_list
-    from dcd.scoring.protocol import snippet_frames
+    from dcd.scoring.protocol import frames_read
     from dcd.scoring.readers import open_reader
 
     entries = read_file_list(list_file)
     # One call per video with its distinct 1-based frames, as iter_snippets reads.
-    calls = [(e.video_id, sorted(set(snippet_frames(e.num_frames, num_snippets).ravel().tolist())))
-             for e in entries]
+    calls = [(e.video_id, frames_read(e.num_frames, num_snippets)) for e in entries]
     reader = open_reader(root, backend.lower(), threads=threads)
     try:
         for video_id, indices in calls[:2]:  # warm-up: opens, first reads
             reader(video_id, indices)
         frames, wall, cpu = 0, time.perf_counter(), time.process_time()
         deadline = wall + seconds
-        while time.perf_counter() < deadline:
-            for video_id, indices in calls:
-                frames += len(reader(video_id, indices))
+        # As eval_net scores: the next video is asked for before this one is
+        # read (VideoReader.prefetch), until the time is up.
+        reader.prefetch(*calls[0])
+        k = 0
+        while True:
+            # Another pass only while time is left; its first video is then
+            # asked for before the last of this pass is read.
+            more = (k + 1) % len(calls) or time.perf_counter() < deadline
+            if more:
+                reader.prefetch(*calls[(k + 1) % len(calls)])
+            frames += len(reader(*calls[k % len(calls)]))
+            if not more:
+                break
+            k += 1
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         reader.close()

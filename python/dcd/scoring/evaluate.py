@@ -155,6 +155,12 @@ class NetScorer:
                                  f"{self.cfg.new_length}){hint}")
         return out[:m].copy()
 
+    def prefetch(self, reader, video_id, num_frames):
+        """Start reading the frames score_video(reader, video_id,
+        num_frames) will read (VideoReader.prefetch)."""
+        reader.prefetch(video_id, protocol.frames_read(num_frames, self.cfg.num_snippets,
+                                                       self.cfg.new_length), num_frames)
+
     def score_video(self, reader, video_id, num_frames):
         cfg = self.cfg
         crop_h, crop_w = self.shape[2], self.shape[3]
@@ -186,12 +192,15 @@ def _worker(cfg, gpu, tasks, results):
     except Exception:  # noqa: BLE001 - reported to the parent
         results.put(("error", None, traceback.format_exc()))
         return
-    while True:
-        task = tasks.get()
-        if task is None:
-            break
+    task = tasks.get()
+    while task is not None:
         video_id, num_frames, label = task
+        # The next video's frames are read while this one is scored.
+        task = tasks.get()
         try:
+            for ahead in ((video_id, num_frames), task[:2] if task else None):
+                if ahead:
+                    scorer.prefetch(reader, *ahead)
             results.put(("ok", video_id, scorer.score_video(reader, video_id, num_frames)))
         except FrameReadError as exc:  # bad data, not a bug: one line, no traceback
             results.put(("frame", video_id, str(exc)))
@@ -255,7 +264,10 @@ def run_eval(list_file, cfg, out, workers=1, gpus=None, limit=None, restart=Fals
         if n_proc <= 1:
             reader = cfg.open_reader(scorer.shape)
             try:
-                for e in pending:
+                # The next video's frames are read while this one is scored.
+                for k, e in enumerate(pending):
+                    for ahead in pending[k:k + 2]:
+                        scorer.prefetch(reader, ahead.video_id, ahead.num_frames)
                     record(e.video_id, scorer.score_video(reader, e.video_id, e.num_frames))
             finally:
                 reader.close()

@@ -146,6 +146,12 @@ def to_net_rows(samples, layout):
     return samples.reshape(m, l * c, h, w)
 
 
+def frames_read(num_frames, num_snippets=NUM_SNIPPETS, new_length=1):
+    """The distinct 1-based frames iter_snippets asks for, ascending (one
+    read call per video)."""
+    return sorted(set(snippet_frames(num_frames, num_snippets, new_length).ravel().tolist()))
+
+
 def iter_snippets(frames_by_index, num_frames, crop_h, crop_w, num_snippets=NUM_SNIPPETS,
                   new_length=1, ten_crop=True, frame_size=FRAME_SIZE, mean=MEAN_BGR,
                   modality="rgb"):
@@ -155,7 +161,7 @@ def iter_snippets(frames_by_index, num_frames, crop_h, crop_w, num_snippets=NUM_
     One snippet at a time: 25 x 10 crops of 8-frame snippets would be 1.2 GB.
     """
     idx = snippet_frames(num_frames, num_snippets, new_length)
-    unique = sorted(set(idx.ravel().tolist()))
+    unique = frames_read(num_frames, num_snippets, new_length)
     loaded = dict(zip(unique, (resize_frame(f, frame_size, modality)
                                for f in frames_by_index(unique))))
     for row in idx:

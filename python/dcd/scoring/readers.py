@@ -78,8 +78,11 @@ class LmdbReader:
                                  "not a Caffe Datum (not an LMDB of tools/build_lmdb.py?)"
                                  ) from None
         try:
-            # colour=None: the image's own channels, converted below.
-            image = decode_frame(datum.data, None) if datum.encoded else _raw_datum(datum)
+            # Colour frames decode straight to BGR (a grey JPEG too, as
+            # np.repeat below would give); grey ones keep the image's own
+            # channels (colour=None), converted below.
+            image = (decode_frame(datum.data, colour or None) if datum.encoded
+                     else _raw_datum(datum))
         except CorruptFrameError as exc:
             raise FrameReadError(f"video {video_id}: frame {name} (key {key}) in {self.root}: "
                                  f"{exc}") from None
@@ -94,6 +97,46 @@ class LmdbReader:
 
     def close(self):
         self.env.close()
+
+
+def _job_key(video_id, indices, num_frames):
+    return video_id, tuple(indices), num_frames
+
+
+class _ReadJob:
+    """The frames of one call, [read(i) for i in indices], read by every
+    thread that runs work(): each takes the next unread index until none is
+    left. One task per helper per call, not one per frame: a future and a
+    thread wake-up per frame cost as much as a third of a decode here (2
+    threads gave 1.3x one, against 1.9x for this)."""
+
+    def __init__(self, read, indices):
+        self.read, self.indices = read, indices
+        self.frames, self.errors = [None] * len(indices), [None] * len(indices)
+        self._taken, self._lock = iter(range(len(indices))), threading.Lock()
+        self.helpers = []
+
+    def work(self):
+        while True:
+            with self._lock:
+                k = next(self._taken, None)
+            if k is None:
+                return
+            try:
+                self.frames[k] = self.read(self.indices[k])
+            except Exception as exc:  # noqa: BLE001 - raised by result(), in index order
+                self.errors[k] = exc
+
+    def result(self):
+        """The frames, once the calling thread has helped read them; raises
+        the failure of the first index that failed, as the loop would."""
+        self.work()
+        for helper in self.helpers:
+            helper.result()
+        for exc in self.errors:
+            if exc is not None:
+                raise exc
+        return self.frames
 
 
 def _raw_datum(datum):
@@ -125,8 +168,8 @@ class VideoReader:
         # Frames of a call are read and decoded on `threads` threads (file
         # reads and the JPEG decode release the GIL), as the VideoData layer's
         # decode_threads: the calling thread and threads - 1 helpers
-        # (_read_parallel); results keep the order of the indices.
-        self.threads, self.pool = threads, None
+        # (_ReadJob); results keep the order of the indices.
+        self.threads, self.pool, self._queued = threads, None, {}
         if threads > 1:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="frames")
@@ -157,41 +200,42 @@ class VideoReader:
         return np.concatenate([frame.astype(np.float32), v], axis=-1)
 
     def __call__(self, video_id, indices, num_frames=None):
+        job = self._queued.pop(_job_key(video_id, indices, num_frames), None)
+        if job is None:
+            if self.pool is None or len(indices) < 2:
+                return [self._one(video_id, i, num_frames) for i in indices]
+            job = self._start(video_id, indices, num_frames)
+        return job.result()
+
+    def prefetch(self, video_id, indices, num_frames=None):
+        """Start reading the frames of a later call reader(video_id,
+        indices, num_frames) on the helper threads; that call then joins in
+        and returns them (or raises the failure the frames give, as
+        without prefetching). Calls are read in the order they were asked
+        for, so scoring asks for the next video before it scores the
+        current one: the helpers decode on while the caller crops and runs
+        the net, and between two videos no thread waits for the others to
+        finish a video. A no-op on one thread. At most MAX_QUEUED calls are
+        kept; the oldest unclaimed one is dropped."""
         if self.pool is None or len(indices) < 2:
-            return [self._one(video_id, i, num_frames) for i in indices]
-        return self._read_parallel(lambda i: self._one(video_id, i, num_frames), indices)
+            return
+        key = _job_key(video_id, indices, num_frames)
+        if key in self._queued:
+            return
+        while len(self._queued) >= self.MAX_QUEUED:
+            self._queued.pop(next(iter(self._queued)))
+        self._queued[key] = self._start(video_id, indices, num_frames)
 
-    def _read_parallel(self, read, indices):
-        """[read(i) for i in indices] on the calling thread and the helpers,
-        each taking the next unread index until none is left. One task per
-        helper per call, not one per frame: a future and a thread wake-up
-        per frame cost as much as a third of a decode here (2 threads gave
-        1.3x one, against 1.9x for this). Raises the failure of the first
-        index that failed, as the loop would."""
-        frames, errors = [None] * len(indices), [None] * len(indices)
-        taken, lock = iter(range(len(indices))), threading.Lock()
+    MAX_QUEUED = 2
 
-        def work():
-            while True:
-                with lock:
-                    k = next(taken, None)
-                if k is None:
-                    return
-                try:
-                    frames[k] = read(indices[k])
-                except Exception as exc:  # noqa: BLE001 - raised below, in index order
-                    errors[k] = exc
-
-        helpers = [self.pool.submit(work) for _ in range(min(self.threads, len(indices)) - 1)]
-        work()
-        for helper in helpers:
-            helper.result()
-        for exc in errors:
-            if exc is not None:
-                raise exc
-        return frames
+    def _start(self, video_id, indices, num_frames):
+        job = _ReadJob(lambda i: self._one(video_id, i, num_frames), list(indices))
+        job.helpers = [self.pool.submit(job.work)
+                       for _ in range(min(self.threads, len(indices)) - 1)]
+        return job
 
     def close(self):
+        self._queued.clear()
         if self.pool is not None:
             self.pool.shutdown()
         self.store.close()
