@@ -9,8 +9,10 @@ as a ratio to bare cv2.imdecode of the same JPEG bytes on one core, measured
 just before each case (on a shared machine the neighbours' load drifts
 within a run; a ratio of two figures taken seconds apart drifts less). Targets: per core >= 80% of bare decode (one thread), and
 >= 1.8x with 2 threads (on a machine with 2 free cores). The same figures
-for eval_net's frame reader (tools/eval_net.py --read_threads; TSN's 25
-test frames per video), so that scoring is measured the same way."""
+for eval_net's frame reader, on 1..N read threads in one process
+(tools/eval_net.py --read_threads; TSN's 25 test frames per video) and in
+1..N processes of one thread each (eval_net.py --workers), so that scoring
+is measured the same way."""
 import argparse
 import os
 import sys
@@ -34,13 +36,16 @@ def main(argv=None):
                         default=["TRAIN", "TEST"])
     parser.add_argument("--no-reader", action="store_true",
                         help="skip eval_net's frame reader")
+    parser.add_argument("--no-workers", action="store_true",
+                        help="skip eval_net's frame reader in worker processes")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.batches < 1 or args.batch_size < 1:
         parser.error("--threads, --batches and --batch-size must be at least 1")
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
-    from dcd.perf.data import sample_jpegs, time_bare_decode, time_reader, time_video_data
+    from dcd.perf.data import (sample_jpegs, time_bare_decode, time_reader,
+                               time_reader_workers, time_video_data)
     from dcd.data.video_net import prepare_sample_set
     caffe.set_mode_cpu()
 
@@ -58,7 +63,7 @@ def main(argv=None):
     print(f"bare cv2.imdecode of the same JPEGs, one core: {bare_decode():.0f} frames/s "
           f"({os.cpu_count()} cores here; load average {os.getloadavg()[0]:.1f}); "
           "measured again before each case (column 'bare')")
-    print(f"{'backend':<8} {'phase':<6} {'threads':>7} {'frames':>7} {'wall s':>7} "
+    print(f"{'backend':<8} {'phase':<7} {'threads':>7} {'frames':>7} {'wall s':>7} "
           f"{'frames/s':>9} {'speed-up':>8} {'CPU s':>7} {'frames/CPU-s':>12} {'bare':>6} "
           f"{'/ bare':>7}")
     results = {}
@@ -67,7 +72,7 @@ def main(argv=None):
         r = dict(r, per_bare=r["fps_per_core"] / bare)
         results[backend, phase, threads] = r
         speedup = r["fps"] / results[backend, phase, 1]["fps"]
-        print(f"{backend:<8} {phase:<6} {threads:7d} {r['frames']:7d} {r['seconds']:7.2f} "
+        print(f"{backend:<8} {phase:<7} {threads:7d} {r['frames']:7d} {r['seconds']:7.2f} "
               f"{r['fps']:9.0f} {speedup:7.2f}x {r['cpu_seconds']:7.2f} "
               f"{r['fps_per_core']:12.0f} {bare:6.0f} {r['per_bare']:6.0%}")
 
@@ -88,18 +93,29 @@ def main(argv=None):
                 r = time_reader(list_file, roots[backend], backend, threads=threads)
                 record(backend, "eval", threads, r, bare)
             cases.append((backend, "eval"))
-        print("(phase eval: eval_net's frame reader, --read_threads; decode only, "
-              "TSN's 25 frames per video)")
+        print("(phase eval: eval_net's frame reader on --read_threads threads; decode only, "
+              "TSN's 25 frames per video, the next video asked for ahead)")
+    if not args.no_reader and not args.no_workers:
+        for backend in args.backends:
+            for workers in range(1, args.threads + 1):
+                bare = bare_decode()
+                r = time_reader_workers(list_file, roots[backend], backend, workers=workers)
+                record(backend, "eval-w", workers, r, bare)
+            cases.append((backend, "eval-w"))
+        print("(phase eval-w: the same reader in --workers processes of one thread each, "
+              "as eval_net.py --workers N; column 'threads' counts processes)")
     for backend, phase in cases:
         one = results[backend, phase, 1]
         ratio = one["per_bare"]
-        print(f"[{'held' if ratio >= 0.8 else 'NOT HELD'}] {backend} {phase}: one thread "
-              f"{ratio:.0%} of bare decode per core (target >= 80%)")
+        print(f"[{'held' if ratio >= 0.8 else 'NOT HELD'}] {backend} {phase}: one "
+              f"{'process' if phase == 'eval-w' else 'thread'} {ratio:.0%} of bare decode per "
+              "core (target >= 80%)")
         if args.threads >= 2:
             two = results[backend, phase, 2]
             speedup = two["fps"] / one["fps"]
+            unit = "processes" if phase == "eval-w" else "threads"
             print(f"[{'held' if speedup >= 1.8 else 'NOT HELD'}] {backend} {phase}: "
-                  f"2 threads {speedup:.2f}x one thread (target >= 1.8x with 2 free cores)")
+                  f"2 {unit} {speedup:.2f}x one (target >= 1.8x with 2 free cores)")
     return 0
 
 

@@ -37,7 +37,8 @@ def time_video_data(list_file, root, backend, batch_size=4, num_segments=3, new_
                 fps_per_core=frames / cpu)
 
 
-def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.0):
+def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.0,
+                ready=None):
     """Frames/s of eval_net's frame reader (dcd.scoring.readers, what
     tools/eval_net.py reads and decodes frames with) on `threads` read
     threads: every video of `list_file`, TSN's `num_snippets` test frames
@@ -46,6 +47,7 @@ def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.
 
     Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core) as
     time_video_data does (cpu_seconds: the process's CPU time, all threads).
+    `ready`: called after the warm-up, just before the clock starts.
     """
     from dcd.data.filelists import read_file_list
     from dcd.scoring.protocol import frames_read
@@ -58,6 +60,8 @@ def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.
     try:
         for video_id, indices in calls[:2]:  # warm-up: opens, first reads
             reader(video_id, indices)
+        if ready is not None:
+            ready()
         frames, wall, cpu = 0, time.perf_counter(), time.process_time()
         deadline = wall + seconds
         # As eval_net scores: the next video is asked for before this one is
@@ -79,6 +83,55 @@ def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.
         reader.close()
     return dict(frames=frames, seconds=wall, cpu_seconds=cpu, fps=frames / wall,
                 fps_per_core=frames / cpu)
+
+
+def _reader_worker(args, barrier, results):
+    try:
+        results.put(time_reader(*args, ready=barrier.wait))
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the parent
+        barrier.abort()
+        results.put(exc)
+
+
+def time_reader_workers(list_file, root, backend, workers=2, num_snippets=25, seconds=2.0):
+    """time_reader in `workers` processes at once, one read thread each:
+    how `tools/eval_net.py --workers` reads (each scoring process opens its
+    own reader). The clocks start together (after every warm-up); frames and
+    CPU seconds are summed, fps is the sum of the processes' rates.
+
+    Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core)."""
+    import multiprocessing as mp
+    import queue
+    import threading
+
+    ctx = mp.get_context("spawn")  # as eval_net's pool: no fork after importing caffe
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    args = (list_file, str(root), backend, 1, num_snippets, seconds)
+    procs = [ctx.Process(target=_reader_worker, args=(args, barrier, results), daemon=True)
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    runs = []
+    try:
+        while len(runs) < workers:
+            try:
+                runs.append(results.get(timeout=1.0))
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a reader process died (exit code {dead[0]})") from None
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+    errors = [r for r in runs if isinstance(r, BaseException)]
+    if errors:  # the cause, not the others' broken barrier
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
+                   errors[0])
+    frames, cpu = sum(r["frames"] for r in runs), sum(r["cpu_seconds"] for r in runs)
+    return dict(frames=frames, seconds=max(r["seconds"] for r in runs), cpu_seconds=cpu,
+                fps=sum(r["fps"] for r in runs), fps_per_core=frames / cpu)
 
 
 def time_bare_decode(encoded, seconds=2.0):

@@ -4,7 +4,7 @@ import pytest
 
 from dcd.data.filelists import read_file_list
 from dcd.data.video_net import prepare_sample_set
-from dcd.perf.data import time_reader
+from dcd.perf.data import time_reader, time_reader_workers
 from dcd.scoring.protocol import snippet_frames
 
 MAX_FRAMES = 30
@@ -37,3 +37,25 @@ def test_reader_timing_names_a_missing_frame(sample_set, tmp_path):
     bad.write_text(f"{entries[0].video_id} {entries[0].num_frames + 50} 0\n")
     with pytest.raises(FrameReadError, match=entries[0].video_id):
         time_reader(bad, frames, "FOLDER", seconds=0.01)
+
+
+def test_reader_workers_sum_whole_passes_of_each_process(sample_set):
+    list_file, frames, _ = sample_set
+    r = time_reader_workers(list_file, frames, "FOLDER", workers=2, num_snippets=5,
+                            seconds=0.05)
+    per_pass = sum(len(set(snippet_frames(e.num_frames, 5).ravel().tolist()))
+                   for e in read_file_list(list_file))
+    # Each process reads whole passes, at least one.
+    assert r["frames"] >= 2 * per_pass and r["frames"] % per_pass == 0
+    assert r["cpu_seconds"] > 0
+    assert r["fps_per_core"] == pytest.approx(r["frames"] / r["cpu_seconds"])
+
+
+def test_reader_workers_raise_the_cause_of_a_failure(sample_set, tmp_path):
+    from dcd.scoring.readers import FrameReadError
+    list_file, frames, _ = sample_set
+    entries = read_file_list(list_file)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{entries[0].video_id} {entries[0].num_frames + 50} 0\n")
+    with pytest.raises(FrameReadError, match=entries[0].video_id):
+        time_reader_workers(bad, frames, "FOLDER", workers=2, seconds=0.01)
