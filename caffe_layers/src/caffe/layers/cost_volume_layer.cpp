@@ -703,13 +703,22 @@ inline int grouped_columns(int width, int s) {
 // (before r_end), shifts t, rows rho of the span. For d a_hat (for_b false)
 // group row rho meets map row r = i0 + rho + di and reads g at row i0 + rho;
 // for d b_hat it meets r = i0 + rho - di and reads g at row r, shifted
-// with a_hat by -dj (zero where that leaves the map). g is read plane by
-// plane, the group's rows of a plane in one contiguous run: line by line in
-// the blocks' order, each read waited on memory.
+// with a_hat by -dj (zero where that leaves the map): the row is copied to
+// `row_buf` first, whose padding of dw zeros each side (pack_row_size)
+// gives the shifted vectors' zeros, so no column is copied one by one. g is
+// read plane by plane, the group's rows of a plane in one contiguous run.
+template <typename Dtype, int L>
+inline int pack_row_pad(int dw) { return (dw + L - 1) / L * L; }
+template <typename Dtype, int L>
+inline int pack_row_size(int width, int dw) {
+  return 2 * pack_row_pad<Dtype, L>(dw) + (width + L - 1) / L * L;
+}
+
 template <typename Dtype, int L>
 inline void pack_group_g(const Dtype* g, int height, int width, int dh,
     int dw, int i0, int rows, int r_first, int r_end, int r_dir, bool for_b,
-    int col_end, int block_stride, vector<int>* start, Dtype* packed) {
+    int col_end, int block_stride, vector<int>* start, Dtype* packed,
+    Dtype* row_buf) {
   const int nd = 2 * dw + 1;
   const int hw = height * width;
   // (*start)[n nd + t]: a block's first vector of the n-th map row, shift t.
@@ -723,6 +732,7 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
     }
   }
   CHECK_LE(n_vec * L, block_stride);
+  Dtype* row = row_buf + pack_row_pad<Dtype, L>(dw);
   for (int di = -dh; di <= dh; ++di) {
     for (int t = 0; t < nd; ++t) {
       const Dtype* plane = g + dcd::window_channel(di, t - dw, dh, dw) * hw;
@@ -733,16 +743,17 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
         const RowSpan span = row_span(r, i0, rows, dh);
         Dtype* dst = packed +
             ((*start)[(r - r_first) * r_dir * nd + t] + rho - span.lo) * L;
-        const Dtype* src = plane + (for_b ? r : i0 + rho) * width + shift;
+        const Dtype* src = plane + (for_b ? r : i0 + rho) * width;
+        if (shift != 0) {
+          int j = 0;
+          for (; j + L <= width; j += L) {
+            __builtin_memcpy(row + j, src + j, sizeof(Dtype) * L);  // inlined
+          }
+          for (; j < width; ++j) { row[j] = src[j]; }
+          src = row + shift;
+        }
         for (int j0 = 0; j0 < col_end; j0 += L, dst += block_stride) {
-          if (j0 + shift >= 0 && j0 + shift + L <= width) {
-            __builtin_memcpy(dst, src + j0, sizeof(Dtype) * L);  // inlined
-            continue;
-          }
-          for (int jj = 0; jj < L; ++jj) {
-            const int col = j0 + shift + jj;
-            dst[jj] = col >= 0 && col < width ? src[j0 + jj] : Dtype(0);
-          }
+          __builtin_memcpy(dst, src + j0, sizeof(Dtype) * L);  // inlined
         }
       }
     }
@@ -766,6 +777,8 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
   vector<Dtype> buf(static_cast<size_t>(col_end / L) * block_stride +
                     64 / sizeof(Dtype));
   Dtype* packed = first_line(&buf);
+  // Zero: pack_group_g writes the row, never its padding.
+  vector<Dtype> row_buf(pack_row_size<Dtype, L>(width, dw));
   vector<int> start;
   for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
     const int rows = std::min(kSharedRows, row_end - i0);
@@ -775,7 +788,8 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     const int r_end = for_b ? r_low - 1 : r_high + 1;
     const int r_dir = for_b ? -1 : 1;
     pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
-        r_end, r_dir, for_b, col_end, block_stride, &start, packed);
+        r_end, r_dir, for_b, col_end, block_stride, &start, packed,
+        &row_buf[0]);
     for (int j0 = 0; j0 < col_end; j0 += L) {
       gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
           r_end, r_dir, nd, p0 + j0, p_row, pc, for_b ? -1 : 1,

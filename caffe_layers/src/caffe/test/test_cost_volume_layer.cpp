@@ -190,14 +190,16 @@ TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
   // without AVX2 the three runs are one). 11 rows: two threads take 5 and
   // 6, so the groups of rows sharing F_b (the AVX-512 forward, both vector
   // builds' gradients) are whole (4) and short (1, 2); 37 columns leave a
-  // column tail after the grouped vectors.
+  // column tail after the grouped vectors. A reach of 10 columns is wider
+  // than an AVX2 vector of floats (the zero padding of the row d F_b's
+  // packing shifts).
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
   this->blob_a_->Reshape(2, 20, 11, 37);
   this->blob_b_->Reshape(2, 20, 11, 37);
   FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
   FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
-  const int windows[][3] = {{2, 7, 1}, {1, 3, 2}};
+  const int windows[][3] = {{2, 7, 1}, {1, 3, 2}, {1, 10, 1}};
   const char* caps[] = {NULL, "avx2", "baseline"};
   for (const int* w : windows) {
     vector<vector<Dtype> > runs[3];
