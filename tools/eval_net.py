@@ -66,7 +66,10 @@ def main(argv=None):
                    help="threads reading and decoding frames in each process (default: the "
                         "cores, at most 8, shared out over the processes)")
     p.add_argument("--workers", type=int, default=1,
-                   help="processes, each with its own net (default: %(default)s)")
+                   help="processes, each with its own net and frame reader, taken round "
+                        "the --gpus ids (several on one GPU when there are more); two "
+                        "processes read frames faster than two threads (docs/DATA.md) "
+                        "(default: %(default)s)")
     p.add_argument("--gpus", type=int, nargs="*",
                    help="GPU ids; one process per id (default: CPU)")
     p.add_argument("--limit", type=int, help="score at most N more videos, then stop")
