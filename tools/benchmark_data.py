@@ -86,24 +86,23 @@ def main(argv=None):
                                     batches=args.batches, decode_threads=threads)
                 record(backend, phase, threads, r, bare)
     cases = [(backend, phase) for backend in args.backends for phase in args.phases]
-    if not args.no_reader:
+    readers = [] if args.no_reader else [
+        ("eval", lambda root, backend, n: time_reader(list_file, root, backend, threads=n),
+         "eval_net's frame reader on --read_threads threads; decode only, TSN's 25 frames "
+         "per video, the next video asked for ahead"),
+        ("eval-w", lambda root, backend, n: time_reader_workers(list_file, root, backend,
+                                                                workers=n),
+         "the same reader in --workers processes of one thread each, as eval_net.py "
+         "--workers N; column 'threads' counts processes")]
+    if args.no_workers:
+        readers = readers[:1]
+    for phase, timer, note in readers:
         for backend in args.backends:
-            for threads in range(1, args.threads + 1):
+            for n in range(1, args.threads + 1):
                 bare = bare_decode()
-                r = time_reader(list_file, roots[backend], backend, threads=threads)
-                record(backend, "eval", threads, r, bare)
-            cases.append((backend, "eval"))
-        print("(phase eval: eval_net's frame reader on --read_threads threads; decode only, "
-              "TSN's 25 frames per video, the next video asked for ahead)")
-    if not args.no_reader and not args.no_workers:
-        for backend in args.backends:
-            for workers in range(1, args.threads + 1):
-                bare = bare_decode()
-                r = time_reader_workers(list_file, roots[backend], backend, workers=workers)
-                record(backend, "eval-w", workers, r, bare)
-            cases.append((backend, "eval-w"))
-        print("(phase eval-w: the same reader in --workers processes of one thread each, "
-              "as eval_net.py --workers N; column 'threads' counts processes)")
+                record(backend, phase, n, timer(roots[backend], backend, n), bare)
+            cases.append((backend, phase))
+        print(f"(phase {phase}: {note})")
     for backend, phase in cases:
         one = results[backend, phase, 1]
         ratio = one["per_bare"]

@@ -15,47 +15,46 @@ def sample_set(tmp_path_factory):
     return prepare_sample_set(tmp_path_factory.mktemp("samples"), max_frames=MAX_FRAMES)
 
 
+def _frames_per_pass(list_file, num_snippets):
+    return sum(len(set(snippet_frames(e.num_frames, num_snippets).ravel().tolist()))
+               for e in read_file_list(list_file))
+
+
 @pytest.mark.parametrize("backend", ["FOLDER", "LMDB"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_reader_reads_whole_passes_of_the_test_frames(sample_set, backend, threads):
     list_file, frames, lmdb = sample_set
     root = frames if backend == "FOLDER" else lmdb
     r = time_reader(list_file, root, backend, threads=threads, num_snippets=5, seconds=0.05)
-    per_pass = sum(len(set(snippet_frames(e.num_frames, 5).ravel().tolist()))
-                   for e in read_file_list(list_file))
+    per_pass = _frames_per_pass(list_file, 5)
     # Whole passes over every video's distinct test frames, at least one.
     assert r["frames"] >= per_pass and r["frames"] % per_pass == 0
     assert r["fps"] == pytest.approx(r["frames"] / r["seconds"])
     assert r["cpu_seconds"] > 0 and r["fps_per_core"] > 0
 
 
-def test_reader_timing_names_a_missing_frame(sample_set, tmp_path):
-    from dcd.scoring.readers import FrameReadError
-    list_file, frames, _ = sample_set
-    entries = read_file_list(list_file)
-    bad = tmp_path / "bad.txt"
-    bad.write_text(f"{entries[0].video_id} {entries[0].num_frames + 50} 0\n")
-    with pytest.raises(FrameReadError, match=entries[0].video_id):
-        time_reader(bad, frames, "FOLDER", seconds=0.01)
-
-
 def test_reader_workers_sum_whole_passes_of_each_process(sample_set):
     list_file, frames, _ = sample_set
     r = time_reader_workers(list_file, frames, "FOLDER", workers=2, num_snippets=5,
                             seconds=0.05)
-    per_pass = sum(len(set(snippet_frames(e.num_frames, 5).ravel().tolist()))
-                   for e in read_file_list(list_file))
+    per_pass = _frames_per_pass(list_file, 5)
     # Each process reads whole passes, at least one.
     assert r["frames"] >= 2 * per_pass and r["frames"] % per_pass == 0
     assert r["cpu_seconds"] > 0
     assert r["fps_per_core"] == pytest.approx(r["frames"] / r["cpu_seconds"])
 
 
-def test_reader_workers_raise_the_cause_of_a_failure(sample_set, tmp_path):
+@pytest.mark.parametrize("workers", [None, 2])
+def test_reader_timing_names_a_missing_frame(sample_set, tmp_path, workers):
+    """In-process, and in worker processes: the cause, not the other
+    worker's broken barrier."""
     from dcd.scoring.readers import FrameReadError
     list_file, frames, _ = sample_set
     entries = read_file_list(list_file)
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{entries[0].video_id} {entries[0].num_frames + 50} 0\n")
     with pytest.raises(FrameReadError, match=entries[0].video_id):
-        time_reader_workers(bad, frames, "FOLDER", workers=2, seconds=0.01)
+        if workers:
+            time_reader_workers(bad, frames, "FOLDER", workers=workers, seconds=0.01)
+        else:
+            time_reader(bad, frames, "FOLDER", seconds=0.01)
