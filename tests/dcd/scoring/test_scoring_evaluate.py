@@ -198,7 +198,9 @@ def test_missing_frame_stops_with_one_line_and_keeps_the_partial(samples, tmp_pa
     out = tmp_path / "scores.npz"
     args = [str(samples["deploy"]), str(samples["weights"]), "--list", str(samples["list"]),
             "--root", str(frames), "--out", str(out), "--no-progress",
-            "--workers", str(workers)]
+            "--workers", str(workers), "--read_threads", "2"]
+    # Two read threads: the broken video is read ahead while the one before
+    # it is scored, and its failure must still come after that one is kept.
     code = load_tool("eval_net").main(args)
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
