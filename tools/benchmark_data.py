@@ -104,17 +104,17 @@ def main(argv=None):
             cases.append((backend, phase))
         print(f"(phase {phase}: {note})")
     for backend, phase in cases:
+        unit, units = ("process", "processes") if phase == "eval-w" else ("thread", "threads")
         one = results[backend, phase, 1]
         ratio = one["per_bare"]
-        print(f"[{'held' if ratio >= 0.8 else 'NOT HELD'}] {backend} {phase}: one "
-              f"{'process' if phase == 'eval-w' else 'thread'} {ratio:.0%} of bare decode per "
-              "core (target >= 80%)")
+        print(f"[{'held' if ratio >= 0.8 else 'NOT HELD'}] {backend} {phase}: one {unit} "
+              f"{ratio:.0%} of bare decode per core (target >= 80%)")
         if args.threads >= 2:
             two = results[backend, phase, 2]
             speedup = two["fps"] / one["fps"]
-            unit = "processes" if phase == "eval-w" else "threads"
             print(f"[{'held' if speedup >= 1.8 else 'NOT HELD'}] {backend} {phase}: "
-                  f"2 {unit} {speedup:.2f}x one (target >= 1.8x with 2 free cores)")
+                  f"2 {units} {speedup:.2f}x one "
+                  "(target >= 1.8x with 2 free cores)")
     return 0
 
 

@@ -198,9 +198,9 @@ def _worker(cfg, gpu, tasks, results):
         # The next video's frames are read while this one is scored.
         task = tasks.get()
         try:
-            for ahead in ((video_id, num_frames), task[:2] if task else None):
-                if ahead:
-                    scorer.prefetch(reader, *ahead)
+            scorer.prefetch(reader, video_id, num_frames)
+            if task is not None:
+                scorer.prefetch(reader, *task[:2])
             results.put(("ok", video_id, scorer.score_video(reader, video_id, num_frames)))
         except FrameReadError as exc:  # bad data, not a bug: one line, no traceback
             results.put(("frame", video_id, str(exc)))

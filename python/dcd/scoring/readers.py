@@ -158,6 +158,8 @@ def _open_store(root, backend):
 class VideoReader:
     """reader(video_id, indices) -> images of one modality (module doc)."""
 
+    MAX_QUEUED = 2  # prefetched calls kept (prefetch)
+
     def __init__(self, root, backend="auto", modality="rgb", flow_root=None,
                  flow_bound=DEFAULT_BOUND, threads=1):
         if modality not in MODALITIES:
@@ -225,8 +227,6 @@ class VideoReader:
         while len(self._queued) >= self.MAX_QUEUED:
             self._queued.pop(next(iter(self._queued)))
         self._queued[key] = self._start(video_id, indices, num_frames)
-
-    MAX_QUEUED = 2
 
     def _start(self, video_id, indices, num_frames):
         job = _ReadJob(lambda i: self._one(video_id, i, num_frames), list(indices))
