@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -448,6 +450,71 @@ inline Dtype* first_line(vector<Dtype>* buf) {
 // gradients' (correlate_gradient_rows).
 const int kSharedRows = 4;
 
+// The rows of one image in groups of kSharedRows, shared by the threads of
+// a parallel region: each thread first works through its own contiguous
+// share, in chunks of half what is left of it, so the windows of rows the
+// kernels reuse from row to row stay warm; a thread whose share is done
+// takes single groups from the end of another's. A thread that the machine
+// slows down so leaves its last rows to the others. Which thread computes
+// a row never changes its sums (docs/ASSUMPTIONS.md, "CPU threading").
+class RowChunks {
+ public:
+  RowChunks(int rows, int threads)
+      : rows_(rows), threads_(std::max(1, threads)),
+        shares_(new std::atomic<uint64_t>[threads_]) {
+    const int64_t groups = (rows + kSharedRows - 1) / kSharedRows;
+    for (int t = 0; t < threads_; ++t) {
+      shares_[t].store(pack(groups * t / threads_, groups * (t + 1) / threads_));
+    }
+  }
+  // The calling thread's next chunk of rows [*begin, *end); false once
+  // every row is taken.
+  bool claim(int* begin, int* end) {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    int first, last;
+    if (!take(t % threads_, true, &first, &last)) {
+      bool found = false;
+      for (int k = 1; k < threads_ && !found; ++k) {
+        found = take((t + k) % threads_, false, &first, &last);
+      }
+      if (!found) { return false; }
+    }
+    *begin = first * kSharedRows;
+    *end = std::min(rows_, last * kSharedRows);
+    return true;
+  }
+
+ private:
+  static uint64_t pack(uint64_t front, uint64_t back) {
+    return front | back << 32;
+  }
+  // Groups [*first, *last) from share u: the front half of what is left
+  // (owner) or its last group (another thread).
+  bool take(int u, bool owner, int* first, int* last) {
+    uint64_t v = shares_[u].load(std::memory_order_relaxed);
+    for (;;) {
+      const int front = static_cast<int>(v & 0xffffffffu);
+      const int back = static_cast<int>(v >> 32);
+      if (front >= back) { return false; }
+      const int n = owner ? std::max(1, (back - front) / 2) : 1;
+      const uint64_t next = owner ? pack(front + n, back) : pack(front, back - 1);
+      if (shares_[u].compare_exchange_weak(v, next,
+                                           std::memory_order_relaxed)) {
+        *first = owner ? front : back - 1;
+        *last = owner ? front + n : back;
+        return true;
+      }
+    }
+  }
+
+  const int rows_, threads_;
+  std::unique_ptr<std::atomic<uint64_t>[]> shares_;
+};
+
 // NR output rows that read the same row of F_b (each at its own
 // displacement row) x ND horizontal offsets, one vector of columns: the ND
 // shifted loads of b serve NR rows, NR + ND loads for NR ND FMAs, where
@@ -760,7 +827,23 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
   }
 }
 
-// One gradient of a thread's rows [row_begin, row_end), columns [0,
+// A thread's buffers for correlate_gradient_rows, kept over its chunks of
+// rows: a group's packed g and one row of g with its zero padding
+// (pack_group_g writes the row, never its padding).
+template <typename Dtype, int VB>
+struct PackBuffers {
+  static const int L = VB / sizeof(Dtype);
+  PackBuffers(int width, int dh, int dw)
+      : block_stride(kSharedRows * (2 * dh + 1) * (2 * dw + 1) * L),
+        buf(static_cast<size_t>(grouped_columns<Dtype, VB>(width, 1) / L) *
+            block_stride + 64 / sizeof(Dtype)),
+        row_buf(pack_row_size<Dtype, L>(width, dw)) {}
+  const int block_stride;
+  vector<Dtype> buf, row_buf;
+  vector<int> start;
+};
+
+// One gradient of the rows [row_begin, row_end), columns [0,
 // grouped_columns): d a_hat (for_b false; p = F_b, map rows ascending) or
 // d b_hat (p = a_hat shifted with g, map rows descending: displacement row
 // ascending). Both sum each element in ascending k, as the per-row loops
@@ -768,18 +851,14 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     int p_row, int pc, bool for_b, int channels, int height, int width,
-    int dh, int dw, Dtype* out, int row_begin, int row_end) {
+    int dh, int dw, Dtype* out, int row_begin, int row_end,
+    PackBuffers<Dtype, VB>* bufs) {
   const int L = VB / sizeof(Dtype);
   const int hw = height * width;
   const int nd = 2 * dw + 1;
   const int col_end = grouped_columns<Dtype, VB>(width, 1);
-  const int block_stride = kSharedRows * (2 * dh + 1) * nd * L;
-  vector<Dtype> buf(static_cast<size_t>(col_end / L) * block_stride +
-                    64 / sizeof(Dtype));
-  Dtype* packed = first_line(&buf);
-  // Zero: pack_group_g writes the row, never its padding.
-  vector<Dtype> row_buf(pack_row_size<Dtype, L>(width, dw));
-  vector<int> start;
+  const int block_stride = bufs->block_stride;
+  Dtype* packed = first_line(&bufs->buf);
   for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
     const int rows = std::min(kSharedRows, row_end - i0);
     const int r_low = std::max(0, i0 - dh);
@@ -788,8 +867,8 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     const int r_end = for_b ? r_low - 1 : r_high + 1;
     const int r_dir = for_b ? -1 : 1;
     pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
-        r_end, r_dir, for_b, col_end, block_stride, &start, packed,
-        &row_buf[0]);
+        r_end, r_dir, for_b, col_end, block_stride, &bufs->start, packed,
+        &bufs->row_buf[0]);
     for (int j0 = 0; j0 < col_end; j0 += L) {
       gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
           r_end, r_dir, nd, p0 + j0, p_row, pc, for_b ? -1 : 1,
@@ -1075,13 +1154,14 @@ DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
 }
 #endif
 
-// dL/da_hat(c, i, j) = sum_k g(k, i, j) b_hat(c, i + di s, j + dj s) for one
-// image (overwrites da; b_hat in rows of channels, as the forward reads it).
-// Every element is a sum over k in ascending order.
+// dL/da_hat(c, i, j) = sum_k g(k, i, j) b_hat(c, i + di s, j + dj s) for
+// the rows of one image that `rows` hands this thread (overwrites da; b_hat
+// in rows of channels, as the forward reads it). Every element is a sum
+// over k in ascending order.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,
-    int row_begin, int row_end) {
+    RowChunks* rows) {
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
@@ -1098,10 +1178,14 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   // the rest blocks of 64 bytes of columns, then single vectors (e.g. the
   // last 8 columns of a 56-wide map), then columns one by one.
   const int j_first = grouped_columns<Dtype, VB>(width, s);
+  PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
+  int row_begin, row_end;
+  while (rows->claim(&row_begin, &row_end)) {
   if (j_first > 0) {
     // F_b at row r + dh of the padded map, column j + t.
     correlate_gradient_rows<Dtype, VB>(g, b_hat + pad_h * b_row, b_row, pw,
-        false, channels, height, width, dh, dw, da, row_begin, row_end);
+        false, channels, height, width, dh, dw, da, row_begin, row_end,
+        &bufs);
   }
   for (int i = row_begin; i < row_end; ++i) {
     int j0 = j_first;
@@ -1124,7 +1208,10 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
       }
     }
   }
+  }
 #else
+  int row_begin, row_end;
+  while (rows->claim(&row_begin, &row_end)) {
   for (int c = 0; c < channels; ++c) {
     Dtype* da_c = da + c * hw;
     for (int p = row_begin * width; p < row_end * width; ++p) { da_c[p] = 0; }
@@ -1144,11 +1231,12 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
       }
     }
   }
+  }
 #endif
 }
 
 // dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for the
-// output rows [row_begin, row_end) of one image (a_hat in rows of channels,
+// output rows of one image that `rows` hands this thread (a_hat in rows of channels,
 // H x C x aw pointing at column 0, its columns zero out to aw; db in the
 // blob's C x H x W). A gather, nothing written twice. Every element sums its
 // valid displacements in a fixed order: the base build and the grouped
@@ -1158,7 +1246,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
     int aw, int channels, int height, int width, int dh, int dw, int s,
-    Dtype* db, int row_begin, int row_end) {
+    Dtype* db, RowChunks* rows) {
   const int hw = height * width;
   const int D = dcd::window_size(dh, dw);
 #if DCD_X86_DISPATCH
@@ -1185,10 +1273,14 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   // Whole vectors of columns in groups of rows where that path applies;
   // the rows below then do the rest.
   const int j_first = grouped_columns<Dtype, VB>(width, s);
+  PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
+  int row_begin, row_end;
+  while (rows->claim(&row_begin, &row_end)) {
   if (j_first > 0) {
     // a_hat at column j + dw - t (its zero columns reach dw further out).
     correlate_gradient_rows<Dtype, VB>(g, a_hat + dw, channels * aw, aw,
-        true, channels, height, width, dh, dw, db, row_begin, row_end);
+        true, channels, height, width, dh, dw, db, row_begin, row_end,
+        &bufs);
   }
   for (int q = row_begin; q < row_end && j_first < width; ++q) {
     int n = 0;
@@ -1244,7 +1336,10 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
       }
     }
   }
+  }
 #else
+  int row_begin, row_end;
+  while (rows->claim(&row_begin, &row_end)) {
   for (int q = row_begin; q < row_end; ++q) {
     for (int c = 0; c < channels; ++c) {
       for (int j = 0; j < width; ++j) { db[c * hw + q * width + j] = 0; }
@@ -1265,6 +1360,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
       }
     }
   }
+  }
 #endif
 }
 
@@ -1276,9 +1372,12 @@ namespace dcd_cpu {
 template <typename Dtype>                                                     \
 ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,   \
-    int begin, int end, bool stream) {                                        \
-  correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width, dh,  \
-                             dw, s, top, begin, end, stream);                 \
+    RowChunks* rows, bool stream) {                                           \
+  int begin, end;                                                             \
+  while (rows->claim(&begin, &end)) {                                       \
+    correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width,    \
+                               dh, dw, s, top, begin, end, stream);           \
+  }                                                                           \
   /* Streaming stores are weakly ordered: drain them before the threads */    \
   /* join and others read the output. */                                      \
   if (stream) { __asm__ __volatile__("sfence" ::: "memory"); }                \
@@ -1286,16 +1385,16 @@ ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,    \
-    int begin, int end) {                                                     \
+    RowChunks* rows) {                                                        \
   correlate_backward_a<Dtype, VB>(g, b_hat, channels, height, width, dh,    \
-                                  dw, s, da, begin, end);                     \
+                                  dw, s, da, rows);                           \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat, int aw,     \
     int channels, int height, int width, int dh, int dw, int s, Dtype* db,    \
-    int begin, int end) {                                                     \
+    RowChunks* rows) {                                                        \
   correlate_backward_b<Dtype, VB>(g, a_hat, aw, channels, height, width, dh, \
-                                  dw, s, db, begin, end);                     \
+                                  dw, s, db, rows);                           \
 }
 
 // VB: the variant's vector register width in bytes.
@@ -1325,17 +1424,15 @@ inline int isa_level() {
   return level;
 }
 
-// Splits [0, total) evenly over the threads of the enclosing OpenMP
-// parallel region (the whole range without OpenMP). The parallel regions sit
-// outside the ISA-specific kernels (docs/ASSUMPTIONS.md, "CPU threading").
-inline void thread_range(int total, int* begin, int* end) {
+// The threads of the parallel regions below (1 without OpenMP). The
+// regions sit outside the ISA-specific kernels (docs/ASSUMPTIONS.md, "CPU
+// threading").
+inline int region_threads() {
 #ifdef _OPENMP
-  const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+  return omp_get_max_threads();
 #else
-  const int threads = 1, t = 0;
+  return 1;
 #endif
-  *begin = static_cast<int>(static_cast<long long>(total) * t / threads);
-  *end = static_cast<int>(static_cast<long long>(total) * (t + 1) / threads);
 }
 
 #if DCD_X86_DISPATCH
@@ -1350,43 +1447,35 @@ inline void thread_range(int total, int* begin, int* end) {
 #endif
 
 // Each thread computes whole rows of the output (forward, d a_hat, d b_hat),
-// each element in a fixed order: results do not depend on the number of
-// threads. a_hat points at column 0 of rows of aw columns.
+// in chunks it claims from `rows`, each element in a fixed order: results
+// depend neither on the number of threads nor on which thread took a row.
+// a_hat points at column 0 of rows of aw columns.
 template <typename Dtype>
 void cost_volume_forward(const Dtype* a_hat, int aw, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,
     bool stream) {
+  RowChunks rows(height, region_threads());
 #pragma omp parallel
-  {
-    int begin, end;
-    thread_range(height, &begin, &end);
-    DCD_DISPATCH(forward, (a_hat, aw, b_hat, channels, height, width, dh, dw,
-                           s, top, begin, end, stream))
-  }
+  DCD_DISPATCH(forward, (a_hat, aw, b_hat, channels, height, width, dh, dw,
+                         s, top, &rows, stream))
 }
 
 template <typename Dtype>
 void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
+  RowChunks rows(height, region_threads());
 #pragma omp parallel
-  {
-    int begin, end;
-    thread_range(height, &begin, &end);
-    DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da,
-                              begin, end))
-  }
+  DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da,
+                            &rows))
 }
 
 template <typename Dtype>
 void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat, int aw,
     int channels, int height, int width, int dh, int dw, int s, Dtype* db) {
+  RowChunks rows(height, region_threads());
 #pragma omp parallel
-  {
-    int begin, end;
-    thread_range(height, &begin, &end);
-    DCD_DISPATCH(backward_b, (g, a_hat, aw, channels, height, width, dh, dw, s,
-                              db, begin, end))
-  }
+  DCD_DISPATCH(backward_b, (g, a_hat, aw, channels, height, width, dh, dw, s,
+                            db, &rows))
 }
 #undef DCD_DISPATCH
 

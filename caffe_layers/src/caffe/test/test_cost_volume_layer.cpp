@@ -187,49 +187,50 @@ TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
   // The baseline (SSE2) kernels against the AVX2 ones and the ones this CPU
   // picks (AVX2 or AVX-512), forward and both gradients, at the nets'
   // window and at a dilation; DCD_CPU_KERNELS caps the variant (on a CPU
-  // without AVX2 the three runs are one). 11 rows: two threads take 5 and
-  // 6, so the groups of rows sharing F_b (the AVX-512 forward, both vector
-  // builds' gradients) are whole (4) and short (1, 2); 37 columns leave a
-  // column tail after the grouped vectors. A reach of 10 columns is wider
-  // than an AVX2 vector of floats (the zero padding of the row d F_b's
-  // packing shifts).
+  // without AVX2 the three runs are one). 9, 10 and 11 rows: the groups of
+  // 4 rows sharing F_b (the AVX-512 forward, both vector builds' gradients)
+  // are whole and short (1, 2, 3 rows); 37 columns leave a column tail
+  // after the grouped vectors. A reach of 10 columns is wider than an AVX2
+  // vector of floats (the zero padding of the row d F_b's packing shifts).
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
-  this->blob_a_->Reshape(2, 20, 11, 37);
-  this->blob_b_->Reshape(2, 20, 11, 37);
-  FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
-  FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
   const int windows[][3] = {{2, 7, 1}, {1, 3, 2}, {1, 10, 1}};
   const char* caps[] = {NULL, "avx2", "baseline"};
-  for (const int* w : windows) {
-    vector<vector<Dtype> > runs[3];
-    for (int variant = 0; variant < 3; ++variant) {
-      if (caps[variant]) { setenv("DCD_CPU_KERNELS", caps[variant], 1); }
-      CostVolumeLayer<Dtype> layer(this->MakeParam(w[0], w[1], w[2]));
-      layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-      layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
-      runs[variant].push_back(vector<Dtype>(this->blob_top_->cpu_data(),
-          this->blob_top_->cpu_data() + this->blob_top_->count()));
-      Caffe::set_random_seed(5);
-      this->FillTopDiff();
-      layer.Backward(this->blob_top_vec_, vector<bool>(2, true),
-                     this->blob_bottom_vec_);
-      for (int b = 0; b < 2; ++b) {
-        const Blob<Dtype>* blob = this->blob_bottom_vec_[b];
-        runs[variant].push_back(vector<Dtype>(blob->cpu_diff(),
-            blob->cpu_diff() + blob->count()));
+  for (int height = 9; height <= 11; ++height) {
+    this->blob_a_->Reshape(2, 20, height, 37);
+    this->blob_b_->Reshape(2, 20, height, 37);
+    FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
+    FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
+    for (const int* w : windows) {
+      vector<vector<Dtype> > runs[3];
+      for (int variant = 0; variant < 3; ++variant) {
+        if (caps[variant]) { setenv("DCD_CPU_KERNELS", caps[variant], 1); }
+        CostVolumeLayer<Dtype> layer(this->MakeParam(w[0], w[1], w[2]));
+        layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+        layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+        runs[variant].push_back(vector<Dtype>(this->blob_top_->cpu_data(),
+            this->blob_top_->cpu_data() + this->blob_top_->count()));
+        Caffe::set_random_seed(5);
+        this->FillTopDiff();
+        layer.Backward(this->blob_top_vec_, vector<bool>(2, true),
+                       this->blob_bottom_vec_);
+        for (int b = 0; b < 2; ++b) {
+          const Blob<Dtype>* blob = this->blob_bottom_vec_[b];
+          runs[variant].push_back(vector<Dtype>(blob->cpu_diff(),
+              blob->cpu_diff() + blob->count()));
+        }
+        unsetenv("DCD_CPU_KERNELS");
       }
-      unsetenv("DCD_CPU_KERNELS");
-    }
-    for (int variant = 0; variant < 2; ++variant) {
-      for (int r = 0; r < 3; ++r) {
-        ASSERT_EQ(runs[variant][r].size(), runs[2][r].size());
-        for (int i = 0; i < runs[2][r].size(); ++i) {
-          EXPECT_NEAR(runs[variant][r][i], runs[2][r][i], 1e-4)
-              << (variant == 0 ? "own" : "avx2") << " against baseline, "
-              << (r == 0 ? "top" : r == 1 ? "d F_a" : "d F_b") << " index "
-              << i << ", window " << w[0] << " x " << w[1] << " dilation "
-              << w[2];
+      for (int variant = 0; variant < 2; ++variant) {
+        for (int r = 0; r < 3; ++r) {
+          ASSERT_EQ(runs[variant][r].size(), runs[2][r].size());
+          for (int i = 0; i < runs[2][r].size(); ++i) {
+            EXPECT_NEAR(runs[variant][r][i], runs[2][r][i], 1e-4)
+                << (variant == 0 ? "own" : "avx2") << " against baseline, "
+                << (r == 0 ? "top" : r == 1 ? "d F_a" : "d F_b") << " index "
+                << i << ", window " << w[0] << " x " << w[1] << " dilation "
+                << w[2] << ", " << height << " rows";
+          }
         }
       }
     }
