@@ -1,9 +1,7 @@
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +11,7 @@
 
 #include "caffe/layers/cost_volume_layer.hpp"
 #include "caffe/util/dcd_kernels.hpp"
+#include "caffe/util/dcd_row_chunks.hpp"
 #include "caffe/util/dcd_window.hpp"
 #include "caffe/util/math_functions.hpp"
 
@@ -101,6 +100,21 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 #endif
 
 namespace {
+
+// Rows of a group: the forward's (correlate_shared_rows) and the
+// gradients' (correlate_gradient_rows), and the unit in which the threads
+// share out an image's rows (dcd::RowChunks).
+const int kSharedRows = 4;
+
+// The calling thread's next chunk of rows [*begin, *end) from `rows`;
+// false once every row is taken.
+inline bool claim_rows(dcd::RowChunks* rows, int* begin, int* end) {
+#ifdef _OPENMP
+  return rows->Claim(omp_get_thread_num(), begin, end);
+#else
+  return rows->Claim(0, begin, end);
+#endif
+}
 
 // One row of normalize_cpu: inv_row = 1 / norm of the row's pixels, o (the
 // row's output, channels out_c apart) = f / norm.
@@ -243,8 +257,9 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 #if DCD_X86_DISPATCH
 // The same block with GCC/Clang vector extensions: NV native vectors of VB
 // bytes (64 bytes of columns per row in the blocks, one vector in column
-// tails), so the compiler keeps the sums in registers. VB is the variant's register width (16 SSE2, 32 AVX2, 64
-// AVX-512; docs/ASSUMPTIONS.md, "CPU vector width").
+// tails), so the compiler keeps the sums in registers. VB is the variant's
+// register width (16 SSE2, 32 AVX2, 64 AVX-512; docs/ASSUMPTIONS.md, "CPU
+// vector width").
 template <typename Dtype, int VB> struct VecOf {
   typedef Dtype type __attribute__((vector_size(VB)));
 };
@@ -446,74 +461,6 @@ inline Dtype* first_line(vector<Dtype>* buf) {
   return p + (-reinterpret_cast<uintptr_t>(p) & 63) / sizeof(Dtype);
 }
 
-// Rows of a group: the forward's (correlate_shared_rows) and the
-// gradients' (correlate_gradient_rows).
-const int kSharedRows = 4;
-
-// The rows of one image in groups of kSharedRows, shared by the threads of
-// a parallel region: each thread first works through its own contiguous
-// share, in chunks of half what is left of it, so the windows of rows the
-// kernels reuse from row to row stay warm; a thread whose share is done
-// takes single groups from the end of another's. A thread that the machine
-// slows down so leaves its last rows to the others. Which thread computes
-// a row never changes its sums (docs/ASSUMPTIONS.md, "CPU threading").
-class RowChunks {
- public:
-  RowChunks(int rows, int threads)
-      : rows_(rows), threads_(std::max(1, threads)),
-        shares_(new std::atomic<uint64_t>[threads_]) {
-    const int64_t groups = (rows + kSharedRows - 1) / kSharedRows;
-    for (int t = 0; t < threads_; ++t) {
-      shares_[t].store(pack(groups * t / threads_, groups * (t + 1) / threads_));
-    }
-  }
-  // The calling thread's next chunk of rows [*begin, *end); false once
-  // every row is taken.
-  bool claim(int* begin, int* end) {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num();
-#else
-    const int t = 0;
-#endif
-    int first, last;
-    if (!take(t % threads_, true, &first, &last)) {
-      bool found = false;
-      for (int k = 1; k < threads_ && !found; ++k) {
-        found = take((t + k) % threads_, false, &first, &last);
-      }
-      if (!found) { return false; }
-    }
-    *begin = first * kSharedRows;
-    *end = std::min(rows_, last * kSharedRows);
-    return true;
-  }
-
- private:
-  static uint64_t pack(uint64_t front, uint64_t back) {
-    return front | back << 32;
-  }
-  // Groups [*first, *last) from share u: the front half of what is left
-  // (owner) or its last group (another thread).
-  bool take(int u, bool owner, int* first, int* last) {
-    uint64_t v = shares_[u].load(std::memory_order_relaxed);
-    for (;;) {
-      const int front = static_cast<int>(v & 0xffffffffu);
-      const int back = static_cast<int>(v >> 32);
-      if (front >= back) { return false; }
-      const int n = owner ? std::max(1, (back - front) / 2) : 1;
-      const uint64_t next = owner ? pack(front + n, back) : pack(front, back - 1);
-      if (shares_[u].compare_exchange_weak(v, next,
-                                           std::memory_order_relaxed)) {
-        *first = owner ? front : back - 1;
-        *last = owner ? front + n : back;
-        return true;
-      }
-    }
-  }
-
-  const int rows_, threads_;
-  std::unique_ptr<std::atomic<uint64_t>[]> shares_;
-};
 
 // NR output rows that read the same row of F_b (each at its own
 // displacement row) x ND horizontal offsets, one vector of columns: the ND
@@ -803,7 +750,8 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
   for (int di = -dh; di <= dh; ++di) {
     for (int t = 0; t < nd; ++t) {
       const Dtype* plane = g + dcd::window_channel(di, t - dw, dh, dw) * hw;
-      const int shift = for_b ? dw - t : 0;  // g's column for column j: j + shift
+      // g's column for column j: j + shift.
+      const int shift = for_b ? dw - t : 0;
       for (int rho = 0; rho < rows; ++rho) {
         const int r = for_b ? i0 + rho - di : i0 + rho + di;
         if (r < 0 || r >= height) { continue; }
@@ -883,11 +831,11 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
 // dw s), Hp x C x pw). Loop layout: output row i, blocks of 64 bytes of
 // columns, then every displacement row di and groups of horizontal offsets
 // (pairs of offsets sharing loads where the block is two vectors),
-// channels innermost with the block's sums held in registers. The block of F_a (C x 64 bytes)
-// stays in L1 for all D displacements, the 2 dh + 1 rows of F_b that row i
-// reads stay in L2 for the next row, and a channel step is one padded row
-// (not a plane), so the inner loop touches a few pages, not 2 C
-// (docs/ASSUMPTIONS.md, "CPU kernel figures").
+// channels innermost with the block's sums held in registers. The block of
+// F_a (C x 64 bytes) stays in L1 for all D displacements, the 2 dh + 1 rows
+// of F_b that row i reads stay in L2 for the next row, and a channel step
+// is one padded row (not a plane), so the inner loop touches a few pages,
+// not 2 C (docs/ASSUMPTIONS.md, "CPU kernel figures").
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
     const Dtype* b_hat, int channels, int height, int width, int dh, int dw,
@@ -1161,7 +1109,7 @@ DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,
-    RowChunks* rows) {
+    dcd::RowChunks* rows) {
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
@@ -1180,7 +1128,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   int row_begin, row_end;
-  while (rows->claim(&row_begin, &row_end)) {
+  while (claim_rows(rows, &row_begin, &row_end)) {
   if (j_first > 0) {
     // F_b at row r + dh of the padded map, column j + t.
     correlate_gradient_rows<Dtype, VB>(g, b_hat + pad_h * b_row, b_row, pw,
@@ -1211,7 +1159,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   }
 #else
   int row_begin, row_end;
-  while (rows->claim(&row_begin, &row_end)) {
+  while (claim_rows(rows, &row_begin, &row_end)) {
   for (int c = 0; c < channels; ++c) {
     Dtype* da_c = da + c * hw;
     for (int p = row_begin * width; p < row_end * width; ++p) { da_c[p] = 0; }
@@ -1236,17 +1184,17 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 }
 
 // dL/db_hat(c, q) = sum_k g(k, q - shift_k) a_hat(c, q - shift_k) for the
-// output rows of one image that `rows` hands this thread (a_hat in rows of channels,
-// H x C x aw pointing at column 0, its columns zero out to aw; db in the
-// blob's C x H x W). A gather, nothing written twice. Every element sums its
-// valid displacements in a fixed order: the base build and the grouped
-// columns of the vector builds in ascending k (the GPU kernel's,
+// output rows of one image that `rows` hands this thread (a_hat in rows of
+// channels, H x C x aw pointing at column 0, its columns zero out to aw; db
+// in the blob's C x H x W). A gather, nothing written twice. Every element
+// sums its valid displacements in a fixed order: the base build and the
+// grouped columns of the vector builds in ascending k (the GPU kernel's,
 // dcd::cost_volume_backward_b_block), the vector builds' other columns
 // displacement row by row in shift_run_plan's order.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
     int aw, int channels, int height, int width, int dh, int dw, int s,
-    Dtype* db, RowChunks* rows) {
+    Dtype* db, dcd::RowChunks* rows) {
   const int hw = height * width;
   const int D = dcd::window_size(dh, dw);
 #if DCD_X86_DISPATCH
@@ -1275,7 +1223,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   int row_begin, row_end;
-  while (rows->claim(&row_begin, &row_end)) {
+  while (claim_rows(rows, &row_begin, &row_end)) {
   if (j_first > 0) {
     // a_hat at column j + dw - t (its zero columns reach dw further out).
     correlate_gradient_rows<Dtype, VB>(g, a_hat + dw, channels * aw, aw,
@@ -1339,7 +1287,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   }
 #else
   int row_begin, row_end;
-  while (rows->claim(&row_begin, &row_end)) {
+  while (claim_rows(rows, &row_begin, &row_end)) {
   for (int q = row_begin; q < row_end; ++q) {
     for (int c = 0; c < channels; ++c) {
       for (int j = 0; j < width; ++j) { db[c * hw + q * width + j] = 0; }
@@ -1372,10 +1320,10 @@ namespace dcd_cpu {
 template <typename Dtype>                                                     \
 ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,   \
-    RowChunks* rows, bool stream) {                                           \
+    dcd::RowChunks* rows, bool stream) {                                      \
   int begin, end;                                                             \
-  while (rows->claim(&begin, &end)) {                                       \
-    correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width,    \
+  while (claim_rows(rows, &begin, &end)) {                                    \
+    correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width,     \
                                dh, dw, s, top, begin, end, stream);           \
   }                                                                           \
   /* Streaming stores are weakly ordered: drain them before the threads */    \
@@ -1385,15 +1333,15 @@ ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,    \
-    RowChunks* rows) {                                                        \
-  correlate_backward_a<Dtype, VB>(g, b_hat, channels, height, width, dh,    \
+    dcd::RowChunks* rows) {                                                   \
+  correlate_backward_a<Dtype, VB>(g, b_hat, channels, height, width, dh,      \
                                   dw, s, da, rows);                           \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat, int aw,     \
     int channels, int height, int width, int dh, int dw, int s, Dtype* db,    \
-    RowChunks* rows) {                                                        \
-  correlate_backward_b<Dtype, VB>(g, a_hat, aw, channels, height, width, dh, \
+    dcd::RowChunks* rows) {                                                   \
+  correlate_backward_b<Dtype, VB>(g, a_hat, aw, channels, height, width, dh,  \
                                   dw, s, db, rows);                           \
 }
 
@@ -1454,7 +1402,7 @@ template <typename Dtype>
 void cost_volume_forward(const Dtype* a_hat, int aw, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* top,
     bool stream) {
-  RowChunks rows(height, region_threads());
+  dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(forward, (a_hat, aw, b_hat, channels, height, width, dh, dw,
                          s, top, &rows, stream))
@@ -1463,7 +1411,7 @@ void cost_volume_forward(const Dtype* a_hat, int aw, const Dtype* b_hat,
 template <typename Dtype>
 void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
-  RowChunks rows(height, region_threads());
+  dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da,
                             &rows))
@@ -1472,7 +1420,7 @@ void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype>
 void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat, int aw,
     int channels, int height, int width, int dh, int dw, int s, Dtype* db) {
-  RowChunks rows(height, region_threads());
+  dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(backward_b, (g, a_hat, aw, channels, height, width, dh, dw, s,
                             db, &rows))
