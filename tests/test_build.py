@@ -202,3 +202,27 @@ def test_every_patch_is_applied_to_the_tree():
     conv_cpp = (tree / "src/caffe/layers/cudnn_conv_layer.cpp").read_text()
     assert "sync_conv_groups" not in conv_cu and "handle_[" not in conv_cu
     assert "cudnnSetConvolutionGroupCount" in conv_cpp and "ShapesUnchanged" in conv_cpp
+
+
+def _caffe_compile_command():
+    """The C++ compiler and the flags the build compiled libcaffe's sources
+    with (CMake's flags.make for the caffe target), as an argument list."""
+    import shlex
+    cache = (CPU_BUILD_DIR / "CMakeCache.txt").read_text()
+    compiler = re.search(r"^CMAKE_CXX_COMPILER:\w+=(.+)$", cache, re.M).group(1)
+    flags = (CPU_BUILD_DIR / "caffe/src/caffe/CMakeFiles/caffe.dir/flags.make").read_text()
+    args = [compiler]
+    for key in ("CXX_DEFINES", "CXX_INCLUDES", "CXX_FLAGS"):
+        args += shlex.split(re.search(rf"^{key} = (.*)$", flags, re.M).group(1))
+    return args
+
+
+def test_cost_volume_compiles_without_the_x86_dispatch():
+    """CostVolume's plain loops, what a build without GCC/Clang on x86-64
+    compiles alone (DCD_NO_X86_DISPATCH), still compile: the x86 build never
+    does, so code that only its vector kernels declare would go unnoticed."""
+    source = CPU_BUILD_DIR / "caffe-src/src/caffe/layers/cost_volume_layer.cpp"
+    run = subprocess.run(_caffe_compile_command() + ["-DDCD_NO_X86_DISPATCH", "-fsyntax-only",
+                                                     str(source)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]

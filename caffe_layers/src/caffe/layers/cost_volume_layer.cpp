@@ -89,9 +89,11 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 // x86-64 with GCC or Clang the three hot loops are also compiled for AVX2+FMA
 // and AVX-512+FMA and one is picked at run time from the CPU's features.
 // Results may differ in the last bits between machines (FMA), never between
-// runs on one machine.
+// runs on one machine. DCD_NO_X86_DISPATCH builds the plain loops alone, as
+// other machines and compilers do (tests/test_build.py compiles it so).
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
-    !defined(__CUDACC__) && !defined(__INTEL_COMPILER)
+    !defined(__CUDACC__) && !defined(__INTEL_COMPILER) && \
+    !defined(DCD_NO_X86_DISPATCH)
 #define DCD_X86_DISPATCH 1
 #define DCD_INLINE inline __attribute__((always_inline))
 #else
