@@ -83,10 +83,11 @@ def main(argv=None):
 
     # Phases, each after a pause: BLAS and OpenMP worker threads keep
     # spinning for a while after their last job and would steal the core
-    # from whatever is timed next. sgemm is timed first and last and the
-    # higher figure is the ceiling, so a load that eases during the run
-    # cannot flatter the layers' share.
-    ceiling_first = sgemm_gflops()
+    # from whatever is timed next. sgemm is timed first, right after the
+    # layers and last; the highest figure is the ceiling, so a load that
+    # eases during the run cannot flatter the layers' share, and figures far
+    # apart say that the load changed (print_targets then judges nothing).
+    ceilings = [sgemm_gflops()]
     time.sleep(0.5)
     rng = np.random.default_rng(0)
     configs = [Config(args.channels, s, d, n) for s, d, n in
@@ -94,6 +95,8 @@ def main(argv=None):
     cases = list(itertools.product(configs, LAYERS + ("chain",)))
     layer_times = [time_layer(config, layer, rng, sync)
                    for config, layer in tqdm(cases, desc="layers", unit="case")]
+    time.sleep(0.5)
+    ceilings.append(sgemm_gflops())
     time.sleep(0.5)
     ref_times = [(None, None)] * len(cases) if args.no_reference else \
         [time_reference(config, layer, rng)
@@ -103,10 +106,12 @@ def main(argv=None):
     torch_times = {config: time_torch(config, rng) for config in
                    tqdm(configs if use_torch else [], desc="torch autograd", unit="case")}
     time.sleep(0.5)
-    ceiling = max(ceiling_first, sgemm_gflops())
+    ceilings.append(sgemm_gflops())
+    ceiling = max(ceilings)
     core = blas_core()
     print(f"numpy float32 matmul (sgemm) ceiling: {ceiling:.1f} GFLOP/s "
-          f"(OpenBLAS {core or 'kernels unknown'}; the higher of the first and last timing)")
+          f"(OpenBLAS {core or 'kernels unknown'}; the highest of {len(ceilings)} timings, "
+          f"first, after the layers and last: {', '.join(f'{c:.0f}' for c in ceilings)})")
     rows = [(config, layer, *lt, *rt) for (config, layer), lt, rt in
             zip(cases, layer_times, ref_times)]
 
@@ -130,7 +135,7 @@ def main(argv=None):
               f"{fwd_bwd * 1e3:9.3f} {ref_cols}")
 
     if args.json:
-        write_json(args.json, device, build, args.gpu, rows, ceiling, isa, torch_times)
+        write_json(args.json, device, build, args.gpu, rows, ceilings, isa, torch_times)
         print(f"\nwrote {args.json}")
 
     if torch_times:
@@ -144,7 +149,7 @@ def main(argv=None):
                       f"({tfb / fwd_bwd:5.1f}x)")
 
     if args.gpu is None:
-        print_targets(rows, ceiling, torch_times, isa, blas_isa(core))
+        print_targets(rows, ceilings, torch_times, isa, blas_isa(core))
     return 0
 
 
@@ -153,24 +158,42 @@ def torch_version():
     return torch.__version__
 
 
-def print_targets(rows, ceiling, torch_times, isa, sgemm_isa=None):
+# sgemm timings of one run further apart than this (highest / lowest) mean
+# that the machine's load changed while the run went on.
+STEADY_SGEMM = 1.10
+
+
+def print_targets(rows, ceilings, torch_times, isa, sgemm_isa=None):
     """The CPU targets at C=64, 112x112, d=7, on this machine's ISA (with a
-    note where sgemm's kernels use another vector ISA than the layers')."""
+    note where sgemm's kernels use another vector ISA than the layers').
+    `ceilings`: the run's sgemm GFLOP/s timings; the shares are of the
+    highest, and are judged only where the timings agree within
+    STEADY_SGEMM (else '[unsure]': on a machine whose load moves, a share
+    says little either way)."""
+    ceiling = max(ceilings)
+    steady = ceiling <= STEADY_SGEMM * min(ceilings)
     print(f"\nCPU targets (C=64, 112x112, d=7; {isa} kernels; ratios within this run):")
     if sgemm_isa is not None and sgemm_isa != isa:
         print(f"  (sgemm ran {sgemm_isa} kernels, the layers {isa}: the sgemm shares are not "
               "like for like; --kernels picks both)")
+    if not steady:
+        print(f"  (sgemm read {min(ceilings):.0f}-{ceiling:.0f} GFLOP/s within this run, more "
+              f"than {STEADY_SGEMM - 1:.0%} apart: the machine's load changed while it ran, so "
+              "the sgemm shares are not judged; rerun on a quieter machine)")
+
+    def verdict(share):
+        return "unsure" if not steady else "held" if share >= 0.5 else "NOT HELD"
     for config, layer, fwd, fwd_bwd, *_ in rows:
         if (config.size, config.max_displacement) != (112, 7):
             continue
         if layer == "CostVolume":
             share = flops(config)[layer][0] / fwd / 1e9 / ceiling
-            print(f"  [{'held' if share >= 0.5 else 'NOT HELD'}] N={config.batch}: CostVolume "
+            print(f"  [{verdict(share)}] N={config.batch}: CostVolume "
                   f"forward at {share:.1%} of sgemm GFLOP/s (target >= 50%)")
             # Both gradients (twice the forward's multiply-adds) in f+b - f,
             # normalisations included, held to the forward's standard.
             share = flops(config)[layer][1] / (fwd_bwd - fwd) / 1e9 / ceiling
-            print(f"  [{'held' if share >= 0.5 else 'NOT HELD'}] N={config.batch}: CostVolume "
+            print(f"  [{verdict(share)}] N={config.batch}: CostVolume "
                   f"backward (both gradients, f+b - fwd) at {share:.1%} of sgemm GFLOP/s "
                   "(the forward's target, >= 50%)")
         if layer == "chain":
@@ -212,7 +235,7 @@ def main_caffe_time(args):
     return 0
 
 
-def write_json(path, device, build, gpu, rows, ceiling, isa, torch_times):
+def write_json(path, device, build, gpu, rows, ceilings, isa, torch_times):
     """One record per configuration: each layer's forward and forward+backward
     ms per frame and FPS (the chain's with PyTorch autograd's where
     measured), and the displacement map (CostVolume + SoftDisplacement
@@ -240,7 +263,8 @@ def write_json(path, device, build, gpu, rows, ceiling, isa, torch_times):
                   layers["SoftDisplacement"]["forward_ms_per_frame"])
             entry["displacement_map"] = {"forward_ms_per_frame": ms, "forward_fps": 1e3 / ms}
     out = {"device": device, "mode": "cpu" if gpu is None else "gpu", "build": build,
-           "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": ceiling,
+           "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": max(ceilings),
+           "sgemm_gflops_timings": ceilings,
            "cpu_kernels": isa,
            "configs": list(configs.values())}
     tmp = Path(path).with_suffix(".partial")
