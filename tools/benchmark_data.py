@@ -12,13 +12,20 @@ within a run; a ratio of two figures taken seconds apart drifts less). Targets: 
 for eval_net's frame reader, on 1..N read threads in one process
 (tools/eval_net.py --read_threads; TSN's 25 test frames per video) and in
 1..N processes of one thread each (eval_net.py --workers), so that scoring
-is measured the same way."""
+is measured the same way. Bare decode in 2 processes at once, timed first
+and last, says whether 2 cores were free: where it scales below 1.8x, the
+2-thread targets read [unsure]."""
 import argparse
 import os
 import sys
 
 from dcd.util.paths import BUILD_DIR
 from dcd.util.cli import tool_main
+
+
+# Bare decode in two processes at once below this many times one process:
+# the machine's second core is not free (the 1.8x targets' own yardstick).
+FREE_CORES_SCALING = 1.8
 
 
 @tool_main("benchmark_data")
@@ -44,7 +51,7 @@ def main(argv=None):
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
-    from dcd.perf.data import (sample_jpegs, time_bare_decode, time_reader,
+    from dcd.perf.data import (decode_scaling, sample_jpegs, time_bare_decode, time_reader,
                                time_reader_workers, time_video_data)
     from dcd.data.video_net import prepare_sample_set
     caffe.set_mode_cpu()
@@ -63,6 +70,12 @@ def main(argv=None):
     print(f"bare cv2.imdecode of the same JPEGs, one core: {bare_decode():.0f} frames/s "
           f"({os.cpu_count()} cores here; load average {os.getloadavg()[0]:.1f}); "
           "measured again before each case (column 'bare')")
+    # Whether two cores are free for the 2-thread targets: bare decode in two
+    # processes at once, first and last (a neighbour's load comes and goes).
+    scalings = [decode_scaling(jpegs)] if args.threads >= 2 else []
+    if scalings:
+        print(f"bare decode in 2 processes at once: {scalings[0]:.2f}x one process "
+              "(the machine's own scaling; measured again at the end)")
     print(f"{'backend':<8} {'phase':<7} {'threads':>7} {'frames':>7} {'wall s':>7} "
           f"{'frames/s':>9} {'speed-up':>8} {'CPU s':>7} {'frames/CPU-s':>12} {'bare':>6} "
           f"{'/ bare':>7}")
@@ -103,19 +116,38 @@ def main(argv=None):
                 record(backend, phase, n, timer(roots[backend], backend, n), bare)
             cases.append((backend, phase))
         print(f"(phase {phase}: {note})")
+    if scalings:
+        scalings.append(decode_scaling(jpegs))
+        print(f"bare decode in 2 processes at once, again: {scalings[-1]:.2f}x one process")
+    print_targets(results, cases, args.threads, scalings)
+    return 0
+
+
+def print_targets(results, cases, threads, scalings):
+    """The targets of each (backend, phase) case: one thread (or process) at
+    >= 80% of bare decode per core; 2 at >= 1.8x one, judged only where bare
+    decode itself scaled >= FREE_CORES_SCALING on 2 processes in every
+    timing of `scalings` (else '[unsure]': two cores were not free)."""
+    # Two cores not both free at the start or the end: the 2-thread figures
+    # measure the neighbours as much as the code, so they are not judged.
+    free = not scalings or min(scalings) >= FREE_CORES_SCALING
+    if not free:
+        print(f"(bare decode itself scaled {min(scalings):.2f}x on 2 processes, below "
+              f"{FREE_CORES_SCALING}x: this machine did not have 2 free cores, so the 2-thread "
+              "targets are not judged; rerun on a quieter machine)")
     for backend, phase in cases:
         unit, units = ("process", "processes") if phase == "eval-w" else ("thread", "threads")
         one = results[backend, phase, 1]
         ratio = one["per_bare"]
         print(f"[{'held' if ratio >= 0.8 else 'NOT HELD'}] {backend} {phase}: one {unit} "
               f"{ratio:.0%} of bare decode per core (target >= 80%)")
-        if args.threads >= 2:
+        if threads >= 2:
             two = results[backend, phase, 2]
             speedup = two["fps"] / one["fps"]
-            print(f"[{'held' if speedup >= 1.8 else 'NOT HELD'}] {backend} {phase}: "
+            verdict = "unsure" if not free else "held" if speedup >= 1.8 else "NOT HELD"
+            print(f"[{verdict}] {backend} {phase}: "
                   f"2 {units} {speedup:.2f}x one "
                   "(target >= 1.8x with 2 free cores)")
-    return 0
 
 
 if __name__ == "__main__":

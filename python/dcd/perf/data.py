@@ -85,30 +85,26 @@ def time_reader(list_file, root, backend, threads=1, num_snippets=25, seconds=2.
                 fps_per_core=frames / cpu)
 
 
-def _reader_worker(args, barrier, results):
+def _timed_worker(timer, args, barrier, results):
     try:
-        results.put(time_reader(*args, ready=barrier.wait))
+        results.put(timer(*args, ready=barrier.wait))
     except BaseException as exc:  # noqa: BLE001 - re-raised in the parent
         barrier.abort()
         results.put(exc)
 
 
-def time_reader_workers(list_file, root, backend, workers=2, num_snippets=25, seconds=2.0):
-    """time_reader in `workers` processes at once, one read thread each:
-    how `tools/eval_net.py --workers` reads (each scoring process opens its
-    own reader). The clocks start together (after every warm-up); frames and
-    CPU seconds are summed, fps is the sum of the processes' rates.
-
-    Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core)."""
+def _time_in_processes(timer, args, workers, what):
+    """timer(*args, ready=...) in `workers` spawned processes at once, the
+    clocks started together (each calls `ready` after its warm-up): their
+    results. `what` names a process in the error if one dies."""
     import multiprocessing as mp
     import queue
     import threading
 
     ctx = mp.get_context("spawn")  # as eval_net's pool: no fork after importing caffe
     barrier, results = ctx.Barrier(workers), ctx.Queue()
-    args = (list_file, str(root), backend, 1, num_snippets, seconds)
-    procs = [ctx.Process(target=_reader_worker, args=(args, barrier, results), daemon=True)
-             for _ in range(workers)]
+    procs = [ctx.Process(target=_timed_worker, args=(timer, args, barrier, results),
+                         daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()
     runs = []
@@ -119,7 +115,7 @@ def time_reader_workers(list_file, root, backend, workers=2, num_snippets=25, se
             except queue.Empty:
                 dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
                 if dead:
-                    raise RuntimeError(f"a reader process died (exit code {dead[0]})") from None
+                    raise RuntimeError(f"{what} died (exit code {dead[0]})") from None
     finally:
         for p in procs:
             p.join(timeout=10)
@@ -129,15 +125,35 @@ def time_reader_workers(list_file, root, backend, workers=2, num_snippets=25, se
     if errors:  # the cause, not the others' broken barrier
         raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
                    errors[0])
+    return runs
+
+
+def _summed(runs):
+    """Processes' runs as one: frames and CPU seconds summed, fps the sum of
+    their rates."""
     frames, cpu = sum(r["frames"] for r in runs), sum(r["cpu_seconds"] for r in runs)
     return dict(frames=frames, seconds=max(r["seconds"] for r in runs), cpu_seconds=cpu,
                 fps=sum(r["fps"] for r in runs), fps_per_core=frames / cpu)
 
 
-def time_bare_decode(encoded, seconds=2.0):
+def time_reader_workers(list_file, root, backend, workers=2, num_snippets=25, seconds=2.0):
+    """time_reader in `workers` processes at once, one read thread each:
+    how `tools/eval_net.py --workers` reads (each scoring process opens its
+    own reader). The clocks start together (after every warm-up); frames and
+    CPU seconds are summed, fps is the sum of the processes' rates.
+
+    Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core)."""
+    args = (list_file, str(root), backend, 1, num_snippets, seconds)
+    return _summed(_time_in_processes(time_reader, args, workers, "a reader process"))
+
+
+def time_bare_decode(encoded, seconds=2.0, ready=None):
     """Frames per CPU-second of bare cv2.imdecode (colour, OpenCV on one
     thread) over the JPEG byte strings `encoded`, cycled for about `seconds`:
-    the baseline the data layer's per-core rate is compared with."""
+    the baseline the data layer's per-core rate is compared with. `ready`:
+    called after the warm-up, just before the clock starts.
+
+    Returns dict(frames, seconds, cpu_seconds, fps, fps_per_core)."""
     import cv2
     import numpy as np
 
@@ -145,15 +161,30 @@ def time_bare_decode(encoded, seconds=2.0):
     buffers = [np.frombuffer(b, np.uint8) for b in encoded]
     for b in buffers[:8]:  # warm-up
         cv2.imdecode(b, cv2.IMREAD_COLOR)
-    frames, cpu = 0, time.process_time()
-    deadline = time.perf_counter() + seconds
+    if ready is not None:
+        ready()
+    frames, cpu, wall = 0, time.process_time(), time.perf_counter()
+    deadline = wall + seconds
     while time.perf_counter() < deadline:
         for b in buffers:
             if cv2.imdecode(b, cv2.IMREAD_COLOR) is None:
                 raise ValueError("a benchmark frame does not decode")
         frames += len(buffers)
-    cpu = time.process_time() - cpu
-    return dict(frames=frames, cpu_seconds=cpu, fps_per_core=frames / cpu)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return dict(frames=frames, seconds=wall, cpu_seconds=cpu, fps=frames / wall,
+                fps_per_core=frames / cpu)
+
+
+def decode_scaling(encoded, workers=2, seconds=1.0):
+    """How this machine's cores scale right now: bare decode's frames/s in
+    `workers` processes at once over the same in one process (started the
+    same way). Near `workers` where that many cores are free; a neighbour
+    busy on one of them shows as less."""
+    one = _summed(_time_in_processes(time_bare_decode, (encoded, seconds), 1,
+                                     "a decode process"))
+    many = _summed(_time_in_processes(time_bare_decode, (encoded, seconds), workers,
+                                      "a decode process"))
+    return many["fps"] / one["fps"]
 
 
 def sample_jpegs(frames_root, limit=200):

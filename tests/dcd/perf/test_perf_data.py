@@ -4,8 +4,10 @@ import pytest
 
 from dcd.data.filelists import read_file_list
 from dcd.data.video_net import prepare_sample_set
-from dcd.perf.data import time_reader, time_reader_workers
+from dcd.perf.data import (decode_scaling, sample_jpegs, time_bare_decode, time_reader,
+                           time_reader_workers)
 from dcd.scoring.protocol import snippet_frames
+from toolhelpers import load_tool
 
 MAX_FRAMES = 30
 
@@ -58,3 +60,53 @@ def test_reader_timing_names_a_missing_frame(sample_set, tmp_path, workers):
             time_reader_workers(bad, frames, "FOLDER", workers=workers, seconds=0.01)
         else:
             time_reader(bad, frames, "FOLDER", seconds=0.01)
+
+
+def test_bare_decode_starts_its_clock_when_ready(sample_set):
+    """Whole passes over the JPEGs, timed from the `ready` call on."""
+    _, frames, _ = sample_set
+    jpegs = sample_jpegs(frames, limit=20)
+    calls = []
+    r = time_bare_decode(jpegs, seconds=0.05, ready=lambda: calls.append(1))
+    assert calls == [1]
+    assert r["frames"] >= len(jpegs) and r["frames"] % len(jpegs) == 0
+    assert r["fps"] == pytest.approx(r["frames"] / r["seconds"])
+    assert r["fps_per_core"] == pytest.approx(r["frames"] / r["cpu_seconds"])
+
+
+def test_decode_scaling_compares_process_rates_and_names_a_bad_frame(sample_set):
+    """Two processes' summed frames/s over one's: more than one process's
+    worth would mean double counting, less than a third a broken sum; a
+    frame that does not decode stops it with the cause, not a broken
+    barrier."""
+    _, frames, _ = sample_set
+    jpegs = sample_jpegs(frames, limit=20)
+    scaling = decode_scaling(jpegs, workers=2, seconds=0.2)
+    assert 0.3 < scaling <= 2.3
+    with pytest.raises(ValueError, match="does not decode"):
+        decode_scaling(jpegs[:3] + [b"not a jpeg"], workers=2, seconds=0.05)
+
+
+def test_data_targets_judge_two_threads_only_with_two_free_cores(capsys):
+    """benchmark_data's verdicts: one thread against 80% of bare decode; two
+    against 1.8x, or [unsure] where bare decode itself scaled below 1.8x on
+    two processes at the start or the end of the run."""
+    tool = load_tool("benchmark_data")
+    results = {("FOLDER", "TRAIN", 1): dict(per_bare=0.83, fps=1000.0),
+               ("FOLDER", "TRAIN", 2): dict(per_bare=0.80, fps=1850.0),
+               ("LMDB", "eval-w", 1): dict(per_bare=0.75, fps=1000.0),
+               ("LMDB", "eval-w", 2): dict(per_bare=0.74, fps=1700.0)}
+    cases = [("FOLDER", "TRAIN"), ("LMDB", "eval-w")]
+    tool.print_targets(results, cases, 2, [1.92, 1.88])
+    out = capsys.readouterr().out
+    assert "[held] FOLDER TRAIN: one thread 83% of bare decode per core" in out
+    assert "[held] FOLDER TRAIN: 2 threads 1.85x one" in out
+    assert "[NOT HELD] LMDB eval-w: one process 75%" in out
+    assert "[NOT HELD] LMDB eval-w: 2 processes 1.70x one" in out
+    assert "free cores, so" not in out
+    tool.print_targets(results, cases, 2, [1.92, 1.31])
+    out = capsys.readouterr().out
+    assert "bare decode itself scaled 1.31x on 2 processes" in out
+    assert "[unsure] FOLDER TRAIN: 2 threads 1.85x one" in out
+    assert "[unsure] LMDB eval-w: 2 processes 1.70x one" in out
+    assert "[held] FOLDER TRAIN: one thread 83%" in out
