@@ -681,26 +681,33 @@ template <int VB> struct GradChannels {
   static const int value = VB == 64 ? 6 : 3;
 };
 
-// The group's channel blocks (the last one shorter) over packed g.
+// The group's channel blocks (the last one shorter) over packed g, each
+// over the col_blocks vectors of columns in turn (p, out one vector further
+// and gp one block_stride further each): a channel block's lines of p stay
+// in L1 from one column block to the next, which shares most of them.
 template <typename Dtype, int VB>
 DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
     int dh, int r_first, int r_end, int r_dir, int nd, const Dtype* p0,
-    int p_row, int pc, int pt, const Dtype* gp, Dtype* out, int out_c,
-    int out_row) {
+    int p_row, int pc, int pt, const Dtype* gp0, Dtype* out, int out_c,
+    int out_row, int col_blocks, int block_stride) {
   const int kCB = GradChannels<VB>::value;
+  const int L = VB / sizeof(Dtype);
   for (int c0 = 0; c0 < channels; c0 += kCB) {
-    const Dtype* p = p0 + c0 * pc;
-    Dtype* o = out + c0 * out_c;
-    // Cases above kCB never run; they name kCB's block so that no wider one
-    // is compiled.
-    switch (std::min(kCB, channels - c0)) {
+    for (int jb = 0; jb < col_blocks; ++jb) {
+      const Dtype* p = p0 + c0 * pc + jb * L;
+      const Dtype* gp = gp0 + jb * block_stride;
+      Dtype* o = out + c0 * out_c + jb * L;
+      // Cases above kCB never run; they name kCB's block so that no wider
+      // one is compiled.
+      switch (std::min(kCB, channels - c0)) {
 #define DCD_BLOCK(CB) case CB: gradient_rows_block<Dtype, VB, \
-        (CB < GradChannels<VB>::value ? CB : GradChannels<VB>::value)>( \
-        i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, \
-        out_c, out_row); break
-      DCD_BLOCK(6); DCD_BLOCK(5); DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2);
-      DCD_BLOCK(1);
+          (CB < GradChannels<VB>::value ? CB : GradChannels<VB>::value)>( \
+          i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, \
+          out_c, out_row); break
+        DCD_BLOCK(6); DCD_BLOCK(5); DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2);
+        DCD_BLOCK(1);
 #undef DCD_BLOCK
+      }
     }
   }
 }
@@ -819,11 +826,9 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
         r_end, r_dir, for_b, col_end, block_stride, &bufs->start, packed,
         &bufs->row_buf[0]);
-    for (int j0 = 0; j0 < col_end; j0 += L) {
-      gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
-          r_end, r_dir, nd, p0 + j0, p_row, pc, for_b ? -1 : 1,
-          packed + j0 / L * block_stride, out + i0 * width + j0, hw, width);
-    }
+    gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
+        r_end, r_dir, nd, p0, p_row, pc, for_b ? -1 : 1, packed,
+        out + i0 * width, hw, width, col_end / L, block_stride);
   }
 }
 #endif
