@@ -27,8 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_isa, cpu_isa,
-                             flops, kernel_environment, sgemm_gflops, time_layer,
-                             time_reference, time_torch, torch_available)
+                             flops, kernel_environment, layer_threads, sgemm_gflops,
+                             sgemm_gflops_one_thread, time_layer, time_reference, time_torch,
+                             torch_available)
 from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
@@ -84,9 +85,15 @@ def main(argv=None):
     # Phases, each after a pause: BLAS and OpenMP worker threads keep
     # spinning for a while after their last job and would steal the core
     # from whatever is timed next. sgemm is timed first, right after the
-    # layers and last; the highest figure is the ceiling, so a load that
-    # eases during the run cannot flatter the layers' share, and figures far
-    # apart say that the load changed (print_targets then judges nothing).
+    # layers and last, and on one thread (times the layers' threads) first
+    # and last; the highest figure is the ceiling, so a load that eases
+    # during the run, or one that slows a core throughout (it holds back
+    # OpenBLAS's evenly split product more than the layers, which share
+    # rows out as threads come free), cannot flatter the layers' share, and
+    # full-width figures far apart say that the load changed (print_targets
+    # then judges nothing).
+    threads = layer_threads()
+    per_thread = [sgemm_gflops_one_thread()]
     ceilings = [sgemm_gflops()]
     time.sleep(0.5)
     rng = np.random.default_rng(0)
@@ -107,11 +114,14 @@ def main(argv=None):
                    tqdm(configs if use_torch else [], desc="torch autograd", unit="case")}
     time.sleep(0.5)
     ceilings.append(sgemm_gflops())
-    ceiling = max(ceilings)
+    per_thread.append(sgemm_gflops_one_thread())
+    scaled = threads * max(per_thread)
+    ceiling = max(max(ceilings), scaled)
     core = blas_core()
     print(f"numpy float32 matmul (sgemm) ceiling: {ceiling:.1f} GFLOP/s "
-          f"(OpenBLAS {core or 'kernels unknown'}; the highest of {len(ceilings)} timings, "
-          f"first, after the layers and last: {', '.join(f'{c:.0f}' for c in ceilings)})")
+          f"(OpenBLAS {core or 'kernels unknown'}; the highest of: all threads first, after "
+          f"the layers and last {', '.join(f'{c:.0f}' for c in ceilings)}; one thread "
+          f"{max(per_thread):.0f} x {threads} layer threads = {scaled:.0f})")
     rows = [(config, layer, *lt, *rt) for (config, layer), lt, rt in
             zip(cases, layer_times, ref_times)]
 
@@ -135,7 +145,8 @@ def main(argv=None):
               f"{fwd_bwd * 1e3:9.3f} {ref_cols}")
 
     if args.json:
-        write_json(args.json, device, build, args.gpu, rows, ceilings, isa, torch_times)
+        write_json(args.json, device, build, args.gpu, rows, (ceiling, ceilings, scaled), isa,
+                   torch_times)
         print(f"\nwrote {args.json}")
 
     if torch_times:
@@ -149,7 +160,7 @@ def main(argv=None):
                       f"({tfb / fwd_bwd:5.1f}x)")
 
     if args.gpu is None:
-        print_targets(rows, ceilings, torch_times, isa, blas_isa(core))
+        print_targets(rows, ceilings, torch_times, isa, blas_isa(core), scaled)
     return 0
 
 
@@ -163,22 +174,23 @@ def torch_version():
 STEADY_SGEMM = 1.10
 
 
-def print_targets(rows, ceilings, torch_times, isa, sgemm_isa=None):
+def print_targets(rows, ceilings, torch_times, isa, sgemm_isa=None, scaled=0.0):
     """The CPU targets at C=64, 112x112, d=7, on this machine's ISA (with a
     note where sgemm's kernels use another vector ISA than the layers').
-    `ceilings`: the run's sgemm GFLOP/s timings; the shares are of the
-    highest, and are judged only where the timings agree within
+    `ceilings`: the run's sgemm GFLOP/s timings on all threads, `scaled` the
+    one-thread figure times the layers' threads; the shares are of the
+    highest of all, and are judged only where `ceilings` agree within
     STEADY_SGEMM (else '[unsure]': on a machine whose load moves, a share
     says little either way)."""
-    ceiling = max(ceilings)
-    steady = ceiling <= STEADY_SGEMM * min(ceilings)
+    ceiling = max(max(ceilings), scaled)
+    steady = max(ceilings) <= STEADY_SGEMM * min(ceilings)
     print(f"\nCPU targets (C=64, 112x112, d=7; {isa} kernels; ratios within this run):")
     if sgemm_isa is not None and sgemm_isa != isa:
         print(f"  (sgemm ran {sgemm_isa} kernels, the layers {isa}: the sgemm shares are not "
               "like for like; --kernels picks both)")
     if not steady:
-        print(f"  (sgemm read {min(ceilings):.0f}-{ceiling:.0f} GFLOP/s within this run, more "
-              f"than {STEADY_SGEMM - 1:.0%} apart: the machine's load changed while it ran, so "
+        print(f"  (sgemm read {min(ceilings):.0f}-{max(ceilings):.0f} GFLOP/s within this "
+              f"run, more than {STEADY_SGEMM - 1:.0%} apart: the machine's load changed while it ran, so "
               "the sgemm shares are not judged; rerun on a quieter machine)")
 
     def verdict(share):
@@ -235,11 +247,12 @@ def main_caffe_time(args):
     return 0
 
 
-def write_json(path, device, build, gpu, rows, ceilings, isa, torch_times):
+def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times):
     """One record per configuration: each layer's forward and forward+backward
     ms per frame and FPS (the chain's with PyTorch autograd's where
     measured), and the displacement map (CostVolume + SoftDisplacement
-    forward, Table 9's bracketed figure)."""
+    forward, Table 9's bracketed figure). `sgemm`: (ceiling, the all-thread
+    timings, the one-thread figure times the layers' threads)."""
     configs = {}
     for config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd in rows:
         entry = configs.setdefault(config.label(), {
@@ -263,8 +276,8 @@ def write_json(path, device, build, gpu, rows, ceilings, isa, torch_times):
                   layers["SoftDisplacement"]["forward_ms_per_frame"])
             entry["displacement_map"] = {"forward_ms_per_frame": ms, "forward_fps": 1e3 / ms}
     out = {"device": device, "mode": "cpu" if gpu is None else "gpu", "build": build,
-           "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": max(ceilings),
-           "sgemm_gflops_timings": ceilings,
+           "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": sgemm[0],
+           "sgemm_gflops_timings": sgemm[1], "sgemm_gflops_one_thread_scaled": sgemm[2],
            "cpu_kernels": isa,
            "configs": list(configs.values())}
     tmp = Path(path).with_suffix(".partial")

@@ -81,6 +81,32 @@ def sgemm_gflops(size=1024):
     return 2 * size ** 3 / median_seconds(lambda: a @ b) / 1e9
 
 
+def sgemm_gflops_one_thread():
+    """sgemm_gflops on one BLAS thread, in a fresh process (OpenBLAS reads its
+    thread count at start-up; the environment's OPENBLAS_CORETYPE carries
+    over). Times the layers' thread count, a ceiling that a neighbour busy on
+    one of the cores does not lower: OpenBLAS splits a product evenly over
+    its threads, so one slowed core holds the whole product back."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c",
+                          "from dcd.perf.layers import sgemm_gflops; print(sgemm_gflops())"],
+                         env=env, capture_output=True, text=True, check=True)
+    return float(run.stdout.split()[-1])
+
+
+def layer_threads(environ=None):
+    """The OpenMP threads the CPU layers run on: OMP_NUM_THREADS, else the
+    cores this process may use."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 @dataclass(frozen=True)
 class Config:
     channels: int

@@ -97,6 +97,29 @@ def test_targets_judge_no_share_when_sgemm_moved_within_the_run(capsys):
     assert "[held] N=1: three layers forward+backward 22.0x" in out
 
 
+def test_targets_take_the_one_thread_sgemm_times_the_threads_where_higher(capsys):
+    """A load that slows one core throughout holds back OpenBLAS's evenly
+    split product on every timing (steady, but low); one thread's figure
+    times the layers' threads is then the ceiling the shares are of."""
+    from dcd.perf.layers import Config, flops
+    tool = load_tool("benchmark_layers")
+    config = Config(64, 112, 7, 1)
+    fwd_flops, bwd_flops = flops(config)["CostVolume"]
+    fwd, bwd = fwd_flops / 60e9, bwd_flops / 40e9    # 60% and 40% of 100 GFLOP/s
+    rows = [(config, "CostVolume", fwd, fwd + bwd, None, None)]
+    tool.print_targets(rows, [75.0, 74.0, 76.0], {}, "AVX-512", scaled=100.0)
+    out = capsys.readouterr().out
+    assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
+    assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
+
+
+def test_layer_threads_follow_omp_num_threads():
+    from dcd.perf.layers import layer_threads
+    assert layer_threads({"OMP_NUM_THREADS": "3"}) == 3
+    assert layer_threads({"OMP_NUM_THREADS": "4,2"}) == 4
+    assert layer_threads({}) >= 1 and layer_threads({"OMP_NUM_THREADS": "x"}) >= 1
+
+
 def test_blas_core_names_numpys_openblas_kernels():
     """numpy's OpenBLAS reports its kernel set; the ISA map knows it."""
     import numpy as np  # noqa: F401 (loads OpenBLAS)
