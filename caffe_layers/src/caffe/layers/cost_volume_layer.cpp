@@ -1136,56 +1136,56 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
-  if (j_first > 0) {
-    // F_b at row r + dh of the padded map, column j + t.
-    correlate_gradient_rows<Dtype, VB>(g, b_hat + pad_h * b_row, b_row, pw,
-        false, channels, height, width, dh, dw, da, row_begin, row_end,
-        &bufs);
-  }
-  for (int i = row_begin; i < row_end; ++i) {
-    int j0 = j_first;
-    for (; j0 + kJB <= width; j0 += kJB) {
-      grad_a_columns<Dtype, VB, 64 / VB>(g, b_hat, channels, hw, pw,
-          (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+    if (j_first > 0) {
+      // F_b at row r + dh of the padded map, column j + t.
+      correlate_gradient_rows<Dtype, VB>(g, b_hat + pad_h * b_row, b_row, pw,
+          false, channels, height, width, dh, dw, da, row_begin, row_end,
+          &bufs);
     }
-    for (; j0 + kL <= width; j0 += kL) {
-      grad_a_columns<Dtype, VB, 1>(g, b_hat, channels, hw, pw,
-          (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
-    }
-    for (; j0 < width; ++j0) {  // column tail
-      const int base = (i + pad_h) * b_row + j0 + pad_w;
-      for (int c = 0; c < channels; ++c) {
-        Dtype acc = 0;
-        for (int k = 0; k < D; ++k) {
-          acc += g[k * hw + i * width + j0] * b_hat[c * pw + base + koff[k]];
+    for (int i = row_begin; i < row_end; ++i) {
+      int j0 = j_first;
+      for (; j0 + kJB <= width; j0 += kJB) {
+        grad_a_columns<Dtype, VB, 64 / VB>(g, b_hat, channels, hw, pw,
+            (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+      }
+      for (; j0 + kL <= width; j0 += kL) {
+        grad_a_columns<Dtype, VB, 1>(g, b_hat, channels, hw, pw,
+            (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+      }
+      for (; j0 < width; ++j0) {  // column tail
+        const int base = (i + pad_h) * b_row + j0 + pad_w;
+        for (int c = 0; c < channels; ++c) {
+          Dtype acc = 0;
+          for (int k = 0; k < D; ++k) {
+            acc += g[k * hw + i * width + j0] * b_hat[c * pw + base + koff[k]];
+          }
+          da[c * hw + i * width + j0] = acc;
         }
-        da[c * hw + i * width + j0] = acc;
       }
     }
-  }
   }
 #else
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
-  for (int c = 0; c < channels; ++c) {
-    Dtype* da_c = da + c * hw;
-    for (int p = row_begin * width; p < row_end * width; ++p) { da_c[p] = 0; }
-    for (int k = 0; k < D; ++k) {
-      const int di = dcd::window_di(k, dh, dw);
-      const int dj = dcd::window_dj(k, dw);
-      const int i_begin = std::max(row_begin, -di * s);
-      const int i_end = std::min(row_end, height - di * s);
-      for (int i = i_begin; i < i_end; ++i) {
-        const Dtype* g_row = g + k * hw + i * width;
-        const Dtype* b_ij = b_hat + (i + di * s + pad_h) * b_row + c * pw +
-            dj * s + pad_w;
-        Dtype* da_row = da_c + i * width;
-        for (int j = 0; j < width; ++j) {
-          da_row[j] += g_row[j] * b_ij[j];
+    for (int c = 0; c < channels; ++c) {
+      Dtype* da_c = da + c * hw;
+      for (int p = row_begin * width; p < row_end * width; ++p) { da_c[p] = 0; }
+      for (int k = 0; k < D; ++k) {
+        const int di = dcd::window_di(k, dh, dw);
+        const int dj = dcd::window_dj(k, dw);
+        const int i_begin = std::max(row_begin, -di * s);
+        const int i_end = std::min(row_end, height - di * s);
+        for (int i = i_begin; i < i_end; ++i) {
+          const Dtype* g_row = g + k * hw + i * width;
+          const Dtype* b_ij = b_hat + (i + di * s + pad_h) * b_row + c * pw +
+              dj * s + pad_w;
+          Dtype* da_row = da_c + i * width;
+          for (int j = 0; j < width; ++j) {
+            da_row[j] += g_row[j] * b_ij[j];
+          }
         }
       }
     }
-  }
   }
 #endif
 }
@@ -1231,90 +1231,91 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
-  if (j_first > 0) {
-    // a_hat at column j + dw - t (its zero columns reach dw further out).
-    correlate_gradient_rows<Dtype, VB>(g, a_hat + dw, channels * aw, aw,
-        true, channels, height, width, dh, dw, db, row_begin, row_end,
-        &bufs);
-  }
-  for (int q = row_begin; q < row_end && j_first < width; ++q) {
-    int n = 0;
-    runs.clear();
-    single_runs.clear();
-    for (int di = -dh; di <= dh; ++di) {
-      const int i = q - di * s;
-      if (i < 0 || i >= height) { continue; }
-      // Runs of this displacement row: gs rows from n, a_hat at row i and
-      // the run's first offset's shift (dw - t0) s.
-      place_runs(row_plan, n, i * channels * aw + dw * s, -s, &runs);
-      place_runs(single_plan, n, i * channels * aw + dw * s, -s, &single_runs);
-      for (int t = 0; t < nd; ++t, ++n) {
-        const int shift = (dw - t) * s;
-        Dtype* row = gs + static_cast<size_t>(n) * gw;
-        const Dtype* src = g + dcd::window_channel(di, t - dw, dh, dw) * hw +
-            i * width + shift;
-        const int j_begin = std::min(width, std::max(0, -shift));
-        const int j_end = std::max(j_begin, std::min(width, width - shift));
-        for (int j = 0; j < j_begin; ++j) { row[j] = 0; }
-        for (int j = j_begin; j < j_end; ++j) { row[j] = src[j]; }
-        for (int j = j_end; j < width; ++j) { row[j] = 0; }
-      }
+    if (j_first > 0) {
+      // a_hat at column j + dw - t (its zero columns reach dw further out).
+      correlate_gradient_rows<Dtype, VB>(g, a_hat + dw, channels * aw, aw,
+          true, channels, height, width, dh, dw, db, row_begin, row_end,
+          &bufs);
     }
-    Dtype* db_row = db + q * width;
-    int j0 = j_first;
-    for (; j0 + kJB <= width; j0 += kJB) {
-      for (int c0 = 0; c0 < channels; c0 += kCB) {
-        grad_b_block_r<Dtype, VB, 64 / VB>(std::min(kCB, channels - c0),
-            &runs[0], runs.size(), K * gw, gs + j0, gw,
-            a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw,
-            c0 + kCB < channels ? a_hat + (c0 + kCB) * aw + j0 : NULL);
-      }
-    }
-    for (; j0 + kL <= width; j0 += kL) {
-      for (int c0 = 0; c0 < channels; c0 += kCB) {
-        grad_b_block_r<Dtype, VB, 1>(std::min(kCB, channels - c0),
-            &single_runs[0], single_runs.size(), 0, gs + j0, gw,
-            a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
-      }
-    }
-    for (; j0 < width; ++j0) {  // column tail
-      for (int c = 0; c < channels; ++c) {
-        Dtype acc = 0;
-        for (size_t u = 0; u < single_runs.size(); ++u) {
-          const ShiftRun& run = single_runs[u];
-          for (int t = 0; t < run.m; ++t) {
-            acc += gs[(run.x + t) * gw + j0] *
-                a_hat[c * aw + run.y - t * s + j0];
-          }
+    for (int q = row_begin; q < row_end && j_first < width; ++q) {
+      int n = 0;
+      runs.clear();
+      single_runs.clear();
+      for (int di = -dh; di <= dh; ++di) {
+        const int i = q - di * s;
+        if (i < 0 || i >= height) { continue; }
+        // Runs of this displacement row: gs rows from n, a_hat at row i and
+        // the run's first offset's shift (dw - t0) s.
+        place_runs(row_plan, n, i * channels * aw + dw * s, -s, &runs);
+        place_runs(single_plan, n, i * channels * aw + dw * s, -s,
+                   &single_runs);
+        for (int t = 0; t < nd; ++t, ++n) {
+          const int shift = (dw - t) * s;
+          Dtype* row = gs + static_cast<size_t>(n) * gw;
+          const Dtype* src = g + dcd::window_channel(di, t - dw, dh, dw) * hw +
+              i * width + shift;
+          const int j_begin = std::min(width, std::max(0, -shift));
+          const int j_end = std::max(j_begin, std::min(width, width - shift));
+          for (int j = 0; j < j_begin; ++j) { row[j] = 0; }
+          for (int j = j_begin; j < j_end; ++j) { row[j] = src[j]; }
+          for (int j = j_end; j < width; ++j) { row[j] = 0; }
         }
-        db_row[c * hw + j0] = acc;
+      }
+      Dtype* db_row = db + q * width;
+      int j0 = j_first;
+      for (; j0 + kJB <= width; j0 += kJB) {
+        for (int c0 = 0; c0 < channels; c0 += kCB) {
+          grad_b_block_r<Dtype, VB, 64 / VB>(std::min(kCB, channels - c0),
+              &runs[0], runs.size(), K * gw, gs + j0, gw,
+              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw,
+              c0 + kCB < channels ? a_hat + (c0 + kCB) * aw + j0 : NULL);
+        }
+      }
+      for (; j0 + kL <= width; j0 += kL) {
+        for (int c0 = 0; c0 < channels; c0 += kCB) {
+          grad_b_block_r<Dtype, VB, 1>(std::min(kCB, channels - c0),
+              &single_runs[0], single_runs.size(), 0, gs + j0, gw,
+              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
+        }
+      }
+      for (; j0 < width; ++j0) {  // column tail
+        for (int c = 0; c < channels; ++c) {
+          Dtype acc = 0;
+          for (size_t u = 0; u < single_runs.size(); ++u) {
+            const ShiftRun& run = single_runs[u];
+            for (int t = 0; t < run.m; ++t) {
+              acc += gs[(run.x + t) * gw + j0] *
+                  a_hat[c * aw + run.y - t * s + j0];
+            }
+          }
+          db_row[c * hw + j0] = acc;
+        }
       }
     }
-  }
   }
 #else
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
-  for (int q = row_begin; q < row_end; ++q) {
-    for (int c = 0; c < channels; ++c) {
-      for (int j = 0; j < width; ++j) { db[c * hw + q * width + j] = 0; }
-    }
-    for (int k = 0; k < D; ++k) {
-      const int i = q - dcd::window_di(k, dh, dw) * s;
-      if (i < 0 || i >= height) { continue; }
-      const int shift = -dcd::window_dj(k, dw) * s;
-      const int j_begin = std::max(0, -shift);
-      const int j_end = std::min(width, width - shift);
-      const Dtype* g_row = g + k * hw + i * width + shift;
+    for (int q = row_begin; q < row_end; ++q) {
       for (int c = 0; c < channels; ++c) {
-        const Dtype* a_row = a_hat + (i * channels + c) * aw + shift;
-        Dtype* db_row = db + c * hw + q * width;
-        for (int j = j_begin; j < j_end; ++j) {
-          db_row[j] += g_row[j] * a_row[j];
+        for (int j = 0; j < width; ++j) { db[c * hw + q * width + j] = 0; }
+      }
+      for (int k = 0; k < D; ++k) {
+        const int i = q - dcd::window_di(k, dh, dw) * s;
+        if (i < 0 || i >= height) { continue; }
+        const int shift = -dcd::window_dj(k, dw) * s;
+        const int j_begin = std::max(0, -shift);
+        const int j_end = std::min(width, width - shift);
+        const Dtype* g_row = g + k * hw + i * width + shift;
+        for (int c = 0; c < channels; ++c) {
+          const Dtype* a_row = a_hat + (i * channels + c) * aw + shift;
+          Dtype* db_row = db + c * hw + q * width;
+          for (int j = j_begin; j < j_end; ++j) {
+            db_row[j] += g_row[j] * a_row[j];
+          }
         }
       }
     }
-  }
   }
 #endif
 }
