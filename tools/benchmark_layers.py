@@ -130,7 +130,8 @@ def main(argv=None):
     build = caffe_build()
     isa = cpu_isa()
     print(f"\nDevice: {device} (build: CUDA {build['cuda']}, cuDNN {build['cudnn']}); "
-          f"CPU kernels: {isa}. Times are medians in ms; GFLOP/s counts multiply-adds x 2.")
+          f"CPU kernels: {isa}. Times in ms: the lowest of 3 medians (forward and f+b "
+          "alternated); GFLOP/s counts multiply-adds x 2.")
     header = (f"{'config':<26} {'layer':<17} {'fwd ms':>9} {'fwd GF/s':>9} {'%sgemm':>7} "
               f"{'f+b ms':>9} {'ref fwd':>9} {'ref f+b':>9} {'speedup':>8}")
     print(header)

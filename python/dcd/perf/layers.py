@@ -165,13 +165,17 @@ def _inputs(config, rng):
     return fa, fb
 
 
-def time_layer(config, layer, rng, sync=lambda: None):
+def time_layer(config, layer, rng, sync=lambda: None, rounds=3):
     """(forward s, forward+backward s) of one layer through pycaffe.
 
     SoftDisplacement and BilinearWarp are timed by difference from their
     producers (a SoftDisplacement on an Input cost volume, and the same net
     plus the warp), so each figure is the layer's own. `sync` waits for the
     device (DeviceSync) so GPU times are the device's, not the launches'.
+    Each figure is the lowest of `rounds` medians, forward and
+    forward+backward alternated: a neighbour's load only ever slows a
+    timing, and one burst during a single median would otherwise stand for
+    the layer (and, in f+b - fwd, flatter the backward).
     """
     def measure(net, cost_is_input=False):
         fa, fb = _inputs(config, rng)
@@ -180,8 +184,11 @@ def time_layer(config, layer, rng, sync=lambda: None):
         if cost_is_input:
             net.blobs["cost"].data[...] = rng.uniform(-1, 1, net.blobs["cost"].data.shape)
         net.blobs[list(net.blobs)[-1]].diff[...] = 1
-        return (median_seconds(lambda: forward(net, sync)),
-                median_seconds(lambda: forward_backward(net, sync)))
+        fwd, fwd_bwd = [], []
+        for _ in range(rounds):
+            fwd.append(median_seconds(lambda: forward(net, sync)))
+            fwd_bwd.append(median_seconds(lambda: forward_backward(net, sync)))
+        return min(fwd), min(fwd_bwd)
 
     if layer == "CostVolume" or layer == "chain":
         return measure(_net(config, layer))

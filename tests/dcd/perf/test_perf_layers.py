@@ -113,6 +113,23 @@ def test_targets_take_the_one_thread_sgemm_times_the_threads_where_higher(capsys
     assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
 
 
+def test_time_layer_keeps_the_lowest_of_alternated_medians(monkeypatch):
+    """Forward and forward+backward medians alternate, `rounds` each, and
+    the lowest of each stands: a load burst in one median does not."""
+    import numpy as np
+    from dcd.perf import layers
+    timings = iter([3.0, 5.0, 1.0, 4.0, 2.0, 6.0])  # fwd, f+b, fwd, f+b, ...
+    calls = []
+
+    def fake_median(fn, **kwargs):
+        calls.append(fn)
+        return next(timings)
+    monkeypatch.setattr(layers, "median_seconds", fake_median)
+    config = layers.Config(4, 10, 1, 1)
+    assert layers.time_layer(config, "CostVolume", np.random.default_rng(0)) == (1.0, 4.0)
+    assert len(calls) == 6
+
+
 def test_layer_threads_follow_omp_num_threads():
     from dcd.perf.layers import layer_threads
     assert layer_threads({"OMP_NUM_THREADS": "3"}) == 3
