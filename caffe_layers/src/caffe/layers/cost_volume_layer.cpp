@@ -463,7 +463,6 @@ inline Dtype* first_line(vector<Dtype>* buf) {
   return p + (-reinterpret_cast<uintptr_t>(p) & 63) / sizeof(Dtype);
 }
 
-
 // NR output rows that read the same row of F_b (each at its own
 // displacement row) x ND horizontal offsets, one vector of columns: the ND
 // shifted loads of b serve NR rows, NR + ND loads for NR ND FMAs, where
