@@ -33,6 +33,8 @@ from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_is
 from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
+# Medians per layer figure, forward and f+b alternated; the lowest stands.
+ROUNDS = 3
 
 
 @tool_main("benchmark_layers")
@@ -100,7 +102,7 @@ def main(argv=None):
     configs = [Config(args.channels, s, d, n) for s, d, n in
                itertools.product(args.sizes, args.displacements, args.batches)]
     cases = list(itertools.product(configs, LAYERS + ("chain",)))
-    layer_times = [time_layer(config, layer, rng, sync)
+    layer_times = [time_layer(config, layer, rng, sync, rounds=ROUNDS)
                    for config, layer in tqdm(cases, desc="layers", unit="case")]
     time.sleep(0.5)
     ceilings.append(sgemm_gflops())
@@ -130,7 +132,7 @@ def main(argv=None):
     build = caffe_build()
     isa = cpu_isa()
     print(f"\nDevice: {device} (build: CUDA {build['cuda']}, cuDNN {build['cudnn']}); "
-          f"CPU kernels: {isa}. Times in ms: the lowest of 3 medians (forward and f+b "
+          f"CPU kernels: {isa}. Times in ms: the lowest of {ROUNDS} medians (forward and f+b "
           "alternated); GFLOP/s counts multiply-adds x 2.")
     header = (f"{'config':<26} {'layer':<17} {'fwd ms':>9} {'fwd GF/s':>9} {'%sgemm':>7} "
               f"{'f+b ms':>9} {'ref fwd':>9} {'ref f+b':>9} {'speedup':>8}")
