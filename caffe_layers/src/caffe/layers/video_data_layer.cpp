@@ -418,7 +418,8 @@ bool VideoDataLayer<Dtype>::ReadCropped(Worker* worker, const ClipPlan& clip,
   }
   const cv::Mat* img = &frame_buf;
   if (new_h > 0 && (frame_buf.rows != new_h || frame_buf.cols != new_w)) {
-    cv::resize(frame_buf, worker->resized_buf, cv::Size(new_w, new_h));
+    worker->frame_resize.Run(frame_buf, cv::Size(new_w, new_h),
+                             &worker->resized_buf);
     img = &worker->resized_buf;
   }
   const cv::Size image_size(img->cols, img->rows);
@@ -456,7 +457,7 @@ bool VideoDataLayer<Dtype>::ReadCropped(Worker* worker, const ClipPlan& clip,
   const cv::Rect box(b.x, b.y, b.w, b.h);
   cv::Mat src = (*img)(box);
   if (box.width != out_w_ || box.height != out_h_) {
-    cv::resize(src, *out, cv::Size(out_w_, out_h_), 0, 0, cv::INTER_LINEAR);
+    worker->crop_resize.Run(src, cv::Size(out_w_, out_h_), out);
   } else {
     src.copyTo(*out);
   }
