@@ -217,12 +217,15 @@ def _caffe_compile_command():
     return args
 
 
-def test_cost_volume_compiles_without_the_x86_dispatch():
-    """CostVolume's plain loops, what a build without GCC/Clang on x86-64
-    compiles alone (DCD_NO_X86_DISPATCH), still compile: the x86 build never
-    does, so code that only its vector kernels declare would go unnoticed."""
-    source = CPU_BUILD_DIR / "caffe-src/src/caffe/layers/cost_volume_layer.cpp"
+@pytest.mark.parametrize("source", ["src/caffe/layers/cost_volume_layer.cpp",
+                                    "src/caffe/util/linear_resize.cpp"])
+def test_compiles_without_the_x86_dispatch(source):
+    """CostVolume's plain loops and LinearResize's cv::resize-only build, what
+    a build without GCC/Clang on x86-64 compiles alone (DCD_NO_X86_DISPATCH),
+    still compile: the x86 build never does, so code that only the vector
+    paths declare would go unnoticed."""
+    path = CPU_BUILD_DIR / "caffe-src" / source
     run = subprocess.run(_caffe_compile_command() + ["-DDCD_NO_X86_DISPATCH", "-fsyntax-only",
-                                                     str(source)],
+                                                     str(path)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
