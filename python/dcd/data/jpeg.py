@@ -67,5 +67,6 @@ def _decode_jpeg_strict(data, colour):
 
 def read_frame(path, colour=True):
     """decode_frame of a file; FileNotFoundError when it is absent."""
-    with open(path, "rb") as f:
+    # Unbuffered: the whole file in one read, without a buffer object.
+    with open(path, "rb", buffering=0) as f:
         return decode_frame(f.read(), colour)
