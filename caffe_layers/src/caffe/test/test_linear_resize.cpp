@@ -1,12 +1,15 @@
 // LinearResize: the same bytes as cv::resize(..., cv::INTER_LINEAR) for
 // every size pair, channel count and image view it is given, and the
 // vector path taken where it should be (TSN's crops to 224 x 224 among
-// them) on CPUs that have it.
+// them) on CPUs that have it: each test runs on the CPU's own path and
+// again capped at AVX2 (DCD_CPU_KERNELS), so an AVX-512 machine checks
+// both vector paths.
 #ifdef USE_OPENCV
 #include <opencv2/core/core.hpp>
 #include <opencv2/imgproc/imgproc.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <sstream>
 #include <string>
@@ -43,9 +46,39 @@ cv::Mat RandomImage(std::mt19937* rng, int rows, int cols, int cn) {
   return image;
 }
 
+// Runs `body` once per vector path this CPU has (its own, then capped at
+// AVX2 if that is a different one), with `level` the path expected.
+template <typename Body>
+void ForEachVectorPath(Body body) {
+  const int own = LinearResize::VectorLevel();
+  if (own == 0) {
+    std::printf("LinearResize: no vector path on this CPU, only the "
+                "cv::resize path was compared\n");
+  }
+  body(own);
+  if (own == 2) {
+    setenv("DCD_CPU_KERNELS", "avx2", 1);
+    EXPECT_EQ(1, LinearResize::VectorLevel());
+    body(1);
+    unsetenv("DCD_CPU_KERNELS");
+  }
+}
+
 }  // namespace
 
+TEST(LinearResizeTest, TestCapTurnsTheVectorPathOff) {
+  setenv("DCD_CPU_KERNELS", "baseline", 1);
+  EXPECT_EQ(0, LinearResize::VectorLevel());
+  std::mt19937 rng(4);
+  LinearResize resize;
+  ExpectSameAsOpenCV(&resize, RandomImage(&rng, 256, 340, 3),
+                     cv::Size(224, 224));
+  EXPECT_FALSE(resize.last_was_vector());
+  unsetenv("DCD_CPU_KERNELS");
+}
+
 TEST(LinearResizeTest, TestTrainCropsMatchOpenCV) {
+  ForEachVectorPath([](int level) {
   // TSN's multi-scale crops of 340 x 256 frames (sides 256, 224, 192, 168
   // in any pairing) to 224 x 224, cut out of the frame as views.
   std::mt19937 rng(1);
@@ -61,18 +94,15 @@ TEST(LinearResizeTest, TestTrainCropsMatchOpenCV) {
       vector_runs += resize.last_was_vector();
     }
   }
-  if (LinearResize::CpuSupportsVector()) {
-    // 224 x 224 itself is a copy in both.
-    EXPECT_EQ(15, vector_runs);
-  } else {
-    std::printf("LinearResize: no AVX-512 VBMI here, only the cv::resize "
-                "path was compared\n");
-  }
+  // 224 x 224 itself is a copy in both.
+  EXPECT_EQ(level > 0 ? 15 : 0, vector_runs) << "vector path " << level;
+  });
 }
 
 TEST(LinearResizeTest, TestRandomSizesMatchOpenCV) {
   // Growing and shrinking, 1-4 channels, views with row padding, edge
   // rows and columns that clamp: 600 random pairs.
+  ForEachVectorPath([](int level) {
   std::mt19937 rng(2);
   const cv::Mat big[4] = {RandomImage(&rng, 420, 520, 1),
                           RandomImage(&rng, 420, 520, 2),
@@ -86,12 +116,14 @@ TEST(LinearResizeTest, TestRandomSizesMatchOpenCV) {
     const cv::Rect box(rng() % (520 - w + 1), rng() % (420 - h + 1), w, h);
     const cv::Size size(1 + rng() % 400, 1 + rng() % 400);
     ExpectSameAsOpenCV(&resize, big[cn - 1](box), size);
-    if (HasFatalFailure()) return;
+    if (::testing::Test::HasFatalFailure()) return;
     vector_runs += resize.last_was_vector();
   }
-  if (LinearResize::CpuSupportsVector()) {
-    EXPECT_GT(vector_runs, 300) << "the vector path should take most pairs";
+  if (level > 0) {
+    EXPECT_GT(vector_runs, 300) << "vector path " << level
+                                << " should take most pairs";
   }
+  });
 }
 
 TEST(LinearResizeTest, TestPlanFollowsTheSizes) {

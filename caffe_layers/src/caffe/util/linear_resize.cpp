@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "glog/logging.h"
@@ -97,18 +100,77 @@ DCD_RESIZE_TARGET void VerticalRow(const int32_t* h0, const int32_t* h1,
   }
 }
 #undef DCD_RESIZE_TARGET
+
+#define DCD_RESIZE_TARGET __attribute__((target("avx2")))
+
+// HorizontalRow with 128-bit byte shuffles: 8 output bytes per step, each
+// half of the 256-bit vector from its own 16-byte window (groups of 4).
+DCD_RESIZE_TARGET void HorizontalRowAvx2(const uint8_t* src, int groups,
+    const int* base, const uint8_t* index, const int16_t* weight,
+    int32_t* out) {
+  for (int g = 0; g < groups; g += 2) {
+    const __m256i s = _mm256_inserti128_si256(_mm256_castsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + base[g]))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + base[g + 1])),
+        1);
+    const __m256i pairs = _mm256_shuffle_epi8(s, _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(index + 16 * g)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4 * g),
+        _mm256_madd_epi16(pairs, _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(weight + 8 * g))));
+  }
+}
+
+// VerticalRow, 32 bytes at a time.
+DCD_RESIZE_TARGET void VerticalRowAvx2(const int32_t* h0, const int32_t* h1,
+    int16_t w0, int16_t w1, int n, uint8_t* dst) {
+  const __m256i v0 = _mm256_set1_epi16(w0), v1 = _mm256_set1_epi16(w1);
+  const __m256i two = _mm256_set1_epi16(2);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int x = 0; x < n; x += 32) {
+    __m256i half[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i* a = reinterpret_cast<const __m256i*>(h0 + x + 16 * h);
+      const __m256i* b = reinterpret_cast<const __m256i*>(h1 + x + 16 * h);
+      const __m256i s0 = _mm256_packs_epi32(
+          _mm256_srai_epi32(_mm256_loadu_si256(a), 4),
+          _mm256_srai_epi32(_mm256_loadu_si256(a + 1), 4));
+      const __m256i s1 = _mm256_packs_epi32(
+          _mm256_srai_epi32(_mm256_loadu_si256(b), 4),
+          _mm256_srai_epi32(_mm256_loadu_si256(b + 1), 4));
+      half[h] = _mm256_srai_epi16(_mm256_add_epi16(_mm256_add_epi16(
+          _mm256_mulhi_epi16(s0, v0), _mm256_mulhi_epi16(s1, v1)), two), 2);
+    }
+    const __m256i bytes = _mm256_permutevar8x32_epi32(
+        _mm256_packus_epi16(half[0], half[1]), order);
+    if (n - x >= 32) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + x), bytes);
+    } else {
+      uint8_t last[32];
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(last), bytes);
+      std::memcpy(dst + x, last, n - x);
+    }
+  }
+}
+#undef DCD_RESIZE_TARGET
 #endif  // DCD_RESIZE_VECTOR
 
 }  // namespace
 
-bool LinearResize::CpuSupportsVector() {
+int LinearResize::VectorLevel() {
 #if DCD_RESIZE_VECTOR
-  static const bool supported = __builtin_cpu_supports("avx512f") &&
+  static const int cpu = __builtin_cpu_supports("avx512f") &&
       __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vbmi");
-  return supported;
+      __builtin_cpu_supports("avx512vbmi") ? 2 :
+      __builtin_cpu_supports("avx2") ? 1 : 0;
+  // DCD_CPU_KERNELS caps it as it caps CostVolume's kernels (the tests run
+  // the AVX2 path on an AVX-512 machine so).
+  const char* cap = getenv("DCD_CPU_KERNELS");
+  if (cap && std::string(cap) == "baseline") return 0;
+  if (cap && std::string(cap) == "avx2") return std::min(cpu, 1);
+  return cpu;
 #else
-  return false;
+  return 0;
 #endif
 }
 
@@ -129,8 +191,13 @@ void LinearResize::Plan(int src_w, int src_h, int dst_w, int dst_h,
       std::abs(scale_x - whole_x) < DBL_EPSILON &&
       std::abs(scale_y - whole_y) < DBL_EPSILON;
   const int row_bytes = src_w * cn;
-  vector_ = CpuSupportsVector() && cn >= 1 && cn <= 4 && !halving &&
-            row_bytes >= 64 && !(src_w == dst_w && src_h == dst_h);
+  level_ = VectorLevel();
+  // Output bytes per window and the window's bytes: one 64-byte load per
+  // 16 outputs (AVX-512 VBMI), one 16-byte load per 4 (AVX2).
+  const int group = level_ == 2 ? 16 : 4;
+  const int window = level_ == 2 ? 64 : 16;
+  vector_ = level_ > 0 && cn >= 1 && cn <= 4 && !halving &&
+            row_bytes >= window && !(src_w == dst_w && src_h == dst_h);
   if (!vector_) return;
   // Each output byte's taps: a left edge clamps to pixel 0 (weight 2048 on
   // it); at the right edge (no pixel right of the tap) OpenCV takes the
@@ -155,30 +222,37 @@ void LinearResize::Plan(int src_w, int src_h, int dst_w, int dst_h,
       weight1[j] = last ? 0 : WeightOf(t.fraction);
     }
   }
-  blocks_ = (n + 15) / 16;
+  // Groups rounded up to 64 output bytes, so that the AVX2 path runs
+  // whole pairs of groups and the vertical pass whole steps.
+  blocks_ = (n + 63) / 64 * 64 / group;
   block_base_.assign(blocks_, 0);
-  block_index_.assign(64 * blocks_, 0);
-  block_weight_.assign(32 * blocks_, 0);
+  // Each output's index bytes: tap 0, a zero byte, tap 1, a zero byte
+  // (0x80: the shuffle zeroes it; the permutation's mask does).
+  block_index_.assign(4 * group * blocks_, 0x80);
+  block_weight_.assign(2 * group * blocks_, 0);
   for (int b = 0; b < blocks_; ++b) {
-    const int end = std::min(n, 16 * b + 16);
-    int lo = tap0[16 * b], hi = tap1[16 * b];
-    for (int j = 16 * b; j < end; ++j) {
+    const int first = std::min(group * b, n - 1);
+    const int end = std::min(n, group * b + group);
+    int lo = tap0[first], hi = tap1[first];
+    for (int j = group * b; j < end; ++j) {
       lo = std::min(lo, tap0[j]);
       hi = std::max(hi, tap1[j]);
     }
-    // The window ends inside the row (row_bytes >= 64).
-    const int base = std::min(lo, row_bytes - 64);
-    if (hi - base >= 64) {  // shrinking by more than ~3x: taps too far apart
+    // The window ends inside the row (row_bytes >= window).
+    const int base = std::min(lo, row_bytes - window);
+    if (hi - base >= window) {  // shrinking a lot: taps too far apart
       vector_ = false;
       return;
     }
     block_base_[b] = base;
-    for (int j = 16 * b; j < end; ++j) {  // past n: index 0, weights 0
-      const int i = j - 16 * b;
-      block_index_[64 * b + 4 * i] = static_cast<uint8_t>(tap0[j] - base);
-      block_index_[64 * b + 4 * i + 2] = static_cast<uint8_t>(tap1[j] - base);
-      block_weight_[32 * b + 2 * i] = weight0[j];
-      block_weight_[32 * b + 2 * i + 1] = weight1[j];
+    for (int j = group * b; j < group * b + group; ++j) {
+      const int i = 4 * j;
+      block_index_[i] = block_index_[i + 2] = 0;  // past n: weights 0
+      if (j >= end) continue;
+      block_index_[i] = static_cast<uint8_t>(tap0[j] - base);
+      block_index_[i + 2] = static_cast<uint8_t>(tap1[j] - base);
+      block_weight_[2 * j] = weight0[j];
+      block_weight_[2 * j + 1] = weight1[j];
     }
   }
   // Rows: OpenCV clamps the two source rows into the image but keeps the
@@ -192,8 +266,7 @@ void LinearResize::Plan(int src_w, int src_h, int dst_w, int dst_h,
     row_weight_[2 * dy] = WeightOf(1.f - t.fraction);
     row_weight_[2 * dy + 1] = WeightOf(t.fraction);
   }
-  // Rows of whole 64-byte steps for VerticalRow's loads.
-  rows_.assign(2 * ((16 * blocks_ + 63) / 64 * 64), 0);
+  rows_.assign(2 * group * blocks_, 0);
 }
 
 void LinearResize::Run(const cv::Mat& src, const cv::Size& size,
@@ -225,12 +298,14 @@ void LinearResize::Run(const cv::Mat& src, const cv::Size& size,
     for (int k = 0; k < 2; ++k) {
       const int y = k == 0 ? y0 : y1;
       if (held[k] == y) continue;
-      HorizontalRow(src.ptr<uint8_t>(y), blocks_, &block_base_[0],
-                    &block_index_[0], &block_weight_[0], row[k]);
+      (level_ == 2 ? HorizontalRow : HorizontalRowAvx2)(src.ptr<uint8_t>(y),
+          blocks_, &block_base_[0], &block_index_[0], &block_weight_[0],
+          row[k]);
       held[k] = y;
     }
-    VerticalRow(row[0], row[1], row_weight_[2 * dy], row_weight_[2 * dy + 1],
-                n, dst->ptr<uint8_t>(dy));
+    (level_ == 2 ? VerticalRow : VerticalRowAvx2)(row[0], row[1],
+        row_weight_[2 * dy], row_weight_[2 * dy + 1], n,
+        dst->ptr<uint8_t>(dy));
   }
 #endif
 }
