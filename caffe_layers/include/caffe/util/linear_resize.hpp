@@ -23,7 +23,8 @@ namespace caffe {
 class LinearResize {
  public:
   LinearResize() : src_w_(0), src_h_(0), dst_w_(0), dst_h_(0), cn_(0),
-                   level_(0), vector_(false), blocks_(0) {}
+                   level_(0), vector_(false), last_vector_(false),
+                   blocks_(0) {}
   void Run(const cv::Mat& src, const cv::Size& size, cv::Mat* dst);
   // Whether the last Run took the vector path (the tests check it does
   // where it should).
@@ -39,7 +40,7 @@ class LinearResize {
   int src_w_, src_h_, dst_w_, dst_h_, cn_;
   int level_;
   bool vector_;
-  bool last_vector_ = false;
+  bool last_vector_;
   // Per group of output bytes of a row (16 with AVX-512 VBMI, 4 with
   // AVX2): the first source byte of its window (64 or 16 bytes), the
   // window positions of each output's two taps (as byte indices for a

@@ -10,6 +10,7 @@
 #endif
 
 #include "caffe/layers/cost_volume_layer.hpp"
+#include "caffe/util/dcd_cpu_cap.hpp"
 #include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/dcd_row_chunks.hpp"
 #include "caffe/util/dcd_window.hpp"
@@ -1360,9 +1361,8 @@ DCD_CPU_KERNELS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64)
 #endif
 #undef DCD_CPU_KERNELS
 
-// 2 = AVX-512 + FMA, 1 = AVX2 + FMA, 0 = baseline. DCD_CPU_KERNELS=avx2 or
-// =baseline in the environment caps it (never raises it), so the tests run
-// the narrower variants on a wider CPU.
+// 2 = AVX-512 + FMA, 1 = AVX2 + FMA, 0 = baseline, capped by
+// DCD_CPU_KERNELS (dcd::CapCpuLevel).
 inline int isa_level() {
   int level = 0;
 #if DCD_X86_DISPATCH
@@ -1373,10 +1373,7 @@ inline int isa_level() {
     level = 1;
   }
 #endif
-  const char* cap = getenv("DCD_CPU_KERNELS");
-  if (cap && std::string(cap) == "baseline") { level = 0; }
-  if (cap && std::string(cap) == "avx2") { level = std::min(level, 1); }
-  return level;
+  return dcd::CapCpuLevel(level);
 }
 
 // The threads of the parallel regions below (1 without OpenMP). The

@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <utility>
 
 #include "glog/logging.h"
+
+#include "caffe/util/dcd_cpu_cap.hpp"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
     !defined(__INTEL_COMPILER) && !defined(DCD_NO_X86_DISPATCH)
@@ -163,12 +163,7 @@ int LinearResize::VectorLevel() {
       __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vbmi") ? 2 :
       __builtin_cpu_supports("avx2") ? 1 : 0;
-  // DCD_CPU_KERNELS caps it as it caps CostVolume's kernels (the tests run
-  // the AVX2 path on an AVX-512 machine so).
-  const char* cap = getenv("DCD_CPU_KERNELS");
-  if (cap && std::string(cap) == "baseline") return 0;
-  if (cap && std::string(cap) == "avx2") return std::min(cpu, 1);
-  return cpu;
+  return dcd::CapCpuLevel(cpu);
 #else
   return 0;
 #endif
@@ -246,13 +241,12 @@ void LinearResize::Plan(int src_w, int src_h, int dst_w, int dst_h,
     }
     block_base_[b] = base;
     for (int j = group * b; j < group * b + group; ++j) {
-      const int i = 4 * j;
-      block_index_[i] = block_index_[i + 2] = 0;  // past n: weights 0
-      if (j >= end) continue;
-      block_index_[i] = static_cast<uint8_t>(tap0[j] - base);
-      block_index_[i + 2] = static_cast<uint8_t>(tap1[j] - base);
-      block_weight_[2 * j] = weight0[j];
-      block_weight_[2 * j + 1] = weight1[j];
+      const bool past = j >= end;  // past n: byte 0 of the window, weights 0
+      block_index_[4 * j] = past ? 0 : static_cast<uint8_t>(tap0[j] - base);
+      block_index_[4 * j + 2] =
+          past ? 0 : static_cast<uint8_t>(tap1[j] - base);
+      block_weight_[2 * j] = past ? 0 : weight0[j];
+      block_weight_[2 * j + 1] = past ? 0 : weight1[j];
     }
   }
   // Rows: OpenCV clamps the two source rows into the image but keeps the
