@@ -615,10 +615,14 @@ inline RowSpan row_span(int r, int i0, int rows, int dh) {
 
 // One map row of gradient_rows_block: acc[c][rho] += p(c, t) g(rho, t) for
 // rho in [LO, HI], t < nd (p at c pc + t pt; g read in order from gp).
-template <typename Dtype, int VB, int CB, int LO, int HI>
+// With kFill, g is read from the top diff instead, at g0[off + t g_t + rho
+// g_rho], and written to gp in the order the other blocks read it: the first
+// channel block packs g as it goes (GradFill).
+template <typename Dtype, int VB, int CB, int LO, int HI, bool kFill>
 DCD_INLINE void gradient_rows_step(
     typename VecOf<Dtype, VB>::type (&acc)[CB][kSharedRows], int nd,
-    const Dtype* p, int pc, int pt, const Dtype*& gp) {
+    const Dtype* p, int pc, int pt, Dtype*& gp, const Dtype* g0,
+    ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int L = VB / sizeof(Dtype);
   for (int t = 0; t < nd; ++t) {
@@ -630,7 +634,12 @@ DCD_INLINE void gradient_rows_step(
 #pragma GCC unroll 4
     for (int rho = LO; rho <= HI; ++rho) {
       V gv;
-      __builtin_memcpy(&gv, gp, sizeof(V));
+      if (kFill) {
+        __builtin_memcpy(&gv, g0 + (off + t * g_t + rho * g_rho), sizeof(V));
+        __builtin_memcpy(gp, &gv, sizeof(V));
+      } else {
+        __builtin_memcpy(&gv, gp, sizeof(V));
+      }
       gp += L;
       // In a register: else folded into each channel's FMA, CB loads.
       __asm__("" : "+v"(gv));
@@ -644,10 +653,11 @@ DCD_INLINE void gradient_rows_step(
 // rows r_first, r_first + r_dir, ... (before r_end) and their shifts, p(c,
 // r, t) at p0 + r p_row + c pc + t pt; written to out + c out_c + rho
 // out_row for rho < rows.
-template <typename Dtype, int VB, int CB>
+template <typename Dtype, int VB, int CB, bool kFill>
 DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     int r_end, int r_dir, int nd, const Dtype* p0, int p_row, int pc, int pt,
-    const Dtype* gp, Dtype* out, int out_c, int out_row) {
+    Dtype* gp, Dtype* out, int out_c, int out_row, const Dtype* g0,
+    ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
   V acc[CB][kSharedRows];
   for (int c = 0; c < CB; ++c) {
@@ -658,7 +668,8 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     const Dtype* p = p0 + r * p_row;
     switch (span.lo * kSharedRows + span.hi) {
 #define DCD_STEP(LO, HI) case LO * kSharedRows + HI: \
-      gradient_rows_step<Dtype, VB, CB, LO, HI>(acc, nd, p, pc, pt, gp); \
+      gradient_rows_step<Dtype, VB, CB, LO, HI, kFill>(acc, nd, p, pc, pt, \
+          gp, g0, g_off + r * g_r, g_t, g_rho); \
       break
       DCD_STEP(0, 0); DCD_STEP(0, 1); DCD_STEP(0, 2); DCD_STEP(0, 3);
       DCD_STEP(1, 1); DCD_STEP(1, 2); DCD_STEP(1, 3);
@@ -681,29 +692,47 @@ template <int VB> struct GradChannels {
   static const int value = VB == 64 ? 6 : 3;
 };
 
-// The group's channel blocks (the last one shorter) over packed g, each
-// over the col_blocks vectors of columns in turn (p, out one vector further
-// and gp one block_stride further each): a channel block's lines of p stay
-// in L1 from one column block to the next, which shares most of them.
+// Where the first channel block reads g from the top diff (g non-null, the
+// packed buffer not yet written): map row r's vector of shift t for group
+// row rho is at g[off + r * this->r + t * this->t + rho * this->rho] for the
+// first block of columns, each next block L further.
+template <typename Dtype> struct GradFill {
+  const Dtype* g;
+  ptrdiff_t off, r, t, rho;
+};
+
+// The group's channel blocks (the last one shorter) over packed g (which
+// the first one writes where `fill` says so), each over the col_blocks
+// vectors of columns in turn (p, out one vector further and gp one
+// block_stride further each): a channel block's lines of p stay in L1 from
+// one column block to the next, which shares most of them.
 template <typename Dtype, int VB>
 DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
     int dh, int r_first, int r_end, int r_dir, int nd, const Dtype* p0,
-    int p_row, int pc, int pt, const Dtype* gp0, Dtype* out, int out_c,
-    int out_row, int col_blocks, int block_stride) {
+    int p_row, int pc, int pt, Dtype* gp0, Dtype* out, int out_c,
+    int out_row, int col_blocks, int block_stride,
+    const GradFill<Dtype>& fill) {
   const int kCB = GradChannels<VB>::value;
   const int L = VB / sizeof(Dtype);
   for (int c0 = 0; c0 < channels; c0 += kCB) {
     for (int jb = 0; jb < col_blocks; ++jb) {
       const Dtype* p = p0 + c0 * pc + jb * L;
-      const Dtype* gp = gp0 + jb * block_stride;
+      Dtype* gp = gp0 + jb * block_stride;
       Dtype* o = out + c0 * out_c + jb * L;
+      if (c0 == 0 && fill.g) {
+        gradient_rows_block<Dtype, VB, GradChannels<VB>::value, true>(
+            i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o,
+            out_c, out_row, fill.g, fill.off + jb * L, fill.r, fill.t,
+            fill.rho);
+        continue;
+      }
       // Cases above kCB never run; they name kCB's block so that no wider
       // one is compiled.
       switch (std::min(kCB, channels - c0)) {
 #define DCD_BLOCK(CB) case CB: gradient_rows_block<Dtype, VB, \
-          (CB < GradChannels<VB>::value ? CB : GradChannels<VB>::value)>( \
-          i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o, \
-          out_c, out_row); break
+          (CB < GradChannels<VB>::value ? CB : GradChannels<VB>::value), \
+          false>(i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, \
+          gp, o, out_c, out_row, NULL, 0, 0, 0, 0); break
         DCD_BLOCK(6); DCD_BLOCK(5); DCD_BLOCK(4); DCD_BLOCK(3); DCD_BLOCK(2);
         DCD_BLOCK(1);
 #undef DCD_BLOCK
@@ -823,12 +852,27 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     const int r_first = for_b ? r_high : r_low;
     const int r_end = for_b ? r_low - 1 : r_high + 1;
     const int r_dir = for_b ? -1 : 1;
-    pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
-        r_end, r_dir, for_b, col_end, block_stride, &bufs->start, packed,
-        &bufs->row_buf[0]);
+    // d a_hat's first channel block packs g itself, so that g's reads from
+    // memory overlap its multiply-adds (docs/ASSUMPTIONS.md, "CPU kernel
+    // figures"): group row rho meets map row r at plane (r - i0 - rho + dh)
+    // nd + t, g's row i0 + rho. d b_hat's shifted vectors reach past the
+    // map's edge; it packs beforehand, through the zero-padded row.
+    GradFill<Dtype> fill = {NULL, 0, 0, 0, 0};
+    if (!for_b && channels >= GradChannels<VB>::value) {
+      fill.g = g;
+      fill.off = static_cast<ptrdiff_t>(dh - i0) * nd * hw +
+          static_cast<ptrdiff_t>(i0) * width;
+      fill.r = static_cast<ptrdiff_t>(nd) * hw;
+      fill.t = hw;
+      fill.rho = width - static_cast<ptrdiff_t>(nd) * hw;
+    } else {
+      pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
+          r_end, r_dir, for_b, col_end, block_stride, &bufs->start, packed,
+          &bufs->row_buf[0]);
+    }
     gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
         r_end, r_dir, nd, p0, p_row, pc, for_b ? -1 : 1, packed,
-        out + i0 * width, hw, width, col_end / L, block_stride);
+        out + i0 * width, hw, width, col_end / L, block_stride, fill);
   }
 }
 #endif
