@@ -33,7 +33,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(BUILD_DIR / "bench" / "video_data"),
                         help="where the sample frames and LMDB go (default: %(default)s)")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per case")
+    # 60 batches: about 1.2 s a case on 2 threads, like the reader's 2 s cases;
+    # at 20 (0.4 s) a moment's slowdown of a shared VM flipped a verdict.
+    parser.add_argument("--batches", type=int, default=60,
+                        help="timed batches per VideoData case (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per batch")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="time 1..THREADS decode threads (default: the cores, %(default)s)")
