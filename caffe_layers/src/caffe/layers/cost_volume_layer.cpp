@@ -649,6 +649,22 @@ DCD_INLINE void gradient_rows_step(
   }
 }
 
+// A zero vector made where it is needed. A plain V{} is one constant that
+// GCC keeps in a register across the loops of the AVX2 gradients, and the
+// block then has 15 of the 16 ymm registers for its 16 values: it re-reads
+// one p vector from memory at every FMA (docs/ASSUMPTIONS.md, "CPU kernel
+// figures").
+template <int VB> struct FreshZero {
+  template <typename V> static DCD_INLINE V get() { return V{}; }
+};
+template <> struct FreshZero<32> {
+  template <typename V> static DCD_INLINE V get() {
+    V z;
+    __asm__ volatile("vxorps %x0, %x0, %x0" : "=x"(z));
+    return z;
+  }
+};
+
 // CB channels x a group's rows, one vector of columns: sums over the map
 // rows r_first, r_first + r_dir, ... (before r_end) and their shifts, p(c,
 // r, t) at p0 + r p_row + c pc + t pt; written to out + c out_c + rho
@@ -660,8 +676,9 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
   V acc[CB][kSharedRows];
+  const V zero = FreshZero<VB>::template get<V>();
   for (int c = 0; c < CB; ++c) {
-    for (int rho = 0; rho < kSharedRows; ++rho) { acc[c][rho] = V{}; }
+    for (int rho = 0; rho < kSharedRows; ++rho) { acc[c][rho] = zero; }
   }
   for (int r = r_first; r != r_end; r += r_dir) {
     const RowSpan span = row_span(r, i0, rows, dh);
@@ -699,6 +716,7 @@ template <int VB> struct GradChannels {
 template <typename Dtype> struct GradFill {
   const Dtype* g;
   ptrdiff_t off, r, t, rho;
+  int jb_begin, jb_end;  // the column blocks filled so; the rest are packed
 };
 
 // The group's channel blocks (the last one shorter) over packed g (which
@@ -719,7 +737,7 @@ DCD_INLINE void gradient_rows_channels(int channels, int i0, int rows,
       const Dtype* p = p0 + c0 * pc + jb * L;
       Dtype* gp = gp0 + jb * block_stride;
       Dtype* o = out + c0 * out_c + jb * L;
-      if (c0 == 0 && fill.g) {
+      if (c0 == 0 && fill.g && jb >= fill.jb_begin && jb < fill.jb_end) {
         gradient_rows_block<Dtype, VB, GradChannels<VB>::value, true>(
             i0, rows, dh, r_first, r_end, r_dir, nd, p, p_row, pc, pt, gp, o,
             out_c, out_row, fill.g, fill.off + jb * L, fill.r, fill.t,
@@ -749,16 +767,39 @@ inline int grouped_columns(int width, int s) {
   return VB >= 32 && s == 1 ? width / L * L : 0;
 }
 
+// The rows of plane k of g that a group reads (for_b: map rows i0 - di ..
+// of plane k's displacement row di; else the group's own rows), asked into
+// the caches while the packing is a few planes behind. The planes are 49
+// KiB apart, so the hardware prefetchers do not see the next one coming,
+// and each plane's first lines stalled the copy (docs/ASSUMPTIONS.md, "CPU
+// kernel figures"). The columns that the first channel block fills come
+// along.
+const int kPackAhead = 4;  // planes
+template <typename Dtype>
+DCD_INLINE void prefetch_group_plane(const Dtype* g, int k, int n_planes,
+    int nd, int dh, int height, int width, int i0, int rows, bool for_b) {
+  if (k >= n_planes) { return; }
+  const int row0 = for_b ? i0 - (k / nd - dh) : i0;
+  const int first = std::max(0, row0);
+  const int last = std::min(height, row0 + rows);
+  const char* p = reinterpret_cast<const char*>(
+      g + static_cast<ptrdiff_t>(k) * height * width + first * width);
+  const int bytes = (last - first) * width * static_cast<int>(sizeof(Dtype));
+  for (int o = 0; o < bytes; o += 64) { __builtin_prefetch(p + o, 0, 2); }
+}
+
 // The g vectors of one group (rows i0 .. i0 + rows - 1) for every block of
-// L columns of [0, col_end), each block's block_stride apart, in the order
+// L columns of [0, col_end) but those in [skip_begin, skip_end) (which the
+// first channel block fills), each block's block_stride apart, in the order
 // gradient_rows_block reads them: map rows r_first, r_first + r_dir, ...
 // (before r_end), shifts t, rows rho of the span. For d a_hat (for_b false)
 // group row rho meets map row r = i0 + rho + di and reads g at row i0 + rho;
 // for d b_hat it meets r = i0 + rho - di and reads g at row r, shifted
 // with a_hat by -dj (zero where that leaves the map): the row is copied to
 // `row_buf` first, whose padding of dw zeros each side (pack_row_size)
-// gives the shifted vectors' zeros, so no column is copied one by one. g is
-// read plane by plane, the group's rows of a plane in one contiguous run.
+// gives the shifted vectors' zeros, so no column is copied one by one (and
+// only the columns that the packed blocks read). g is read plane by plane,
+// the group's rows of a plane in one contiguous run.
 template <typename Dtype, int L>
 inline int pack_row_pad(int dw) { return (dw + L - 1) / L * L; }
 template <typename Dtype, int L>
@@ -769,8 +810,8 @@ inline int pack_row_size(int width, int dw) {
 template <typename Dtype, int L>
 inline void pack_group_g(const Dtype* g, int height, int width, int dh,
     int dw, int i0, int rows, int r_first, int r_end, int r_dir, bool for_b,
-    int col_end, int block_stride, vector<int>* start, Dtype* packed,
-    Dtype* row_buf) {
+    int col_end, int skip_begin, int skip_end, int block_stride,
+    vector<int>* start, Dtype* packed, Dtype* row_buf) {
   const int nd = 2 * dw + 1;
   const int hw = height * width;
   // (*start)[n nd + t]: a block's first vector of the n-th map row, shift t.
@@ -785,8 +826,11 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
   }
   CHECK_LE(n_vec * L, block_stride);
   Dtype* row = row_buf + pack_row_pad<Dtype, L>(dw);
+  const int n_planes = (2 * dh + 1) * nd;
   for (int di = -dh; di <= dh; ++di) {
     for (int t = 0; t < nd; ++t) {
+      prefetch_group_plane(g, (di + dh) * nd + t + kPackAhead, n_planes, nd,
+                           dh, height, width, i0, rows, for_b);
       const Dtype* plane = g + dcd::window_channel(di, t - dw, dh, dw) * hw;
       // g's column for column j: j + shift.
       const int shift = for_b ? dw - t : 0;
@@ -798,7 +842,14 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
             ((*start)[(r - r_first) * r_dir * nd + t] + rho - span.lo) * L;
         const Dtype* src = plane + (for_b ? r : i0 + rho) * width;
         if (shift != 0) {
+          // The columns that the packed blocks' shifted vectors read.
+          const int left = std::min(width, skip_begin + dw);
           int j = 0;
+          for (; j + L <= left; j += L) {
+            __builtin_memcpy(row + j, src + j, sizeof(Dtype) * L);  // inlined
+          }
+          for (; j < left; ++j) { row[j] = src[j]; }
+          j = std::max(left, skip_end - dw);
           for (; j + L <= width; j += L) {
             __builtin_memcpy(row + j, src + j, sizeof(Dtype) * L);  // inlined
           }
@@ -806,6 +857,7 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
           src = row + shift;
         }
         for (int j0 = 0; j0 < col_end; j0 += L, dst += block_stride) {
+          if (j0 >= skip_begin && j0 < skip_end) { continue; }
           __builtin_memcpy(dst, src + j0, sizeof(Dtype) * L);  // inlined
         }
       }
@@ -843,6 +895,7 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
   const int hw = height * width;
   const int nd = 2 * dw + 1;
   const int col_end = grouped_columns<Dtype, VB>(width, 1);
+  const int col_blocks = col_end / L;
   const int block_stride = bufs->block_stride;
   Dtype* packed = first_line(&bufs->buf);
   for (int i0 = row_begin; i0 < row_end; i0 += kSharedRows) {
@@ -852,27 +905,43 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     const int r_first = for_b ? r_high : r_low;
     const int r_end = for_b ? r_low - 1 : r_high + 1;
     const int r_dir = for_b ? -1 : 1;
-    // d a_hat's first channel block packs g itself, so that g's reads from
-    // memory overlap its multiply-adds (docs/ASSUMPTIONS.md, "CPU kernel
-    // figures"): group row rho meets map row r at plane (r - i0 - rho + dh)
-    // nd + t, g's row i0 + rho. d b_hat's shifted vectors reach past the
-    // map's edge; it packs beforehand, through the zero-padded row.
-    GradFill<Dtype> fill = {NULL, 0, 0, 0, 0};
-    if (!for_b && channels >= GradChannels<VB>::value) {
+    // The first channel block reads g from the top diff and packs it as it
+    // goes, so that g's reads from memory overlap its multiply-adds
+    // (docs/ASSUMPTIONS.md, "CPU kernel figures"). d a_hat: group row rho
+    // meets map row r at plane (r - i0 - rho + dh) nd + t, g's row i0 + rho.
+    // d b_hat: at plane (i0 + rho - r + dh) nd + t, g's row r, column j +
+    // dw - t; the column blocks whose shifted vectors reach past the map's
+    // edge are packed beforehand instead, through the zero-padded row (and
+    // all of them where the channels are fewer than a block's).
+    GradFill<Dtype> fill = {NULL, 0, 0, 0, 0, 0, 0};
+    if (channels >= GradChannels<VB>::value) {
       fill.g = g;
-      fill.off = static_cast<ptrdiff_t>(dh - i0) * nd * hw +
-          static_cast<ptrdiff_t>(i0) * width;
-      fill.r = static_cast<ptrdiff_t>(nd) * hw;
-      fill.t = hw;
-      fill.rho = width - static_cast<ptrdiff_t>(nd) * hw;
-    } else {
+      if (for_b) {
+        fill.off = static_cast<ptrdiff_t>(i0 + dh) * nd * hw + dw;
+        fill.r = width - static_cast<ptrdiff_t>(nd) * hw;
+        fill.t = hw - 1;
+        fill.rho = static_cast<ptrdiff_t>(nd) * hw;
+        fill.jb_begin = (dw + L - 1) / L;
+        fill.jb_end = std::max(fill.jb_begin,
+                               std::min(col_blocks, (width - dw) / L));
+      } else {
+        fill.off = static_cast<ptrdiff_t>(dh - i0) * nd * hw +
+            static_cast<ptrdiff_t>(i0) * width;
+        fill.r = static_cast<ptrdiff_t>(nd) * hw;
+        fill.t = hw;
+        fill.rho = width - static_cast<ptrdiff_t>(nd) * hw;
+        fill.jb_begin = 0;
+        fill.jb_end = col_blocks;
+      }
+    }
+    if (fill.jb_end - fill.jb_begin < col_blocks) {
       pack_group_g<Dtype, L>(g, height, width, dh, dw, i0, rows, r_first,
-          r_end, r_dir, for_b, col_end, block_stride, &bufs->start, packed,
-          &bufs->row_buf[0]);
+          r_end, r_dir, for_b, col_end, fill.jb_begin * L, fill.jb_end * L,
+          block_stride, &bufs->start, packed, &bufs->row_buf[0]);
     }
     gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
         r_end, r_dir, nd, p0, p_row, pc, for_b ? -1 : 1, packed,
-        out + i0 * width, hw, width, col_end / L, block_stride, fill);
+        out + i0 * width, hw, width, col_blocks, block_stride, fill);
   }
 }
 #endif
