@@ -668,9 +668,9 @@ template <> struct FreshZero<32> {
 // AVX2: the lines of p that the next column block reads and this one does
 // not (each map row's L columns past this block's reach: from column nd - 1
 // + L of p when the shifts move right, pt = 1, from L when they move left),
-// asked into L1 before the block starts.
-// Its map rows are 32 KiB apart, too far for the hardware prefetchers, and
-// on a Zen 3 core the blocks waited for them (docs/ASSUMPTIONS.md, "CPU
+// asked into L1 before the block starts. p's map rows are a whole row of
+// channels apart (32 KiB at C = 64), too far for the hardware prefetchers,
+// and on a Zen 3 core the blocks waited for them (docs/ASSUMPTIONS.md, "CPU
 // kernel figures"). Not for AVX-512, where asking for a block's p lines
 // measured slower (ibid.).
 template <int VB> struct PrefetchNextBlock {
