@@ -651,9 +651,9 @@ DCD_INLINE void gradient_rows_step(
 
 // A zero vector made where it is needed. A plain V{} is one constant that
 // GCC keeps in a register across the loops of the AVX2 gradients, and the
-// block then has 15 of the 16 ymm registers for its 16 values: it re-reads
-// one p vector from memory at every FMA (docs/ASSUMPTIONS.md, "CPU kernel
-// figures").
+// block then has 15 of the 16 ymm registers for its 16 values: it reads
+// one of its p vectors from memory in each FMA that uses it
+// (docs/ASSUMPTIONS.md, "CPU kernel figures").
 template <int VB> struct FreshZero {
   template <typename V> static DCD_INLINE V get() { return V{}; }
 };
@@ -671,8 +671,8 @@ template <> struct FreshZero<32> {
 // asked into L1 before the block starts. p's map rows are a whole row of
 // channels apart (32 KiB at C = 64), too far for the hardware prefetchers,
 // and on a Zen 3 core the blocks waited for them (docs/ASSUMPTIONS.md, "CPU
-// kernel figures"). Not for AVX-512, where asking for a block's p lines
-// measured slower (ibid.).
+// kernel figures"). Not for AVX-512, where prefetching each block's next
+// map row of p measured 3-8% slower (ibid.).
 template <int VB> struct PrefetchNextBlock {
   template <typename Dtype, int CB>
   static DCD_INLINE void run(int, int, int, int, const Dtype*, int, int,
