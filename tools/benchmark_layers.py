@@ -112,7 +112,7 @@ def main(argv=None):
          for config, layer in tqdm(cases, desc="numpy reference", unit="case")]
     time.sleep(0.5)
     use_torch = not args.no_reference and args.gpu is None and torch_available()
-    torch_times = {config: time_torch(config, rng) for config in
+    torch_times = {config: time_torch(config, rng, rounds=ROUNDS) for config in
                    tqdm(configs if use_torch else [], desc="torch autograd", unit="case")}
     time.sleep(0.5)
     ceilings.append(sgemm_gflops())

@@ -231,9 +231,14 @@ def torch_available():
     return True
 
 
-def time_torch(config, rng):
+def time_torch(config, rng, rounds=3):
     """(forward s, forward+backward s) of the three layers in PyTorch with
-    autograd (dcd.layers.torch_reference) on the CPU, all of torch's threads."""
+    autograd (dcd.layers.torch_reference) on the CPU, all of torch's threads.
+
+    Timed as time_layer times the layers (the lowest of `rounds` medians,
+    forward and forward+backward alternated), so that the ratio compares
+    like with like: one reading of the same f+b ranged 313-1,088 ms on a
+    2-core VM, and a slow one flattered the layers."""
     import torch
 
     from dcd.layers import torch_reference as tref
@@ -250,7 +255,11 @@ def time_torch(config, rng):
         out = tref.chain(fa, fb, d, d, s, tau)
         out.backward(torch.ones_like(out))
 
-    return median_seconds(fwd, min_reps=1, min_time=0), median_seconds(fwd_bwd, min_reps=1, min_time=0)
+    f, f_b = [], []
+    for _ in range(rounds):
+        f.append(median_seconds(fwd))
+        f_b.append(median_seconds(fwd_bwd))
+    return min(f), min(f_b)
 
 
 def cpu_isa(cpuinfo="/proc/cpuinfo", environ=None):
