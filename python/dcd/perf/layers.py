@@ -73,6 +73,18 @@ def median_seconds(fn, reps=None, warmup=1, min_time=0.3, min_reps=3, max_reps=5
     return statistics.median(times)
 
 
+def best_of_medians(fwd, fwd_bwd, rounds=3):
+    """(forward s, forward+backward s): the lowest of `rounds` medians of
+    each, the two alternated. A neighbour's load only ever slows a timing,
+    so one burst during a single median would otherwise stand for the
+    whole."""
+    f, f_b = [], []
+    for _ in range(rounds):
+        f.append(median_seconds(fwd))
+        f_b.append(median_seconds(fwd_bwd))
+    return min(f), min(f_b)
+
+
 def sgemm_gflops(size=1024):
     """numpy float32 matrix-multiply GFLOP/s (all BLAS threads: the ceiling)."""
     rng = np.random.default_rng(0)
@@ -184,11 +196,8 @@ def time_layer(config, layer, rng, sync=lambda: None, rounds=3):
         if cost_is_input:
             net.blobs["cost"].data[...] = rng.uniform(-1, 1, net.blobs["cost"].data.shape)
         net.blobs[list(net.blobs)[-1]].diff[...] = 1
-        fwd, fwd_bwd = [], []
-        for _ in range(rounds):
-            fwd.append(median_seconds(lambda: forward(net, sync)))
-            fwd_bwd.append(median_seconds(lambda: forward_backward(net, sync)))
-        return min(fwd), min(fwd_bwd)
+        return best_of_medians(lambda: forward(net, sync),
+                               lambda: forward_backward(net, sync), rounds)
 
     if layer == "CostVolume" or layer == "chain":
         return measure(_net(config, layer))
@@ -235,8 +244,7 @@ def time_torch(config, rng, rounds=3):
     """(forward s, forward+backward s) of the three layers in PyTorch with
     autograd (dcd.layers.torch_reference) on the CPU, all of torch's threads.
 
-    Timed as time_layer times the layers (the lowest of `rounds` medians,
-    forward and forward+backward alternated), so that the ratio compares
+    Timed as time_layer times the layers (best_of_medians), so that the ratio compares
     like with like: one reading of the same f+b ranged 313-1,088 ms on a
     2-core VM, and a slow one flattered the layers."""
     import torch
@@ -255,11 +263,7 @@ def time_torch(config, rng, rounds=3):
         out = tref.chain(fa, fb, d, d, s, tau)
         out.backward(torch.ones_like(out))
 
-    f, f_b = [], []
-    for _ in range(rounds):
-        f.append(median_seconds(fwd))
-        f_b.append(median_seconds(fwd_bwd))
-    return min(f), min(f_b)
+    return best_of_medians(fwd, fwd_bwd, rounds)
 
 
 def cpu_isa(cpuinfo="/proc/cpuinfo", environ=None):

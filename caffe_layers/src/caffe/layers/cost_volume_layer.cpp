@@ -807,16 +807,27 @@ inline int grouped_columns(int width, int s) {
 // along.
 const int kPackAhead = 4;  // planes
 template <typename Dtype>
-DCD_INLINE void prefetch_group_plane(const Dtype* g, int k, int n_planes,
-    int nd, int dh, int height, int width, int i0, int rows, bool for_b) {
-  if (k >= n_planes) { return; }
-  const int row0 = for_b ? i0 - (k / nd - dh) : i0;
+DCD_INLINE void prefetch_group_plane(const Dtype* g, int k, int dh, int dw,
+    int height, int width, int i0, int rows, bool for_b) {
+  if (k >= dcd::window_size(dh, dw)) { return; }
+  const int row0 = for_b ? i0 - dcd::window_di(k, dh, dw) : i0;
   const int first = std::max(0, row0);
   const int last = std::min(height, row0 + rows);
   const char* p = reinterpret_cast<const char*>(
       g + static_cast<ptrdiff_t>(k) * height * width + first * width);
   const int bytes = (last - first) * width * static_cast<int>(sizeof(Dtype));
   for (int o = 0; o < bytes; o += 64) { __builtin_prefetch(p + o, 0, 2); }
+}
+
+// dst[j] = src[j] for j in [begin, end): L at a time, then one by one.
+template <typename Dtype, int L>
+DCD_INLINE void copy_columns(const Dtype* src, int begin, int end,
+                             Dtype* dst) {
+  int j = begin;
+  for (; j + L <= end; j += L) {
+    __builtin_memcpy(dst + j, src + j, sizeof(Dtype) * L);  // inlined
+  }
+  for (; j < end; ++j) { dst[j] = src[j]; }
 }
 
 // The g vectors of one group (rows i0 .. i0 + rows - 1) for every block of
@@ -857,12 +868,12 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
   }
   CHECK_LE(n_vec * L, block_stride);
   Dtype* row = row_buf + pack_row_pad<Dtype, L>(dw);
-  const int n_planes = (2 * dh + 1) * nd;
   for (int di = -dh; di <= dh; ++di) {
     for (int t = 0; t < nd; ++t) {
-      prefetch_group_plane(g, (di + dh) * nd + t + kPackAhead, n_planes, nd,
-                           dh, height, width, i0, rows, for_b);
-      const Dtype* plane = g + dcd::window_channel(di, t - dw, dh, dw) * hw;
+      const int k = dcd::window_channel(di, t - dw, dh, dw);
+      prefetch_group_plane(g, k + kPackAhead, dh, dw, height, width, i0, rows,
+                           for_b);
+      const Dtype* plane = g + k * hw;
       // g's column for column j: j + shift.
       const int shift = for_b ? dw - t : 0;
       for (int rho = 0; rho < rows; ++rho) {
@@ -875,16 +886,9 @@ inline void pack_group_g(const Dtype* g, int height, int width, int dh,
         if (shift != 0) {
           // The columns that the packed blocks' shifted vectors read.
           const int left = std::min(width, skip_begin + dw);
-          int j = 0;
-          for (; j + L <= left; j += L) {
-            __builtin_memcpy(row + j, src + j, sizeof(Dtype) * L);  // inlined
-          }
-          for (; j < left; ++j) { row[j] = src[j]; }
-          j = std::max(left, skip_end - dw);
-          for (; j + L <= width; j += L) {
-            __builtin_memcpy(row + j, src + j, sizeof(Dtype) * L);  // inlined
-          }
-          for (; j < width; ++j) { row[j] = src[j]; }
+          copy_columns<Dtype, L>(src, 0, left, row);
+          copy_columns<Dtype, L>(src, std::max(left, skip_end - dw), width,
+                                 row);
           src = row + shift;
         }
         for (int j0 = 0; j0 < col_end; j0 += L, dst += block_stride) {
