@@ -218,12 +218,13 @@ def _caffe_compile_command():
 
 
 @pytest.mark.parametrize("source", ["src/caffe/layers/cost_volume_layer.cpp",
+                                    "src/caffe/layers/soft_displacement_layer.cpp",
                                     "src/caffe/util/linear_resize.cpp"])
 def test_compiles_without_the_x86_dispatch(source):
-    """CostVolume's plain loops and LinearResize's cv::resize-only build, what
-    a build without GCC/Clang on x86-64 compiles alone (DCD_NO_X86_DISPATCH),
-    still compile: the x86 build never does, so code that only the vector
-    paths declare would go unnoticed."""
+    """CostVolume's and SoftDisplacement's plain loops and LinearResize's
+    cv::resize-only build, what a build without GCC/Clang on x86-64
+    compiles alone (DCD_NO_X86_DISPATCH), still compile: the x86 build never
+    does, so code that only the vector paths declare would go unnoticed."""
     path = CPU_BUILD_DIR / "caffe-src" / source
     run = subprocess.run(_caffe_compile_command() + ["-DDCD_NO_X86_DISPATCH", "-fsyntax-only",
                                                      str(path)],

@@ -79,7 +79,11 @@ __global__ void warp_backward_f_legacy(int nplanes, const float* v, const float*
     const float* g = top_diff + nc * hw;
     for (int p = 0; p < hw; ++p) { plane[p] = 0; }
     for (int p = 0; p < hw; ++p) {
-      bilinear_scatter(plane, H, W, warp_taps(v, nc / C, p, H, W, s), g[p]);
+      const BilinearTaps<float> t = warp_taps(v, nc / C, p, H, W, s);
+      for (int k = 0; k < 4; ++k) {
+        const int q = tap_index(t, k, H, W);
+        if (q >= 0) { plane[q] += g[p] * bilinear_weight(k, t.ay, t.ax); }
+      }
     }
   }
 }"""

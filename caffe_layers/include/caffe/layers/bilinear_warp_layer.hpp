@@ -6,6 +6,7 @@
 #include "caffe/blob.hpp"
 #include "caffe/layer.hpp"
 #include "caffe/proto/caffe.pb.h"
+#include "caffe/util/dcd_kernels.hpp"
 
 namespace caffe {
 
@@ -23,9 +24,10 @@ namespace caffe {
  * from F_t to F_{t+1}), W(F_t, V) with s = -1 samples F_t(p - V(p)), which
  * matches F_{t+1}(p); the appearance-change branch uses F_{t+1} - W.
  *
- * Backward to F is deterministic without atomics: on the CPU a serial
- * scatter; on the GPU one thread per (n, c) plane scatters serially in the
- * same order. Backward to V gathers over the channels per pixel.
+ * Backward to F is deterministic without atomics: each element sums the
+ * taps that land on it in raster order of their pixels, the same order on
+ * both devices (runs found by a counting sort on the CPU, a radix sort on
+ * the GPU). Backward to V gathers over the channels per pixel.
  */
 template <typename Dtype>
 class BilinearWarpLayer : public Layer<Dtype> {
@@ -73,6 +75,13 @@ class BilinearWarpLayer : public Layer<Dtype> {
   Blob<int> sorted_values_;
   Blob<int> run_starts_;
   Blob<int> sort_temp_;
+  /// CPU backward scratch, one image at a time: each pixel's taps, and for
+  /// each target pixel q the run cpu_run_starts_[q] .. [q + 1] of the
+  /// (source pixel, weight) pairs of the taps that land on q, in raster order.
+  vector<dcd::BilinearTaps<Dtype> > cpu_taps_;
+  vector<int> cpu_run_starts_;
+  vector<int> cpu_run_sources_;
+  vector<Dtype> cpu_run_weights_;
 };
 
 }  // namespace caffe

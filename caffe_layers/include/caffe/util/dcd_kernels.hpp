@@ -292,6 +292,31 @@ DCD_HOST_DEVICE inline Dtype bilinear_weight(int t, Dtype ay, Dtype ax) {
   return wy * wx;
 }
 
+// All four taps inside the H x W map: the values can be read unchecked.
+template <typename Dtype>
+DCD_HOST_DEVICE inline bool taps_inside(const BilinearTaps<Dtype>& t, int H,
+    int W) {
+  return t.y0 >= 0 && t.y0 + 1 < H && t.x0 >= 0 && t.x0 + 1 < W;
+}
+
+// Index row * W + col of tap k (0..3) in its plane, or -1 outside the map.
+template <typename Dtype>
+DCD_HOST_DEVICE inline int tap_index(const BilinearTaps<Dtype>& t, int k,
+    int H, int W) {
+  const int row = t.y0 + (k >> 1);
+  const int col = t.x0 + (k & 1);
+  return (row >= 0 && row < H && col >= 0 && col < W) ? row * W + col : -1;
+}
+
+// The four tap values of one sample, in tap order.
+template <typename Dtype>
+struct TapValues {
+  Dtype v00;
+  Dtype v01;
+  Dtype v10;
+  Dtype v11;
+};
+
 // Value of a plane at (row, col), 0 outside.
 template <typename Dtype>
 DCD_HOST_DEVICE inline Dtype plane_at(const Dtype* plane, int row, int col,
@@ -300,44 +325,60 @@ DCD_HOST_DEVICE inline Dtype plane_at(const Dtype* plane, int row, int col,
       plane[row * W + col] : Dtype(0);
 }
 
+template <typename Dtype>
+DCD_HOST_DEVICE inline TapValues<Dtype> tap_values(const Dtype* plane, int H,
+    int W, const BilinearTaps<Dtype>& t) {
+  TapValues<Dtype> v;
+  v.v00 = plane_at(plane, t.y0, t.x0, H, W);
+  v.v01 = plane_at(plane, t.y0, t.x0 + 1, H, W);
+  v.v10 = plane_at(plane, t.y0 + 1, t.x0, H, W);
+  v.v11 = plane_at(plane, t.y0 + 1, t.x0 + 1, H, W);
+  return v;
+}
+
+// The same for taps_inside(t): `at` points at tap (y0, x0) of a plane with
+// rows of W.
+template <typename Dtype>
+DCD_HOST_DEVICE inline TapValues<Dtype> tap_values_inside(const Dtype* at,
+    int W) {
+  TapValues<Dtype> v;
+  v.v00 = at[0];
+  v.v01 = at[1];
+  v.v10 = at[W];
+  v.v11 = at[W + 1];
+  return v;
+}
+
+// Bilinear sample from its tap values.
+template <typename Dtype>
+DCD_HOST_DEVICE inline Dtype bilinear_mix(const TapValues<Dtype>& v,
+    const BilinearTaps<Dtype>& t) {
+  return bilinear_weight(0, t.ay, t.ax) * v.v00
+      + bilinear_weight(1, t.ay, t.ax) * v.v01
+      + bilinear_weight(2, t.ay, t.ax) * v.v10
+      + bilinear_weight(3, t.ay, t.ax) * v.v11;
+}
+
+// Derivatives of the sample with respect to y and x, from its tap values.
+template <typename Dtype>
+DCD_HOST_DEVICE inline void bilinear_mix_grad(const TapValues<Dtype>& v,
+    const BilinearTaps<Dtype>& t, Dtype* d_y, Dtype* d_x) {
+  *d_y = (Dtype(1) - t.ax) * (v.v10 - v.v00) + t.ax * (v.v11 - v.v01);
+  *d_x = (Dtype(1) - t.ay) * (v.v01 - v.v00) + t.ay * (v.v11 - v.v10);
+}
+
 // Bilinear sample of an H x W plane.
 template <typename Dtype>
 DCD_HOST_DEVICE inline Dtype bilinear_sample(const Dtype* plane, int H, int W,
     const BilinearTaps<Dtype>& t) {
-  const Dtype v00 = plane_at(plane, t.y0, t.x0, H, W);
-  const Dtype v01 = plane_at(plane, t.y0, t.x0 + 1, H, W);
-  const Dtype v10 = plane_at(plane, t.y0 + 1, t.x0, H, W);
-  const Dtype v11 = plane_at(plane, t.y0 + 1, t.x0 + 1, H, W);
-  return bilinear_weight(0, t.ay, t.ax) * v00
-      + bilinear_weight(1, t.ay, t.ax) * v01
-      + bilinear_weight(2, t.ay, t.ax) * v10
-      + bilinear_weight(3, t.ay, t.ax) * v11;
+  return bilinear_mix(tap_values(plane, H, W, t), t);
 }
 
 // Derivatives of the sample with respect to y and x.
 template <typename Dtype>
 DCD_HOST_DEVICE inline void bilinear_sample_grad(const Dtype* plane, int H,
     int W, const BilinearTaps<Dtype>& t, Dtype* d_y, Dtype* d_x) {
-  const Dtype v00 = plane_at(plane, t.y0, t.x0, H, W);
-  const Dtype v01 = plane_at(plane, t.y0, t.x0 + 1, H, W);
-  const Dtype v10 = plane_at(plane, t.y0 + 1, t.x0, H, W);
-  const Dtype v11 = plane_at(plane, t.y0 + 1, t.x0 + 1, H, W);
-  *d_y = (Dtype(1) - t.ax) * (v10 - v00) + t.ax * (v11 - v01);
-  *d_x = (Dtype(1) - t.ay) * (v01 - v00) + t.ay * (v11 - v10);
-}
-
-// Adds g * weight to each tap that lies inside the plane (serial; the caller
-// orders the calls so the result is deterministic).
-template <typename Dtype>
-DCD_HOST_DEVICE inline void bilinear_scatter(Dtype* plane, int H, int W,
-    const BilinearTaps<Dtype>& t, Dtype g) {
-  for (int k = 0; k < 4; ++k) {
-    const int row = t.y0 + (k >> 1);
-    const int col = t.x0 + (k & 1);
-    if (row >= 0 && row < H && col >= 0 && col < W) {
-      plane[row * W + col] += g * bilinear_weight(k, t.ay, t.ax);
-    }
-  }
+  bilinear_mix_grad(tap_values(plane, H, W, t), t, d_y, d_x);
 }
 
 // ====================================================== GPU kernel bodies ==
@@ -805,10 +846,11 @@ DCD_HOST_DEVICE inline void bilinear_warp_backward_v_pixel(int index,
   v_diff[(n * 2 + 1) * hw + p] = gx * s;
 }
 
-// Gradient to F without atomics, in the CPU's summation order. The CPU
-// scatters g(n, c, p) w_t(p) into tap q_t(p) for p in raster order, so
-// f_diff(n, c, q) is the sum over the taps that land on q in ascending p.
-// The taps depend on (n, p) only, so the GPU
+// Gradient to F without atomics: f_diff(n, c, q) sums g(n, c, p) w_t(p)
+// over the taps t of pixels p that land on q, in ascending p (and t), from
+// 0, on both devices. The taps depend on (n, p) only, so the CPU builds
+// each q's run once per image with a counting sort and gathers every
+// channel through it (bilinear_warp_layer.cpp); the GPU
 //   1. emits one (key, value) entry per tap: key n HW + q (or N HW when the
 //      tap lies outside the map), value 4 (n HW + p) + t; count N H W;
 //   2. sorts the entries by key with a stable radix sort: entries of one key
@@ -824,10 +866,8 @@ DCD_HOST_DEVICE inline void bilinear_warp_emit_taps(int index, const Dtype* v,
   const int n = index / hw;
   const BilinearTaps<Dtype> t = warp_taps(v, n, index % hw, height, width, s);
   for (int k = 0; k < 4; ++k) {
-    const int row = t.y0 + (k >> 1);
-    const int col = t.x0 + (k & 1);
-    const bool inside = row >= 0 && row < height && col >= 0 && col < width;
-    keys[4 * index + k] = inside ? n * hw + row * width + col : num * hw;
+    const int q = tap_index(t, k, height, width);
+    keys[4 * index + k] = q >= 0 ? n * hw + q : num * hw;
     values[4 * index + k] = 4 * index + k;
   }
 }

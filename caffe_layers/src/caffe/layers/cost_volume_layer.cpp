@@ -88,19 +88,9 @@ void CostVolumeLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 
 // The loops below are plain C++. Caffe is built for the baseline ISA, so on
 // x86-64 with GCC or Clang the three hot loops are also compiled for AVX2+FMA
-// and AVX-512+FMA and one is picked at run time from the CPU's features.
-// Results may differ in the last bits between machines (FMA), never between
-// runs on one machine. DCD_NO_X86_DISPATCH builds the plain loops alone, as
-// other machines and compilers do (tests/test_build.py compiles it so).
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
-    !defined(__CUDACC__) && !defined(__INTEL_COMPILER) && \
-    !defined(DCD_NO_X86_DISPATCH)
-#define DCD_X86_DISPATCH 1
-#define DCD_INLINE inline __attribute__((always_inline))
-#else
-#define DCD_X86_DISPATCH 0
-#define DCD_INLINE inline
-#endif
+// and AVX-512+FMA and one is picked at run time from the CPU's features
+// (dcd_cpu_cap.hpp). Results may differ in the last bits between machines
+// (FMA), never between runs on one machine.
 
 namespace {
 
@@ -258,14 +248,12 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 }
 
 #if DCD_X86_DISPATCH
-// The same block with GCC/Clang vector extensions: NV native vectors of VB
-// bytes (64 bytes of columns per row in the blocks, one vector in column
-// tails), so the compiler keeps the sums in registers. VB is the variant's
-// register width (16 SSE2, 32 AVX2, 64 AVX-512; docs/ASSUMPTIONS.md, "CPU
-// vector width").
-template <typename Dtype, int VB> struct VecOf {
-  typedef Dtype type __attribute__((vector_size(VB)));
-};
+// The same block with GCC/Clang vector extensions (dcd::VecOf): NV native
+// vectors of VB bytes (64 bytes of columns per row in the blocks, one
+// vector in column tails), so the compiler keeps the sums in registers. VB
+// is the variant's register width (16 SSE2, 32 AVX2, 64 AVX-512;
+// docs/ASSUMPTIONS.md, "CPU vector width").
+using dcd::VecOf;
 
 // Stores one vector; with `stream`, a non-temporal store (vmovntps, AVX and
 // up) that writes the line to memory without first reading it into the
@@ -1509,21 +1497,6 @@ DCD_CPU_KERNELS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64)
 #endif
 #undef DCD_CPU_KERNELS
 
-// 2 = AVX-512 + FMA, 1 = AVX2 + FMA, 0 = baseline, capped by
-// DCD_CPU_KERNELS (dcd::CapCpuLevel).
-inline int isa_level() {
-  int level = 0;
-#if DCD_X86_DISPATCH
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
-    level = 2;
-  } else if (__builtin_cpu_supports("avx2") &&
-             __builtin_cpu_supports("fma")) {
-    level = 1;
-  }
-#endif
-  return dcd::CapCpuLevel(level);
-}
-
 // The threads of the parallel regions below (1 without OpenMP). The
 // regions sit outside the ISA-specific kernels (docs/ASSUMPTIONS.md, "CPU
 // threading").
@@ -1537,7 +1510,7 @@ inline int region_threads() {
 
 #if DCD_X86_DISPATCH
 #define DCD_DISPATCH(NAME, ARGS)                                              \
-  switch (isa_level()) {                                                      \
+  switch (dcd::CpuIsaLevel()) {                                               \
     case 2: NAME##_avx512 ARGS; break;                                        \
     case 1: NAME##_avx2 ARGS; break;                                          \
     default: NAME##_base ARGS; break;                                         \

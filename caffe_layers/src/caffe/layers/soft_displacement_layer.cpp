@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "caffe/layers/soft_displacement_layer.hpp"
+#include "caffe/util/dcd_cpu_cap.hpp"
 #include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/dcd_window.hpp"
 #include "caffe/util/math_functions.hpp"
@@ -88,29 +89,48 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 
 // The CPU loops run over one image row at a time with the window index k
 // outside and the pixels of the row inside, so the inner loops stream
-// contiguous memory and vectorise (the CUDA kernel does the same arithmetic
-// per pixel through dcd::soft_displacement). Rows split over threads.
+// contiguous memory (the CUDA kernel does the same arithmetic per pixel
+// through dcd::soft_displacement). Rows split over threads. For float on
+// x86-64 the row kernels run on blocks of pixels in vector registers,
+// compiled for the baseline ISA, AVX2+FMA and AVX-512+FMA
+// (dcd_cpu_cap.hpp); the plain loops below do double, the pixels left
+// over at a row's end, and other machines.
 namespace {
 
-// DCD_ROW_KERNEL (dcd_kernels.hpp): also compiled for AVX2 and AVX-512.
-// Per-row running max, partition sum and first moments of the softmax.
+// Displacement (dy, dx) in pixels of every window index k.
+struct WindowSteps {
+  WindowSteps(int dh, int dw, int s) {
+    const int D = dcd::window_size(dh, dw);
+    dy.resize(D);
+    dx.resize(D);
+    for (int k = 0; k < D; ++k) {
+      dy[k] = dcd::window_di(k, dh, dw) * s;
+      dx[k] = dcd::window_dj(k, dw) * s;
+    }
+  }
+  vector<int> dy;
+  vector<int> dx;
+};
+
+// Per-row running max, partition sum and first moments of the softmax, for
+// the pixels j_begin .. width of the row.
 template <typename Dtype>
-DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
-    int width, int dh, int dw, int s, Dtype inv_tau, Dtype* max_c, Dtype* z,
-    Dtype* sy, Dtype* sx) {
-  for (int j = 0; j < width; ++j) { max_c[j] = c[j]; }
+DCD_INLINE void softmax_row_moments(const Dtype* c, int D, int hw,
+    int j_begin, int width, const int* dys, const int* dxs, Dtype inv_tau,
+    Dtype* max_c, Dtype* z, Dtype* sy, Dtype* sx) {
+  for (int j = j_begin; j < width; ++j) { max_c[j] = c[j]; }
   for (int k = 1; k < D; ++k) {
     const Dtype* ck = c + k * hw;
-    for (int j = 0; j < width; ++j) {
+    for (int j = j_begin; j < width; ++j) {
       max_c[j] = ck[j] > max_c[j] ? ck[j] : max_c[j];
     }
   }
-  for (int j = 0; j < width; ++j) { z[j] = sy[j] = sx[j] = 0; }
+  for (int j = j_begin; j < width; ++j) { z[j] = sy[j] = sx[j] = 0; }
   for (int k = 0; k < D; ++k) {
     const Dtype* ck = c + k * hw;
-    const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
-    const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
-    for (int j = 0; j < width; ++j) {
+    const Dtype dy = Dtype(dys[k]);
+    const Dtype dx = Dtype(dxs[k]);
+    for (int j = j_begin; j < width; ++j) {
       const Dtype e = dcd::softmax_weight(ck[j], max_c[j], inv_tau);
       z[j] += e;
       sy[j] += e * dy;
@@ -119,26 +139,257 @@ DCD_ROW_KERNEL void softmax_row_moments(const Dtype* c, int D, int hw,
   }
 }
 
-// dL/dc_k for one row in one pass over the cost volume, given the forward's
-// max, 1 / z and displacement (v_y, v_x): each weight is computed again as
-// the forward computed it.
+// dL/dc_k for the pixels j_begin .. width of one row in one pass over the
+// cost volume, given the forward's max, 1 / z and displacement (v_y, v_x):
+// each weight is computed again as the forward computed it.
 template <typename Dtype>
-DCD_ROW_KERNEL void soft_displacement_row_grad(const Dtype* c, int D, int hw,
-    int width, int dh, int dw, int s, Dtype inv_tau, const Dtype* max_c,
-    const Dtype* inv_z, const Dtype* v_y, const Dtype* v_x, const Dtype* g_y,
-    const Dtype* g_x, Dtype* dc) {
+DCD_INLINE void soft_displacement_row_grad(const Dtype* c, int D, int hw,
+    int j_begin, int width, const int* dys, const int* dxs, Dtype inv_tau,
+    const Dtype* max_c, const Dtype* inv_z, const Dtype* v_y,
+    const Dtype* v_x, const Dtype* g_y, const Dtype* g_x, Dtype* dc) {
   for (int k = 0; k < D; ++k) {
     const Dtype* ck = c + k * hw;
     Dtype* dck = dc + k * hw;
-    const Dtype dy = Dtype(dcd::window_di(k, dh, dw) * s);
-    const Dtype dx = Dtype(dcd::window_dj(k, dw) * s);
-    for (int j = 0; j < width; ++j) {
+    const Dtype dy = Dtype(dys[k]);
+    const Dtype dx = Dtype(dxs[k]);
+    for (int j = j_begin; j < width; ++j) {
       const Dtype p_k = dcd::softmax_weight(ck[j], max_c[j], inv_tau) *
           inv_z[j];
       dck[j] = dcd::soft_displacement_grad(p_k, inv_tau, g_y[j], g_x[j], dy,
                                            dx, v_y[j], v_x[j]);
     }
   }
+}
+
+#if DCD_X86_DISPATCH
+// dcd::softmax_exp on a vector, lane by lane with the same results, in
+// fewer dependent steps: the raise to -88 is one max (-88 > x ? -88 : x
+// keeps NaN, as the bit masks do), n's floor at -126 another. The exp is
+// a long chain of dependent steps, and how many of them the core keeps in
+// flight limits how fast the row kernels run (docs/ASSUMPTIONS.md,
+// "SoftDisplacement on the CPU").
+template <int VB>
+DCD_INLINE typename dcd::VecOf<float, VB>::type softmax_exp_vec(
+    typename dcd::VecOf<float, VB>::type x) {
+  typedef typename dcd::VecOf<float, VB>::type V;
+  typedef typename dcd::VecOf<int, VB>::type VI;
+  x = -88.0f > x ? -88.0f : x;
+  VI n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, VI);
+  const VI underflow = n < -126;  // -1 (all bits) where true
+  n = n < -126 ? -126 : n;
+  const V fn = __builtin_convertvector(n, V);
+  const V r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
+  V p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const V y = p * r * r + r + 1.0f;
+  const VI bits = ((n + 127) << 23) & ~underflow;
+  return y * reinterpret_cast<V>(bits);
+}
+
+template <typename V>
+DCD_INLINE V load_vec(const float* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V>
+DCD_INLINE void store_vec(float* p, V v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+
+// softmax_row_moments for the B vectors of pixels from j: the max and the
+// sums stay in registers over the whole window. While the row's second
+// pass runs, the same pixels of the next row (next_row floats on) are
+// asked into the caches: the first pass over them then finds them there.
+template <int VB, int B>
+DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
+    const int* dys, const int* dxs, float inv_tau, int next_row,
+    float* max_c, float* z, float* sy, float* sx) {
+  typedef typename dcd::VecOf<float, VB>::type V;
+  const int L = VB / sizeof(float);
+  V m[B], zz[B], yy[B], xx[B];
+  for (int b = 0; b < B; ++b) { m[b] = load_vec<V>(c + j + b * L); }
+  for (int k = 1; k < D; ++k) {
+    const float* ck = c + k * hw + j;
+    for (int b = 0; b < B; ++b) {
+      const V x = load_vec<V>(ck + b * L);
+      m[b] = x > m[b] ? x : m[b];
+    }
+  }
+  for (int b = 0; b < B; ++b) { zz[b] = yy[b] = xx[b] = V{} ; }
+  for (int k = 0; k < D; ++k) {
+    const float* ck = c + k * hw + j;
+    if (next_row) { __builtin_prefetch(ck + next_row); }
+    const float dy = static_cast<float>(dys[k]);
+    const float dx = static_cast<float>(dxs[k]);
+    for (int b = 0; b < B; ++b) {
+      const V e = softmax_exp_vec<VB>((load_vec<V>(ck + b * L) - m[b]) *
+                                      inv_tau);
+      zz[b] += e;
+      yy[b] += e * dy;
+      xx[b] += e * dx;
+    }
+  }
+  for (int b = 0; b < B; ++b) {
+    store_vec(max_c + j + b * L, m[b]);
+    store_vec(z + j + b * L, zz[b]);
+    store_vec(sy + j + b * L, yy[b]);
+    store_vec(sx + j + b * L, xx[b]);
+  }
+}
+
+// soft_displacement_row_grad for the B vectors of pixels from j, with the
+// next row asked into the caches as above.
+template <int VB, int B>
+DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
+    const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* max_c, const float* inv_z, const float* v_y,
+    const float* v_x, const float* g_y, const float* g_x, float* dc) {
+  typedef typename dcd::VecOf<float, VB>::type V;
+  const int L = VB / sizeof(float);
+  V m[B], iz[B], vy[B], vx[B], gy[B], gx[B];
+  for (int b = 0; b < B; ++b) {
+    m[b] = load_vec<V>(max_c + j + b * L);
+    iz[b] = load_vec<V>(inv_z + j + b * L);
+    vy[b] = load_vec<V>(v_y + j + b * L);
+    vx[b] = load_vec<V>(v_x + j + b * L);
+    gy[b] = load_vec<V>(g_y + j + b * L);
+    gx[b] = load_vec<V>(g_x + j + b * L);
+  }
+  for (int k = 0; k < D; ++k) {
+    const float* ck = c + k * hw + j;
+    if (next_row) { __builtin_prefetch(ck + next_row); }
+    const float dy = static_cast<float>(dys[k]);
+    const float dx = static_cast<float>(dxs[k]);
+    for (int b = 0; b < B; ++b) {
+      const V p = softmax_exp_vec<VB>((load_vec<V>(ck + b * L) - m[b]) *
+                                      inv_tau) * iz[b];
+      store_vec(dc + k * hw + j + b * L,
+                p * inv_tau * (gy[b] * (dy - vy[b]) + gx[b] * (dx - vx[b])));
+    }
+  }
+}
+
+// A row: blocks of B vectors, then single vectors, then the plain loop.
+template <int VB, int B>
+DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
+    int width, const int* dys, const int* dxs, float inv_tau, int next_row,
+    float* max_c, float* z, float* sy, float* sx) {
+  const int L = VB / sizeof(float);
+  int j = 0;
+  for (; j + B * L <= width; j += B * L) {
+    softmax_block_moments<VB, B>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                                 max_c, z, sy, sx);
+  }
+  for (; j + L <= width; j += L) {
+    softmax_block_moments<VB, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                                 max_c, z, sy, sx);
+  }
+  softmax_row_moments(c, D, hw, j, width, dys, dxs, inv_tau, max_c, z, sy,
+                      sx);
+}
+
+template <int VB, int B>
+DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
+    int width, const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* max_c, const float* inv_z, const float* v_y,
+    const float* v_x, const float* g_y, const float* g_x, float* dc) {
+  const int L = VB / sizeof(float);
+  int j = 0;
+  for (; j + B * L <= width; j += B * L) {
+    softmax_block_grad<VB, B>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                              max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+  }
+  for (; j + L <= width; j += L) {
+    softmax_block_grad<VB, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                              max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+  }
+  soft_displacement_row_grad(c, D, hw, j, width, dys, dxs, inv_tau, max_c,
+                             inv_z, v_y, v_x, g_y, g_x, dc);
+}
+
+#define DCD_SOFTMAX_ROWS(SUFFIX, ATTR, VB, B_MOMENTS, B_GRAD)                 \
+ATTR void softmax_row_moments_##SUFFIX(const float* c, int D, int hw,         \
+    int width, const int* dys, const int* dxs, float inv_tau, int next_row,   \
+    float* max_c, float* z, float* sy, float* sx) {                           \
+  softmax_row_moments_vec<VB, B_MOMENTS>(c, D, hw, width, dys, dxs, inv_tau,  \
+                                         next_row, max_c, z, sy, sx);         \
+}                                                                             \
+ATTR void soft_displacement_row_grad_##SUFFIX(const float* c, int D, int hw,  \
+    int width, const int* dys, const int* dxs, float inv_tau, int next_row,   \
+    const float* max_c, const float* inv_z, const float* v_y,                 \
+    const float* v_x, const float* g_y, const float* g_x, float* dc) {        \
+  soft_displacement_row_grad_vec<VB, B_GRAD>(c, D, hw, width, dys, dxs,       \
+      inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);               \
+}
+
+// Two vectors of pixels per block: one left the core idle between the
+// steps of each exp, four ran out of registers (docs/ASSUMPTIONS.md).
+DCD_SOFTMAX_ROWS(base, , 16, 2, 2)
+DCD_SOFTMAX_ROWS(avx2, __attribute__((target("avx2,fma"))), 32, 2, 2)
+DCD_SOFTMAX_ROWS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64, 2,
+                 2)
+#undef DCD_SOFTMAX_ROWS
+#endif  // DCD_X86_DISPATCH
+
+// One row, by the CPU's variant (`level`, dcd::CpuIsaLevel) for float.
+void moments_row(int level, const float* c, int D, int hw, int width,
+    const int* dys, const int* dxs, float inv_tau, int next_row,
+    float* max_c, float* z, float* sy, float* sx) {
+#if DCD_X86_DISPATCH
+  switch (level) {
+    case 2: softmax_row_moments_avx512(c, D, hw, width, dys, dxs, inv_tau,
+                next_row, max_c, z, sy, sx); return;
+    case 1: softmax_row_moments_avx2(c, D, hw, width, dys, dxs, inv_tau,
+                next_row, max_c, z, sy, sx); return;
+    default: softmax_row_moments_base(c, D, hw, width, dys, dxs, inv_tau,
+                 next_row, max_c, z, sy, sx); return;
+  }
+#else
+  softmax_row_moments(c, D, hw, 0, width, dys, dxs, inv_tau, max_c, z, sy,
+                      sx);
+#endif
+}
+
+void moments_row(int, const double* c, int D, int hw, int width,
+    const int* dys, const int* dxs, double inv_tau, int, double* max_c,
+    double* z, double* sy, double* sx) {
+  softmax_row_moments(c, D, hw, 0, width, dys, dxs, inv_tau, max_c, z, sy,
+                      sx);
+}
+
+void grad_row(int level, const float* c, int D, int hw, int width,
+    const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* max_c, const float* inv_z, const float* v_y,
+    const float* v_x, const float* g_y, const float* g_x, float* dc) {
+#if DCD_X86_DISPATCH
+  switch (level) {
+    case 2: soft_displacement_row_grad_avx512(c, D, hw, width, dys, dxs,
+                inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+            return;
+    case 1: soft_displacement_row_grad_avx2(c, D, hw, width, dys, dxs,
+                inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+            return;
+    default: soft_displacement_row_grad_base(c, D, hw, width, dys, dxs,
+                 inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+             return;
+  }
+#else
+  soft_displacement_row_grad(c, D, hw, 0, width, dys, dxs, inv_tau, max_c,
+                             inv_z, v_y, v_x, g_y, g_x, dc);
+#endif
+}
+
+void grad_row(int, const double* c, int D, int hw, int width,
+    const int* dys, const int* dxs, double inv_tau, int,
+    const double* max_c, const double* inv_z, const double* v_y,
+    const double* v_x, const double* g_y, const double* g_x, double* dc) {
+  soft_displacement_row_grad(c, D, hw, 0, width, dys, dxs, inv_tau, max_c,
+                             inv_z, v_y, v_x, g_y, g_x, dc);
 }
 
 }  // namespace
@@ -158,6 +409,8 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
   const Dtype* cost = bottom[0]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
   Dtype* moments = moments_.mutable_cpu_data();
+  const WindowSteps steps(dh, dw, s);
+  const int level = dcd::CpuIsaLevel();
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
@@ -176,8 +429,8 @@ void SoftDisplacementLayer<Dtype>::Forward_cpu(
         }
         continue;
       }
-      softmax_row_moments(c, D, hw, width, dh, dw, s, inv_tau, max_c, z, sy,
-                          sx);
+      moments_row(level, c, D, hw, width, steps.dy.data(), steps.dx.data(),
+                  inv_tau, i + 1 < height ? width : 0, max_c, z, sy, sx);
       for (int j = 0; j < width; ++j) {
         v_y[j] = sy[j] / z[j];
         v_x[j] = sx[j] / z[j];
@@ -212,6 +465,8 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const Dtype* cost = bottom[0]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
   const Dtype* moments = moments_.cpu_data();
+  const WindowSteps steps(dh, dw, s);
+  const int level = dcd::CpuIsaLevel();
 #pragma omp parallel
   {
   vector<Dtype> buf(3 * width);  // 1 / z, v_y, v_x of a row
@@ -234,8 +489,9 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
         v_y[j] = sy[j] * inv_z[j];
         v_x[j] = sx[j] * inv_z[j];
       }
-      soft_displacement_row_grad(c, D, hw, width, dh, dw, s, inv_tau, max_c,
-                                 inv_z, v_y, v_x, g_y, g_x, dc);
+      grad_row(level, c, D, hw, width, steps.dy.data(), steps.dx.data(),
+               inv_tau, i + 1 < height ? width : 0, max_c, inv_z, v_y, v_x,
+               g_y, g_x, dc);
     }
   }
   }  // omp parallel

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -10,6 +11,7 @@
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
 #include "caffe/layers/soft_displacement_layer.hpp"
+#include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/math_functions.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
@@ -367,6 +369,81 @@ TYPED_TEST(SoftDisplacementLayerTest, TestTinyTemperatureFinite) {
       if (learn && tau >= 1e-6f) {
         EXPECT_TRUE(std::isfinite(layer.blobs()[0]->cpu_diff()[0]))
             << "tau " << tau;
+      }
+    }
+  }
+}
+
+// The CPU row kernels' variants (float: baseline SSE2, AVX2+FMA, and the
+// one this CPU picks; DCD_CPU_KERNELS caps it) against the per-pixel
+// arithmetic the GPU runs (dcd::soft_displacement_*_pixel). Baseline vectors
+// do its steps in its order without FMA, so on x86-64 they equal it bit for
+// bit; the FMA builds round differently in the last bits. 5, 29 and 53
+// columns: a row tail alone; blocks, one vector and a tail for AVX2
+// (16 + 8 + 5) and AVX-512 (32 + 16 + 5). A -inf, a NaN, a huge entry and
+// a tiny temperature test the exp's raise to -88 and its underflow.
+TYPED_TEST(SoftDisplacementLayerTest, TestCpuKernelVariantsAgree) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (Caffe::mode() != Caffe::CPU) { return; }
+  const char* caps[] = {"baseline", "avx2", NULL};
+  const float taus[] = {0.02f, 1.0f, 1e-6f};
+  const int widths[] = {5, 29, 53};
+  const int dh = 2, dw = 3, s = 1, H = 3;
+  const int D = dcd::window_size(dh, dw);
+  for (const int W : widths) {
+    const int hw = H * W;
+    Blob<Dtype> cost(2, D, H, W), top;
+    FillUniform(&cost, Dtype(-1), Dtype(1));
+    Dtype* c = cost.mutable_cpu_data();
+    c[0] = -std::numeric_limits<Dtype>::infinity();  // pixel 0: k = 0
+    c[3 * hw + 1] = std::numeric_limits<Dtype>::quiet_NaN();  // pixel 1
+    c[5 * hw + 2] = Dtype(1e30);  // pixel 2: every other entry underflows
+    Blob<Dtype> top_diff(2, 2, H, W);
+    FillUniform(&top_diff, Dtype(-1), Dtype(1));
+    vector<Blob<Dtype>*> bottom_vec(1, &cost), top_vec(1, &top);
+    for (const float tau : taus) {
+      const Dtype inv_tau = dcd::inverse_temperature(Dtype(tau));
+      vector<Dtype> v(2 * 2 * hw), dc(cost.count());
+      for (int i = 0; i < 2 * hw; ++i) {
+        dcd::soft_displacement_forward_pixel(i, cost.cpu_data(), hw, dh, dw,
+                                             s, inv_tau, false, &v[0]);
+        dcd::soft_displacement_backward_pixel(i, cost.cpu_data(),
+            top_diff.cpu_data(), hw, dh, dw, s, inv_tau, &dc[0]);
+      }
+      for (const char* cap : caps) {
+        if (cap) { setenv("DCD_CPU_KERNELS", cap, 1); }
+        SoftDisplacementLayer<Dtype> layer(this->MakeParam(dh, dw, s, tau,
+                                                           false));
+        layer.SetUp(bottom_vec, top_vec);
+        layer.Forward(bottom_vec, top_vec);
+        caffe_copy(top.count(), top_diff.cpu_data(), top.mutable_cpu_diff());
+        layer.Backward(top_vec, vector<bool>(1, true), bottom_vec);
+        unsetenv("DCD_CPU_KERNELS");
+        const bool exact = cap && std::string(cap) == "baseline";
+#if !defined(__x86_64__)
+        if (exact) { continue; }  // another baseline may contract to FMA
+#endif
+        const string where = string(cap ? cap : "own") + ", " +
+            std::to_string(W) + " columns, tau " + std::to_string(tau);
+        const Dtype* pairs[][2] = {{top.cpu_data(), &v[0]},
+                                   {cost.cpu_diff(), &dc[0]}};
+        const int counts[] = {top.count(), cost.count()};
+        for (int r = 0; r < 2; ++r) {
+          for (int i = 0; i < counts[r]; ++i) {
+            const Dtype got = pairs[r][0][i], want = pairs[r][1][i];
+            if (std::isnan(want)) {
+              EXPECT_TRUE(std::isnan(got)) << where << " index " << i;
+            } else if (exact) {
+              EXPECT_EQ(0, std::memcmp(&got, &want, sizeof(Dtype)))
+                  << where << (r ? " backward" : " forward") << " index "
+                  << i << ": " << got << " against " << want;
+            } else {
+              EXPECT_NEAR(got, want, 1e-5 * (1 + std::fabs(want)))
+                  << where << (r ? " backward" : " forward") << " index "
+                  << i;
+            }
+          }
+        }
       }
     }
   }
