@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "caffe/layers/bilinear_warp_layer.hpp"
+#include "caffe/util/dcd_cpu_cap.hpp"
 #include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/math_functions.hpp"
 
@@ -115,6 +116,7 @@ void gather_tap_runs(const Dtype* g, int hw, const int* starts,
 // time, so each channel's plane is read near one place for a whole tile
 // (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
 const int kTile = 32;
+const int kRun = 8;  // pixels per vector run (below)
 
 // A tile's pixels whose taps all lie inside the map (nearly all): where
 // each sits in the tile, the offset of its tap (y0, x0) in the plane and
@@ -127,6 +129,7 @@ struct TileTaps {
   int at[kTile];       // position in the tile: inside ones, then border ones
   int offset[kTile];
   Dtype w[4][kTile];   // bilinear_weight(k, ay, ax)
+  bool run[kTile];     // a run of kRun starts here (warp_tile_avx2)
 };
 
 template <typename Dtype>
@@ -145,13 +148,35 @@ void tile_taps(const dcd::BilinearTaps<Dtype>* t, int len, int width,
       tile->w[k][e] = dcd::bilinear_weight(k, t[x].ay, t[x].ax);
     }
   }
+  // Runs of kRun inside pixels side by side in the tile and in the plane,
+  // taken greedily from the left.
+  for (int e = 0; e < tile->inside;) {
+    bool run = e + kRun <= tile->inside;
+    for (int k = 1; run && k < kRun; ++k) {
+      run = tile->offset[e + k] == tile->offset[e] + k &&
+          tile->at[e + k] == tile->at[e] + k;
+    }
+    tile->run[e] = run;
+    e += run ? kRun : 1;
+  }
 }
 
 // One channel of a tile's inside pixels: out[x] = the sample, summed as
 // dcd::bilinear_mix sums it.
+// Asks for this tile's taps two rows down, where the tile below reads next.
+template <typename Dtype>
+inline void prefetch_tile_below(const Dtype* plane, int width,
+    const TileTaps<Dtype>& tile) {
+  if (tile.inside > 0) {
+    const Dtype* below = plane + tile.offset[0] + 2 * width;
+    for (int x = 0; x <= kTile; x += 16) { __builtin_prefetch(below + x); }
+  }
+}
+
 template <typename Dtype>
 void warp_tile(const Dtype* plane, int width, const TileTaps<Dtype>& tile,
     Dtype* out) {
+  prefetch_tile_below(plane, width, tile);
   for (int e = 0; e < tile.inside; ++e) {
     const Dtype* at = plane + tile.offset[e];
     out[tile.at[e]] = tile.w[0][e] * at[0] + tile.w[1][e] * at[1]
@@ -167,6 +192,120 @@ bool all_taps_inside(const dcd::BilinearTaps<Dtype>* t, int n, int height,
     if (!dcd::taps_inside(t[x], height, width)) { return false; }
   }
   return true;
+}
+
+// Runs of kRun pixels whose taps sit side by side (consecutive offsets in
+// the plane, the usual case where the displacement's whole-pixel part is
+// the same along a row) read each tap as one vector load. On x86-64 with
+// AVX2 those runs are computed 8 floats at a time; the sums are the scalar
+// code's, lane by lane, in the same order and without FMA (target "avx2"
+// alone), so the results are the same bits. Gathers measured slower than
+// scalar loads on Zen 3 (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
+
+#if DCD_X86_DISPATCH
+typedef dcd::VecOf<float, 32>::type Float8;
+
+__attribute__((target("avx2"))) inline Float8 load8(const float* p) {
+  Float8 v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+__attribute__((target("avx2"))) inline void store8(float* p, Float8 v) {
+  __builtin_memcpy(p, &v, sizeof(v));
+}
+
+// One channel of a tile's inside pixels (warp_tile), runs of kRun
+// consecutive pixels as vectors.
+__attribute__((target("avx2"))) void warp_tile_avx2(const float* plane,
+    int width, const TileTaps<float>& tile, float* out) {
+  prefetch_tile_below(plane, width, tile);
+  int e = 0;
+  while (e < tile.inside) {
+    const int o = tile.offset[e], x = tile.at[e];
+    if (tile.run[e]) {
+      const float* at = plane + o;
+      store8(out + x, load8(&tile.w[0][e]) * load8(at)
+          + load8(&tile.w[1][e]) * load8(at + 1)
+          + load8(&tile.w[2][e]) * load8(at + width)
+          + load8(&tile.w[3][e]) * load8(at + width + 1));
+      e += kRun;
+      continue;
+    }
+    const float* at = plane + o;
+    out[x] = tile.w[0][e] * at[0] + tile.w[1][e] * at[1]
+        + tile.w[2][e] * at[width] + tile.w[3][e] * at[width + 1];
+    ++e;
+  }
+}
+
+// warp_grad_inside<float, kRun> for pixels whose taps are side by side
+// (`offset`: pixel 0's tap (y0, x0)), as vectors.
+__attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
+    const float* g, int channels, int hw, int width, int offset,
+    const dcd::BilinearTaps<float>* t, float* sy, float* sx) {
+  Float8 ax, ay;
+  for (int x = 0; x < kRun; ++x) {
+    ax[x] = t[x].ax;
+    ay[x] = t[x].ay;
+  }
+  const Float8 one_ax = 1.0f - ax, one_ay = 1.0f - ay;
+  Float8 acc_y = ax - ax, acc_x = acc_y;
+  for (int c = 0; c < channels; ++c) {
+    const float* at = f + c * hw + offset;
+    const Float8 v00 = load8(at), v01 = load8(at + 1);
+    const Float8 v10 = load8(at + width), v11 = load8(at + width + 1);
+    const Float8 d_y = one_ax * (v10 - v00) + ax * (v11 - v01);
+    const Float8 d_x = one_ay * (v01 - v00) + ay * (v11 - v10);
+    const Float8 gc = load8(g + c * hw);
+    acc_y += gc * d_y;
+    acc_x += gc * d_x;
+  }
+  store8(sy, acc_y);
+  store8(sx, acc_x);
+}
+#endif  // DCD_X86_DISPATCH
+
+// One channel of a tile's inside pixels, by the CPU's variant (`level`,
+// dcd::CpuIsaLevel) for float.
+inline void warp_tile_any(int level, const float* plane, int width,
+    const TileTaps<float>& tile, float* out) {
+#if DCD_X86_DISPATCH
+  if (level >= 1) {
+    warp_tile_avx2(plane, width, tile, out);
+    return;
+  }
+#endif
+  warp_tile(plane, width, tile, out);
+}
+
+inline void warp_tile_any(int, const double* plane, int width,
+    const TileTaps<double>& tile, double* out) {
+  warp_tile(plane, width, tile, out);
+}
+
+// The gradient to V of kRun pixels whose taps all lie inside the map and
+// sit side by side, as vectors where the CPU has them; false (nothing
+// written) otherwise.
+inline bool warp_grad_run(int level, const float* f, const float* g,
+    int channels, int hw, int width, const dcd::BilinearTaps<float>* t,
+    float* sy, float* sx) {
+#if DCD_X86_DISPATCH
+  if (level < 1) { return false; }
+  const int offset = t[0].y0 * width + t[0].x0;
+  for (int x = 1; x < kRun; ++x) {
+    if (t[x].y0 * width + t[x].x0 != offset + x) { return false; }
+  }
+  warp_grad_run_avx2(f, g, channels, hw, width, offset, t, sy, sx);
+  return true;
+#else
+  return false;
+#endif
+}
+
+inline bool warp_grad_run(int, const double*, const double*, int, int, int,
+    const dcd::BilinearTaps<double>*, double*, double*) {
+  return false;
 }
 
 // Gradient to V before the scale s, for P consecutive pixels whose taps
@@ -228,6 +367,7 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const Dtype* v = bottom[1]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
   const int tiles = (width + kTile - 1) / kTile;
+  const int level = dcd::CpuIsaLevel();
 #pragma omp parallel for collapse(3) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
@@ -245,7 +385,7 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         TileTaps<Dtype> tile;
         tile_taps(t, len, width, height, &tile);
         for (int c = 0; c < channels; ++c) {
-          warp_tile(fn + c * hw, width, tile, out + c * hw);
+          warp_tile_any(level, fn + c * hw, width, tile, out + c * hw);
           for (int e = len - tile.border; e < len; ++e) {
             const int x = tile.at[e];
             out[c * hw + x] =
@@ -305,22 +445,28 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     }
     if (propagate_down[1]) {
       // dL/dV(n, 0, p) = s sum_c g(n, c, p) dSample/dy, likewise x; each
-      // pixel sums its channels in ascending order. Pixels go in groups of
-      // kGroup, so the groups' sums are added in turn and their latencies
+      // pixel sums its channels in ascending order. Pixels go in runs of
+      // kRun: as vectors where their taps sit side by side, else four at a
+      // time, so four pixels' sums are added in turn and their latencies
       // overlap.
       Dtype* gy = bottom[1]->mutable_cpu_diff() + (n * 2) * hw;
       Dtype* gx = gy + hw;
       const Dtype* fn = f + n * channels * hw;
       const Dtype* gn = top_diff + n * channels * hw;
-      const int kGroup = 4;
-#pragma omp parallel for schedule(static)
-      for (int group = 0; group < (hw + kGroup - 1) / kGroup; ++group) {
-        const int p = kGroup * group;
-        const int end = std::min(p + kGroup, hw);
-        if (end - p == kGroup &&
-            all_taps_inside(t + p, kGroup, height, width)) {
-          warp_grad_inside<Dtype, kGroup>(fn, gn + p, channels, hw, width,
-                                          t + p, gy + p, gx + p);
+      const int level = dcd::CpuIsaLevel();
+    #pragma omp parallel for schedule(static)
+      for (int run = 0; run < (hw + kRun - 1) / kRun; ++run) {
+        const int p = kRun * run;
+        const int end = std::min(p + kRun, hw);
+        const bool inside = end - p == kRun &&
+            all_taps_inside(t + p, kRun, height, width);
+        if (inside && warp_grad_run(level, fn, gn + p, channels, hw, width,
+                                    t + p, gy + p, gx + p)) {
+        } else if (inside) {
+          for (int q = p; q < end; q += kRun / 2) {
+            warp_grad_inside<Dtype, kRun / 2>(fn, gn + q, channels, hw, width,
+                                              t + q, gy + q, gx + q);
+          }
         } else {
           for (int q = p; q < end; ++q) {
             if (dcd::taps_inside(t[q], height, width)) {

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -12,6 +13,7 @@
 #include "caffe/layers/bilinear_warp_layer.hpp"
 #include "caffe/layers/cost_volume_layer.hpp"
 #include "caffe/layers/soft_displacement_layer.hpp"
+#include "caffe/util/dcd_kernels.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/rng.hpp"
 
@@ -245,6 +247,104 @@ TYPED_TEST(BilinearWarpLayerTest, TestReshape) {
   ASSERT_TRUE(expected.shape() == this->blob_top_->shape());
   for (int i = 0; i < expected.count(); ++i) {
     EXPECT_NEAR(expected.cpu_data()[i], this->blob_top_->cpu_data()[i], 1e-5);
+  }
+}
+
+// The CPU paths (row tiles, vector runs of taps side by side, groups of
+// pixels, the gradient to F gathered through sorted tap runs) give the bits
+// of the per-element arithmetic the GPU runs (dcd::bilinear_warp_*) and of
+// a raster-order scatter, under every CPU variant (DCD_CPU_KERNELS). The
+// displacement's whole-pixel part is constant over stretches of 8 or more
+// pixels, as where the vector runs apply, with breaks between them and
+// taps outside the map at the borders; 45 columns give whole tiles of 32,
+// a tile of 13, and runs that do not start on a multiple of 8.
+TYPED_TEST(BilinearWarpLayerTest, TestCpuPathsExact) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (Caffe::mode() != Caffe::CPU) { return; }
+  const int N = 2, C = 5, H = 7, W = 45;
+  const Dtype s = -1;
+  Blob<Dtype> f(N, C, H, W), v(N, 2, H, W), top, top_diff(N, C, H, W);
+  FillUniform(&f, Dtype(-1), Dtype(1));
+  FillUniform(&top_diff, Dtype(-1), Dtype(1));
+  FillUniform(&v, Dtype(0.05), Dtype(0.95));  // fractional parts
+  Dtype* vd = v.mutable_cpu_data();
+  for (int n = 0; n < N; ++n) {
+    for (int i = 0; i < H; ++i) {
+      for (int j = 0; j < W; ++j) {
+        const int stretch = (j + 3 * i) / 11;  // whole parts change here
+        vd[((n * 2) * H + i) * W + j] += Dtype(stretch % 3 - 1);
+        vd[((n * 2 + 1) * H + i) * W + j] += Dtype(stretch % 2 + 1);
+      }
+    }
+  }
+  const int hw = H * W;
+  // Windows of 8 pixels whose taps all lie inside, side by side.
+  int runs = 0;
+  for (int n = 0; n < N; ++n) {
+    for (int p = 0; p + 8 <= hw; ++p) {
+      bool run = true;
+      for (int x = 0; x < 8 && run; ++x) {
+        const dcd::BilinearTaps<Dtype> t =
+            dcd::warp_taps(v.cpu_data(), n, p + x, H, W, s);
+        const dcd::BilinearTaps<Dtype> t0 =
+            dcd::warp_taps(v.cpu_data(), n, p, H, W, s);
+        run = dcd::taps_inside(t, H, W) &&
+            t.y0 * W + t.x0 == t0.y0 * W + t0.x0 + x;
+      }
+      runs += run;
+    }
+  }
+  ASSERT_GT(runs, N * hw / 8) << "too few runs of taps side by side";
+  vector<Dtype> want_top(top_diff.count()), want_df(f.count(), Dtype(0)),
+      want_dv(v.count());
+  for (int i = 0; i < f.count(); ++i) {
+    dcd::bilinear_warp_forward_elem(i, f.cpu_data(), v.cpu_data(), C, H, W, s,
+                                    &want_top[0]);
+  }
+  for (int i = 0; i < N * hw; ++i) {
+    dcd::bilinear_warp_backward_v_pixel(i, f.cpu_data(), v.cpu_data(),
+        top_diff.cpu_data(), C, H, W, s, &want_dv[0]);
+  }
+  for (int nc = 0; nc < N * C; ++nc) {
+    for (int p = 0; p < hw; ++p) {
+      const dcd::BilinearTaps<Dtype> t =
+          dcd::warp_taps(v.cpu_data(), nc / C, p, H, W, s);
+      for (int k = 0; k < 4; ++k) {
+        const int q = dcd::tap_index(t, k, H, W);
+        if (q >= 0) {
+          want_df[nc * hw + q] += top_diff.cpu_data()[nc * hw + p] *
+              dcd::bilinear_weight(k, t.ay, t.ax);
+        }
+      }
+    }
+  }
+  vector<Blob<Dtype>*> bottom_vec(1, &f), top_vec(1, &top);
+  bottom_vec.push_back(&v);
+  const char* caps[] = {"baseline", "avx2", NULL};
+  for (const char* cap : caps) {
+    if (cap) { setenv("DCD_CPU_KERNELS", cap, 1); }
+    BilinearWarpLayer<Dtype> layer(this->MakeParam(s));
+    layer.SetUp(bottom_vec, top_vec);
+    layer.Forward(bottom_vec, top_vec);
+    caffe_copy(top.count(), top_diff.cpu_data(), top.mutable_cpu_diff());
+    layer.Backward(top_vec, vector<bool>(2, true), bottom_vec);
+    unsetenv("DCD_CPU_KERNELS");
+    const string variant = cap ? cap : "own";
+    const Dtype* got[] = {top.cpu_data(), f.cpu_diff(), v.cpu_diff()};
+    const Dtype* want[] = {&want_top[0], &want_df[0], &want_dv[0]};
+    const int counts[] = {top.count(), f.count(), v.count()};
+    const char* what[] = {"forward", "d F", "d V"};
+    for (int r = 0; r < 3; ++r) {
+      for (int i = 0; i < counts[r]; ++i) {
+#if defined(__x86_64__)
+        EXPECT_EQ(0, std::memcmp(&got[r][i], &want[r][i], sizeof(Dtype)))
+#else  // a baseline with FMA may contract the two sides differently
+        EXPECT_NEAR(got[r][i], want[r][i], 1e-5)
+#endif
+            << variant << " " << what[r] << " index " << i << ": "
+            << got[r][i] << " against " << want[r][i];
+      }
+    }
   }
 }
 
