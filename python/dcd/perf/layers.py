@@ -240,30 +240,63 @@ def torch_available():
     return True
 
 
-def time_torch(config, rng, rounds=3):
-    """(forward s, forward+backward s) of the three layers in PyTorch with
-    autograd (dcd.layers.torch_reference) on the CPU, all of torch's threads.
+@dataclass(frozen=True)
+class TorchComparison:
+    """The three layers against PyTorch autograd of them, timed in turns
+    (chain_against_torch): each side's lowest forward and forward+backward
+    median (s), and every round's forward+backward median of torch's."""
+    chain: tuple
+    torch: tuple
+    torch_fwd_bwd_medians: tuple
 
-    Timed as time_layer times the layers (best_of_medians), so that the ratio compares
-    like with like: one reading of the same f+b ranged 313-1,088 ms on a
-    2-core VM, and a slow one flattered the layers."""
+    @property
+    def speedup(self):
+        """Forward+backward: torch's lowest median over the chain's."""
+        return self.torch[1] / self.chain[1]
+
+
+def chain_against_torch(config, rng, rounds=5):
+    """The three layers through pycaffe and the same maths in PyTorch with
+    autograd (dcd.layers.torch_reference) on the CPU, all of torch's
+    threads, timed in turns: each round takes one median of each side's
+    forward and forward+backward, so both sides are read in the same
+    minutes, and each side's lowest median over the rounds stands for it.
+
+    On a 2-core VM torch's forward+backward moved between about 210-300 ms
+    and 480-510 ms from one minute to the next within one process, while
+    the layers moved by a tenth; timed minutes apart, or over fewer rounds,
+    the ratio read whichever torch the minute gave (docs/LAYERS.md)."""
     import torch
 
     from dcd.layers import torch_reference as tref
 
-    fa, fb = (torch.from_numpy(x).requires_grad_() for x in _inputs(config, rng))
+    fa, fb = _inputs(config, rng)
+    net = _net(config, "chain")
+    net.blobs["feat_a"].data[...] = fa
+    net.blobs["feat_b"].data[...] = fb
+    net.blobs[list(net.blobs)[-1]].diff[...] = 1
+    ta, tb = (torch.from_numpy(x).requires_grad_() for x in (fa, fb))
     d, s, tau = config.max_displacement, config.dilation, config.temperature
 
-    def fwd():
+    def torch_fwd():
         with torch.no_grad():
-            tref.chain(fa, fb, d, d, s, tau)
+            tref.chain(ta, tb, d, d, s, tau)
 
-    def fwd_bwd():
-        fa.grad = fb.grad = None
-        out = tref.chain(fa, fb, d, d, s, tau)
+    def torch_fwd_bwd():
+        ta.grad = tb.grad = None
+        out = tref.chain(ta, tb, d, d, s, tau)
         out.backward(torch.ones_like(out))
 
-    return best_of_medians(fwd, fwd_bwd, rounds)
+    sides = {"chain": (lambda: forward(net, lambda: None),
+                       lambda: forward_backward(net, lambda: None)),
+             "torch": (torch_fwd, torch_fwd_bwd)}
+    medians = {side: ([], []) for side in sides}
+    for _ in range(rounds):
+        for side, (fwd, fwd_bwd) in sides.items():
+            medians[side][0].append(median_seconds(fwd))
+            medians[side][1].append(median_seconds(fwd_bwd))
+    lowest = {side: (min(f), min(f_b)) for side, (f, f_b) in medians.items()}
+    return TorchComparison(lowest["chain"], lowest["torch"], tuple(medians["torch"][1]))
 
 
 def cpu_isa(cpuinfo="/proc/cpuinfo", environ=None):

@@ -55,12 +55,17 @@ def test_benchmark_layers_json_with_torch(tmp_path):
     chain = bench["configs"][0]["layers"]["chain"]
     assert chain["torch_forward_ms_per_frame"] > 0
     assert chain["torch_forward_backward_ms_per_frame"] > 0
+    # The lowest of the rounds' medians, timed in turns with the chain.
+    medians = chain["torch_forward_backward_medians_ms_per_frame"]
+    assert len(medians) == tool.TORCH_ROUNDS
+    assert chain["torch_forward_backward_ms_per_frame"] == min(medians)
+    assert chain["forward_backward_ms_per_frame_beside_torch"] > 0
 
 
 def test_targets_judge_forward_backward_and_torch(capsys):
     """The target lines at C=64, 112x112, d=7: shares of the same run's
     sgemm for the CostVolume forward and backward, the chain against torch."""
-    from dcd.perf.layers import Config, flops
+    from dcd.perf.layers import Config, TorchComparison, flops
     tool = load_tool("benchmark_layers")
     config = Config(64, 112, 7, 1)
     fwd_flops, bwd_flops = flops(config)["CostVolume"]
@@ -69,27 +74,33 @@ def test_targets_judge_forward_backward_and_torch(capsys):
     bwd = bwd_flops / 40e9    # 40%
     rows = [(config, "CostVolume", fwd, fwd + bwd, None, None),
             (config, "chain", 0.02, 0.025, None, None)]
-    tool.print_targets(rows, ceilings, {config: (0.3, 0.55)}, "AVX2")
+    # The chain's time beside torch's (timed in turns) decides, not the table's.
+    torch_times = {config: TorchComparison((0.021, 0.025), (0.3, 0.55), (0.6, 0.55, 0.9))}
+    tool.print_targets(rows, ceilings, torch_times, "AVX2")
     out = capsys.readouterr().out
     assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
     assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
     assert "[held] N=1: three layers forward+backward 22.0x" in out
     assert "like for like" not in out and "load changed" not in out
-    tool.print_targets(rows, ceilings, {config: (0.3, 0.55)}, "AVX2", "AVX-512")
+    slow = {config: TorchComparison((0.021, 0.03), (0.3, 0.55), (0.55,))}
+    tool.print_targets(rows, ceilings, slow, "AVX2")
+    assert "[NOT HELD] N=1: three layers forward+backward 18.3x" in capsys.readouterr().out
+    tool.print_targets(rows, ceilings, torch_times, "AVX2", "AVX-512")
     assert "(sgemm ran AVX-512 kernels, the layers AVX2" in capsys.readouterr().out
 
 
 def test_targets_judge_no_share_when_sgemm_moved_within_the_run(capsys):
     """sgemm timings more than 10% apart within a run (the machine's load
     changed) leave the shares unjudged, whichever side of 50% they fall."""
-    from dcd.perf.layers import Config, flops
+    from dcd.perf.layers import Config, TorchComparison, flops
     tool = load_tool("benchmark_layers")
     config = Config(64, 112, 7, 1)
     fwd_flops, bwd_flops = flops(config)["CostVolume"]
     fwd, bwd = fwd_flops / 60e9, bwd_flops / 40e9
     rows = [(config, "CostVolume", fwd, fwd + bwd, None, None),
             (config, "chain", 0.02, 0.025, None, None)]
-    tool.print_targets(rows, [100.0, 80.0, 99.0], {config: (0.3, 0.55)}, "AVX-512")
+    torch_times = {config: TorchComparison((0.02, 0.025), (0.3, 0.55), (0.55,))}
+    tool.print_targets(rows, [100.0, 80.0, 99.0], torch_times, "AVX-512")
     out = capsys.readouterr().out
     assert "(sgemm read 80-100 GFLOP/s within this run, more than 10% apart" in out
     assert "[unsure] N=1: CostVolume forward at 60.0% of sgemm" in out
@@ -111,6 +122,22 @@ def test_targets_take_the_one_thread_sgemm_times_the_threads_where_higher(capsys
     out = capsys.readouterr().out
     assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
     assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
+
+
+def test_chain_against_torch_alternates_and_keeps_each_sides_lowest(monkeypatch):
+    """Rounds of chain fwd, chain f+b, torch fwd, torch f+b medians; each
+    side's lowest stands, and torch's f+b medians are all kept."""
+    pytest.importorskip("torch")
+    import numpy as np
+    from dcd.perf import layers
+    # chain fwd, chain f+b, torch fwd, torch f+b; twice.
+    timings = iter([2.0, 5.0, 30.0, 500.0, 1.0, 6.0, 40.0, 250.0])
+    monkeypatch.setattr(layers, "median_seconds", lambda fn, **kw: next(timings))
+    config = layers.Config(4, 10, 1, 1)
+    result = layers.chain_against_torch(config, np.random.default_rng(0), rounds=2)
+    assert result.chain == (1.0, 5.0) and result.torch == (30.0, 250.0)
+    assert result.torch_fwd_bwd_medians == (500.0, 250.0)
+    assert result.speedup == 50.0
 
 
 def test_time_layer_keeps_the_lowest_of_alternated_medians(monkeypatch):
