@@ -112,77 +112,7 @@ void gather_tap_runs(const Dtype* g, int hw, const int* starts,
   }
 }
 
-// The forward runs over tiles of kTile pixels of a row, one channel at a
-// time, so each channel's plane is read near one place for a whole tile
-// (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
-const int kTile = 32;
 const int kRun = 8;  // pixels per vector run (below)
-
-// A tile's pixels whose taps all lie inside the map (nearly all): where
-// each sits in the tile, the offset of its tap (y0, x0) in the plane and
-// its tap weights, as bilinear_mix computes them. The `border` others
-// have every tap checked.
-template <typename Dtype>
-struct TileTaps {
-  int inside;
-  int border;
-  int at[kTile];       // position in the tile: inside ones, then border ones
-  int offset[kTile];
-  Dtype w[4][kTile];   // bilinear_weight(k, ay, ax)
-  bool run[kTile];     // a run of kRun starts here (warp_tile_avx2)
-};
-
-template <typename Dtype>
-void tile_taps(const dcd::BilinearTaps<Dtype>* t, int len, int width,
-    int height, TileTaps<Dtype>* tile) {
-  tile->inside = tile->border = 0;
-  for (int x = 0; x < len; ++x) {
-    if (!dcd::taps_inside(t[x], height, width)) {
-      tile->at[len - 1 - tile->border++] = x;
-      continue;
-    }
-    const int e = tile->inside++;
-    tile->at[e] = x;
-    tile->offset[e] = t[x].y0 * width + t[x].x0;
-    for (int k = 0; k < 4; ++k) {
-      tile->w[k][e] = dcd::bilinear_weight(k, t[x].ay, t[x].ax);
-    }
-  }
-  // Runs of kRun inside pixels side by side in the tile and in the plane,
-  // taken greedily from the left.
-  for (int e = 0; e < tile->inside;) {
-    bool run = e + kRun <= tile->inside;
-    for (int k = 1; run && k < kRun; ++k) {
-      run = tile->offset[e + k] == tile->offset[e] + k &&
-          tile->at[e + k] == tile->at[e] + k;
-    }
-    tile->run[e] = run;
-    e += run ? kRun : 1;
-  }
-}
-
-// One channel of a tile's inside pixels: out[x] = the sample, summed as
-// dcd::bilinear_mix sums it.
-// Asks for this tile's taps two rows down, where the tile below reads next.
-template <typename Dtype>
-inline void prefetch_tile_below(const Dtype* plane, int width,
-    const TileTaps<Dtype>& tile) {
-  if (tile.inside > 0) {
-    const Dtype* below = plane + tile.offset[0] + 2 * width;
-    for (int x = 0; x <= kTile; x += 16) { __builtin_prefetch(below + x); }
-  }
-}
-
-template <typename Dtype>
-void warp_tile(const Dtype* plane, int width, const TileTaps<Dtype>& tile,
-    Dtype* out) {
-  prefetch_tile_below(plane, width, tile);
-  for (int e = 0; e < tile.inside; ++e) {
-    const Dtype* at = plane + tile.offset[e];
-    out[tile.at[e]] = tile.w[0][e] * at[0] + tile.w[1][e] * at[1]
-        + tile.w[2][e] * at[width] + tile.w[3][e] * at[width + 1];
-  }
-}
 
 // Whether the taps of pixels t[0 .. n) all lie inside the map.
 template <typename Dtype>
@@ -196,11 +126,23 @@ bool all_taps_inside(const dcd::BilinearTaps<Dtype>* t, int n, int height,
 
 // Runs of kRun pixels whose taps sit side by side (consecutive offsets in
 // the plane, the usual case where the displacement's whole-pixel part is
-// the same along a row) read each tap as one vector load. On x86-64 with
-// AVX2 those runs are computed 8 floats at a time; the sums are the scalar
-// code's, lane by lane, in the same order and without FMA (target "avx2"
-// alone), so the results are the same bits. Gathers measured slower than
-// scalar loads on Zen 3 (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
+// the same along a row) read each tap of a channel as one vector load. On
+// x86-64 with AVX2 those runs are computed 8 floats at a time; the sums are
+// the scalar code's, lane by lane, in the same order and without FMA
+// (target "avx2" alone), so the results are the same bits. Gathers
+// measured slower than scalar loads on Zen 3 (docs/ASSUMPTIONS.md,
+// "BilinearWarp on the CPU").
+
+// The offset of pixel 0's tap (y0, x0) if the kRun pixels' taps sit side
+// by side, else -1.
+template <typename Dtype>
+int run_offset(const dcd::BilinearTaps<Dtype>* t, int width) {
+  const int offset = t[0].y0 * width + t[0].x0;
+  for (int x = 1; x < kRun; ++x) {
+    if (t[x].y0 * width + t[x].x0 != offset + x) { return -1; }
+  }
+  return offset;
+}
 
 #if DCD_X86_DISPATCH
 typedef dcd::VecOf<float, 32>::type Float8;
@@ -215,32 +157,25 @@ __attribute__((target("avx2"))) inline void store8(float* p, Float8 v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
 
-// One channel of a tile's inside pixels (warp_tile), runs of kRun
-// consecutive pixels as vectors.
-__attribute__((target("avx2"))) void warp_tile_avx2(const float* plane,
-    int width, const TileTaps<float>& tile, float* out) {
-  prefetch_tile_below(plane, width, tile);
-  int e = 0;
-  while (e < tile.inside) {
-    const int o = tile.offset[e], x = tile.at[e];
-    if (tile.run[e]) {
-      const float* at = plane + o;
-      store8(out + x, load8(&tile.w[0][e]) * load8(at)
-          + load8(&tile.w[1][e]) * load8(at + 1)
-          + load8(&tile.w[2][e]) * load8(at + width)
-          + load8(&tile.w[3][e]) * load8(at + width + 1));
-      e += kRun;
-      continue;
+// The forward of kRun pixels whose taps sit side by side from `offset`, every
+// channel (out: pixel 0 of channel 0), summed as dcd::bilinear_mix sums.
+__attribute__((target("avx2"))) void warp_run_avx2(const float* f,
+    int channels, int hw, int width, int offset,
+    const dcd::BilinearTaps<float>* t, float* out) {
+  Float8 w[4];
+  for (int x = 0; x < kRun; ++x) {
+    for (int k = 0; k < 4; ++k) {
+      w[k][x] = dcd::bilinear_weight(k, t[x].ay, t[x].ax);
     }
-    const float* at = plane + o;
-    out[x] = tile.w[0][e] * at[0] + tile.w[1][e] * at[1]
-        + tile.w[2][e] * at[width] + tile.w[3][e] * at[width + 1];
-    ++e;
+  }
+  for (int c = 0; c < channels; ++c) {
+    const float* at = f + c * hw + offset;
+    store8(out + c * hw, w[0] * load8(at) + w[1] * load8(at + 1)
+        + w[2] * load8(at + width) + w[3] * load8(at + width + 1));
   }
 }
 
-// warp_grad_inside<float, kRun> for pixels whose taps are side by side
-// (`offset`: pixel 0's tap (y0, x0)), as vectors.
+// warp_grad_inside<float, kRun> for the same runs.
 __attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
     const float* g, int channels, int hw, int width, int offset,
     const dcd::BilinearTaps<float>* t, float* sy, float* sx) {
@@ -266,36 +201,33 @@ __attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
 }
 #endif  // DCD_X86_DISPATCH
 
-// One channel of a tile's inside pixels, by the CPU's variant (`level`,
-// dcd::CpuIsaLevel) for float.
-inline void warp_tile_any(int level, const float* plane, int width,
-    const TileTaps<float>& tile, float* out) {
+// The forward of kRun pixels whose taps all lie inside the map, as vectors
+// where their taps sit side by side and the CPU (`level`,
+// dcd::CpuIsaLevel) has AVX2; false (nothing written) otherwise.
+inline bool warp_run(int level, const float* f, int channels, int hw,
+    int width, const dcd::BilinearTaps<float>* t, float* out) {
 #if DCD_X86_DISPATCH
-  if (level >= 1) {
-    warp_tile_avx2(plane, width, tile, out);
-    return;
-  }
+  const int offset = level >= 1 ? run_offset(t, width) : -1;
+  if (offset < 0) { return false; }
+  warp_run_avx2(f, channels, hw, width, offset, t, out);
+  return true;
+#else
+  return false;
 #endif
-  warp_tile(plane, width, tile, out);
 }
 
-inline void warp_tile_any(int, const double* plane, int width,
-    const TileTaps<double>& tile, double* out) {
-  warp_tile(plane, width, tile, out);
+inline bool warp_run(int, const double*, int, int, int,
+    const dcd::BilinearTaps<double>*, double*) {
+  return false;
 }
 
-// The gradient to V of kRun pixels whose taps all lie inside the map and
-// sit side by side, as vectors where the CPU has them; false (nothing
-// written) otherwise.
+// The same for the gradient to V before the scale s.
 inline bool warp_grad_run(int level, const float* f, const float* g,
     int channels, int hw, int width, const dcd::BilinearTaps<float>* t,
     float* sy, float* sx) {
 #if DCD_X86_DISPATCH
-  if (level < 1) { return false; }
-  const int offset = t[0].y0 * width + t[0].x0;
-  for (int x = 1; x < kRun; ++x) {
-    if (t[x].y0 * width + t[x].x0 != offset + x) { return false; }
-  }
+  const int offset = level >= 1 ? run_offset(t, width) : -1;
+  if (offset < 0) { return false; }
   warp_grad_run_avx2(f, g, channels, hw, width, offset, t, sy, sx);
   return true;
 #else
@@ -366,30 +298,40 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   const Dtype* f = bottom[0]->cpu_data();
   const Dtype* v = bottom[1]->cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
-  const int tiles = (width + kTile - 1) / kTile;
   const int level = dcd::CpuIsaLevel();
-#pragma omp parallel for collapse(3) schedule(static)
+  // Runs of kRun pixels, every channel for each: as vectors where their
+  // taps sit side by side, else pixel by pixel, taps all inside (nearly
+  // every pixel) read without checks.
+  const int runs = (hw + kRun - 1) / kRun;
+#pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
-    for (int i = 0; i < height; ++i) {
-      for (int b = 0; b < tiles; ++b) {
-        const int j0 = b * kTile;
-        const int len = std::min(kTile, width - j0);
-        dcd::BilinearTaps<Dtype> t[kTile];
-        for (int x = 0; x < len; ++x) {
-          const int p = i * width + j0 + x;
-          t[x] = dcd::warp_position_taps(i, j0 + x, v[(n * 2) * hw + p],
-              v[(n * 2 + 1) * hw + p], displacement_scale_, height, width);
-        }
-        const Dtype* fn = f + n * channels * hw;
-        Dtype* out = top_data + n * channels * hw + i * width + j0;
-        TileTaps<Dtype> tile;
-        tile_taps(t, len, width, height, &tile);
-        for (int c = 0; c < channels; ++c) {
-          warp_tile_any(level, fn + c * hw, width, tile, out + c * hw);
-          for (int e = len - tile.border; e < len; ++e) {
-            const int x = tile.at[e];
-            out[c * hw + x] =
-                dcd::bilinear_sample(fn + c * hw, height, width, t[x]);
+    for (int run = 0; run < runs; ++run) {
+      const int p0 = run * kRun;
+      const int end = std::min(p0 + kRun, hw);
+      dcd::BilinearTaps<Dtype> t[kRun];
+      for (int p = p0; p < end; ++p) {
+        t[p - p0] = dcd::warp_position_taps(p / width, p % width,
+            v[(n * 2) * hw + p], v[(n * 2 + 1) * hw + p], displacement_scale_,
+            height, width);
+      }
+      const Dtype* fn = f + n * channels * hw;
+      Dtype* out = top_data + n * channels * hw;
+      if (end - p0 == kRun && all_taps_inside(t, kRun, height, width) &&
+          warp_run(level, fn, channels, hw, width, t, out + p0)) {
+        continue;
+      }
+      for (int p = p0; p < end; ++p) {
+        const dcd::BilinearTaps<Dtype>& tp = t[p - p0];
+        if (dcd::taps_inside(tp, height, width)) {
+          const Dtype* at = fn + tp.y0 * width + tp.x0;
+          for (int c = 0; c < channels; ++c) {
+            out[c * hw + p] = dcd::bilinear_mix(
+                dcd::tap_values_inside(at + c * hw, width), tp);
+          }
+        } else {
+          for (int c = 0; c < channels; ++c) {
+            out[c * hw + p] =
+                dcd::bilinear_sample(fn + c * hw, height, width, tp);
           }
         }
       }
@@ -454,18 +396,19 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
       const Dtype* fn = f + n * channels * hw;
       const Dtype* gn = top_diff + n * channels * hw;
       const int level = dcd::CpuIsaLevel();
-    #pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static)
       for (int run = 0; run < (hw + kRun - 1) / kRun; ++run) {
         const int p = kRun * run;
         const int end = std::min(p + kRun, hw);
         const bool inside = end - p == kRun &&
             all_taps_inside(t + p, kRun, height, width);
-        if (inside && warp_grad_run(level, fn, gn + p, channels, hw, width,
-                                    t + p, gy + p, gx + p)) {
-        } else if (inside) {
-          for (int q = p; q < end; q += kRun / 2) {
-            warp_grad_inside<Dtype, kRun / 2>(fn, gn + q, channels, hw, width,
-                                              t + q, gy + q, gx + q);
+        if (inside) {
+          if (!warp_grad_run(level, fn, gn + p, channels, hw, width, t + p,
+                             gy + p, gx + p)) {
+            for (int q = p; q < end; q += kRun / 2) {
+              warp_grad_inside<Dtype, kRun / 2>(fn, gn + q, channels, hw,
+                                                width, t + q, gy + q, gx + q);
+            }
           }
         } else {
           for (int q = p; q < end; ++q) {
