@@ -82,6 +82,10 @@ class BilinearWarpLayer : public Layer<Dtype> {
   vector<int> cpu_run_starts_;
   vector<int> cpu_run_sources_;
   vector<Dtype> cpu_run_weights_;
+  /// Per group of 8 targets, the first source pixel where their runs are
+  /// regular (vectorised), else -1; each pixel's four tap weights.
+  vector<int> cpu_regular_;
+  vector<Dtype> cpu_tap_weights_;
 };
 
 }  // namespace caffe

@@ -199,6 +199,25 @@ __attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
   store8(sy, acc_y);
   store8(sx, acc_x);
 }
+// gather_tap_runs for kRun targets whose runs are regular (regular_sources:
+// `first`), cb channels: each target's four terms from 0 in its run's
+// order, as vectors. `tap_weights`: bilinear_weight(k) of every pixel,
+// plane k at k hw.
+__attribute__((target("avx2"))) void gather_regular_avx2(const float* g,
+    int cb, int hw, int width, int first, const float* tap_weights,
+    float* f_diff) {
+  const int step[4] = {0, 1, width, width + 1};
+  Float8 w[4];
+  for (int e = 0; e < 4; ++e) {
+    w[e] = load8(tap_weights + (3 - e) * hw + first + step[e]);
+  }
+  for (int c = 0; c < cb; ++c) {
+    const float* gc = g + c * hw + first;
+    Float8 acc = w[0] - w[0];
+    for (int e = 0; e < 4; ++e) { acc += load8(gc + step[e]) * w[e]; }
+    store8(f_diff + c * hw, acc);
+  }
+}
 #endif  // DCD_X86_DISPATCH
 
 // The forward of kRun pixels whose taps all lie inside the map, as vectors
@@ -237,6 +256,50 @@ inline bool warp_grad_run(int level, const float* f, const float* g,
 
 inline bool warp_grad_run(int, const double*, const double*, int, int, int,
     const dcd::BilinearTaps<double>*, double*, double*) {
+  return false;
+}
+
+// The first source pixel S if targets q .. q + kRun - 1 each receive
+// exactly four taps, from pixels S + x, S + x + 1, S + x + W and
+// S + x + W + 1 through their taps 3, 2, 1 and 0 (in that order in the
+// targets' runs, ascending pixels): what a displacement whose whole-pixel
+// part is the same around the targets gives. Else -1.
+template <typename Dtype>
+int regular_sources(const dcd::BilinearTaps<Dtype>* t, const int* starts,
+    const int* sources, int q, int height, int width) {
+  const int hw = height * width;
+  if (width < 2 || q + kRun > hw || starts[q + 1] - starts[q] != 4) {
+    return -1;
+  }
+  const int first = sources[starts[q]];
+  const int step[4] = {0, 1, width, width + 1};
+  for (int x = 0; x < kRun; ++x) {
+    if (starts[q + x + 1] - starts[q + x] != 4) { return -1; }
+    for (int e = 0; e < 4; ++e) {
+      const int p = first + x + step[e];
+      if (sources[starts[q + x] + e] != p ||
+          dcd::tap_index(t[p], 3 - e, height, width) != q + x) {
+        return -1;
+      }
+    }
+  }
+  return first;
+}
+
+// The same for the gradient to F of kRun targets with regular runs.
+inline bool gather_regular(int level, const float* g, int cb, int hw,
+    int width, int first, const float* tap_weights, float* f_diff) {
+#if DCD_X86_DISPATCH
+  if (level < 1 || first < 0) { return false; }
+  gather_regular_avx2(g, cb, hw, width, first, tap_weights, f_diff);
+  return true;
+#else
+  return false;
+#endif
+}
+
+inline bool gather_regular(int, const double*, int, int, int, int,
+    const double*, double*) {
   return false;
 }
 
@@ -358,22 +421,43 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     if (propagate_down[0]) {
       // Each element written once, its run summed in order: deterministic,
       // and the GPU's order (dcd::bilinear_warp_backward_f_elem). Blocks of
-      // 8 channels x one row of targets split over the threads.
+      // 8 channels x kRun targets split over the threads; targets whose
+      // runs are regular go as vectors.
       build_tap_runs(cpu_taps_, height, width, &cpu_run_starts_,
                      &cpu_run_sources_, &cpu_run_weights_);
       const int* starts = cpu_run_starts_.data();
       const int* sources = cpu_run_sources_.data();
       const Dtype* weights = cpu_run_weights_.data();
+      const int groups = (hw + kRun - 1) / kRun;
+      cpu_regular_.resize(groups);
+      cpu_tap_weights_.resize(4 * hw);
+      Dtype* tap_weights = cpu_tap_weights_.data();
+#pragma omp parallel for schedule(static)
+      for (int m = 0; m < groups; ++m) {
+        cpu_regular_[m] = regular_sources(t, starts, sources, m * kRun,
+                                          height, width);
+        for (int p = m * kRun; p < std::min(hw, (m + 1) * kRun); ++p) {
+          for (int k = 0; k < 4; ++k) {
+            tap_weights[k * hw + p] = dcd::bilinear_weight(k, t[p].ay, t[p].ax);
+          }
+        }
+      }
       const Dtype* g = top_diff + n * channels * hw;
       Dtype* f_diff = bottom[0]->mutable_cpu_diff() + n * channels * hw;
       const int kBlock = 8;
       const int blocks = (channels + kBlock - 1) / kBlock;
+      const int level = dcd::CpuIsaLevel();
 #pragma omp parallel for collapse(2) schedule(static)
       for (int b = 0; b < blocks; ++b) {
-        for (int i = 0; i < height; ++i) {
-          const int c0 = b * kBlock;
-          const int q0 = i * width, q1 = q0 + width;
-          if (channels - c0 >= kBlock) {
+        for (int m = 0; m < groups; ++m) {
+          const int c0 = b * kBlock, cb = std::min(kBlock, channels - c0);
+          const int q0 = m * kRun, q1 = std::min(hw, q0 + kRun);
+          if (gather_regular(level, g + c0 * hw, cb, hw, width,
+                             cpu_regular_[m], tap_weights,
+                             f_diff + c0 * hw + q0)) {
+            continue;
+          }
+          if (cb == kBlock) {
             gather_tap_runs<Dtype, kBlock>(g + c0 * hw, hw, starts, sources,
                 weights, q0, q1, f_diff + c0 * hw);
           } else {

@@ -250,14 +250,15 @@ TYPED_TEST(BilinearWarpLayerTest, TestReshape) {
   }
 }
 
-// The CPU paths (row tiles, vector runs of taps side by side, groups of
-// pixels, the gradient to F gathered through sorted tap runs) give the bits
-// of the per-element arithmetic the GPU runs (dcd::bilinear_warp_*) and of
-// a raster-order scatter, under every CPU variant (DCD_CPU_KERNELS). The
+// The CPU paths (runs of 8 pixels as vectors where their taps sit side by
+// side, else pixel by pixel; the gradient to F gathered through sorted tap
+// runs, as vectors where those are regular) give the bits of the
+// per-element arithmetic the GPU runs (dcd::bilinear_warp_*) and of a
+// raster-order scatter, under every CPU variant (DCD_CPU_KERNELS). The
 // displacement's whole-pixel part is constant over stretches of 8 or more
 // pixels, as where the vector runs apply, with breaks between them and
-// taps outside the map at the borders; 45 columns give whole tiles of 32,
-// a tile of 13, and runs that do not start on a multiple of 8.
+// taps outside the map at the borders; with 45 columns, runs of 8 pixels
+// cross rows.
 TYPED_TEST(BilinearWarpLayerTest, TestCpuPathsExact) {
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
@@ -268,10 +269,13 @@ TYPED_TEST(BilinearWarpLayerTest, TestCpuPathsExact) {
   FillUniform(&top_diff, Dtype(-1), Dtype(1));
   FillUniform(&v, Dtype(0.05), Dtype(0.95));  // fractional parts
   Dtype* vd = v.mutable_cpu_data();
+  // Image 0: the whole parts change every 11 pixels along a row (and 3
+  // columns later a row lower); image 1: the same whole part everywhere,
+  // where targets of the gradient to F receive their taps as regular runs.
   for (int n = 0; n < N; ++n) {
     for (int i = 0; i < H; ++i) {
       for (int j = 0; j < W; ++j) {
-        const int stretch = (j + 3 * i) / 11;  // whole parts change here
+        const int stretch = n == 0 ? (j + 3 * i) / 11 : 1;
         vd[((n * 2) * H + i) * W + j] += Dtype(stretch % 3 - 1);
         vd[((n * 2 + 1) * H + i) * W + j] += Dtype(stretch % 2 + 1);
       }
