@@ -201,10 +201,25 @@ DCD_INLINE void store_vec(float* p, V v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
+// Window step k of the B vectors of pixels from j: their unnormalised
+// weights exp((c_k - max) / tau). While the row's second pass runs, the
+// same pixels of the next row (next_row floats on; 0: none) are asked into
+// the caches: the first pass over them then finds them there.
+template <int VB, int B>
+DCD_INLINE void block_weights(const float* c, int hw, int j, int k,
+    const typename dcd::VecOf<float, VB>::type (&m)[B], float inv_tau,
+    int next_row, typename dcd::VecOf<float, VB>::type (&e)[B]) {
+  typedef typename dcd::VecOf<float, VB>::type V;
+  const int L = VB / sizeof(float);
+  const float* ck = c + k * hw + j;
+  if (next_row) { __builtin_prefetch(ck + next_row); }
+  for (int b = 0; b < B; ++b) {
+    e[b] = softmax_exp_vec<VB>((load_vec<V>(ck + b * L) - m[b]) * inv_tau);
+  }
+}
+
 // softmax_row_moments for the B vectors of pixels from j: the max and the
-// sums stay in registers over the whole window. While the row's second
-// pass runs, the same pixels of the next row (next_row floats on) are
-// asked into the caches: the first pass over them then finds them there.
+// sums stay in registers over the whole window.
 template <int VB, int B>
 DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
     const int* dys, const int* dxs, float inv_tau, int next_row,
@@ -220,18 +235,16 @@ DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
       m[b] = x > m[b] ? x : m[b];
     }
   }
-  for (int b = 0; b < B; ++b) { zz[b] = yy[b] = xx[b] = V{} ; }
+  for (int b = 0; b < B; ++b) { zz[b] = yy[b] = xx[b] = V{}; }
   for (int k = 0; k < D; ++k) {
-    const float* ck = c + k * hw + j;
-    if (next_row) { __builtin_prefetch(ck + next_row); }
+    V e[B];
+    block_weights<VB, B>(c, hw, j, k, m, inv_tau, next_row, e);
     const float dy = static_cast<float>(dys[k]);
     const float dx = static_cast<float>(dxs[k]);
     for (int b = 0; b < B; ++b) {
-      const V e = softmax_exp_vec<VB>((load_vec<V>(ck + b * L) - m[b]) *
-                                      inv_tau);
-      zz[b] += e;
-      yy[b] += e * dy;
-      xx[b] += e * dx;
+      zz[b] += e[b];
+      yy[b] += e[b] * dy;
+      xx[b] += e[b] * dx;
     }
   }
   for (int b = 0; b < B; ++b) {
@@ -242,8 +255,7 @@ DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
   }
 }
 
-// soft_displacement_row_grad for the B vectors of pixels from j, with the
-// next row asked into the caches as above.
+// soft_displacement_row_grad for the B vectors of pixels from j.
 template <int VB, int B>
 DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
     const int* dys, const int* dxs, float inv_tau, int next_row,
@@ -261,13 +273,12 @@ DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
     gx[b] = load_vec<V>(g_x + j + b * L);
   }
   for (int k = 0; k < D; ++k) {
-    const float* ck = c + k * hw + j;
-    if (next_row) { __builtin_prefetch(ck + next_row); }
+    V e[B];
+    block_weights<VB, B>(c, hw, j, k, m, inv_tau, next_row, e);
     const float dy = static_cast<float>(dys[k]);
     const float dx = static_cast<float>(dxs[k]);
     for (int b = 0; b < B; ++b) {
-      const V p = softmax_exp_vec<VB>((load_vec<V>(ck + b * L) - m[b]) *
-                                      inv_tau) * iz[b];
+      const V p = e[b] * iz[b];
       store_vec(dc + k * hw + j + b * L,
                 p * inv_tau * (gy[b] * (dy - vy[b]) + gx[b] * (dx - vx[b])));
     }
@@ -312,27 +323,26 @@ DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
                              inv_z, v_y, v_x, g_y, g_x, dc);
 }
 
-#define DCD_SOFTMAX_ROWS(SUFFIX, ATTR, VB, B_MOMENTS, B_GRAD)                 \
+#define DCD_SOFTMAX_ROWS(SUFFIX, ATTR, VB, B)                                 \
 ATTR void softmax_row_moments_##SUFFIX(const float* c, int D, int hw,         \
     int width, const int* dys, const int* dxs, float inv_tau, int next_row,   \
     float* max_c, float* z, float* sy, float* sx) {                           \
-  softmax_row_moments_vec<VB, B_MOMENTS>(c, D, hw, width, dys, dxs, inv_tau,  \
-                                         next_row, max_c, z, sy, sx);         \
+  softmax_row_moments_vec<VB, B>(c, D, hw, width, dys, dxs, inv_tau,          \
+                                 next_row, max_c, z, sy, sx);                 \
 }                                                                             \
 ATTR void soft_displacement_row_grad_##SUFFIX(const float* c, int D, int hw,  \
     int width, const int* dys, const int* dxs, float inv_tau, int next_row,   \
     const float* max_c, const float* inv_z, const float* v_y,                 \
     const float* v_x, const float* g_y, const float* g_x, float* dc) {        \
-  soft_displacement_row_grad_vec<VB, B_GRAD>(c, D, hw, width, dys, dxs,       \
-      inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);               \
+  soft_displacement_row_grad_vec<VB, B>(c, D, hw, width, dys, dxs, inv_tau,   \
+      next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);                        \
 }
 
 // Two vectors of pixels per block: one left the core idle between the
 // steps of each exp, four ran out of registers (docs/ASSUMPTIONS.md).
-DCD_SOFTMAX_ROWS(base, , 16, 2, 2)
-DCD_SOFTMAX_ROWS(avx2, __attribute__((target("avx2,fma"))), 32, 2, 2)
-DCD_SOFTMAX_ROWS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64, 2,
-                 2)
+DCD_SOFTMAX_ROWS(base, , 16, 2)
+DCD_SOFTMAX_ROWS(avx2, __attribute__((target("avx2,fma"))), 32, 2)
+DCD_SOFTMAX_ROWS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64, 2)
 #undef DCD_SOFTMAX_ROWS
 #endif  // DCD_X86_DISPATCH
 
