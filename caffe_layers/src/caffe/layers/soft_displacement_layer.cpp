@@ -97,26 +97,27 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 // over at a row's end, and other machines.
 namespace {
 
-// Displacement (dy, dx) in pixels of every window index k.
+// Displacement (dy, dx) in pixels of every window index k (whole numbers,
+// exact in float).
 struct WindowSteps {
   WindowSteps(int dh, int dw, int s) {
     const int D = dcd::window_size(dh, dw);
     dy.resize(D);
     dx.resize(D);
     for (int k = 0; k < D; ++k) {
-      dy[k] = dcd::window_di(k, dh, dw) * s;
-      dx[k] = dcd::window_dj(k, dw) * s;
+      dy[k] = static_cast<float>(dcd::window_di(k, dh, dw) * s);
+      dx[k] = static_cast<float>(dcd::window_dj(k, dw) * s);
     }
   }
-  vector<int> dy;
-  vector<int> dx;
+  vector<float> dy;
+  vector<float> dx;
 };
 
 // Per-row running max, partition sum and first moments of the softmax, for
 // the pixels j_begin .. width of the row.
 template <typename Dtype>
 DCD_INLINE void softmax_row_moments(const Dtype* c, int D, int hw,
-    int j_begin, int width, const int* dys, const int* dxs, Dtype inv_tau,
+    int j_begin, int width, const float* dys, const float* dxs, Dtype inv_tau,
     Dtype* max_c, Dtype* z, Dtype* sy, Dtype* sx) {
   for (int j = j_begin; j < width; ++j) { max_c[j] = c[j]; }
   for (int k = 1; k < D; ++k) {
@@ -144,7 +145,7 @@ DCD_INLINE void softmax_row_moments(const Dtype* c, int D, int hw,
 // each weight is computed again as the forward computed it.
 template <typename Dtype>
 DCD_INLINE void soft_displacement_row_grad(const Dtype* c, int D, int hw,
-    int j_begin, int width, const int* dys, const int* dxs, Dtype inv_tau,
+    int j_begin, int width, const float* dys, const float* dxs, Dtype inv_tau,
     const Dtype* max_c, const Dtype* inv_z, const Dtype* v_y,
     const Dtype* v_x, const Dtype* g_y, const Dtype* g_x, Dtype* dc) {
   for (int k = 0; k < D; ++k) {
@@ -222,7 +223,7 @@ DCD_INLINE void block_weights(const float* c, int hw, int j, int k,
 // sums stay in registers over the whole window.
 template <int VB, int B>
 DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
-    const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* dys, const float* dxs, float inv_tau, int next_row,
     float* max_c, float* z, float* sy, float* sx) {
   typedef typename dcd::VecOf<float, VB>::type V;
   const int L = VB / sizeof(float);
@@ -239,12 +240,10 @@ DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
   for (int k = 0; k < D; ++k) {
     V e[B];
     block_weights<VB, B>(c, hw, j, k, m, inv_tau, next_row, e);
-    const float dy = static_cast<float>(dys[k]);
-    const float dx = static_cast<float>(dxs[k]);
     for (int b = 0; b < B; ++b) {
       zz[b] += e[b];
-      yy[b] += e[b] * dy;
-      xx[b] += e[b] * dx;
+      yy[b] += e[b] * dys[k];
+      xx[b] += e[b] * dxs[k];
     }
   }
   for (int b = 0; b < B; ++b) {
@@ -258,7 +257,7 @@ DCD_INLINE void softmax_block_moments(const float* c, int D, int hw, int j,
 // soft_displacement_row_grad for the B vectors of pixels from j.
 template <int VB, int B>
 DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
-    const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* dys, const float* dxs, float inv_tau, int next_row,
     const float* max_c, const float* inv_z, const float* v_y,
     const float* v_x, const float* g_y, const float* g_x, float* dc) {
   typedef typename dcd::VecOf<float, VB>::type V;
@@ -275,12 +274,10 @@ DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
   for (int k = 0; k < D; ++k) {
     V e[B];
     block_weights<VB, B>(c, hw, j, k, m, inv_tau, next_row, e);
-    const float dy = static_cast<float>(dys[k]);
-    const float dx = static_cast<float>(dxs[k]);
     for (int b = 0; b < B; ++b) {
       const V p = e[b] * iz[b];
-      store_vec(dc + k * hw + j + b * L,
-                p * inv_tau * (gy[b] * (dy - vy[b]) + gx[b] * (dx - vx[b])));
+      store_vec(dc + k * hw + j + b * L, p * inv_tau *
+                (gy[b] * (dys[k] - vy[b]) + gx[b] * (dxs[k] - vx[b])));
     }
   }
 }
@@ -288,7 +285,7 @@ DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
 // A row: blocks of B vectors, then single vectors, then the plain loop.
 template <int VB, int B>
 DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
-    int width, const int* dys, const int* dxs, float inv_tau, int next_row,
+    int width, const float* dys, const float* dxs, float inv_tau, int next_row,
     float* max_c, float* z, float* sy, float* sx) {
   const int L = VB / sizeof(float);
   int j = 0;
@@ -306,7 +303,7 @@ DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
 
 template <int VB, int B>
 DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
-    int width, const int* dys, const int* dxs, float inv_tau, int next_row,
+    int width, const float* dys, const float* dxs, float inv_tau, int next_row,
     const float* max_c, const float* inv_z, const float* v_y,
     const float* v_x, const float* g_y, const float* g_x, float* dc) {
   const int L = VB / sizeof(float);
@@ -325,14 +322,14 @@ DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
 
 #define DCD_SOFTMAX_ROWS(SUFFIX, ATTR, VB, B)                                 \
 ATTR void softmax_row_moments_##SUFFIX(const float* c, int D, int hw,         \
-    int width, const int* dys, const int* dxs, float inv_tau, int next_row,   \
-    float* max_c, float* z, float* sy, float* sx) {                           \
+    int width, const float* dys, const float* dxs, float inv_tau,             \
+    int next_row, float* max_c, float* z, float* sy, float* sx) {             \
   softmax_row_moments_vec<VB, B>(c, D, hw, width, dys, dxs, inv_tau,          \
                                  next_row, max_c, z, sy, sx);                 \
 }                                                                             \
 ATTR void soft_displacement_row_grad_##SUFFIX(const float* c, int D, int hw,  \
-    int width, const int* dys, const int* dxs, float inv_tau, int next_row,   \
-    const float* max_c, const float* inv_z, const float* v_y,                 \
+    int width, const float* dys, const float* dxs, float inv_tau,             \
+    int next_row, const float* max_c, const float* inv_z, const float* v_y,   \
     const float* v_x, const float* g_y, const float* g_x, float* dc) {        \
   soft_displacement_row_grad_vec<VB, B>(c, D, hw, width, dys, dxs, inv_tau,   \
       next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);                        \
@@ -348,7 +345,7 @@ DCD_SOFTMAX_ROWS(avx512, __attribute__((target("avx512f,avx2,fma"))), 64, 2)
 
 // One row, by the CPU's variant (`level`, dcd::CpuIsaLevel) for float.
 void moments_row(int level, const float* c, int D, int hw, int width,
-    const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* dys, const float* dxs, float inv_tau, int next_row,
     float* max_c, float* z, float* sy, float* sx) {
 #if DCD_X86_DISPATCH
   switch (level) {
@@ -366,14 +363,14 @@ void moments_row(int level, const float* c, int D, int hw, int width,
 }
 
 void moments_row(int, const double* c, int D, int hw, int width,
-    const int* dys, const int* dxs, double inv_tau, int, double* max_c,
+    const float* dys, const float* dxs, double inv_tau, int, double* max_c,
     double* z, double* sy, double* sx) {
   softmax_row_moments(c, D, hw, 0, width, dys, dxs, inv_tau, max_c, z, sy,
                       sx);
 }
 
 void grad_row(int level, const float* c, int D, int hw, int width,
-    const int* dys, const int* dxs, float inv_tau, int next_row,
+    const float* dys, const float* dxs, float inv_tau, int next_row,
     const float* max_c, const float* inv_z, const float* v_y,
     const float* v_x, const float* g_y, const float* g_x, float* dc) {
 #if DCD_X86_DISPATCH
@@ -395,7 +392,7 @@ void grad_row(int level, const float* c, int D, int hw, int width,
 }
 
 void grad_row(int, const double* c, int D, int hw, int width,
-    const int* dys, const int* dxs, double inv_tau, int,
+    const float* dys, const float* dxs, double inv_tau, int,
     const double* max_c, const double* inv_z, const double* v_y,
     const double* v_x, const double* g_y, const double* g_x, double* dc) {
   soft_displacement_row_grad(c, D, hw, 0, width, dys, dxs, inv_tau, max_c,
