@@ -296,7 +296,8 @@ TYPED_TEST(DcdKernelsTest, TestSoftDisplacementBodies) {
 
 // The warp's gradient to F through emitted taps, a stable sort by key (what
 // CUB's radix sort guarantees), run starts and the ordered sums must equal
-// the CPU's raster scatter bit for bit: same terms, same order.
+// the CPU layer's bit for bit (its runs come from a counting sort): same
+// terms, same order.
 TYPED_TEST(DcdKernelsTest, TestBilinearWarpBodies) {
   typedef TypeParam Dtype;
   const int N = 2, C = 3, H = 6, W = 8;
