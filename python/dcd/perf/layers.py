@@ -73,15 +73,22 @@ def median_seconds(fn, reps=None, warmup=1, min_time=0.3, min_reps=3, max_reps=5
     return statistics.median(times)
 
 
+def alternated_medians(fns, rounds):
+    """`rounds` medians (s) of each of `fns`, the functions taken in turn
+    round after round: one list per function."""
+    medians = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, times in zip(fns, medians):
+            times.append(median_seconds(fn))
+    return medians
+
+
 def best_of_medians(fwd, fwd_bwd, rounds=3):
     """(forward s, forward+backward s): the lowest of `rounds` medians of
     each, the two alternated. A neighbour's load only ever slows a timing,
     so one burst during a single median would otherwise stand for the
     whole."""
-    f, f_b = [], []
-    for _ in range(rounds):
-        f.append(median_seconds(fwd))
-        f_b.append(median_seconds(fwd_bwd))
+    f, f_b = alternated_medians((fwd, fwd_bwd), rounds)
     return min(f), min(f_b)
 
 
@@ -287,21 +294,15 @@ def chain_against_torch(config, rng, rounds=5):
         out = tref.chain(ta, tb, d, d, s, tau)
         out.backward(torch.ones_like(out))
 
-    sides = {"chain": (lambda: forward(net, lambda: None),
-                       lambda: forward_backward(net, lambda: None)),
-             "torch": (torch_fwd, torch_fwd_bwd)}
-    medians = {side: ([], []) for side in sides}
-    for _ in range(rounds):
-        for side, (fwd, fwd_bwd) in sides.items():
-            medians[side][0].append(median_seconds(fwd))
-            medians[side][1].append(median_seconds(fwd_bwd))
-    lowest = {side: (min(f), min(f_b)) for side, (f, f_b) in medians.items()}
-    return TorchComparison(lowest["chain"], lowest["torch"], tuple(medians["torch"][1]))
+    f, f_b, tf, tf_b = alternated_medians(
+        (lambda: forward(net, lambda: None), lambda: forward_backward(net, lambda: None),
+         torch_fwd, torch_fwd_bwd), rounds)
+    return TorchComparison((min(f), min(f_b)), (min(tf), min(tf_b)), tuple(tf_b))
 
 
 def cpu_isa(cpuinfo="/proc/cpuinfo", environ=None):
     """The CostVolume CPU kernel variant this machine runs, picked as the
-    layer picks it (caffe_layers' isa_level): "AVX-512" with avx512f and
+    layer picks it (caffe_layers' dcd::CpuIsaLevel): "AVX-512" with avx512f and
     fma, "AVX2" with avx2 and fma, else "baseline"; DCD_CPU_KERNELS=avx2
     or =baseline in `environ` (os.environ) caps it, as it caps the layer."""
     cap = (os.environ if environ is None else environ).get("DCD_CPU_KERNELS")
