@@ -75,17 +75,17 @@ class BilinearWarpLayer : public Layer<Dtype> {
   Blob<int> sorted_values_;
   Blob<int> run_starts_;
   Blob<int> sort_temp_;
-  /// CPU backward scratch, one image at a time: each pixel's taps, and for
-  /// each target pixel q the run cpu_run_starts_[q] .. [q + 1] of the
-  /// (source pixel, weight) pairs of the taps that land on q, in raster order.
+  /// CPU backward scratch, one image at a time: each pixel's taps and their
+  /// four weights; for each target pixel q the run cpu_run_starts_[q] ..
+  /// [q + 1] of the (source pixel, weight) pairs of the taps that land on
+  /// q, in raster order; per group of 8 targets, the first source pixel
+  /// where their runs are regular (vectorised), else -1.
   vector<dcd::BilinearTaps<Dtype> > cpu_taps_;
+  vector<Dtype> cpu_tap_weights_;
   vector<int> cpu_run_starts_;
   vector<int> cpu_run_sources_;
   vector<Dtype> cpu_run_weights_;
-  /// Per group of 8 targets, the first source pixel where their runs are
-  /// regular (vectorised), else -1; each pixel's four tap weights.
   vector<int> cpu_regular_;
-  vector<Dtype> cpu_tap_weights_;
 };
 
 }  // namespace caffe

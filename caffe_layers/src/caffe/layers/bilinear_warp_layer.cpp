@@ -45,30 +45,35 @@ void BilinearWarpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 namespace {
 
 // Taps of every pixel of image n, computed once and shared by the channels
-// (they depend on V only). Rows split over the threads.
+// (they depend on V only), and with `weights` (else NULL) their weights
+// bilinear_weight(k), plane k at k H W. Rows split over the threads.
 template <typename Dtype>
 void image_taps(const Dtype* v, int n, int height, int width, Dtype s,
-    vector<dcd::BilinearTaps<Dtype> >* taps) {
+    vector<dcd::BilinearTaps<Dtype> >* taps, vector<Dtype>* weights) {
   const int hw = height * width;
   taps->resize(hw);
   dcd::BilinearTaps<Dtype>* t = taps->data();
+  if (weights) { weights->resize(4 * hw); }
+  Dtype* w = weights ? weights->data() : NULL;
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < height; ++i) {
-    for (int j = 0; j < width; ++j) {
-      const int p = i * width + j;
-      t[p] = dcd::warp_position_taps(i, j, v[(n * 2) * hw + p],
-                                     v[(n * 2 + 1) * hw + p], s, height, width);
+    for (int p = i * width; p < (i + 1) * width; ++p) {
+      t[p] = dcd::warp_taps(v, n, p, height, width, s);
+      for (int k = 0; w && k < 4; ++k) {
+        w[k * hw + p] = dcd::bilinear_weight(k, t[p].ay, t[p].ax);
+      }
     }
   }
 }
 
 // The runs of the gradient to F (dcd_kernels.hpp, "Gradient to F"): for
 // each target pixel q, the (source pixel, weight) pairs of the taps that
-// land on q, in ascending source pixel and tap, by a counting sort.
+// land on q, in ascending source pixel and tap, by a counting sort
+// (tap_weights: image_taps' planes).
 template <typename Dtype>
-void build_tap_runs(const vector<dcd::BilinearTaps<Dtype> >& taps, int height,
-    int width, vector<int>* starts, vector<int>* sources,
-    vector<Dtype>* weights) {
+void build_tap_runs(const vector<dcd::BilinearTaps<Dtype> >& taps,
+    const Dtype* tap_weights, int height, int width, vector<int>* starts,
+    vector<int>* sources, vector<Dtype>* weights) {
   const int hw = height * width;
   starts->assign(hw + 1, 0);
   int* start = starts->data();
@@ -87,7 +92,7 @@ void build_tap_runs(const vector<dcd::BilinearTaps<Dtype> >& taps, int height,
       const int q = dcd::tap_index(taps[p], k, height, width);
       if (q < 0) { continue; }
       (*sources)[next[q]] = p;
-      (*weights)[next[q]] = dcd::bilinear_weight(k, taps[p].ay, taps[p].ax);
+      (*weights)[next[q]] = tap_weights[k * hw + p];
       ++next[q];
     }
   }
@@ -373,9 +378,8 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       const int end = std::min(p0 + kRun, hw);
       dcd::BilinearTaps<Dtype> t[kRun];
       for (int p = p0; p < end; ++p) {
-        t[p - p0] = dcd::warp_position_taps(p / width, p % width,
-            v[(n * 2) * hw + p], v[(n * 2 + 1) * hw + p], displacement_scale_,
-            height, width);
+        t[p - p0] = dcd::warp_taps(v, n, p, height, width,
+                                   displacement_scale_);
       }
       const Dtype* fn = f + n * channels * hw;
       Dtype* out = top_data + n * channels * hw;
@@ -416,31 +420,26 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   const Dtype* v = bottom[1]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
   for (int n = 0; n < num; ++n) {
-    image_taps(v, n, height, width, s, &cpu_taps_);
+    image_taps(v, n, height, width, s, &cpu_taps_,
+               propagate_down[0] ? &cpu_tap_weights_ : NULL);
     const dcd::BilinearTaps<Dtype>* t = cpu_taps_.data();
     if (propagate_down[0]) {
       // Each element written once, its run summed in order: deterministic,
       // and the GPU's order (dcd::bilinear_warp_backward_f_elem). Blocks of
       // 8 channels x kRun targets split over the threads; targets whose
       // runs are regular go as vectors.
-      build_tap_runs(cpu_taps_, height, width, &cpu_run_starts_,
+      const Dtype* tap_weights = cpu_tap_weights_.data();
+      build_tap_runs(cpu_taps_, tap_weights, height, width, &cpu_run_starts_,
                      &cpu_run_sources_, &cpu_run_weights_);
       const int* starts = cpu_run_starts_.data();
       const int* sources = cpu_run_sources_.data();
       const Dtype* weights = cpu_run_weights_.data();
       const int groups = (hw + kRun - 1) / kRun;
       cpu_regular_.resize(groups);
-      cpu_tap_weights_.resize(4 * hw);
-      Dtype* tap_weights = cpu_tap_weights_.data();
 #pragma omp parallel for schedule(static)
       for (int m = 0; m < groups; ++m) {
         cpu_regular_[m] = regular_sources(t, starts, sources, m * kRun,
                                           height, width);
-        for (int p = m * kRun; p < std::min(hw, (m + 1) * kRun); ++p) {
-          for (int k = 0; k < 4; ++k) {
-            tap_weights[k * hw + p] = dcd::bilinear_weight(k, t[p].ay, t[p].ax);
-          }
-        }
       }
       const Dtype* g = top_diff + n * channels * hw;
       Dtype* f_diff = bottom[0]->mutable_cpu_diff() + n * channels * hw;
