@@ -13,8 +13,9 @@
 
 #include "caffe/util/dcd_cpu_cap.hpp"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
-    !defined(__INTEL_COMPILER) && !defined(DCD_NO_X86_DISPATCH)
+// The intrinsic rows where the layers' x86 dispatch is built
+// (dcd_cpu_cap.hpp).
+#if DCD_X86_DISPATCH
 #define DCD_RESIZE_VECTOR 1
 #include <immintrin.h>
 #else
