@@ -653,34 +653,25 @@ template <> struct FreshZero<32> {
   }
 };
 
-// AVX2: the lines of p that the next column block reads and this one does
-// not (each map row's L columns past this block's reach: from column nd - 1
-// + L of p when the shifts move right, pt = 1, from L when they move left),
+// The lines of p that the next column block reads and this one does not
+// (each map row's L columns past this block's reach: from column nd - 1 + L
+// of p when the shifts move right, pt = 1, from L when they move left),
 // asked into L1 before the block starts. p's map rows are a whole row of
 // channels apart (32 KiB at C = 64), too far for the hardware prefetchers,
-// and on a Zen 3 core the blocks waited for them (docs/ASSUMPTIONS.md, "CPU
-// kernel figures"). Not for AVX-512, where prefetching each block's next
-// map row of p measured 3-8% slower (ibid.).
-template <int VB> struct PrefetchNextBlock {
-  template <typename Dtype, int CB>
-  static DCD_INLINE void run(int, int, int, int, const Dtype*, int, int,
-                             int) {}
-};
-template <> struct PrefetchNextBlock<32> {
-  template <typename Dtype, int CB>
-  static DCD_INLINE void run(int r_first, int r_end, int r_dir, int nd,
-      const Dtype* p0, int p_row, int pc, int pt) {
-    const int L = 32 / sizeof(Dtype);
-    const int first = L + (pt > 0 ? nd - 1 : 0);
-    for (int r = r_first; r != r_end; r += r_dir) {
-      const Dtype* q = p0 + r * p_row + first;
-      for (int c = 0; c < CB; ++c) {
-        __builtin_prefetch(q + c * pc, 0, 3);
-        __builtin_prefetch(q + c * pc + L - 1, 0, 3);
-      }
+// and on Zen 3 (AVX2) and Zen 4 (AVX-512) cores the blocks waited for them
+// (docs/ASSUMPTIONS.md, "CPU kernel figures").
+template <typename Dtype, int CB>
+DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
+    int nd, int L, const Dtype* p0, int p_row, int pc, int pt) {
+  const int first = L + (pt > 0 ? nd - 1 : 0);
+  for (int r = r_first; r != r_end; r += r_dir) {
+    const Dtype* q = p0 + r * p_row + first;
+    for (int c = 0; c < CB; ++c) {
+      __builtin_prefetch(q + c * pc, 0, 3);
+      __builtin_prefetch(q + c * pc + L - 1, 0, 3);
     }
   }
-};
+}
 
 // CB channels x a group's rows, one vector of columns: sums over the map
 // rows r_first, r_first + r_dir, ... (before r_end) and their shifts, p(c,
@@ -692,8 +683,8 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     Dtype* gp, Dtype* out, int out_c, int out_row, const Dtype* g0,
     ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
-  PrefetchNextBlock<VB>::template run<Dtype, CB>(r_first, r_end, r_dir, nd,
-                                                  p0, p_row, pc, pt);
+  prefetch_next_block<Dtype, CB>(r_first, r_end, r_dir, nd,
+                                 VB / sizeof(Dtype), p0, p_row, pc, pt);
   V acc[CB][kSharedRows];
   const V zero = FreshZero<VB>::template get<V>();
   for (int c = 0; c < CB; ++c) {
