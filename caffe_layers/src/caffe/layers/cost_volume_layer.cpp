@@ -605,14 +605,45 @@ inline RowSpan row_span(int r, int i0, int rows, int dh) {
 // rho in [LO, HI], t < nd (p at c pc + t pt; g read in order from gp).
 // With kFill, g is read from the top diff instead, at g0[off + t g_t + rho
 // g_rho], and written to gp in the order the other blocks read it: the first
-// channel block packs g as it goes (GradFill).
-template <typename Dtype, int VB, int CB, int LO, int HI, bool kFill>
+// channel block packs g as it goes (GradFill). With kGFirst, each shift's g
+// vectors are loaded first and then each p once for all the rows (the
+// partial steps of gradient_rows_interior, where the registers allow it);
+// otherwise p is loaded first, and GCC folds it into every FMA where fewer
+// than all the rows use it.
+template <typename Dtype, int VB, int CB, int LO, int HI, bool kFill,
+          bool kGFirst = false>
 DCD_INLINE void gradient_rows_step(
     typename VecOf<Dtype, VB>::type (&acc)[CB][kSharedRows], int nd,
     const Dtype* p, int pc, int pt, Dtype*& gp, const Dtype* g0,
     ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int L = VB / sizeof(Dtype);
+  if (kGFirst) {
+    for (int t = 0; t < nd; ++t) {
+      V gv[kSharedRows];
+#pragma GCC unroll 4
+      for (int rho = LO; rho <= HI; ++rho) {
+        if (kFill) {
+          __builtin_memcpy(&gv[rho], g0 + (off + t * g_t + rho * g_rho),
+                           sizeof(V));
+          __builtin_memcpy(gp, &gv[rho], sizeof(V));
+        } else {
+          __builtin_memcpy(&gv[rho], gp, sizeof(V));
+        }
+        gp += L;
+        __asm__("" : "+v"(gv[rho]));
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < CB; ++c) {
+        V pv;
+        __builtin_memcpy(&pv, p + c * pc + t * pt, sizeof(V));
+        __asm__("" : "+v"(pv));
+#pragma GCC unroll 4
+        for (int rho = LO; rho <= HI; ++rho) { acc[c][rho] += pv * gv[rho]; }
+      }
+    }
+    return;
+  }
   for (int t = 0; t < nd; ++t) {
     V pv[CB];
 #pragma GCC unroll 8
@@ -652,6 +683,13 @@ template <> struct FreshZero<32> {
     return z;
   }
 };
+template <> struct FreshZero<64> {
+  template <typename V> static DCD_INLINE V get() {
+    V z;
+    __asm__ volatile("vpxord %0, %0, %0" : "=v"(z));
+    return z;
+  }
+};
 
 // The lines of p that the next column block reads and this one does not
 // (each map row's L columns past this block's reach: from column nd - 1 + L
@@ -673,6 +711,65 @@ DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
   }
 }
 
+// gradient_rows_block (AVX-512) for a group of kSharedRows rows whose map
+// rows all lie inside the map (kUp: map rows ascending): the first three
+// and last three map rows reach only some of the group's rows (partial
+// steps), the rest all of them. The row that starts last gets its sums
+// only after the first partial steps, and the row that ends first is
+// written out before the last ones, so that the partial steps hold 3 x CB
+// sums, not 4 x CB, and have the registers to load each p once per shift
+// (kGFirst). In the shared loop with a switch per map row, GCC folded p
+// into each of their FMAs: one unaligned load per FMA, and the partial
+// steps (a fifth of the FMAs) took a third of the time (docs/ASSUMPTIONS.md,
+// "CPU kernel figures"). The same sums in the same order.
+template <typename Dtype, int VB, int CB, bool kFill, bool kUp>
+DCD_INLINE void gradient_rows_interior(int n_rows, int r_first, int nd,
+    const Dtype* p0, int p_row, int pc, int pt, Dtype* gp, Dtype* out,
+    int out_c, int out_row, const Dtype* g0, ptrdiff_t g_off, ptrdiff_t g_r,
+    ptrdiff_t g_t, ptrdiff_t g_rho) {
+  typedef typename VecOf<Dtype, VB>::type V;
+  const int kLate = kUp ? kSharedRows - 1 : 0;
+  const int kEarly = kSharedRows - 1 - kLate;
+  const int r_dir = kUp ? 1 : -1;
+  V acc[CB][kSharedRows];
+  for (int c = 0; c < CB; ++c) {
+    for (int rho = 0; rho < kSharedRows; ++rho) {
+      if (rho != kLate) { acc[c][rho] = FreshZero<VB>::template get<V>(); }
+    }
+  }
+  int r = r_first;
+#define DCD_STEP(LO, HI, G_FIRST) gradient_rows_step<Dtype, VB, CB, LO, \
+      HI, kFill, G_FIRST>(acc, nd, p0 + r * p_row, pc, pt, gp, g0, \
+      g_off + r * g_r, g_t, g_rho); r += r_dir
+  if (kUp) {
+    DCD_STEP(0, 0, false); DCD_STEP(0, 1, true); DCD_STEP(0, 2, true);
+  } else {
+    DCD_STEP(3, 3, false); DCD_STEP(2, 3, true); DCD_STEP(1, 3, true);
+  }
+  for (int c = 0; c < CB; ++c) {
+    acc[c][kLate] = FreshZero<VB>::template get<V>();
+  }
+  for (int m = 6; m < n_rows; ++m) { DCD_STEP(0, 3, false); }
+  for (int c = 0; c < CB; ++c) {
+    VecStore<VB>::put(out + c * out_c + kEarly * out_row, acc[c][kEarly],
+                      false);
+  }
+  if (kUp) {
+    DCD_STEP(1, 3, true); DCD_STEP(2, 3, true); DCD_STEP(3, 3, false);
+  } else {
+    DCD_STEP(0, 2, true); DCD_STEP(0, 1, true); DCD_STEP(0, 0, false);
+  }
+#undef DCD_STEP
+  for (int c = 0; c < CB; ++c) {
+    for (int rho = 0; rho < kSharedRows; ++rho) {
+      if (rho != kEarly) {
+        VecStore<VB>::put(out + c * out_c + rho * out_row, acc[c][rho],
+                          false);
+      }
+    }
+  }
+}
+
 // CB channels x a group's rows, one vector of columns: sums over the map
 // rows r_first, r_first + r_dir, ... (before r_end) and their shifts, p(c,
 // r, t) at p0 + r p_row + c pc + t pt; written to out + c out_c + rho
@@ -685,6 +782,20 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
   typedef typename VecOf<Dtype, VB>::type V;
   prefetch_next_block<Dtype, CB>(r_first, r_end, r_dir, nd,
                                  VB / sizeof(Dtype), p0, p_row, pc, pt);
+  const int n_rows = (r_end - r_first) * r_dir;
+  if (VB == 64 && rows == kSharedRows && dh >= 1 &&
+      n_rows == kSharedRows + 2 * dh) {
+    if (r_dir > 0) {
+      gradient_rows_interior<Dtype, VB, CB, kFill, true>(n_rows, r_first, nd,
+          p0, p_row, pc, pt, gp, out, out_c, out_row, g0, g_off, g_r, g_t,
+          g_rho);
+    } else {
+      gradient_rows_interior<Dtype, VB, CB, kFill, false>(n_rows, r_first,
+          nd, p0, p_row, pc, pt, gp, out, out_c, out_row, g0, g_off, g_r,
+          g_t, g_rho);
+    }
+    return;
+  }
   V acc[CB][kSharedRows];
   const V zero = FreshZero<VB>::template get<V>();
   for (int c = 0; c < CB; ++c) {
