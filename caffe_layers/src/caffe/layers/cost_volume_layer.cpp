@@ -602,19 +602,33 @@ inline RowSpan row_span(int r, int i0, int rows, int dh) {
 }
 
 // The first channel block's read of g from the top diff (kFill below): the
-// vector at `src` into *gv and the packed buffer at gp. Each vector is of
-// its own plane and row (the planes 49 KiB apart), which the hardware
-// prefetchers do not see coming; the line two lines on, which a later
-// column block reads, is asked into L2 now. On a Zen 4 core the fill's
-// loads waited on memory (an eleventh of the FMAs, a sixth of the time);
-// the next line was too close to gain, arriving with this one
-// (docs/ASSUMPTIONS.md, "CPU kernel figures").
+// vector at `src`, also written to the packed buffer at gp.
 template <typename Dtype, int VB>
-DCD_INLINE void fill_load(const Dtype* src, Dtype* gp,
-                          typename VecOf<Dtype, VB>::type* gv) {
-  __builtin_memcpy(gv, src, VB);
-  __builtin_memcpy(gp, gv, VB);
-  __builtin_prefetch(src + 128 / sizeof(Dtype), 0, 2);
+DCD_INLINE typename VecOf<Dtype, VB>::type fill_load(const Dtype* src,
+                                                     Dtype* gp) {
+  typename VecOf<Dtype, VB>::type gv;
+  __builtin_memcpy(&gv, src, VB);
+  __builtin_memcpy(gp, &gv, VB);
+  return gv;
+}
+
+// Before the fill reads a map row's vectors of g (fill_load), the line two
+// lines on of each, which a later column block reads, is asked into L2.
+// Each vector is of its own plane and row (the planes 49 KiB apart), which
+// the hardware prefetchers do not see coming: on a Zen 4 core the fill's
+// loads waited on memory (an eleventh of the FMAs, a sixth of the time).
+// The next line was too close to gain (it arrives with this one), and the
+// prefetches placed beside the loads made GCC spill (docs/ASSUMPTIONS.md,
+// "CPU kernel figures").
+template <typename Dtype, int LO, int HI>
+DCD_INLINE void fill_prefetch(int nd, const Dtype* g0, ptrdiff_t off,
+                              ptrdiff_t g_t, ptrdiff_t g_rho) {
+  const Dtype* ahead = g0 + off + 128 / sizeof(Dtype);
+  for (int t = 0; t < nd; ++t) {
+    for (int rho = LO; rho <= HI; ++rho) {
+      __builtin_prefetch(ahead + t * g_t + rho * g_rho, 0, 2);
+    }
+  }
 }
 
 // One map row of gradient_rows_block: acc[c][rho] += p(c, t) g(rho, t) for
@@ -634,14 +648,15 @@ DCD_INLINE void gradient_rows_step(
     ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int L = VB / sizeof(Dtype);
+  if (kFill) { fill_prefetch<Dtype, LO, HI>(nd, g0, off, g_t, g_rho); }
   if (kGFirst) {
     for (int t = 0; t < nd; ++t) {
       V gv[kSharedRows];
 #pragma GCC unroll 4
       for (int rho = LO; rho <= HI; ++rho) {
         if (kFill) {
-          fill_load<Dtype, VB>(g0 + (off + t * g_t + rho * g_rho), gp,
-                               &gv[rho]);
+          gv[rho] = fill_load<Dtype, VB>(g0 + (off + t * g_t + rho * g_rho),
+                                         gp);
         } else {
           __builtin_memcpy(&gv[rho], gp, sizeof(V));
         }
@@ -669,7 +684,7 @@ DCD_INLINE void gradient_rows_step(
     for (int rho = LO; rho <= HI; ++rho) {
       V gv;
       if (kFill) {
-        fill_load<Dtype, VB>(g0 + (off + t * g_t + rho * g_rho), gp, &gv);
+        gv = fill_load<Dtype, VB>(g0 + (off + t * g_t + rho * g_rho), gp);
       } else {
         __builtin_memcpy(&gv, gp, sizeof(V));
       }
