@@ -637,7 +637,7 @@ DCD_INLINE void fill_prefetch(int nd, const Dtype* g0, ptrdiff_t off,
 // g_rho], and written to gp in the order the other blocks read it: the first
 // channel block packs g as it goes (GradFill). With kGFirst, each shift's g
 // vectors are loaded first and then each p once for all the rows (the
-// partial steps of gradient_rows_interior, where the registers allow it);
+// partial steps of gradient_rows_phased, where the registers allow it);
 // otherwise p is loaded first, and GCC folds it into every FMA where fewer
 // than all the rows use it.
 template <typename Dtype, int VB, int CB, int LO, int HI, bool kFill,
@@ -740,53 +740,66 @@ DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
   }
 }
 
-// gradient_rows_block (AVX-512) for a group of kSharedRows rows whose map
-// rows all lie inside the map (kUp: map rows ascending): the first three
-// and last three map rows reach only some of the group's rows (partial
-// steps), the rest all of them. The row that starts last gets its sums
-// only after the first partial steps, and the row that ends first is
-// written out before the last ones, so that the partial steps hold 3 x CB
-// sums, not 4 x CB, and have the registers to load each p once per shift
-// (kGFirst). In the shared loop with a switch per map row, GCC folded p
-// into each of their FMAs: one unaligned load per FMA, and the partial
-// steps (a fifth of the FMAs) took a third of the time (docs/ASSUMPTIONS.md,
-// "CPU kernel figures"). The same sums in the same order.
+// gradient_rows_block (AVX-512) for a group of kSharedRows rows (kUp: map
+// rows ascending). Unclipped, a group meets 2 dh + 4 map rows: the first
+// three and last three reach only some of its rows (partial steps), the
+// rest all of them; at the map's top and bottom edges the group meets a
+// run of that sequence, steps `first` to `last`. The row that starts last
+// gets its sums only at the first full step, and the row that ends first is
+// written out before the last partial steps, so that the partial steps
+// hold 3 x CB sums, not 4 x CB, and have the registers to load each p once
+// per shift (kGFirst). In one loop over the map rows with a switch per row,
+// GCC folded p into each of their FMAs: one unaligned load per FMA, and the
+// partial steps (a fifth of the FMAs) took a third of the time
+// (docs/ASSUMPTIONS.md, "CPU kernel figures"). The same sums in the same
+// order.
 template <typename Dtype, int VB, int CB, bool kFill, bool kUp>
-DCD_INLINE void gradient_rows_interior(int n_rows, int r_first, int nd,
-    const Dtype* p0, int p_row, int pc, int pt, Dtype* gp, Dtype* out,
-    int out_c, int out_row, const Dtype* g0, ptrdiff_t g_off, ptrdiff_t g_r,
-    ptrdiff_t g_t, ptrdiff_t g_rho) {
+DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
+    int r_first, int nd, const Dtype* p0, int p_row, int pc, int pt,
+    Dtype* gp, Dtype* out, int out_c, int out_row, const Dtype* g0,
+    ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
   const int kLate = kUp ? kSharedRows - 1 : 0;
   const int kEarly = kSharedRows - 1 - kLate;
   const int r_dir = kUp ? 1 : -1;
+  const int n_steps = kSharedRows + 2 * dh;
   V acc[CB][kSharedRows];
   for (int c = 0; c < CB; ++c) {
     for (int rho = 0; rho < kSharedRows; ++rho) {
       if (rho != kLate) { acc[c][rho] = FreshZero<VB>::template get<V>(); }
     }
   }
-  int r = r_first;
-#define DCD_STEP(LO, HI, G_FIRST) gradient_rows_step<Dtype, VB, CB, LO, \
-      HI, kFill, G_FIRST>(acc, nd, p0 + r * p_row, pc, pt, gp, g0, \
-      g_off + r * g_r, g_t, g_rho); r += r_dir
+  // Step k of the sequence reads map row r_first + k r_dir.
+  int k = first;
+#define DCD_STEP(K, LO, HI, G_FIRST) if (k == (K) && k <= last) { \
+      const int r = r_first + k * r_dir; \
+      gradient_rows_step<Dtype, VB, CB, LO, HI, kFill, G_FIRST>(acc, nd, \
+          p0 + r * p_row, pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho); \
+      ++k; }
   if (kUp) {
-    DCD_STEP(0, 0, false); DCD_STEP(0, 1, true); DCD_STEP(0, 2, true);
+    DCD_STEP(0, 0, 0, false) DCD_STEP(1, 0, 1, true) DCD_STEP(2, 0, 2, true)
   } else {
-    DCD_STEP(3, 3, false); DCD_STEP(2, 3, true); DCD_STEP(1, 3, true);
+    DCD_STEP(0, 3, 3, false) DCD_STEP(1, 2, 3, true) DCD_STEP(2, 1, 3, true)
   }
   for (int c = 0; c < CB; ++c) {
     acc[c][kLate] = FreshZero<VB>::template get<V>();
   }
-  for (int m = 6; m < n_rows; ++m) { DCD_STEP(0, 3, false); }
+  for (; k < n_steps - 3 && k <= last; ++k) {
+    const int r = r_first + k * r_dir;
+    gradient_rows_step<Dtype, VB, CB, 0, 3, kFill>(acc, nd, p0 + r * p_row,
+        pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho);
+  }
   for (int c = 0; c < CB; ++c) {
     VecStore<VB>::put(out + c * out_c + kEarly * out_row, acc[c][kEarly],
                       false);
   }
+  k = std::max(k, n_steps - 3);
   if (kUp) {
-    DCD_STEP(1, 3, true); DCD_STEP(2, 3, true); DCD_STEP(3, 3, false);
+    DCD_STEP(n_steps - 3, 1, 3, true) DCD_STEP(n_steps - 2, 2, 3, true)
+    DCD_STEP(n_steps - 1, 3, 3, false)
   } else {
-    DCD_STEP(0, 2, true); DCD_STEP(0, 1, true); DCD_STEP(0, 0, false);
+    DCD_STEP(n_steps - 3, 0, 2, true) DCD_STEP(n_steps - 2, 0, 1, true)
+    DCD_STEP(n_steps - 1, 0, 0, false)
   }
 #undef DCD_STEP
   for (int c = 0; c < CB; ++c) {
@@ -811,15 +824,18 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
   typedef typename VecOf<Dtype, VB>::type V;
   prefetch_next_block<Dtype, CB>(r_first, r_end, r_dir, nd,
                                  VB / sizeof(Dtype), p0, p_row, pc, pt);
-  const int n_rows = (r_end - r_first) * r_dir;
-  if (VB == 64 && rows == kSharedRows && dh >= 1 &&
-      n_rows == kSharedRows + 2 * dh) {
+  if (VB == 64 && rows == kSharedRows && dh >= 1) {
+    // The unclipped sequence's first map row, and where this group's run
+    // of it starts and ends.
+    const int r0 = r_dir > 0 ? i0 - dh : i0 + kSharedRows - 1 + dh;
+    const int first = (r_first - r0) * r_dir;
+    const int last = first + (r_end - r_first) * r_dir - 1;
     if (r_dir > 0) {
-      gradient_rows_interior<Dtype, VB, CB, kFill, true>(n_rows, r_first, nd,
-          p0, p_row, pc, pt, gp, out, out_c, out_row, g0, g_off, g_r, g_t,
-          g_rho);
+      gradient_rows_phased<Dtype, VB, CB, kFill, true>(dh, first, last, r0,
+          nd, p0, p_row, pc, pt, gp, out, out_c, out_row, g0, g_off, g_r,
+          g_t, g_rho);
     } else {
-      gradient_rows_interior<Dtype, VB, CB, kFill, false>(n_rows, r_first,
+      gradient_rows_phased<Dtype, VB, CB, kFill, false>(dh, first, last, r0,
           nd, p0, p_row, pc, pt, gp, out, out_c, out_row, g0, g_off, g_r,
           g_t, g_rho);
     }
