@@ -283,6 +283,16 @@ template <int VB> struct VecStore<VB, true> {
 
 // True when `stream` and out starts a 64-byte line (the blocks that stream
 // are one line of columns).
+// The vector at p, held in a register: without the empty asm, GCC folds the
+// load into each FMA that uses the vector, one load per use.
+template <typename V, typename Dtype>
+DCD_INLINE V register_load(const Dtype* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  __asm__("" : "+v"(v));
+  return v;
+}
+
 template <typename Dtype>
 DCD_INLINE bool stream_line(bool stream, const Dtype* out) {
   return stream && (reinterpret_cast<size_t>(out) & 63) == 0;
@@ -476,10 +486,7 @@ DCD_INLINE void shared_row_block(int channels, const Dtype* a, int a_step,
     // its sums on the stack, stored and loaded at every step.
 #pragma GCC unroll 8
     for (int d = 0; d < ND; ++d) {
-      V bv;
-      __builtin_memcpy(&bv, b + c * b_plane + d * s, sizeof(V));
-      // In a register: else folded into each row's FMA, NR loads again.
-      __asm__("" : "+v"(bv));
+      const V bv = register_load<V>(b + c * b_plane + d * s);
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) { acc[r][d] += av[r] * bv; }
     }
@@ -665,9 +672,7 @@ DCD_INLINE void gradient_rows_step(
       }
 #pragma GCC unroll 8
       for (int c = 0; c < CB; ++c) {
-        V pv;
-        __builtin_memcpy(&pv, p + c * pc + t * pt, sizeof(V));
-        __asm__("" : "+v"(pv));
+        const V pv = register_load<V>(p + c * pc + t * pt);
 #pragma GCC unroll 4
         for (int rho = LO; rho <= HI; ++rho) { acc[c][rho] += pv * gv[rho]; }
       }
