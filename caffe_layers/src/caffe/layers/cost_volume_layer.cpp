@@ -281,8 +281,6 @@ template <int VB> struct VecStore<VB, true> {
   }
 };
 
-// True when `stream` and out starts a 64-byte line (the blocks that stream
-// are one line of columns).
 // The vector at p, held in a register: without the empty asm, GCC folds the
 // load into each FMA that uses the vector, one load per use.
 template <typename V, typename Dtype>
@@ -293,6 +291,8 @@ DCD_INLINE V register_load(const Dtype* p) {
   return v;
 }
 
+// True when `stream` and out starts a 64-byte line (the blocks that stream
+// are one line of columns).
 template <typename Dtype>
 DCD_INLINE bool stream_line(bool stream, const Dtype* out) {
   return stream && (reinterpret_cast<size_t>(out) & 63) == 0;
@@ -706,7 +706,9 @@ DCD_INLINE void gradient_rows_step(
 // GCC keeps in a register across the loops of the AVX2 gradients, and the
 // block then has 15 of the 16 ymm registers for its 16 values: it reads
 // one of its p vectors from memory in each FMA that uses it
-// (docs/ASSUMPTIONS.md, "CPU kernel figures").
+// (docs/ASSUMPTIONS.md, "CPU kernel figures"). In gradient_rows_phased
+// (AVX-512), GCC made the late row's zeros at the block's start, holding
+// 24 sums through the first partial steps instead of 18.
 template <int VB> struct FreshZero {
   template <typename V> static DCD_INLINE V get() { return V{}; }
 };
@@ -760,7 +762,7 @@ DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
 // order.
 template <typename Dtype, int VB, int CB, bool kFill, bool kUp>
 DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
-    int r_first, int nd, const Dtype* p0, int p_row, int pc, int pt,
+    int r0, int nd, const Dtype* p0, int p_row, int pc, int pt,
     Dtype* gp, Dtype* out, int out_c, int out_row, const Dtype* g0,
     ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
@@ -774,10 +776,10 @@ DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
       if (rho != kLate) { acc[c][rho] = FreshZero<VB>::template get<V>(); }
     }
   }
-  // Step k of the sequence reads map row r_first + k r_dir.
+  // Step k of the sequence reads map row r0 + k r_dir.
   int k = first;
 #define DCD_STEP(K, LO, HI, G_FIRST) if (k == (K) && k <= last) { \
-      const int r = r_first + k * r_dir; \
+      const int r = r0 + k * r_dir; \
       gradient_rows_step<Dtype, VB, CB, LO, HI, kFill, G_FIRST>(acc, nd, \
           p0 + r * p_row, pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho); \
       ++k; }
@@ -790,7 +792,7 @@ DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
     acc[c][kLate] = FreshZero<VB>::template get<V>();
   }
   for (; k < n_steps - 3 && k <= last; ++k) {
-    const int r = r_first + k * r_dir;
+    const int r = r0 + k * r_dir;
     gradient_rows_step<Dtype, VB, CB, 0, 3, kFill>(acc, nd, p0 + r * p_row,
         pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho);
   }
