@@ -608,18 +608,26 @@ inline RowSpan row_span(int r, int i0, int rows, int dh) {
   return span;
 }
 
-// The first channel block's read of g from the top diff (kFill below): the
-// vector at `src`, also written to the packed buffer at gp.
-template <typename Dtype, int VB>
-DCD_INLINE typename VecOf<Dtype, VB>::type fill_load(const Dtype* src,
-                                                     Dtype* gp) {
+// A step's next vector of g, held in a register (else GCC folds it into
+// each channel's FMA, CB loads), and gp one vector on. With kFill it is
+// read from the top diff at g0[at] and written to gp (the first channel
+// block packs g as it goes, GradFill); else read from gp.
+template <typename Dtype, int VB, bool kFill>
+DCD_INLINE typename VecOf<Dtype, VB>::type next_g(const Dtype* g0,
+                                                  ptrdiff_t at, Dtype*& gp) {
   typename VecOf<Dtype, VB>::type gv;
-  __builtin_memcpy(&gv, src, VB);
-  __builtin_memcpy(gp, &gv, VB);
+  if (kFill) {
+    __builtin_memcpy(&gv, g0 + at, VB);
+    __builtin_memcpy(gp, &gv, VB);
+  } else {
+    __builtin_memcpy(&gv, gp, VB);
+  }
+  gp += VB / sizeof(Dtype);
+  __asm__("" : "+v"(gv));
   return gv;
 }
 
-// Before the fill reads a map row's vectors of g (fill_load), the line two
+// Before the fill reads a map row's vectors of g (next_g), the line two
 // lines on of each, which a later column block reads, is asked into L2.
 // Each vector is of its own plane and row (the planes 49 KiB apart), which
 // the hardware prefetchers do not see coming: on a Zen 4 core the fill's
@@ -654,21 +662,14 @@ DCD_INLINE void gradient_rows_step(
     const Dtype* p, int pc, int pt, Dtype*& gp, const Dtype* g0,
     ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
-  const int L = VB / sizeof(Dtype);
   if (kFill) { fill_prefetch<Dtype, LO, HI>(nd, g0, off, g_t, g_rho); }
   if (kGFirst) {
     for (int t = 0; t < nd; ++t) {
       V gv[kSharedRows];
 #pragma GCC unroll 4
       for (int rho = LO; rho <= HI; ++rho) {
-        if (kFill) {
-          gv[rho] = fill_load<Dtype, VB>(g0 + (off + t * g_t + rho * g_rho),
-                                         gp);
-        } else {
-          __builtin_memcpy(&gv[rho], gp, sizeof(V));
-        }
-        gp += L;
-        __asm__("" : "+v"(gv[rho]));
+        gv[rho] = next_g<Dtype, VB, kFill>(g0, off + t * g_t + rho * g_rho,
+                                           gp);
       }
 #pragma GCC unroll 8
       for (int c = 0; c < CB; ++c) {
@@ -687,15 +688,8 @@ DCD_INLINE void gradient_rows_step(
     }
 #pragma GCC unroll 4
     for (int rho = LO; rho <= HI; ++rho) {
-      V gv;
-      if (kFill) {
-        gv = fill_load<Dtype, VB>(g0 + (off + t * g_t + rho * g_rho), gp);
-      } else {
-        __builtin_memcpy(&gv, gp, sizeof(V));
-      }
-      gp += L;
-      // In a register: else folded into each channel's FMA, CB loads.
-      __asm__("" : "+v"(gv));
+      const V gv = next_g<Dtype, VB, kFill>(g0,
+                                            off + t * g_t + rho * g_rho, gp);
 #pragma GCC unroll 8
       for (int c = 0; c < CB; ++c) { acc[c][rho] += pv[c] * gv; }
     }
