@@ -55,7 +55,54 @@ inline int CpuIsaLevel() {
 template <typename Dtype, int VB> struct VecOf {
   typedef Dtype type __attribute__((vector_size(VB)));
 };
+
+// Stores one vector; with `stream`, a non-temporal store (vmovntps, AVX and
+// up) that writes the line to memory without first reading it into the
+// caches. CostVolume's forward streams the cost volume and
+// SoftDisplacement's backward its gradient, each far larger than L2 (11 MiB
+// per 112 x 112 image at d = 7): written through the caches, the cost
+// volume evicted the rows of F_b that the next output rows read, and each
+// line of the gradient was first read from memory only to be overwritten
+// (docs/ASSUMPTIONS.md, "CPU kernel figures"). Callers stream whole
+// 64-byte-aligned lines only (stream_line), and end with stream_fence.
+// `v` by value: taken by reference, a sum of an array of sums made GCC keep
+// the whole array in memory too, stored again at every channel step.
+template <int VB, bool kStreams = (VB >= 32)> struct VecStore {
+  template <typename V>
+  static DCD_INLINE void put(void* p, V v, bool) {
+    __builtin_memcpy(p, &v, sizeof(V));
+  }
+};
+template <int VB> struct VecStore<VB, true> {
+  template <typename V>
+  static DCD_INLINE void put(void* p, V v, bool stream) {
+    if (stream) {
+      __asm__("vmovntps %1, %0" : "=m"(*static_cast<V*>(p)) : "v"(v));
+    } else {
+      __builtin_memcpy(p, &v, sizeof(V));
+    }
+  }
+};
+
+// True when `stream` and out starts a 64-byte line.
+template <typename Dtype>
+DCD_INLINE bool stream_line(bool stream, const Dtype* out) {
+  return stream && (reinterpret_cast<size_t>(out) & 63) == 0;
+}
 #endif
+
+// Streaming stores are weakly ordered: each thread drains its own before
+// the threads join and others read what they wrote (nothing to drain
+// without VecStore's).
+inline void stream_fence() {
+#if DCD_X86_DISPATCH
+  __asm__ __volatile__("sfence" ::: "memory");
+#endif
+}
+
+// Whether a layer streams an output of `bytes` (VecStore): one larger than
+// the caches is, a smaller one stays in cache for the next layer.
+inline bool streams_output(size_t bytes) { return bytes >= (size_t(4) << 20); }
 
 }  // namespace dcd
 }  // namespace caffe

@@ -181,25 +181,28 @@ DCD_ROW_KERNEL void normalize_backward_row(const Dtype* f, const Dtype* inv,
   }
 }
 
-// In place: diff holds dL/df_hat on entry and dL/df on exit, for one image
-// of `rows` rows of `width` pixels.
+// The normalisation's backward, in place (diff: dL/df_hat in, dL/df out),
+// for rows [begin, end) of one image that a gradient kernel has just
+// finished: they are still in the caches, where a pass of its own over the
+// whole image read them back from memory (docs/ASSUMPTIONS.md, "CPU kernel
+// figures"). begin is a multiple of kSharedRows (the threads claim groups
+// of rows), and normalize_backward_row takes spans of kSharedRows rows from
+// there: the compiled loop's vector and scalar parts may round a pixel
+// differently, so the spans must not depend on the thread count.
 template <typename Dtype>
-void normalize_backward_cpu(const Dtype* f, const Dtype* inv_norm,
-    int channels, int rows, int width, Dtype* dot, Dtype* diff) {
-  // Spans of kNormRows rows (a span's pixels are contiguous: one "row" of
-  // normalize_backward_row), so that each plane of f and diff is read in
-  // runs long enough for the hardware prefetcher; row by row, the loads
-  // stalled the loop. (The forward's normalize_row gained nothing so.)
-  const int kNormRows = 4;
-  const int spans = (rows + kNormRows - 1) / kNormRows;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < spans; ++n) {
-    const int r = n * kNormRows * width;
-    normalize_backward_row(f + r, inv_norm + r, channels, rows * width,
-        std::min(kNormRows, rows - n * kNormRows) * width, dot + r,
-        diff + r);
+struct NormalizeBackwardRows {
+  const Dtype* f;         // the layer's input, C x H x W
+  const Dtype* inv_norm;  // 1 / norm, H x W
+  Dtype* dot;             // scratch, H x W
+  int channels, hw, width;
+  void operator()(Dtype* diff, int begin, int end) const {
+    for (int r = begin; r < end; r += kSharedRows) {
+      const int p = r * width;
+      normalize_backward_row(f + p, inv_norm + p, channels, hw,
+          std::min(kSharedRows, end - r) * width, dot + p, diff + p);
+    }
   }
-}
+};
 
 // Register-blocked correlation of one output row segment: for ND consecutive
 // horizontal offsets and JB consecutive columns,
@@ -255,31 +258,8 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 // docs/ASSUMPTIONS.md, "CPU vector width").
 using dcd::VecOf;
 
-// Stores one vector; with `stream`, a non-temporal store (vmovntps, AVX and
-// up) that writes the line to memory without first reading it into the
-// caches. The forward streams its output, a cost volume far larger than L2
-// (11 MiB per 112 x 112 image at d = 7): written through the caches it
-// evicted the rows of F_b that the next output rows read
-// (docs/ASSUMPTIONS.md, "CPU kernel figures"). Callers stream whole
-// 64-byte-aligned lines only, and the forward ends with an sfence.
-// `v` by value: taken by reference, a sum of an array of sums made GCC keep
-// the whole array in memory too, stored again at every channel step.
-template <int VB, bool kStreams = (VB >= 32)> struct VecStore {
-  template <typename V>
-  static DCD_INLINE void put(void* p, V v, bool) {
-    __builtin_memcpy(p, &v, sizeof(V));
-  }
-};
-template <int VB> struct VecStore<VB, true> {
-  template <typename V>
-  static DCD_INLINE void put(void* p, V v, bool stream) {
-    if (stream) {
-      __asm__("vmovntps %1, %0" : "=m"(*static_cast<V*>(p)) : "v"(v));
-    } else {
-      __builtin_memcpy(p, &v, sizeof(V));
-    }
-  }
-};
+using dcd::VecStore;
+using dcd::stream_line;
 
 // The vector at p, held in a register: without the empty asm, GCC folds the
 // load into each FMA that uses the vector, one load per use.
@@ -289,13 +269,6 @@ DCD_INLINE V register_load(const Dtype* p) {
   __builtin_memcpy(&v, p, sizeof(V));
   __asm__("" : "+v"(v));
   return v;
-}
-
-// True when `stream` and out starts a 64-byte line (the blocks that stream
-// are one line of columns).
-template <typename Dtype>
-DCD_INLINE bool stream_line(bool stream, const Dtype* out) {
-  return stream && (reinterpret_cast<size_t>(out) & 63) == 0;
 }
 
 // One step of the vector blocks: acc[r][v] += x[v] * y[r * y_step][v] for
@@ -1056,12 +1029,13 @@ struct PackBuffers {
 // grouped_columns): d a_hat (for_b false; p = F_b, map rows ascending) or
 // d b_hat (p = a_hat shifted with g, map rows descending: displacement row
 // ascending). Both sum each element in ascending k, as the per-row loops
-// below. p0: p's row 0, channel 0, at the shift t = 0 of column 0.
+// below. p0: p's row 0, channel 0, at the shift t = 0 of column 0. norm
+// (unless NULL) finishes each group of rows.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     int p_row, int pc, bool for_b, int channels, int height, int width,
     int dh, int dw, Dtype* out, int row_begin, int row_end,
-    PackBuffers<Dtype, VB>* bufs) {
+    PackBuffers<Dtype, VB>* bufs, const NormalizeBackwardRows<Dtype>* norm) {
   const int L = VB / sizeof(Dtype);
   const int hw = height * width;
   const int nd = 2 * dw + 1;
@@ -1113,6 +1087,7 @@ DCD_INLINE void correlate_gradient_rows(const Dtype* g, const Dtype* p0,
     gradient_rows_channels<Dtype, VB>(channels, i0, rows, dh, r_first,
         r_end, r_dir, nd, p0, p_row, pc, for_b ? -1 : 1, packed,
         out + i0 * width, hw, width, col_blocks, block_stride, fill);
+    if (norm) { (*norm)(out, i0, i0 + rows); }
   }
 }
 #endif
@@ -1400,7 +1375,7 @@ DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,
-    dcd::RowChunks* rows) {
+    const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
@@ -1418,13 +1393,16 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   // last 8 columns of a 56-wide map), then columns one by one.
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
+  // Rows are finished group by group where the groups take every column.
+  const NormalizeBackwardRows<Dtype>* group_norm =
+      j_first == width ? norm : NULL;
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
     if (j_first > 0) {
       // F_b at row r + dh of the padded map, column j + t.
       correlate_gradient_rows<Dtype, VB>(g, b_hat + pad_h * b_row, b_row, pw,
           false, channels, height, width, dh, dw, da, row_begin, row_end,
-          &bufs);
+          &bufs, group_norm);
     }
     for (int i = row_begin; i < row_end; ++i) {
       int j0 = j_first;
@@ -1447,6 +1425,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
         }
       }
     }
+    if (norm && !group_norm) { (*norm)(da, row_begin, row_end); }
   }
 #else
   int row_begin, row_end;
@@ -1470,6 +1449,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
         }
       }
     }
+    if (norm) { (*norm)(da, row_begin, row_end); }
   }
 #endif
 }
@@ -1485,7 +1465,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
     int aw, int channels, int height, int width, int dh, int dw, int s,
-    Dtype* db, dcd::RowChunks* rows) {
+    Dtype* db, const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {
   const int hw = height * width;
   const int D = dcd::window_size(dh, dw);
 #if DCD_X86_DISPATCH
@@ -1513,13 +1493,15 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   // the rows below then do the rest.
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
+  const NormalizeBackwardRows<Dtype>* group_norm =
+      j_first == width ? norm : NULL;
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
     if (j_first > 0) {
       // a_hat at column j + dw - t (its zero columns reach dw further out).
       correlate_gradient_rows<Dtype, VB>(g, a_hat + dw, channels * aw, aw,
           true, channels, height, width, dh, dw, db, row_begin, row_end,
-          &bufs);
+          &bufs, group_norm);
     }
     for (int q = row_begin; q < row_end && j_first < width; ++q) {
       int n = 0;
@@ -1576,6 +1558,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         }
       }
     }
+    if (norm && !group_norm) { (*norm)(db, row_begin, row_end); }
   }
 #else
   int row_begin, row_end;
@@ -1600,6 +1583,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         }
       }
     }
+    if (norm) { (*norm)(db, row_begin, row_end); }
   }
 #endif
 }
@@ -1618,23 +1602,21 @@ ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
     correlate_image<Dtype, VB>(a_hat, aw, b_hat, channels, height, width,     \
                                dh, dw, s, top, begin, end, stream);           \
   }                                                                           \
-  /* Streaming stores are weakly ordered: drain them before the threads */    \
-  /* join and others read the output. */                                      \
-  if (stream) { __asm__ __volatile__("sfence" ::: "memory"); }                \
+  if (stream) { dcd::stream_fence(); }                                        \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,    \
-    dcd::RowChunks* rows) {                                                   \
+    const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {         \
   correlate_backward_a<Dtype, VB>(g, b_hat, channels, height, width, dh,      \
-                                  dw, s, da, rows);                           \
+                                  dw, s, da, norm, rows);                     \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat, int aw,     \
     int channels, int height, int width, int dh, int dw, int s, Dtype* db,    \
-    dcd::RowChunks* rows) {                                                   \
+    const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {         \
   correlate_backward_b<Dtype, VB>(g, a_hat, aw, channels, height, width, dh,  \
-                                  dw, s, db, rows);                           \
+                                  dw, s, db, norm, rows);                     \
 }
 
 // VB: the variant's vector register width in bytes.
@@ -1681,22 +1663,26 @@ void cost_volume_forward(const Dtype* a_hat, int aw, const Dtype* b_hat,
                          s, top, &rows, stream))
 }
 
+// The gradients end with the normalisation's backward (norm), row by row:
+// da and db are dL/df_a and dL/df_b.
 template <typename Dtype>
 void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* da) {
+    int channels, int height, int width, int dh, int dw, int s,
+    const NormalizeBackwardRows<Dtype>& norm, Dtype* da) {
   dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da,
-                            &rows))
+                            &norm, &rows))
 }
 
 template <typename Dtype>
 void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat, int aw,
-    int channels, int height, int width, int dh, int dw, int s, Dtype* db) {
+    int channels, int height, int width, int dh, int dw, int s,
+    const NormalizeBackwardRows<Dtype>& norm, Dtype* db) {
   dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(backward_b, (g, a_hat, aw, channels, height, width, dh, dw, s,
-                            db, &rows))
+                            db, &norm, &rows))
 }
 #undef DCD_DISPATCH
 
@@ -1726,9 +1712,8 @@ void CostVolumeLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   Dtype* b_hat = b_hat_pad_.mutable_cpu_data();
   Dtype* top_data = top[0]->mutable_cpu_data();
   // A cost volume larger than the caches is written with streaming stores
-  // (VecStore); a smaller one stays in cache for the next layer.
-  // docs/ASSUMPTIONS.md, "CPU kernel figures".
-  const bool stream = top[0]->count() * sizeof(Dtype) >= (4 << 20);
+  // (dcd::VecStore); a smaller one stays in cache for the next layer.
+  const bool stream = dcd::streams_output(top[0]->count() * sizeof(Dtype));
   for (int n = 0; n < num; ++n) {
     const int off = n * channels * hw;
     const int aoff = n * channels * height * aw;
@@ -1777,20 +1762,17 @@ void CostVolumeLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     const int poff = n * channels * pplane;
     const Dtype* g_n = top_diff + n * D * hw;
     if (propagate_down[0]) {
-      Dtype* da = bottom[0]->mutable_cpu_diff() + off;
+      const NormalizeBackwardRows<Dtype> norm = {bottom[0]->cpu_data() + off,
+          inv_norm_a_.cpu_data() + n * hw, dot + n * hw, channels, hw, width};
       dcd_cpu::cost_volume_backward_a(g_n, b_hat + poff, channels, height,
-          width, dh, dw, s, da);
-      normalize_backward_cpu(bottom[0]->cpu_data() + off,
-          inv_norm_a_.cpu_data() + n * hw, channels, height, width,
-          dot + n * hw, da);
+          width, dh, dw, s, norm, bottom[0]->mutable_cpu_diff() + off);
     }
     if (propagate_down[1]) {
-      Dtype* db = bottom[1]->mutable_cpu_diff() + off;
+      const NormalizeBackwardRows<Dtype> norm = {bottom[1]->cpu_data() + off,
+          inv_norm_b_.cpu_data() + n * hw, dot + n * hw, channels, hw, width};
       dcd_cpu::cost_volume_backward_b(g_n, a_hat + aoff + a_pad_w_, aw,
-          channels, height, width, dh, dw, s, db);
-      normalize_backward_cpu(bottom[1]->cpu_data() + off,
-          inv_norm_b_.cpu_data() + n * hw, channels, height, width,
-          dot + n * hw, db);
+          channels, height, width, dh, dw, s, norm,
+          bottom[1]->mutable_cpu_diff() + off);
     }
   }
 }

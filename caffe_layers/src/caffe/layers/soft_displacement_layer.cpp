@@ -259,7 +259,8 @@ template <int VB, int B>
 DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
     const float* dys, const float* dxs, float inv_tau, int next_row,
     const float* max_c, const float* inv_z, const float* v_y,
-    const float* v_x, const float* g_y, const float* g_x, float* dc) {
+    const float* v_x, const float* g_y, const float* g_x, float* dc,
+    bool stream) {
   typedef typename dcd::VecOf<float, VB>::type V;
   const int L = VB / sizeof(float);
   V m[B], iz[B], vy[B], vx[B], gy[B], gx[B];
@@ -274,10 +275,13 @@ DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
   for (int k = 0; k < D; ++k) {
     V e[B];
     block_weights<VB, B>(c, hw, j, k, m, inv_tau, next_row, e);
+    float* out = dc + k * hw + j;
+    // Whole lines stream (a block of one line or more, from a line's start).
+    const bool nt = B * VB % 64 == 0 && dcd::stream_line(stream, out);
     for (int b = 0; b < B; ++b) {
       const V p = e[b] * iz[b];
-      store_vec(dc + k * hw + j + b * L, p * inv_tau *
-                (gy[b] * (dys[k] - vy[b]) + gx[b] * (dxs[k] - vx[b])));
+      dcd::VecStore<VB>::put(out + b * L, p * inv_tau *
+          (gy[b] * (dys[k] - vy[b]) + gx[b] * (dxs[k] - vx[b])), nt);
     }
   }
 }
@@ -305,16 +309,17 @@ template <int VB, int B>
 DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
     int width, const float* dys, const float* dxs, float inv_tau, int next_row,
     const float* max_c, const float* inv_z, const float* v_y,
-    const float* v_x, const float* g_y, const float* g_x, float* dc) {
+    const float* v_x, const float* g_y, const float* g_x, float* dc,
+    bool stream) {
   const int L = VB / sizeof(float);
   int j = 0;
   for (; j + B * L <= width; j += B * L) {
     softmax_block_grad<VB, B>(c, D, hw, j, dys, dxs, inv_tau, next_row,
-                              max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+                              max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
   }
   for (; j + L <= width; j += L) {
     softmax_block_grad<VB, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
-                              max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+                              max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
   }
   soft_displacement_row_grad(c, D, hw, j, width, dys, dxs, inv_tau, max_c,
                              inv_z, v_y, v_x, g_y, g_x, dc);
@@ -330,9 +335,10 @@ ATTR void softmax_row_moments_##SUFFIX(const float* c, int D, int hw,         \
 ATTR void soft_displacement_row_grad_##SUFFIX(const float* c, int D, int hw,  \
     int width, const float* dys, const float* dxs, float inv_tau,             \
     int next_row, const float* max_c, const float* inv_z, const float* v_y,   \
-    const float* v_x, const float* g_y, const float* g_x, float* dc) {        \
+    const float* v_x, const float* g_y, const float* g_x, float* dc,          \
+    bool stream) {                                                            \
   soft_displacement_row_grad_vec<VB, B>(c, D, hw, width, dys, dxs, inv_tau,   \
-      next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);                        \
+      next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);                \
 }
 
 // Two vectors of pixels per block: one left the core idle between the
@@ -369,20 +375,25 @@ void moments_row(int, const double* c, int D, int hw, int width,
                       sx);
 }
 
+// stream: write dc's whole lines with streaming stores (dcd::VecStore).
 void grad_row(int level, const float* c, int D, int hw, int width,
     const float* dys, const float* dxs, float inv_tau, int next_row,
     const float* max_c, const float* inv_z, const float* v_y,
-    const float* v_x, const float* g_y, const float* g_x, float* dc) {
+    const float* v_x, const float* g_y, const float* g_x, float* dc,
+    bool stream) {
 #if DCD_X86_DISPATCH
   switch (level) {
     case 2: soft_displacement_row_grad_avx512(c, D, hw, width, dys, dxs,
-                inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+                inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc,
+                stream);
             return;
     case 1: soft_displacement_row_grad_avx2(c, D, hw, width, dys, dxs,
-                inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+                inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc,
+                stream);
             return;
     default: soft_displacement_row_grad_base(c, D, hw, width, dys, dxs,
-                 inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc);
+                 inv_tau, next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc,
+                 stream);
              return;
   }
 #else
@@ -394,7 +405,8 @@ void grad_row(int level, const float* c, int D, int hw, int width,
 void grad_row(int, const double* c, int D, int hw, int width,
     const float* dys, const float* dxs, double inv_tau, int,
     const double* max_c, const double* inv_z, const double* v_y,
-    const double* v_x, const double* g_y, const double* g_x, double* dc) {
+    const double* v_x, const double* g_y, const double* g_x, double* dc,
+    bool) {
   soft_displacement_row_grad(c, D, hw, 0, width, dys, dxs, inv_tau, max_c,
                              inv_z, v_y, v_x, g_y, g_x, dc);
 }
@@ -474,13 +486,18 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const Dtype* moments = moments_.cpu_data();
   const WindowSteps steps(dh, dw, s);
   const int level = dcd::CpuIsaLevel();
+  // The gradient, as large as the cost volume, is streamed as the
+  // CostVolume's forward streams that (dcd::VecStore): written through the
+  // caches, each of its lines was read from memory first only to be
+  // overwritten.
+  const bool stream = dcd::streams_output(bottom[0]->count() * sizeof(Dtype));
 #pragma omp parallel
   {
   vector<Dtype> buf(3 * width);  // 1 / z, v_y, v_x of a row
   Dtype* inv_z = &buf[0];
   Dtype* v_y = inv_z + width;
   Dtype* v_x = v_y + width;
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(static) nowait
   for (int n = 0; n < num; ++n) {
     for (int i = 0; i < height; ++i) {
       const Dtype* c = cost + n * D * hw + i * width;
@@ -498,9 +515,10 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
       }
       grad_row(level, c, D, hw, width, steps.dy.data(), steps.dx.data(),
                inv_tau, i + 1 < height ? width : 0, max_c, inv_z, v_y, v_x,
-               g_y, g_x, dc);
+               g_y, g_x, dc, stream);
     }
   }
+  if (stream) { dcd::stream_fence(); }
   }  // omp parallel
   if (tau_grad) {
     AccumulateTemperatureGradient(*bottom[0], bottom_diff, false);
