@@ -162,6 +162,16 @@ __attribute__((target("avx2"))) inline void store8(float* p, Float8 v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
 
+// A run reads two rows of each channel's plane (its taps' y0 and y0 + 1);
+// the next row of pixels reads the lower one again and, first, the row
+// below it, whose line `at` (the run's tap line in one plane) 2 rows on is
+// asked into L2 here. The runs went through 64 planes 49 KiB apart, which
+// the hardware prefetchers do not follow, and waited on that first read
+// (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
+inline void prefetch_next_rows_line(const float* at, int width) {
+  __builtin_prefetch(at + 2 * width, 0, 2);
+}
+
 // The forward of kRun pixels whose taps sit side by side from `offset`, every
 // channel (out: pixel 0 of channel 0), summed as dcd::bilinear_mix sums.
 __attribute__((target("avx2"))) void warp_run_avx2(const float* f,
@@ -175,6 +185,7 @@ __attribute__((target("avx2"))) void warp_run_avx2(const float* f,
   }
   for (int c = 0; c < channels; ++c) {
     const float* at = f + c * hw + offset;
+    prefetch_next_rows_line(at, width);
     store8(out + c * hw, w[0] * load8(at) + w[1] * load8(at + 1)
         + w[2] * load8(at + width) + w[3] * load8(at + width + 1));
   }
@@ -193,6 +204,9 @@ __attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
   Float8 acc_y = ax - ax, acc_x = acc_y;
   for (int c = 0; c < channels; ++c) {
     const float* at = f + c * hw + offset;
+    prefetch_next_rows_line(at, width);
+    // And g's line that the next row of pixels reads.
+    __builtin_prefetch(g + c * hw + width, 0, 2);
     const Float8 v00 = load8(at), v01 = load8(at + 1);
     const Float8 v10 = load8(at + width), v11 = load8(at + width + 1);
     const Float8 d_y = one_ax * (v10 - v00) + ax * (v11 - v01);
