@@ -162,12 +162,11 @@ __attribute__((target("avx2"))) inline void store8(float* p, Float8 v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
 
-// A run reads two rows of each channel's plane (its taps' y0 and y0 + 1);
-// the next row of pixels reads the lower one again and, first, the row
-// below it, whose line `at` (the run's tap line in one plane) 2 rows on is
-// asked into L2 here. The runs went through 64 planes 49 KiB apart, which
-// the hardware prefetchers do not follow, and waited on that first read
-// (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
+// A run reads rows y0 and y0 + 1 of each channel's plane (at: its first
+// tap in one plane); the next row of pixels reads y0 + 1 again and, first,
+// y0 + 2, whose line is asked into L2 here. The runs go through 64 planes
+// 49 KiB apart, which the hardware prefetchers do not follow, and waited on
+// that first read (docs/ASSUMPTIONS.md, "BilinearWarp on the CPU").
 inline void prefetch_next_rows_line(const float* at, int width) {
   __builtin_prefetch(at + 2 * width, 0, 2);
 }

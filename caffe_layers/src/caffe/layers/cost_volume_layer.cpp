@@ -162,7 +162,8 @@ void zero_border_cpu(Dtype* b, int channels, int height, int width, int pad_h,
   }
 }
 
-// One row of normalize_backward_cpu (f, inv, dot and diff at the row).
+// One span of NormalizeBackwardRows (f, inv, dot and diff at the span; its
+// `width` pixels contiguous, every plane hw apart).
 template <typename Dtype>
 DCD_ROW_KERNEL void normalize_backward_row(const Dtype* f, const Dtype* inv,
     int channels, int hw, int width, Dtype* dot, Dtype* diff) {

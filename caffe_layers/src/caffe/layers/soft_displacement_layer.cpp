@@ -492,10 +492,10 @@ void SoftDisplacementLayer<Dtype>::Backward_cpu(
   const Dtype* moments = moments_.cpu_data();
   const WindowSteps steps(dh, dw, s);
   const int level = dcd::CpuIsaLevel();
-  // The gradient, as large as the cost volume, is streamed as the
-  // CostVolume's forward streams that (dcd::VecStore): written through the
-  // caches, each of its lines was read from memory first only to be
-  // overwritten.
+  // A gradient of 4 MiB or more (as large as the cost volume) is written
+  // with streaming stores, as CostVolume writes the cost volume
+  // (dcd::VecStore): through the caches, each of its lines was first read
+  // from memory only to be overwritten.
   const bool stream = dcd::streams_output(bottom[0]->count() * sizeof(Dtype));
 #pragma omp parallel
   {
