@@ -166,8 +166,24 @@ net.blobs["fb"].data[...] = np.roll(net.blobs["fa"].data, 2, axis=3) + rng.stand
 net.blobs["warped"].diff[...] = rng.standard_normal(shape)
 net.forward()
 net.backward()
+# A map large enough that BilinearWarp's counting sort of the taps runs on
+# every thread (a thread per 1024 pixels at most): displacements of a few
+# pixels, with rough and out-of-map taps.
+m = caffe.NetSpec()
+m.f = L.Input(shape=dict(dim=[1, 3, 64, 96]))
+m.v = L.Input(shape=dict(dim=[1, 2, 64, 96]))
+m.w = L.BilinearWarp(m.f, m.v)
+proto = m.to_proto()
+proto.force_backward = True
+warp = load_net(proto, caffe.TEST)
+warp.blobs["f"].data[...] = rng.standard_normal((1, 3, 64, 96))
+warp.blobs["v"].data[...] = 3 * rng.standard_normal((1, 2, 64, 96))
+warp.blobs["w"].diff[...] = rng.standard_normal((1, 3, 64, 96))
+warp.forward()
+warp.backward()
 np.savez(sys.argv[1], cost=net.blobs["cost"].data, disp=net.blobs["disp"].data,
-         warped=net.blobs["warped"].data, dfa=net.blobs["fa"].diff, dfb=net.blobs["fb"].diff)
+         warped=net.blobs["warped"].data, dfa=net.blobs["fa"].diff, dfb=net.blobs["fb"].diff,
+         w=warp.blobs["w"].data, df=warp.blobs["f"].diff, dv=warp.blobs["v"].diff)
 """
 
 
@@ -178,7 +194,9 @@ def test_cpu_results_do_not_depend_on_the_thread_count(tmp_path, kernels):
     order), with the CPU's own kernels and with those capped at AVX2 (the same
     as its own on an AVX2 CPU, the baseline below that). CostVolume's 13 rows
     are 4 groups: on 5 threads one thread's own share is empty and it takes
-    groups from the others' (RowChunks), on 3 whichever is free first does."""
+    groups from the others' (RowChunks), on 3 whichever is free first does.
+    A larger BilinearWarp alone has its taps' counting sort split over the
+    threads too."""
     import subprocess
     import sys
     outs = []

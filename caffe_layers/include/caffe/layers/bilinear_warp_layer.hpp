@@ -79,13 +79,15 @@ class BilinearWarpLayer : public Layer<Dtype> {
   /// four weights; for each target pixel q the run cpu_run_starts_[q] ..
   /// [q + 1] of the (source pixel, weight) pairs of the taps that land on
   /// q, in raster order; per group of 8 targets, the first source pixel
-  /// where their runs are regular (vectorised), else -1.
+  /// where their runs are regular (vectorised), else -1; per thread, the
+  /// counting sort's counts.
   vector<dcd::BilinearTaps<Dtype> > cpu_taps_;
   vector<Dtype> cpu_tap_weights_;
   vector<int> cpu_run_starts_;
   vector<int> cpu_run_sources_;
   vector<Dtype> cpu_run_weights_;
   vector<int> cpu_regular_;
+  vector<int> cpu_run_counts_;
 };
 
 }  // namespace caffe

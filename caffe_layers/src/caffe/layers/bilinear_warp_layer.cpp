@@ -1,6 +1,11 @@
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "caffe/layers/bilinear_warp_layer.hpp"
 #include "caffe/util/dcd_cpu_cap.hpp"
@@ -69,31 +74,69 @@ void image_taps(const Dtype* v, int n, int height, int width, Dtype s,
 // The runs of the gradient to F (dcd_kernels.hpp, "Gradient to F"): for
 // each target pixel q, the (source pixel, weight) pairs of the taps that
 // land on q, in ascending source pixel and tap, by a counting sort
-// (tap_weights: image_taps' planes).
+// (tap_weights: image_taps' planes). The threads count and place the taps
+// of contiguous ranges of source pixels, and each target's entries from a
+// thread follow those of the threads before it: the order of a serial
+// sort, which on one thread took 0.14 ms of the 0.9 ms backward (112 x 112)
+// while the other cores waited. At most a thread per 1024 pixels (a small
+// map's sort takes microseconds). counts: scratch, hw ints per thread.
 template <typename Dtype>
 void build_tap_runs(const vector<dcd::BilinearTaps<Dtype> >& taps,
     const Dtype* tap_weights, int height, int width, vector<int>* starts,
-    vector<int>* sources, vector<Dtype>* weights) {
+    vector<int>* sources, vector<Dtype>* weights, vector<int>* counts) {
   const int hw = height * width;
-  starts->assign(hw + 1, 0);
+#ifdef _OPENMP
+  const int threads = std::max(1, std::min(omp_get_max_threads(), hw / 1024));
+#else
+  const int threads = 1;
+#endif
+  starts->resize(hw + 1);
+  counts->assign(static_cast<size_t>(threads) * hw, 0);
   int* start = starts->data();
-  for (int p = 0; p < hw; ++p) {
-    for (int k = 0; k < 4; ++k) {
-      const int q = dcd::tap_index(taps[p], k, height, width);
-      if (q >= 0) { ++start[q + 1]; }
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    const int p_begin = static_cast<int>(static_cast<int64_t>(hw) * t /
+                                         threads);
+    const int p_end = static_cast<int>(static_cast<int64_t>(hw) * (t + 1) /
+                                       threads);
+    int* count = counts->data() + static_cast<size_t>(t) * hw;
+    for (int p = p_begin; p < p_end; ++p) {
+      for (int k = 0; k < 4; ++k) {
+        const int q = dcd::tap_index(taps[p], k, height, width);
+        if (q >= 0) { ++count[q]; }
+      }
     }
-  }
-  for (int q = 0; q < hw; ++q) { start[q + 1] += start[q]; }
-  sources->resize(start[hw]);
-  weights->resize(start[hw]);
-  vector<int> next(start, start + hw);
-  for (int p = 0; p < hw; ++p) {
-    for (int k = 0; k < 4; ++k) {
-      const int q = dcd::tap_index(taps[p], k, height, width);
-      if (q < 0) { continue; }
-      (*sources)[next[q]] = p;
-      (*weights)[next[q]] = tap_weights[k * hw + p];
-      ++next[q];
+#pragma omp barrier
+#pragma omp single
+    {
+      // Each thread's count becomes where its next entry for q goes.
+      int next = 0;
+      for (int q = 0; q < hw; ++q) {
+        start[q] = next;
+        for (int u = 0; u < threads; ++u) {
+          int* c = counts->data() + static_cast<size_t>(u) * hw + q;
+          const int n = *c;
+          *c = next;
+          next += n;
+        }
+      }
+      start[hw] = next;
+      sources->resize(next);
+      weights->resize(next);
+    }
+    for (int p = p_begin; p < p_end; ++p) {
+      for (int k = 0; k < 4; ++k) {
+        const int q = dcd::tap_index(taps[p], k, height, width);
+        if (q < 0) { continue; }
+        const int e = count[q]++;
+        (*sources)[e] = p;
+        (*weights)[e] = tap_weights[k * hw + p];
+      }
     }
   }
 }
@@ -443,7 +486,7 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
       // runs are regular go as vectors.
       const Dtype* tap_weights = cpu_tap_weights_.data();
       build_tap_runs(cpu_taps_, tap_weights, height, width, &cpu_run_starts_,
-                     &cpu_run_sources_, &cpu_run_weights_);
+                     &cpu_run_sources_, &cpu_run_weights_, &cpu_run_counts_);
       const int* starts = cpu_run_starts_.data();
       const int* sources = cpu_run_sources_.data();
       const Dtype* weights = cpu_run_weights_.data();
