@@ -168,17 +168,21 @@ net.forward()
 net.backward()
 # A map large enough that BilinearWarp's counting sort of the taps runs on
 # every thread (a thread per 1024 pixels at most): displacements of a few
-# pixels, with rough and out-of-map taps.
+# pixels, with rough and out-of-map taps. f feeds two warps, so Caffe's
+# Split sums their diffs, over threads from 64 Ki elements (patch 0011).
+dim = [1, 12, 64, 96]
 m = caffe.NetSpec()
-m.f = L.Input(shape=dict(dim=[1, 3, 64, 96]))
+m.f = L.Input(shape=dict(dim=dim))
 m.v = L.Input(shape=dict(dim=[1, 2, 64, 96]))
 m.w = L.BilinearWarp(m.f, m.v)
+m.w2 = L.BilinearWarp(m.f, m.v, bilinear_warp_param=dict(displacement_scale=-0.5))
 proto = m.to_proto()
 proto.force_backward = True
 warp = load_net(proto, caffe.TEST)
-warp.blobs["f"].data[...] = rng.standard_normal((1, 3, 64, 96))
+warp.blobs["f"].data[...] = rng.standard_normal(dim)
 warp.blobs["v"].data[...] = 3 * rng.standard_normal((1, 2, 64, 96))
-warp.blobs["w"].diff[...] = rng.standard_normal((1, 3, 64, 96))
+warp.blobs["w"].diff[...] = rng.standard_normal(dim)
+warp.blobs["w2"].diff[...] = rng.standard_normal(dim)
 warp.forward()
 warp.backward()
 np.savez(sys.argv[1], cost=net.blobs["cost"].data, disp=net.blobs["disp"].data,
@@ -195,8 +199,9 @@ def test_cpu_results_do_not_depend_on_the_thread_count(tmp_path, kernels):
     as its own on an AVX2 CPU, the baseline below that). CostVolume's 13 rows
     are 4 groups: on 5 threads one thread's own share is empty and it takes
     groups from the others' (RowChunks), on 3 whichever is free first does.
-    A larger BilinearWarp alone has its taps' counting sort split over the
-    threads too."""
+    A larger map fed to two BilinearWarps has their taps' counting sort and
+    Caffe's Split sum of their diffs (patch 0011) split over the threads
+    too."""
     import subprocess
     import sys
     outs = []
