@@ -1,10 +1,14 @@
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
 #include "caffe/layers/bilinear_warp_layer.hpp"
@@ -182,12 +186,14 @@ bool all_taps_inside(const dcd::BilinearTaps<Dtype>* t, int n, int height,
 // "BilinearWarp on the CPU").
 
 // The offset of pixel 0's tap (y0, x0) if the kRun pixels' taps sit side
-// by side, else -1.
+// by side, else kNotSideBySide (an offset of taps outside the map, at its
+// borders, can be below 0).
+const int kNotSideBySide = INT_MIN;
 template <typename Dtype>
 int run_offset(const dcd::BilinearTaps<Dtype>* t, int width) {
   const int offset = t[0].y0 * width + t[0].x0;
   for (int x = 1; x < kRun; ++x) {
-    if (t[x].y0 * width + t[x].x0 != offset + x) { return -1; }
+    if (t[x].y0 * width + t[x].x0 != offset + x) { return kNotSideBySide; }
   }
   return offset;
 }
@@ -214,10 +220,45 @@ inline void prefetch_next_rows_line(const float* at, int width) {
   __builtin_prefetch(at + 2 * width, 0, 2);
 }
 
+// Runs at the map's borders, whose taps sit side by side but not all
+// inside: which lanes of each tap lie inside (all bits) or not (0).
+__attribute__((target("avx2"))) inline void border_masks(
+    const dcd::BilinearTaps<float>* t, int height, int width,
+    __m256i (&mask)[4]) {
+  int lanes[4][kRun];
+  for (int x = 0; x < kRun; ++x) {
+    for (int k = 0; k < 4; ++k) {
+      lanes[k][x] = dcd::tap_index(t[x], k, height, width) >= 0 ? -1 : 0;
+    }
+  }
+  for (int k = 0; k < 4; ++k) {
+    mask[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes[k]));
+  }
+}
+
+// p + n as an address (a border run's first tap can lie before its plane).
+inline const float* shifted(const float* p, ptrdiff_t n) {
+  return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(p) +
+                                        n * sizeof(float));
+}
+
+// A tap's vector of a run (p: lane 0's): one load, or at the borders
+// (kBorder) a masked load, whose lanes outside the map are 0, as
+// dcd::plane_at gives them, and are not read.
+template <bool kBorder>
+__attribute__((target("avx2"))) inline Float8 load_tap(const float* p,
+    const __m256i& mask) {
+  if (kBorder) { return reinterpret_cast<Float8>(_mm256_maskload_ps(p, mask)); }
+  return load8(p);
+}
+
 // The forward of kRun pixels whose taps sit side by side from `offset`, every
-// channel (out: pixel 0 of channel 0), summed as dcd::bilinear_mix sums.
+// channel (out: pixel 0 of channel 0), summed as dcd::bilinear_mix sums: the
+// bits of the pixel-by-pixel path, checked (kBorder: some taps outside the
+// map) or not.
+template <bool kBorder>
 __attribute__((target("avx2"))) void warp_run_avx2(const float* f,
-    int channels, int hw, int width, int offset,
+    int channels, int hw, int height, int width, int offset,
     const dcd::BilinearTaps<float>* t, float* out) {
   Float8 w[4];
   for (int x = 0; x < kRun; ++x) {
@@ -225,32 +266,44 @@ __attribute__((target("avx2"))) void warp_run_avx2(const float* f,
       w[k][x] = dcd::bilinear_weight(k, t[x].ay, t[x].ax);
     }
   }
+  __m256i mask[4];
+  if (kBorder) { border_masks(t, height, width, mask); }
   for (int c = 0; c < channels; ++c) {
-    const float* at = f + c * hw + offset;
-    prefetch_next_rows_line(at, width);
-    store8(out + c * hw, w[0] * load8(at) + w[1] * load8(at + 1)
-        + w[2] * load8(at + width) + w[3] * load8(at + width + 1));
+    const float* at = shifted(f + c * hw, offset);
+    if (!kBorder) { prefetch_next_rows_line(at, width); }
+    store8(out + c * hw, w[0] * load_tap<kBorder>(at, mask[0])
+        + w[1] * load_tap<kBorder>(shifted(at, 1), mask[1])
+        + w[2] * load_tap<kBorder>(shifted(at, width), mask[2])
+        + w[3] * load_tap<kBorder>(shifted(at, width + 1), mask[3]));
   }
 }
 
-// warp_grad_inside<float, kRun> for the same runs.
+// warp_grad_inside<float, kRun> for the same runs (kBorder: the checked
+// pixel-by-pixel path's bits).
+template <bool kBorder>
 __attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
-    const float* g, int channels, int hw, int width, int offset,
+    const float* g, int channels, int hw, int height, int width, int offset,
     const dcd::BilinearTaps<float>* t, float* sy, float* sx) {
   Float8 ax, ay;
   for (int x = 0; x < kRun; ++x) {
     ax[x] = t[x].ax;
     ay[x] = t[x].ay;
   }
+  __m256i mask[4];
+  if (kBorder) { border_masks(t, height, width, mask); }
   const Float8 one_ax = 1.0f - ax, one_ay = 1.0f - ay;
   Float8 acc_y = ax - ax, acc_x = acc_y;
   for (int c = 0; c < channels; ++c) {
-    const float* at = f + c * hw + offset;
-    prefetch_next_rows_line(at, width);
-    // And g's line that the next row of pixels reads.
-    __builtin_prefetch(g + c * hw + width, 0, 2);
-    const Float8 v00 = load8(at), v01 = load8(at + 1);
-    const Float8 v10 = load8(at + width), v11 = load8(at + width + 1);
+    const float* at = shifted(f + c * hw, offset);
+    if (!kBorder) {
+      prefetch_next_rows_line(at, width);
+      // And g's line that the next row of pixels reads.
+      __builtin_prefetch(g + c * hw + width, 0, 2);
+    }
+    const Float8 v00 = load_tap<kBorder>(at, mask[0]);
+    const Float8 v01 = load_tap<kBorder>(shifted(at, 1), mask[1]);
+    const Float8 v10 = load_tap<kBorder>(shifted(at, width), mask[2]);
+    const Float8 v11 = load_tap<kBorder>(shifted(at, width + 1), mask[3]);
     const Float8 d_y = one_ax * (v10 - v00) + ax * (v11 - v01);
     const Float8 d_x = one_ay * (v01 - v00) + ay * (v11 - v10);
     const Float8 gc = load8(g + c * hw);
@@ -260,6 +313,7 @@ __attribute__((target("avx2"))) void warp_grad_run_avx2(const float* f,
   store8(sy, acc_y);
   store8(sx, acc_x);
 }
+
 // gather_tap_runs for kRun targets whose runs are regular (regular_sources:
 // `first`), cb channels: each target's four terms from 0 in its run's
 // order, as vectors. `tap_weights`: bilinear_weight(k) of every pixel,
@@ -281,34 +335,47 @@ __attribute__((target("avx2"))) void gather_regular_avx2(const float* g,
 }
 #endif  // DCD_X86_DISPATCH
 
-// The forward of kRun pixels whose taps all lie inside the map, as vectors
-// where their taps sit side by side and the CPU (`level`,
+// The forward of kRun pixels (t: their taps; inside: all inside the map) as
+// vectors, where their taps sit side by side and the CPU (`level`,
 // dcd::CpuIsaLevel) has AVX2; false (nothing written) otherwise.
 inline bool warp_run(int level, const float* f, int channels, int hw,
-    int width, const dcd::BilinearTaps<float>* t, float* out) {
+    int height, int width, const dcd::BilinearTaps<float>* t, bool inside,
+    float* out) {
 #if DCD_X86_DISPATCH
-  const int offset = level >= 1 ? run_offset(t, width) : -1;
-  if (offset < 0) { return false; }
-  warp_run_avx2(f, channels, hw, width, offset, t, out);
+  if (level < 1) { return false; }
+  const int offset = run_offset(t, width);
+  if (offset == kNotSideBySide) { return false; }
+  if (inside) {
+    warp_run_avx2<false>(f, channels, hw, height, width, offset, t, out);
+  } else {
+    warp_run_avx2<true>(f, channels, hw, height, width, offset, t, out);
+  }
   return true;
 #else
   return false;
 #endif
 }
 
-inline bool warp_run(int, const double*, int, int, int,
-    const dcd::BilinearTaps<double>*, double*) {
+inline bool warp_run(int, const double*, int, int, int, int,
+    const dcd::BilinearTaps<double>*, bool, double*) {
   return false;
 }
 
 // The same for the gradient to V before the scale s.
 inline bool warp_grad_run(int level, const float* f, const float* g,
-    int channels, int hw, int width, const dcd::BilinearTaps<float>* t,
-    float* sy, float* sx) {
+    int channels, int hw, int height, int width,
+    const dcd::BilinearTaps<float>* t, bool inside, float* sy, float* sx) {
 #if DCD_X86_DISPATCH
-  const int offset = level >= 1 ? run_offset(t, width) : -1;
-  if (offset < 0) { return false; }
-  warp_grad_run_avx2(f, g, channels, hw, width, offset, t, sy, sx);
+  if (level < 1) { return false; }
+  const int offset = run_offset(t, width);
+  if (offset == kNotSideBySide) { return false; }
+  if (inside) {
+    warp_grad_run_avx2<false>(f, g, channels, hw, height, width, offset, t,
+                              sy, sx);
+  } else {
+    warp_grad_run_avx2<true>(f, g, channels, hw, height, width, offset, t,
+                             sy, sx);
+  }
   return true;
 #else
   return false;
@@ -316,7 +383,7 @@ inline bool warp_grad_run(int level, const float* f, const float* g,
 }
 
 inline bool warp_grad_run(int, const double*, const double*, int, int, int,
-    const dcd::BilinearTaps<double>*, double*, double*) {
+    int, const dcd::BilinearTaps<double>*, bool, double*, double*) {
   return false;
 }
 
@@ -424,8 +491,9 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   Dtype* top_data = top[0]->mutable_cpu_data();
   const int level = dcd::CpuIsaLevel();
   // Runs of kRun pixels, every channel for each: as vectors where their
-  // taps sit side by side, else pixel by pixel, taps all inside (nearly
-  // every pixel) read without checks.
+  // taps sit side by side (with masked loads where some lie outside the
+  // map), else pixel by pixel, taps all inside (nearly every pixel) read
+  // without checks.
   const int runs = (hw + kRun - 1) / kRun;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
@@ -439,8 +507,8 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
       }
       const Dtype* fn = f + n * channels * hw;
       Dtype* out = top_data + n * channels * hw;
-      if (end - p0 == kRun && all_taps_inside(t, kRun, height, width) &&
-          warp_run(level, fn, channels, hw, width, t, out + p0)) {
+      if (end - p0 == kRun && warp_run(level, fn, channels, hw, height,
+          width, t, all_taps_inside(t, kRun, height, width), out + p0)) {
         continue;
       }
       for (int p = p0; p < end; ++p) {
@@ -527,9 +595,9 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     if (propagate_down[1]) {
       // dL/dV(n, 0, p) = s sum_c g(n, c, p) dSample/dy, likewise x; each
       // pixel sums its channels in ascending order. Pixels go in runs of
-      // kRun: as vectors where their taps sit side by side, else four at a
-      // time, so four pixels' sums are added in turn and their latencies
-      // overlap.
+      // kRun: as vectors where their taps sit side by side (at the map's
+      // borders too, with masked loads), else four at a time, so four
+      // pixels' sums are added in turn and their latencies overlap.
       Dtype* gy = bottom[1]->mutable_cpu_diff() + (n * 2) * hw;
       Dtype* gx = gy + hw;
       const Dtype* fn = f + n * channels * hw;
@@ -539,17 +607,17 @@ void BilinearWarpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
       for (int run = 0; run < (hw + kRun - 1) / kRun; ++run) {
         const int p = kRun * run;
         const int end = std::min(p + kRun, hw);
-        const bool inside = end - p == kRun &&
+        const bool whole = end - p == kRun;
+        const bool inside = whole &&
             all_taps_inside(t + p, kRun, height, width);
-        if (inside) {
-          if (!warp_grad_run(level, fn, gn + p, channels, hw, width, t + p,
-                             gy + p, gx + p)) {
-            for (int q = p; q < end; q += kRun / 2) {
-              warp_grad_inside<Dtype, kRun / 2>(fn, gn + q, channels, hw,
-                                                width, t + q, gy + q, gx + q);
-            }
+        const bool vectors = whole && warp_grad_run(level, fn, gn + p,
+            channels, hw, height, width, t + p, inside, gy + p, gx + p);
+        if (!vectors && inside) {
+          for (int q = p; q < end; q += kRun / 2) {
+            warp_grad_inside<Dtype, kRun / 2>(fn, gn + q, channels, hw,
+                                              width, t + q, gy + q, gx + q);
           }
-        } else {
+        } else if (!vectors) {
           for (int q = p; q < end; ++q) {
             if (dcd::taps_inside(t[q], height, width)) {
               warp_grad_inside<Dtype, 1>(fn, gn + q, channels, hw, width,
