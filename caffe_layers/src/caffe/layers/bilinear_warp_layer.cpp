@@ -99,15 +99,18 @@ void build_tap_runs(const vector<dcd::BilinearTaps<Dtype> >& taps,
   int* start = starts->data();
 #pragma omp parallel num_threads(threads)
   {
+    // The team OpenMP gave (it may give fewer threads than asked for).
 #ifdef _OPENMP
     const int t = omp_get_thread_num();
+    const int team = omp_get_num_threads();
 #else
     const int t = 0;
+    const int team = 1;
 #endif
     const int p_begin = static_cast<int>(static_cast<int64_t>(hw) * t /
-                                         threads);
+                                         team);
     const int p_end = static_cast<int>(static_cast<int64_t>(hw) * (t + 1) /
-                                       threads);
+                                       team);
     int* count = counts->data() + static_cast<size_t>(t) * hw;
     for (int p = p_begin; p < p_end; ++p) {
       for (int k = 0; k < 4; ++k) {
@@ -122,7 +125,7 @@ void build_tap_runs(const vector<dcd::BilinearTaps<Dtype> >& taps,
       int next = 0;
       for (int q = 0; q < hw; ++q) {
         start[q] = next;
-        for (int u = 0; u < threads; ++u) {
+        for (int u = 0; u < team; ++u) {
           int* c = counts->data() + static_cast<size_t>(u) * hw + q;
           const int n = *c;
           *c = next;
