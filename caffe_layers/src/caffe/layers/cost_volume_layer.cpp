@@ -1376,7 +1376,7 @@ DCD_INLINE void grad_a_columns(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,
-    const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {
+    const NormalizeBackwardRows<Dtype>& norm, dcd::RowChunks* rows) {
   const int hw = height * width;
   const int pad_h = dh * s, pad_w = dw * s;
   const int pw = width + 2 * pad_w;
@@ -1396,7 +1396,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   // Rows are finished group by group where the groups take every column.
   const NormalizeBackwardRows<Dtype>* group_norm =
-      j_first == width ? norm : NULL;
+      j_first == width ? &norm : NULL;
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
     if (j_first > 0) {
@@ -1426,7 +1426,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
         }
       }
     }
-    if (norm && !group_norm) { (*norm)(da, row_begin, row_end); }
+    if (!group_norm) { norm(da, row_begin, row_end); }
   }
 #else
   int row_begin, row_end;
@@ -1450,7 +1450,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
         }
       }
     }
-    if (norm) { (*norm)(da, row_begin, row_end); }
+    norm(da, row_begin, row_end);
   }
 #endif
 }
@@ -1466,7 +1466,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
     int aw, int channels, int height, int width, int dh, int dw, int s,
-    Dtype* db, const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {
+    Dtype* db, const NormalizeBackwardRows<Dtype>& norm, dcd::RowChunks* rows) {
   const int hw = height * width;
   const int D = dcd::window_size(dh, dw);
 #if DCD_X86_DISPATCH
@@ -1495,7 +1495,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   const NormalizeBackwardRows<Dtype>* group_norm =
-      j_first == width ? norm : NULL;
+      j_first == width ? &norm : NULL;
   int row_begin, row_end;
   while (claim_rows(rows, &row_begin, &row_end)) {
     if (j_first > 0) {
@@ -1559,7 +1559,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         }
       }
     }
-    if (norm && !group_norm) { (*norm)(db, row_begin, row_end); }
+    if (!group_norm) { norm(db, row_begin, row_end); }
   }
 #else
   int row_begin, row_end;
@@ -1584,7 +1584,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         }
       }
     }
-    if (norm) { (*norm)(db, row_begin, row_end); }
+    norm(db, row_begin, row_end);
   }
 #endif
 }
@@ -1608,14 +1608,14 @@ ATTR void forward_##SUFFIX(const Dtype* a_hat, int aw, const Dtype* b_hat,    \
 template <typename Dtype>                                                     \
 ATTR void backward_a_##SUFFIX(const Dtype* g, const Dtype* b_hat,             \
     int channels, int height, int width, int dh, int dw, int s, Dtype* da,    \
-    const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {         \
+    const NormalizeBackwardRows<Dtype>& norm, dcd::RowChunks* rows) {         \
   correlate_backward_a<Dtype, VB>(g, b_hat, channels, height, width, dh,      \
                                   dw, s, da, norm, rows);                     \
 }                                                                             \
 template <typename Dtype>                                                     \
 ATTR void backward_b_##SUFFIX(const Dtype* g, const Dtype* a_hat, int aw,     \
     int channels, int height, int width, int dh, int dw, int s, Dtype* db,    \
-    const NormalizeBackwardRows<Dtype>* norm, dcd::RowChunks* rows) {         \
+    const NormalizeBackwardRows<Dtype>& norm, dcd::RowChunks* rows) {         \
   correlate_backward_b<Dtype, VB>(g, a_hat, aw, channels, height, width, dh,  \
                                   dw, s, db, norm, rows);                     \
 }
@@ -1673,7 +1673,7 @@ void cost_volume_backward_a(const Dtype* g, const Dtype* b_hat,
   dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(backward_a, (g, b_hat, channels, height, width, dh, dw, s, da,
-                            &norm, &rows))
+                            norm, &rows))
 }
 
 template <typename Dtype>
@@ -1683,7 +1683,7 @@ void cost_volume_backward_b(const Dtype* g, const Dtype* a_hat, int aw,
   dcd::RowChunks rows(height, kSharedRows, region_threads());
 #pragma omp parallel
   DCD_DISPATCH(backward_b, (g, a_hat, aw, channels, height, width, dh, dw, s,
-                            db, &norm, &rows))
+                            db, norm, &rows))
 }
 #undef DCD_DISPATCH
 
