@@ -27,9 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_isa,
-                             chain_against_torch, cpu_isa, flops, kernel_environment,
-                             layer_threads, sgemm_gflops, sgemm_gflops_one_thread, time_layer,
-                             time_reference, torch_available)
+                             chain_against_torch, cpu_isa, flops, keep_freed_memory,
+                             kernel_environment, layer_threads, sgemm_gflops,
+                             sgemm_gflops_one_thread, time_layer, time_reference,
+                             torch_available)
 from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
@@ -62,6 +63,12 @@ def main(argv=None):
                              "Nehalem for baseline), so that the ratios are like for like; "
                              "reruns the tool in a fresh process with DCD_CPU_KERNELS and "
                              "OPENBLAS_CORETYPE set (default: native, the machine's own)")
+    parser.add_argument("--return-freed-memory", action="store_true",
+                        help="leave glibc's malloc as it comes, handing large freed blocks "
+                             "back to the kernel, so that numpy's and PyTorch's passes "
+                             "page-fault their temporaries in again (the default keeps them: "
+                             "the baselines then time their arithmetic, not the page faults; "
+                             "docs/LAYERS.md)")
     args = parser.parse_args(argv)
     env = kernel_environment(args.kernels)
     if env is not None:
@@ -84,6 +91,7 @@ def main(argv=None):
         caffe.set_mode_gpu()
     caffe.set_random_seed(0)
     sync = DeviceSync(args.gpu)
+    kept = None if args.return_freed_memory else keep_freed_memory()
 
     # Phases, each after a pause: BLAS and OpenMP worker threads keep
     # spinning for a while after their last job and would steal the core
@@ -135,6 +143,7 @@ def main(argv=None):
     print(f"\nDevice: {device} (build: CUDA {build['cuda']}, cuDNN {build['cudnn']}); "
           f"CPU kernels: {isa}. Times in ms: the lowest of {ROUNDS} medians (forward and f+b "
           "alternated); GFLOP/s counts multiply-adds x 2.")
+    print(memory_note(kept, args.return_freed_memory))
     header = (f"{'config':<26} {'layer':<17} {'fwd ms':>9} {'fwd GF/s':>9} {'%sgemm':>7} "
               f"{'f+b ms':>9} {'ref fwd':>9} {'ref f+b':>9} {'speedup':>8}")
     print(header)
@@ -150,7 +159,7 @@ def main(argv=None):
 
     if args.json:
         write_json(args.json, device, build, args.gpu, rows, (ceiling, ceilings, scaled), isa,
-                   torch_times)
+                   torch_times, kept)
         print(f"\nwrote {args.json}")
 
     if torch_times:
@@ -160,14 +169,27 @@ def main(argv=None):
         for config, comparison in torch_times.items():
             (fwd, fwd_bwd), (tf, tfb) = comparison.chain, comparison.torch
             spread = comparison.torch_fwd_bwd_medians
+            faults = ("" if comparison.torch_page_faults is None else
+                      f", page faults a pass {comparison.torch_page_faults:.0f}")
             print(f"  {config.label():<26} fwd {fwd * 1e3:8.2f} vs {tf * 1e3:8.2f} "
                   f"({tf / fwd:5.1f}x)   f+b {fwd_bwd * 1e3:8.2f} vs {tfb * 1e3:8.2f} "
                   f"({tfb / fwd_bwd:5.1f}x); torch's f+b medians {min(spread) * 1e3:.0f}-"
-                  f"{max(spread) * 1e3:.0f}")
+                  f"{max(spread) * 1e3:.0f}{faults}")
 
     if args.gpu is None:
         print_targets(rows, ceilings, torch_times, isa, blas_isa(core), scaled)
     return 0
+
+
+def memory_note(kept, asked_default):
+    """How the baselines' memory was handled (keep_freed_memory's `kept`)."""
+    if kept:
+        return (f"Memory: glibc's malloc keeps freed blocks of up to {kept >> 20} MiB, so the "
+                "numpy and PyTorch baselines reuse their memory instead of page-faulting it in "
+                "on each pass (--return-freed-memory: glibc's default).")
+    why = "--return-freed-memory" if asked_default else "not glibc"
+    return (f"Memory: malloc as it comes ({why}); the numpy and PyTorch baselines may "
+            "page-fault their memory in on each pass.")
 
 
 def torch_version():
@@ -254,12 +276,13 @@ def main_caffe_time(args):
     return 0
 
 
-def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times):
+def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=None):
     """One record per configuration: each layer's forward and forward+backward
     ms per frame and FPS (the chain's with PyTorch autograd's where
     measured), and the displacement map (CostVolume + SoftDisplacement
     forward, Table 9's bracketed figure). `sgemm`: (ceiling, the all-thread
-    timings, the one-thread figure times the layers' threads)."""
+    timings, the one-thread figure times the layers' threads); `kept`:
+    keep_freed_memory's threshold, None where malloc was left as it comes."""
     configs = {}
     for config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd in rows:
         entry = configs.setdefault(config.label(), {
@@ -279,6 +302,7 @@ def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times):
                 "torch_forward_backward_ms_per_frame": 1e3 * tfb / n,
                 "torch_forward_backward_medians_ms_per_frame":
                     [1e3 * m / n for m in comparison.torch_fwd_bwd_medians],
+                "torch_forward_backward_page_faults": comparison.torch_page_faults,
                 "forward_ms_per_frame_beside_torch": 1e3 * cf / n,
                 "forward_backward_ms_per_frame_beside_torch": 1e3 * cfb / n})
     for entry in configs.values():
@@ -290,7 +314,7 @@ def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times):
     out = {"device": device, "mode": "cpu" if gpu is None else "gpu", "build": build,
            "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": sgemm[0],
            "sgemm_gflops_timings": sgemm[1], "sgemm_gflops_one_thread_scaled": sgemm[2],
-           "cpu_kernels": isa,
+           "cpu_kernels": isa, "malloc_keeps_freed_blocks_up_to_bytes": kept,
            "configs": list(configs.values())}
     tmp = Path(path).with_suffix(".partial")
     tmp.write_text(json.dumps(out, indent=2) + "\n")

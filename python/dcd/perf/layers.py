@@ -239,6 +239,43 @@ def time_reference(config, layer, rng):
     return f, f + median_seconds(bwd[layer], min_reps=1, min_time=0)
 
 
+# glibc's mallopt parameters (<malloc.h>).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(libc=None):
+    """Keep glibc's malloc, for the rest of the process, from handing freed
+    blocks back to the kernel: blocks of up to 1 GiB (32 MiB where glibc
+    refuses more) come from the heap, and the heap's free top is not
+    trimmed. By default glibc maps a large block afresh and unmaps it when
+    it is freed, and trims the heap, so numpy's and torch's temporaries
+    were page-faulted in again on most passes: on a 2-core VM, torch's
+    forward + backward of the chain took about 160,000 faults and 300 ms
+    of system time in such passes, and ran at half the speed of a pass
+    without them (docs/LAYERS.md). Caffe allocates its blobs once, so the
+    layers' timings do not change. Returns the threshold set, in bytes, or
+    None where the C library has no working mallopt (not glibc)."""
+    try:
+        mallopt = (libc or ctypes.CDLL(None)).mallopt
+    except (OSError, AttributeError):
+        return None
+    for threshold in (1 << 30, 32 << 20):
+        if mallopt(_M_MMAP_THRESHOLD, threshold):
+            mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
+            return threshold
+    return None
+
+
+def minor_faults():
+    """This process's minor page faults so far (all its threads), or None
+    where the platform does not count them."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def torch_available():
     try:
         import torch  # noqa: F401
@@ -251,10 +288,13 @@ def torch_available():
 class TorchComparison:
     """The three layers against PyTorch autograd of them, timed in turns
     (chain_against_torch): each side's lowest forward and forward+backward
-    median (s), and every round's forward+backward median of torch's."""
+    median (s), every round's forward+backward median of torch's, and the
+    median of the minor page faults of torch's forward+backward passes
+    (None where not counted)."""
     chain: tuple
     torch: tuple
     torch_fwd_bwd_medians: tuple
+    torch_page_faults: float = None
 
     @property
     def speedup(self):
@@ -272,7 +312,9 @@ def chain_against_torch(config, rng, rounds=5):
     On a 2-core VM torch's forward+backward moved between about 210-300 ms
     and 480-510 ms from one minute to the next within one process, while
     the layers moved by a tenth; timed minutes apart, or over fewer rounds,
-    the ratio read whichever torch the minute gave (docs/LAYERS.md)."""
+    the ratio read whichever torch the minute gave. Most of the slow passes
+    were page faults, which keep_freed_memory (called first by
+    tools/benchmark_layers.py) takes away (docs/LAYERS.md)."""
     import torch
 
     from dcd.layers import torch_reference as tref
@@ -289,15 +331,21 @@ def chain_against_torch(config, rng, rounds=5):
         with torch.no_grad():
             tref.chain(ta, tb, d, d, s, tau)
 
+    faults = []
+
     def torch_fwd_bwd():
+        before = minor_faults()
         ta.grad = tb.grad = None
         out = tref.chain(ta, tb, d, d, s, tau)
         out.backward(torch.ones_like(out))
+        if before is not None:
+            faults.append(minor_faults() - before)
 
     f, f_b, tf, tf_b = alternated_medians(
         (lambda: forward(net, lambda: None), lambda: forward_backward(net, lambda: None),
          torch_fwd, torch_fwd_bwd), rounds)
-    return TorchComparison((min(f), min(f_b)), (min(tf), min(tf_b)), tuple(tf_b))
+    return TorchComparison((min(f), min(f_b)), (min(tf), min(tf_b)), tuple(tf_b),
+                           statistics.median(faults) if faults else None)
 
 
 def cpu_isa(cpuinfo="/proc/cpuinfo", environ=None):

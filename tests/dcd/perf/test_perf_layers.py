@@ -2,6 +2,8 @@
 the JSON record (device, build, per-layer ms per frame and FPS, the
 displacement map)."""
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -60,6 +62,10 @@ def test_benchmark_layers_json_with_torch(tmp_path):
     assert len(medians) == tool.TORCH_ROUNDS
     assert chain["torch_forward_backward_ms_per_frame"] == min(medians)
     assert chain["forward_backward_ms_per_frame_beside_torch"] > 0
+    # Torch's temporaries come back from malloc's kept memory, not as fresh pages.
+    assert bench["malloc_keeps_freed_blocks_up_to_bytes"] in (None, 1 << 30, 32 << 20)
+    if bench["malloc_keeps_freed_blocks_up_to_bytes"]:
+        assert 0 <= chain["torch_forward_backward_page_faults"] < 100
 
 
 def test_targets_judge_forward_backward_and_torch(capsys):
@@ -138,6 +144,50 @@ def test_chain_against_torch_alternates_and_keeps_each_sides_lowest(monkeypatch)
     assert result.chain == (1.0, 5.0) and result.torch == (30.0, 250.0)
     assert result.torch_fwd_bwd_medians == (500.0, 250.0)
     assert result.speedup == 50.0
+    assert result.torch_page_faults is None  # no pass of torch's ran
+
+
+KEEP_SCRIPT = """
+import sys
+import numpy as np
+from dcd.perf.layers import keep_freed_memory, minor_faults
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+faults = []
+for _ in range(8):
+    before = minor_faults()
+    # Three 4 MiB blocks, written and freed: glibc's default trims the
+    # heap's 12 MiB free top, so the next pass faults the pages in again.
+    blocks = [np.ones(1 << 20, np.float32) for _ in range(3)]
+    del blocks
+    faults.append(minor_faults() - before)
+print(kept, sum(faults[2:]))
+"""
+
+
+def test_keep_freed_memory_stops_the_baselines_page_faults():
+    """After keep_freed_memory, blocks freed and allocated again come back
+    without page faults, where glibc's default faults them in anew."""
+    from dcd.perf.layers import keep_freed_memory
+    if keep_freed_memory(_libc_without_mallopt()) is not None:
+        pytest.fail("a C library without mallopt must give None")
+
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", KEEP_SCRIPT, mode], capture_output=True,
+                             text=True, check=True).stdout.split()
+        return out[0], int(out[1])
+    kept, kept_faults = run("keep")
+    if kept == "None":
+        pytest.skip("not glibc: no mallopt to keep freed memory with")
+    assert int(kept) >= 32 << 20
+    _, default_faults = run("default")
+    assert default_faults >= 6 * 256, default_faults  # a MiB a pass at least
+    assert kept_faults <= default_faults // 100, (kept_faults, default_faults)
+
+
+def _libc_without_mallopt():
+    class NoMallopt:
+        pass
+    return NoMallopt()
 
 
 def test_time_layer_keeps_the_lowest_of_alternated_medians(monkeypatch):
