@@ -259,6 +259,18 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 // docs/ASSUMPTIONS.md, "CPU vector width").
 using dcd::VecOf;
 
+// Columns left after a row's whole vectors (the last 8 of a 56-wide map
+// under AVX-512, 4 of a 60-wide one under AVX2) take a half and then a
+// quarter vector where they fill one: the same sums in the same order as
+// one column at a time, which waited on each multiply-add in turn (at
+// 56x56, d=7 the gradients took 6x the time per multiply-add that they
+// take at 112x112; docs/ASSUMPTIONS.md, "CPU kernel figures"). Widths in
+// bytes; a width equal to the one above it is never used.
+template <int VB> struct NarrowVec {
+  static const int kHalf = VB > 16 ? VB / 2 : VB;
+  static const int kQuarter = VB > 32 ? VB / 4 : kHalf;
+};
+
 using dcd::VecStore;
 using dcd::stream_line;
 
@@ -495,7 +507,7 @@ DCD_INLINE void shared_row_block_any(int nr, int nd, int channels,
 
 // A block narrower than 64 bytes of columns (the right edge of a row whose
 // width is not a multiple of 16 floats, e.g. 56): whole vectors first, then
-// columns one by one.
+// narrower ones (NarrowVec), then columns one by one.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
     int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,
@@ -506,6 +518,17 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
   for (; jt + L <= jb; jt += L) {
     vec_block_r<Dtype, VB, 1>(nd, channels, a + jt, StridedOffset{a_plane},
         b + jt, StridedOffset{b_plane}, s, out + jt, out_plane);
+  }
+  const int kH = NarrowVec<VB>::kHalf, kQ = NarrowVec<VB>::kQuarter;
+  if (kH < VB && jt + kH / static_cast<int>(sizeof(Dtype)) <= jb) {
+    vec_block_r<Dtype, kH, 1>(nd, channels, a + jt, StridedOffset{a_plane},
+        b + jt, StridedOffset{b_plane}, s, out + jt, out_plane);
+    jt += kH / sizeof(Dtype);
+  }
+  if (kQ < kH && jt + kQ / static_cast<int>(sizeof(Dtype)) <= jb) {
+    vec_block_r<Dtype, kQ, 1>(nd, channels, a + jt, StridedOffset{a_plane},
+        b + jt, StridedOffset{b_plane}, s, out + jt, out_plane);
+    jt += kQ / sizeof(Dtype);
   }
 #endif
   if (jt < jb) {
@@ -1390,8 +1413,10 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
     koff[k] = dcd::window_di(k, dh, dw) * s * b_row + dcd::window_dj(k, dw) * s;
   }
   // Whole vectors of columns in groups of rows where that path applies;
-  // the rest blocks of 64 bytes of columns, then single vectors (e.g. the
-  // last 8 columns of a 56-wide map), then columns one by one.
+  // the rest blocks of 64 bytes of columns, then single vectors, then
+  // narrower ones (NarrowVec: e.g. the last 8 columns of a 56-wide map
+  // under AVX-512), then columns one by one.
+  const int kH = NarrowVec<VB>::kHalf, kQ = NarrowVec<VB>::kQuarter;
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   // Rows are finished group by group where the groups take every column.
@@ -1414,6 +1439,16 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
       for (; j0 + kL <= width; j0 += kL) {
         grad_a_columns<Dtype, VB, 1>(g, b_hat, channels, hw, pw,
             (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+      }
+      if (kH < VB && j0 + kH / static_cast<int>(sizeof(Dtype)) <= width) {
+        grad_a_columns<Dtype, kH, 1>(g, b_hat, channels, hw, pw,
+            (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+        j0 += kH / sizeof(Dtype);
+      }
+      if (kQ < kH && j0 + kQ / static_cast<int>(sizeof(Dtype)) <= width) {
+        grad_a_columns<Dtype, kQ, 1>(g, b_hat, channels, hw, pw,
+            (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
+        j0 += kQ / sizeof(Dtype);
       }
       for (; j0 < width; ++j0) {  // column tail
         const int base = (i + pad_h) * b_row + j0 + pad_w;
@@ -1475,6 +1510,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   // Channels per block: sums in 8 registers (AVX2, AVX-512) or 8 of SSE's
   // 16, enough in flight for the FMA latency.
   const int kCB = VB == 64 ? 8 : VB == 32 ? 4 : 2;
+  const int kH = NarrowVec<VB>::kHalf, kQ = NarrowVec<VB>::kQuarter;
   const int nd = 2 * dw + 1;
   // The rows of g that row q reads, one per valid displacement, copied
   // already shifted (gs(o, q') = g(k, i, q' - dj_k s), zero where that
@@ -1544,6 +1580,22 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
               &single_runs[0], single_runs.size(), 0, gs + j0, gw,
               a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
         }
+      }
+      if (kH < VB && j0 + kH / static_cast<int>(sizeof(Dtype)) <= width) {
+        for (int c0 = 0; c0 < channels; c0 += kCB) {
+          grad_b_block_r<Dtype, kH, 1>(std::min(kCB, channels - c0),
+              &single_runs[0], single_runs.size(), 0, gs + j0, gw,
+              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
+        }
+        j0 += kH / sizeof(Dtype);
+      }
+      if (kQ < kH && j0 + kQ / static_cast<int>(sizeof(Dtype)) <= width) {
+        for (int c0 = 0; c0 < channels; c0 += kCB) {
+          grad_b_block_r<Dtype, kQ, 1>(std::min(kCB, channels - c0),
+              &single_runs[0], single_runs.size(), 0, gs + j0, gw,
+              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
+        }
+        j0 += kQ / sizeof(Dtype);
       }
       for (; j0 < width; ++j0) {  // column tail
         for (int c = 0; c < channels; ++c) {

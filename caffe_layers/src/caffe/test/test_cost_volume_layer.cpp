@@ -189,16 +189,20 @@ TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
   // window and at a dilation; DCD_CPU_KERNELS caps the variant (on a CPU
   // without AVX2 the three runs are one). 9, 10 and 11 rows: the groups of
   // 4 rows sharing F_b (the AVX-512 forward, both vector builds' gradients)
-  // are whole and short (1, 2, 3 rows); 37 columns leave a column tail
-  // after the grouped vectors. A reach of 10 columns is wider than an AVX2
+  // are whole and short (1, 2, 3 rows); 37 and 30 columns leave column
+  // tails after the grouped vectors (floats: 32 + 5 and 16 + 14 under
+  // AVX-512, done in half and quarter vectors where they fill one, the
+  // rest column by column). A reach of 10 columns is wider than an AVX2
   // vector of floats (the zero padding of the row d F_b's packing shifts).
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
   const int windows[][3] = {{2, 7, 1}, {1, 3, 2}, {1, 10, 1}};
   const char* caps[] = {NULL, "avx2", "baseline"};
-  for (int height = 9; height <= 11; ++height) {
-    this->blob_a_->Reshape(2, 20, height, 37);
-    this->blob_b_->Reshape(2, 20, height, 37);
+  for (int shape = 0; shape < 4; ++shape) {
+    const int height = shape < 3 ? 9 + shape : 10;
+    const int width = shape < 3 ? 37 : 30;
+    this->blob_a_->Reshape(2, 20, height, width);
+    this->blob_b_->Reshape(2, 20, height, width);
     FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
     FillUniform(this->blob_b_, Dtype(-1), Dtype(1));
     for (const int* w : windows) {
@@ -229,7 +233,7 @@ TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
                 << (variant == 0 ? "own" : "avx2") << " against baseline, "
                 << (r == 0 ? "top" : r == 1 ? "d F_a" : "d F_b") << " index "
                 << i << ", window " << w[0] << " x " << w[1] << " dilation "
-                << w[2] << ", " << height << " rows";
+                << w[2] << ", " << height << " x " << width;
           }
         }
       }
