@@ -56,6 +56,19 @@ template <typename Dtype, int VB> struct VecOf {
   typedef Dtype type __attribute__((vector_size(VB)));
 };
 
+// The narrower vectors (bytes) for the columns or pixels left after a
+// row's whole vectors (the last 8 floats of a 56-wide row under AVX-512, 4
+// of a 60-wide one under AVX2): a half and then a quarter vector where they
+// fill one, before the plain loop. The same sums in the same order, where
+// one element at a time waited on each multiply-add in turn (CostVolume's
+// gradients at 56x56, d=7 took 6x the time per multiply-add of 112x112;
+// docs/ASSUMPTIONS.md, "CPU kernel figures"). A width equal to the one
+// above it is not used.
+template <int VB> struct NarrowVec {
+  static const int kHalf = VB > 16 ? VB / 2 : VB;
+  static const int kQuarter = VB > 32 ? VB / 4 : kHalf;
+};
+
 // Stores one vector; with `stream`, a non-temporal store (vmovntps, AVX and
 // up) that writes the line to memory without first reading it into the
 // caches. CostVolume's forward streams the cost volume and

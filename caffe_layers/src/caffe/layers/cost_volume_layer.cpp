@@ -258,18 +258,7 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
 // is the variant's register width (16 SSE2, 32 AVX2, 64 AVX-512;
 // docs/ASSUMPTIONS.md, "CPU vector width").
 using dcd::VecOf;
-
-// Columns left after a row's whole vectors (the last 8 of a 56-wide map
-// under AVX-512, 4 of a 60-wide one under AVX2) take a half and then a
-// quarter vector where they fill one: the same sums in the same order as
-// one column at a time, which waited on each multiply-add in turn (at
-// 56x56, d=7 the gradients took 6x the time per multiply-add that they
-// take at 112x112; docs/ASSUMPTIONS.md, "CPU kernel figures"). Widths in
-// bytes; a width equal to the one above it is never used.
-template <int VB> struct NarrowVec {
-  static const int kHalf = VB > 16 ? VB / 2 : VB;
-  static const int kQuarter = VB > 32 ? VB / 4 : kHalf;
-};
+using dcd::NarrowVec;
 
 using dcd::VecStore;
 using dcd::stream_line;

@@ -94,7 +94,7 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 // x86-64 the row kernels run on blocks of pixels in vector registers,
 // compiled for the baseline ISA, AVX2+FMA and AVX-512+FMA
 // (dcd_cpu_cap.hpp); the plain loops below do double, the pixels left
-// over at a row's end, and other machines.
+// over at a row's end after the narrower vectors, and other machines.
 namespace {
 
 // Displacement (dy, dx) in pixels of every window index k (whole numbers,
@@ -292,7 +292,8 @@ DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
   }
 }
 
-// A row: blocks of B vectors, then single vectors, then the plain loop.
+// A row: blocks of B vectors, then single vectors, then narrower ones
+// (NarrowVec), then the plain loop.
 template <int VB, int B>
 DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
     int width, const float* dys, const float* dxs, float inv_tau, int next_row,
@@ -306,6 +307,17 @@ DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
   for (; j + L <= width; j += L) {
     softmax_block_moments<VB, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                                  max_c, z, sy, sx);
+  }
+  const int kH = dcd::NarrowVec<VB>::kHalf, kQ = dcd::NarrowVec<VB>::kQuarter;
+  if (kH < VB && j + kH / 4 <= width) {
+    softmax_block_moments<kH, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                                 max_c, z, sy, sx);
+    j += kH / 4;
+  }
+  if (kQ < kH && j + kQ / 4 <= width) {
+    softmax_block_moments<kQ, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                                 max_c, z, sy, sx);
+    j += kQ / 4;
   }
   softmax_row_moments(c, D, hw, j, width, dys, dxs, inv_tau, max_c, z, sy,
                       sx);
@@ -326,6 +338,17 @@ DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
   for (; j + L <= width; j += L) {
     softmax_block_grad<VB, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                               max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
+  }
+  const int kH = dcd::NarrowVec<VB>::kHalf, kQ = dcd::NarrowVec<VB>::kQuarter;
+  if (kH < VB && j + kH / 4 <= width) {
+    softmax_block_grad<kH, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                              max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
+    j += kH / 4;
+  }
+  if (kQ < kH && j + kQ / 4 <= width) {
+    softmax_block_grad<kQ, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
+                              max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
+    j += kQ / 4;
   }
   soft_displacement_row_grad(c, D, hw, j, width, dys, dxs, inv_tau, max_c,
                              inv_z, v_y, v_x, g_y, g_x, dc);

@@ -379,9 +379,11 @@ TYPED_TEST(SoftDisplacementLayerTest, TestTinyTemperatureFinite) {
 // arithmetic the GPU runs (dcd::soft_displacement_*_pixel). Baseline vectors
 // do its steps in its order without FMA, so on x86-64 they equal it bit for
 // bit; the FMA builds round differently in the last bits. 5, 29 and 53
-// columns: a row tail alone; blocks, one vector and a tail for AVX2
-// (16 + 8 + 5) and AVX-512 (32 + 16 + 5). A -inf, a NaN, a huge entry and
-// a tiny temperature test the exp's raise to -88 and its underflow.
+// columns: a quarter vector and the plain loop (4 + 1); blocks, one
+// vector, the narrower ones and the plain loop for AVX2 (16 + 8 + 4 + 1,
+// 48 + 4 + 1) and AVX-512 (16 + 8 + 4 + 1, 32 + 16 + 4 + 1). A -inf, a
+// NaN, a huge entry and a tiny temperature test the exp's raise to -88 and
+// its underflow.
 TYPED_TEST(SoftDisplacementLayerTest, TestCpuKernelVariantsAgree) {
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
