@@ -251,6 +251,27 @@ DCD_INLINE void correlate_block_any(const Dtype* a, int a_plane, const Dtype* b,
   }
 }
 
+// correlate_block for the last 1-3 columns of a row (after its vectors),
+// nd <= 5: compile-time sizes keep the sums in registers, where
+// correlate_block_any's waited on each multiply-add through memory (a 63-wide
+// map's forward took 4x a 64-wide one's). The same sums in the same order.
+template <typename Dtype>
+DCD_INLINE void correlate_block_few(const Dtype* a, int a_plane,
+    const Dtype* b, int b_plane, int s, int channels, Dtype* out,
+    int out_plane, int nd, int jb) {
+  switch (nd * 4 + jb) {
+#define DCD_BLOCK(ND, JB) case ND * 4 + JB: correlate_block<Dtype, ND, JB>( \
+        a, a_plane, b, b_plane, s, channels, out, out_plane); break
+#define DCD_BLOCKS(ND) DCD_BLOCK(ND, 1); DCD_BLOCK(ND, 2); DCD_BLOCK(ND, 3)
+    DCD_BLOCKS(1); DCD_BLOCKS(2); DCD_BLOCKS(3); DCD_BLOCKS(4); DCD_BLOCKS(5);
+#undef DCD_BLOCKS
+#undef DCD_BLOCK
+    default:
+      correlate_block_any(a, a_plane, b, b_plane, s, channels, out,
+                          out_plane, nd, jb);
+  }
+}
+
 #if DCD_X86_DISPATCH
 // The same block with GCC/Clang vector extensions (dcd::VecOf): NV native
 // vectors of VB bytes (64 bytes of columns per row in the blocks, one
@@ -496,7 +517,7 @@ DCD_INLINE void shared_row_block_any(int nr, int nd, int channels,
 
 // A block narrower than 64 bytes of columns (the right edge of a row whose
 // width is not a multiple of 16 floats, e.g. 56): whole vectors first, then
-// narrower ones (NarrowVec), then columns one by one.
+// narrower ones (NarrowVec), then the last columns together.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
     int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,
@@ -521,7 +542,7 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
   }
 #endif
   if (jt < jb) {
-    correlate_block_any(a + jt, a_plane, b + jt, b_plane, s, channels,
+    correlate_block_few(a + jt, a_plane, b + jt, b_plane, s, channels,
                         out + jt, out_plane, nd, jb - jt);
   }
 }
@@ -1364,6 +1385,48 @@ inline void place_runs(const vector<ShiftRun>& plan, int x0, int y0,
 
 
 #if DCD_X86_DISPATCH
+// The gradients' last 1-3 columns of a row (after the vectors) go one
+// column at a time, CN channels together: CN sums in registers side by
+// side, where one channel's sum at a time waited on each multiply-add in
+// turn (a 63-wide map's gradients took 3.5x a 64-wide one's). Each sum
+// takes its terms in the same order as before; its last bits can differ
+// from the one-channel loop's under AVX2 and AVX-512, where GCC contracts
+// the multiply-adds of the two loop shapes differently.
+const int kTailChannels = 8;
+
+// dL/da_hat of one column, CN channels: sum over k of g(k) b_hat(c, k),
+// g's planes hw apart, b_hat's channels pw apart and shifted by koff[k].
+template <typename Dtype, int CN>
+DCD_INLINE void grad_a_column(const Dtype* g, int hw, const Dtype* b, int pw,
+    int D, const int* koff, Dtype* da) {
+  Dtype acc[CN] = {};
+  for (int k = 0; k < D; ++k) {
+    const Dtype gk = g[k * hw];
+    const Dtype* bk = b + koff[k];
+    for (int c = 0; c < CN; ++c) { acc[c] += gk * bk[c * pw]; }
+  }
+  for (int c = 0; c < CN; ++c) { da[c * hw] = acc[c]; }
+}
+
+// dL/db_hat of one column, CN channels: over the runs as grad_b_block, t in
+// order, gs(t) a_hat(c, t); a_hat's channels aw apart, db's hw apart.
+template <typename Dtype, int CN>
+DCD_INLINE void grad_b_column(const ShiftRun* runs, int n_runs,
+    const Dtype* gs, int gw, const Dtype* a, int aw, int s, Dtype* db,
+    int hw) {
+  Dtype acc[CN] = {};
+  for (int u = 0; u < n_runs; ++u) {
+    const Dtype* x = gs + runs[u].x * gw;
+    const Dtype* y = a + runs[u].y;
+    for (int t = 0; t < runs[u].m; ++t) {
+      const Dtype xt = x[t * gw];
+      const Dtype* yt = y - t * s;
+      for (int c = 0; c < CN; ++c) { acc[c] += xt * yt[c * aw]; }
+    }
+  }
+  for (int c = 0; c < CN; ++c) { db[c * hw] = acc[c]; }
+}
+
 // dL/da_hat of NV vectors of columns of one row, every channel: blocks of
 // CB channels whose sums stay in registers over the D displacements. `base`
 // is the columns' offset in b_hat (rows of channels), `pix` in g and da.
@@ -1441,12 +1504,15 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
       }
       for (; j0 < width; ++j0) {  // column tail
         const int base = (i + pad_h) * b_row + j0 + pad_w;
-        for (int c = 0; c < channels; ++c) {
-          Dtype acc = 0;
-          for (int k = 0; k < D; ++k) {
-            acc += g[k * hw + i * width + j0] * b_hat[c * pw + base + koff[k]];
-          }
-          da[c * hw + i * width + j0] = acc;
+        const int pix = i * width + j0;
+        int c0 = 0;
+        for (; c0 + kTailChannels <= channels; c0 += kTailChannels) {
+          grad_a_column<Dtype, kTailChannels>(g + pix, hw,
+              b_hat + c0 * pw + base, pw, D, &koff[0], da + c0 * hw + pix);
+        }
+        for (; c0 < channels; ++c0) {
+          grad_a_column<Dtype, 1>(g + pix, hw, b_hat + c0 * pw + base, pw, D,
+                                  &koff[0], da + c0 * hw + pix);
         }
       }
     }
@@ -1587,16 +1653,16 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         j0 += kQ / sizeof(Dtype);
       }
       for (; j0 < width; ++j0) {  // column tail
-        for (int c = 0; c < channels; ++c) {
-          Dtype acc = 0;
-          for (size_t u = 0; u < single_runs.size(); ++u) {
-            const ShiftRun& run = single_runs[u];
-            for (int t = 0; t < run.m; ++t) {
-              acc += gs[(run.x + t) * gw + j0] *
-                  a_hat[c * aw + run.y - t * s + j0];
-            }
-          }
-          db_row[c * hw + j0] = acc;
+        int c0 = 0;
+        for (; c0 + kTailChannels <= channels; c0 += kTailChannels) {
+          grad_b_column<Dtype, kTailChannels>(&single_runs[0],
+              single_runs.size(), gs + j0, gw, a_hat + c0 * aw + j0, aw, s,
+              db_row + c0 * hw + j0, hw);
+        }
+        for (; c0 < channels; ++c0) {
+          grad_b_column<Dtype, 1>(&single_runs[0], single_runs.size(),
+              gs + j0, gw, a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0,
+              hw);
         }
       }
     }
