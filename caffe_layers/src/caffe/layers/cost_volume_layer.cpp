@@ -1348,6 +1348,20 @@ DCD_INLINE void grad_b_block_r(int r, const ShiftRun* runs, int n_runs,
   }
 }
 
+// dL/db_hat of one vector of VB bytes of columns of a row, every channel
+// in blocks of cb, over unpaired runs (gs, a_hat and db at the vector's
+// first column).
+template <typename Dtype, int VB>
+DCD_INLINE void grad_b_vector(int cb, const vector<ShiftRun>& runs,
+    const Dtype* gs, int gw, const Dtype* a_hat, int aw, int s, int channels,
+    Dtype* db, int hw) {
+  for (int c0 = 0; c0 < channels; c0 += cb) {
+    grad_b_block_r<Dtype, VB, 1>(std::min(cb, channels - c0), &runs[0],
+        runs.size(), 0, gs, gw, a_hat + c0 * aw, aw, s, db + c0 * hw, hw,
+        NULL);
+  }
+}
+
 // Runs (t0, m, paired) of a row of nd offsets: t paired with t + K where
 // both are free, greedily from t = 0; K = 0: one unpaired run.
 inline vector<ShiftRun> shift_run_plan(int nd, int K) {
@@ -1630,26 +1644,17 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         }
       }
       for (; j0 + kL <= width; j0 += kL) {
-        for (int c0 = 0; c0 < channels; c0 += kCB) {
-          grad_b_block_r<Dtype, VB, 1>(std::min(kCB, channels - c0),
-              &single_runs[0], single_runs.size(), 0, gs + j0, gw,
-              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
-        }
+        grad_b_vector<Dtype, VB>(kCB, single_runs, gs + j0, gw, a_hat + j0,
+                                 aw, s, channels, db_row + j0, hw);
       }
       if (kH < VB && j0 + kH / static_cast<int>(sizeof(Dtype)) <= width) {
-        for (int c0 = 0; c0 < channels; c0 += kCB) {
-          grad_b_block_r<Dtype, kH, 1>(std::min(kCB, channels - c0),
-              &single_runs[0], single_runs.size(), 0, gs + j0, gw,
-              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
-        }
+        grad_b_vector<Dtype, kH>(kCB, single_runs, gs + j0, gw, a_hat + j0,
+                                 aw, s, channels, db_row + j0, hw);
         j0 += kH / sizeof(Dtype);
       }
       if (kQ < kH && j0 + kQ / static_cast<int>(sizeof(Dtype)) <= width) {
-        for (int c0 = 0; c0 < channels; c0 += kCB) {
-          grad_b_block_r<Dtype, kQ, 1>(std::min(kCB, channels - c0),
-              &single_runs[0], single_runs.size(), 0, gs + j0, gw,
-              a_hat + c0 * aw + j0, aw, s, db_row + c0 * hw + j0, hw, NULL);
-        }
+        grad_b_vector<Dtype, kQ>(kCB, single_runs, gs + j0, gw, a_hat + j0,
+                                 aw, s, channels, db_row + j0, hw);
         j0 += kQ / sizeof(Dtype);
       }
       for (; j0 < width; ++j0) {  // column tail
