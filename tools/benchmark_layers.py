@@ -27,10 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_isa,
-                             chain_against_torch, cpu_isa, flops, keep_freed_memory,
-                             kernel_environment, layer_threads, sgemm_gflops,
-                             sgemm_gflops_one_thread, time_layer, time_reference,
-                             torch_available)
+                             chain_against_torch, cpu_isa, flops, kernel_environment,
+                             layer_threads, sgemm_gflops, sgemm_gflops_one_thread, time_layer,
+                             time_reference, torch_available)
+from dcd.util import memory
 from dcd.util.cli import tool_main
 
 LAYERS = ("CostVolume", "SoftDisplacement", "BilinearWarp")
@@ -91,7 +91,7 @@ def main(argv=None):
         caffe.set_mode_gpu()
     caffe.set_random_seed(0)
     sync = DeviceSync(args.gpu)
-    kept = None if args.return_freed_memory else keep_freed_memory()
+    kept = not args.return_freed_memory and memory.keep_freed_memory()
 
     # Phases, each after a pause: BLAS and OpenMP worker threads keep
     # spinning for a while after their last job and would steal the core
@@ -182,11 +182,13 @@ def main(argv=None):
 
 
 def memory_note(kept, asked_default):
-    """How the baselines' memory was handled (keep_freed_memory's `kept`)."""
+    """How the baselines' memory was handled (`kept`: keep_freed_memory's)."""
     if kept:
-        return (f"Memory: glibc's malloc keeps freed blocks of up to {kept >> 20} MiB, so the "
-                "numpy and PyTorch baselines reuse their memory instead of page-faulting it in "
-                "on each pass (--return-freed-memory: glibc's default).")
+        return (f"Memory: glibc's malloc keeps freed blocks of up to "
+                f"{memory.MMAP_THRESHOLD >> 20} MiB and a free heap top of up to "
+                f"{memory.TRIM_THRESHOLD >> 20} MiB, so the numpy and PyTorch baselines reuse "
+                "their memory instead of page-faulting it in on each pass "
+                "(--return-freed-memory: glibc's default).")
     why = "--return-freed-memory" if asked_default else "not glibc"
     return (f"Memory: malloc as it comes ({why}); the numpy and PyTorch baselines may "
             "page-fault their memory in on each pass.")
@@ -276,13 +278,13 @@ def main_caffe_time(args):
     return 0
 
 
-def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=None):
+def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=False):
     """One record per configuration: each layer's forward and forward+backward
     ms per frame and FPS (the chain's with PyTorch autograd's where
     measured), and the displacement map (CostVolume + SoftDisplacement
     forward, Table 9's bracketed figure). `sgemm`: (ceiling, the all-thread
     timings, the one-thread figure times the layers' threads); `kept`:
-    keep_freed_memory's threshold, None where malloc was left as it comes."""
+    whether keep_freed_memory set glibc's thresholds."""
     configs = {}
     for config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd in rows:
         entry = configs.setdefault(config.label(), {
@@ -314,7 +316,7 @@ def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=Non
     out = {"device": device, "mode": "cpu" if gpu is None else "gpu", "build": build,
            "frame": "one pair of feature maps (N = batch)", "sgemm_gflops": sgemm[0],
            "sgemm_gflops_timings": sgemm[1], "sgemm_gflops_one_thread_scaled": sgemm[2],
-           "cpu_kernels": isa, "malloc_keeps_freed_blocks_up_to_bytes": kept,
+           "cpu_kernels": isa, "malloc_keeps_freed_memory": bool(kept),
            "configs": list(configs.values())}
     tmp = Path(path).with_suffix(".partial")
     tmp.write_text(json.dumps(out, indent=2) + "\n")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dcd.layers import reference as ref
+from dcd.util.memory import minor_faults
 from dcd.caffeio.netio import load_net
 
 
@@ -239,43 +240,6 @@ def time_reference(config, layer, rng):
     return f, f + median_seconds(bwd[layer], min_reps=1, min_time=0)
 
 
-# glibc's mallopt parameters (<malloc.h>).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory(libc=None):
-    """Keep glibc's malloc, for the rest of the process, from handing freed
-    blocks back to the kernel: blocks of up to 1 GiB (32 MiB where glibc
-    refuses more) come from the heap, and the heap's free top is not
-    trimmed. By default glibc maps a large block afresh and unmaps it when
-    it is freed, and trims the heap, so numpy's and torch's temporaries
-    were page-faulted in again on most passes: on a 2-core VM, torch's
-    forward + backward of the chain took about 160,000 faults and 300 ms
-    of system time in such passes, and ran at half the speed of a pass
-    without them (docs/LAYERS.md). Caffe allocates its blobs once, so the
-    layers' timings do not change. Returns the threshold set, in bytes, or
-    None where the C library has no working mallopt (not glibc)."""
-    try:
-        mallopt = (libc or ctypes.CDLL(None)).mallopt
-    except (OSError, AttributeError):
-        return None
-    for threshold in (1 << 30, 32 << 20):
-        if mallopt(_M_MMAP_THRESHOLD, threshold):
-            mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
-            return threshold
-    return None
-
-
-def minor_faults():
-    """This process's minor page faults so far (all its threads), or None
-    where the platform does not count them."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
 def torch_available():
     try:
         import torch  # noqa: F401
@@ -313,8 +277,8 @@ def chain_against_torch(config, rng, rounds=5):
     and 480-510 ms from one minute to the next within one process, while
     the layers moved by a tenth; timed minutes apart, or over fewer rounds,
     the ratio read whichever torch the minute gave. Most of the slow passes
-    were page faults, which keep_freed_memory (called first by
-    tools/benchmark_layers.py) takes away (docs/LAYERS.md)."""
+    were page faults, which dcd.util.memory.keep_freed_memory (called first
+    by tools/benchmark_layers.py) takes away (docs/LAYERS.md)."""
     import torch
 
     from dcd.layers import torch_reference as tref

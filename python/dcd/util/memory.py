@@ -7,6 +7,9 @@ decoded frame can cost its page faults again: eval_net's reader, which keeps
 a video's frames alive until the video is scored, spent about a third of its
 time there (docs/DATA.md has the figures). keep_freed_memory() raises both
 thresholds, so freed frames are reused from the heap instead.
+tools/benchmark_layers.py sets the same for its numpy and PyTorch baselines,
+whose temporaries were page-faulted in again on most passes
+(docs/LAYERS.md).
 """
 import ctypes
 import ctypes.util
@@ -14,10 +17,13 @@ import ctypes.util
 # mallopt parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-# glibc's largest mmap threshold on 64-bit, and a trim threshold above a
-# scoring process's working set.
+# glibc's largest mmap threshold on 64-bit, and a trim threshold above the
+# free heap top a pass leaves: a scoring process's, and the benchmark's
+# PyTorch reference of the DCD chain, whose passes free more than 256 MiB
+# at once (with 256 MiB they still faulted 97,000-165,000 pages a pass;
+# with 1 GiB, 0-1,600).
 MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 1 << 30
 
 _applied = False
 
@@ -43,3 +49,13 @@ def keep_freed_memory(libc=None):
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     _applied = _applied or ok
     return ok
+
+
+def minor_faults():
+    """This process's minor page faults so far (all its threads), or None
+    where the platform does not count them."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
