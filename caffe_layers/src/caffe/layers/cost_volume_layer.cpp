@@ -521,7 +521,7 @@ DCD_INLINE void shared_row_block_any(int nr, int nd, int channels,
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
     int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,
-    int jb) {
+    int jb, int back) {
   int jt = 0;
 #if DCD_X86_DISPATCH
   const int L = VB / sizeof(Dtype);
@@ -539,6 +539,17 @@ DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
     vec_block_r<Dtype, kQ, 1>(nd, channels, a + jt, StridedOffset{a_plane},
         b + jt, StridedOffset{b_plane}, s, out + jt, out_plane);
     jt += kQ / sizeof(Dtype);
+  }
+  // The last 1-3 columns: the smallest vector once more, ending at the
+  // block's last column, where the row has that many columns before it
+  // (`back` of them lie before the block). It writes again up to 3 columns
+  // already written, each the same sum in the same order.
+  const int kLQ = kQ / sizeof(Dtype);
+  if (jt < jb && jb + back >= kLQ) {
+    vec_block_r<Dtype, kQ, 1>(nd, channels, a + jb - kLQ,
+        StridedOffset{a_plane}, b + jb - kLQ, StridedOffset{b_plane}, s,
+        out + jb - kLQ, out_plane);
+    jt = jb;
   }
 #endif
   if (jt < jb) {
@@ -1225,7 +1236,7 @@ DCD_INLINE void correlate_image(const Dtype* a_hat, int aw,
             Dtype* out = out_row + dj0 * hw;
             if (jb < kJB) {
               correlate_tail<Dtype, VB>(a, aw, b, pw, s, channels, out, hw,
-                                        nd, jb);
+                                        nd, jb, j0);
               continue;
             }
 #if DCD_X86_DISPATCH
@@ -1399,28 +1410,12 @@ inline void place_runs(const vector<ShiftRun>& plan, int x0, int y0,
 
 
 #if DCD_X86_DISPATCH
-// The gradients' last 1-3 columns of a row (after the vectors) go one
+// d b_hat's last 1-3 columns of a row where the smallest vector cannot end
+// there over per-row columns (a 113-wide map: 112 grouped, 1 left) go one
 // column at a time, CN channels together: CN sums in registers side by
 // side, where one channel's sum at a time waited on each multiply-add in
-// turn (a 63-wide map's gradients took 3.5x a 64-wide one's). Each sum
-// takes its terms in the same order as before; its last bits can differ
-// from the one-channel loop's under AVX2 and AVX-512, where GCC contracts
-// the multiply-adds of the two loop shapes differently.
+// turn. Each sum takes its terms in the same order as before.
 const int kTailChannels = 8;
-
-// dL/da_hat of one column, CN channels: sum over k of g(k) b_hat(c, k),
-// g's planes hw apart, b_hat's channels pw apart and shifted by koff[k].
-template <typename Dtype, int CN>
-DCD_INLINE void grad_a_column(const Dtype* g, int hw, const Dtype* b, int pw,
-    int D, const int* koff, Dtype* da) {
-  Dtype acc[CN] = {};
-  for (int k = 0; k < D; ++k) {
-    const Dtype gk = g[k * hw];
-    const Dtype* bk = b + koff[k];
-    for (int c = 0; c < CN; ++c) { acc[c] += gk * bk[c * pw]; }
-  }
-  for (int c = 0; c < CN; ++c) { da[c * hw] = acc[c]; }
-}
 
 // dL/db_hat of one column, CN channels: over the runs as grad_b_block, t in
 // order, gs(t) a_hat(c, t); a_hat's channels aw apart, db's hw apart.
@@ -1483,6 +1478,7 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   // narrower ones (NarrowVec: e.g. the last 8 columns of a 56-wide map
   // under AVX-512), then columns one by one.
   const int kH = NarrowVec<VB>::kHalf, kQ = NarrowVec<VB>::kQuarter;
+  const int kLQ = kQ / sizeof(Dtype);
   const int j_first = grouped_columns<Dtype, VB>(width, s);
   PackBuffers<Dtype, VB> bufs(j_first > 0 ? width : 0, dh, dw);
   // Rows are finished group by group where the groups take every column.
@@ -1516,17 +1512,23 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
             (i + pad_h) * b_row + j0 + pad_w, i * width + j0, D, &koff[0], da);
         j0 += kQ / sizeof(Dtype);
       }
-      for (; j0 < width; ++j0) {  // column tail
+      // The last 1-3 columns: the smallest vector once more, ending at the
+      // row's last column. It writes again up to 3 columns already
+      // written, each the same sum in ascending k (every path's order).
+      if (j0 < width && width >= kLQ) {
+        const int jq = width - kLQ;
+        grad_a_columns<Dtype, kQ, 1>(g, b_hat, channels, hw, pw,
+            (i + pad_h) * b_row + jq + pad_w, i * width + jq, D, &koff[0], da);
+        j0 = width;
+      }
+      for (; j0 < width; ++j0) {  // a row of fewer columns than a vector
         const int base = (i + pad_h) * b_row + j0 + pad_w;
-        const int pix = i * width + j0;
-        int c0 = 0;
-        for (; c0 + kTailChannels <= channels; c0 += kTailChannels) {
-          grad_a_column<Dtype, kTailChannels>(g + pix, hw,
-              b_hat + c0 * pw + base, pw, D, &koff[0], da + c0 * hw + pix);
-        }
-        for (; c0 < channels; ++c0) {
-          grad_a_column<Dtype, 1>(g + pix, hw, b_hat + c0 * pw + base, pw, D,
-                                  &koff[0], da + c0 * hw + pix);
+        for (int c = 0; c < channels; ++c) {
+          Dtype acc = 0;
+          for (int k = 0; k < D; ++k) {
+            acc += g[k * hw + i * width + j0] * b_hat[c * pw + base + koff[k]];
+          }
+          da[c * hw + i * width + j0] = acc;
         }
       }
     }
@@ -1580,6 +1582,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
   // 16, enough in flight for the FMA latency.
   const int kCB = VB == 64 ? 8 : VB == 32 ? 4 : 2;
   const int kH = NarrowVec<VB>::kHalf, kQ = NarrowVec<VB>::kQuarter;
+  const int kLQ = kQ / sizeof(Dtype);
   const int nd = 2 * dw + 1;
   // The rows of g that row q reads, one per valid displacement, copied
   // already shifted (gs(o, q') = g(k, i, q' - dj_k s), zero where that
@@ -1656,6 +1659,16 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         grad_b_vector<Dtype, kQ>(kCB, single_runs, gs + j0, gw, a_hat + j0,
                                  aw, s, channels, db_row + j0, hw);
         j0 += kQ / sizeof(Dtype);
+      }
+      // The last 1-3 columns: the smallest vector once more, ending at the
+      // row's last column, where the columns it writes again came from
+      // these per-row steps (the same sums in the same order; the grouped
+      // columns sum in another).
+      if (j0 < width && width - kLQ >= j_first) {
+        const int jq = width - kLQ;
+        grad_b_vector<Dtype, kQ>(kCB, single_runs, gs + jq, gw, a_hat + jq,
+                                 aw, s, channels, db_row + jq, hw);
+        j0 = width;
       }
       for (; j0 < width; ++j0) {  // column tail
         int c0 = 0;
