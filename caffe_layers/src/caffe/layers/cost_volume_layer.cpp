@@ -1411,10 +1411,11 @@ inline void place_runs(const vector<ShiftRun>& plan, int x0, int y0,
 
 #if DCD_X86_DISPATCH
 // d b_hat's last 1-3 columns of a row where the smallest vector cannot end
-// there over per-row columns (a 113-wide map: 112 grouped, 1 left) go one
-// column at a time, CN channels together: CN sums in registers side by
-// side, where one channel's sum at a time waited on each multiply-add in
-// turn. Each sum takes its terms in the same order as before.
+// there over unpaired per-row columns (a 113-wide map: 112 grouped, 1
+// left) go one column at a time, CN channels together: CN sums in
+// registers side by side, where one channel's sum at a time waited on each
+// multiply-add in turn. Each sum takes its terms in the same order as
+// before.
 const int kTailChannels = 8;
 
 // dL/db_hat of one column, CN channels: over the runs as grad_b_block, t in
@@ -1476,7 +1477,8 @@ DCD_INLINE void correlate_backward_a(const Dtype* g, const Dtype* b_hat,
   // Whole vectors of columns in groups of rows where that path applies;
   // the rest blocks of 64 bytes of columns, then single vectors, then
   // narrower ones (NarrowVec: e.g. the last 8 columns of a 56-wide map
-  // under AVX-512), then columns one by one.
+  // under AVX-512), then the smallest vector again for the last 1-3
+  // columns; column by column only in rows narrower than that vector.
   const int kH = NarrowVec<VB>::kHalf, kQ = NarrowVec<VB>::kQuarter;
   const int kLQ = kQ / sizeof(Dtype);
   const int j_first = grouped_columns<Dtype, VB>(width, s);
@@ -1646,6 +1648,7 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
               c0 + kCB < channels ? a_hat + (c0 + kCB) * aw + j0 : NULL);
         }
       }
+      const int j_single = j0;  // from here on, unpaired runs
       for (; j0 + kL <= width; j0 += kL) {
         grad_b_vector<Dtype, VB>(kCB, single_runs, gs + j0, gw, a_hat + j0,
                                  aw, s, channels, db_row + j0, hw);
@@ -1661,10 +1664,10 @@ DCD_INLINE void correlate_backward_b(const Dtype* g, const Dtype* a_hat,
         j0 += kQ / sizeof(Dtype);
       }
       // The last 1-3 columns: the smallest vector once more, ending at the
-      // row's last column, where the columns it writes again came from
-      // these per-row steps (the same sums in the same order; the grouped
-      // columns sum in another).
-      if (j0 < width && width - kLQ >= j_first) {
+      // row's last column, where the columns it writes again came from the
+      // unpaired steps above (the same sums in the same order; the grouped
+      // columns and AVX2's paired blocks sum in others).
+      if (j0 < width && width - kLQ >= j_single) {
         const int jq = width - kLQ;
         grad_b_vector<Dtype, kQ>(kCB, single_runs, gs + jq, gw, a_hat + jq,
                                  aw, s, channels, db_row + jq, hw);

@@ -189,18 +189,20 @@ TYPED_TEST(CostVolumeLayerTest, TestCpuKernelVariantsAgree) {
   // window and at a dilation; DCD_CPU_KERNELS caps the variant (on a CPU
   // without AVX2 the three runs are one). 9, 10 and 11 rows: the groups of
   // 4 rows sharing F_b (the AVX-512 forward, both vector builds' gradients)
-  // are whole and short (1, 2, 3 rows); 37 and 30 columns leave column
-  // tails after the grouped vectors (floats: 32 + 5 and 16 + 14 under
-  // AVX-512, done in half and quarter vectors where they fill one, the
-  // rest column by column). A reach of 10 columns is wider than an AVX2
-  // vector of floats (the zero padding of the row d F_b's packing shifts).
+  // are whole and short (1, 2, 3 rows); 37, 30 and 33 columns leave column
+  // tails after the grouped vectors (floats under AVX-512: 32 + 5, 16 + 14
+  // and 32 + 1: half and quarter vectors where they fill one, the smallest
+  // vector again for the last 1-3 columns, and d b_hat's 8-channel columns
+  // where that vector would reach grouped ones). A reach of 10 columns is
+  // wider than an AVX2 vector of floats (the zero padding of the row d
+  // F_b's packing shifts).
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
   const int windows[][3] = {{2, 7, 1}, {1, 3, 2}, {1, 10, 1}};
   const char* caps[] = {NULL, "avx2", "baseline"};
-  for (int shape = 0; shape < 4; ++shape) {
+  for (int shape = 0; shape < 5; ++shape) {
     const int height = shape < 3 ? 9 + shape : 10;
-    const int width = shape < 3 ? 37 : 30;
+    const int width = shape < 3 ? 37 : shape == 3 ? 30 : 33;
     this->blob_a_->Reshape(2, 20, height, width);
     this->blob_b_->Reshape(2, 20, height, width);
     FillUniform(this->blob_a_, Dtype(-1), Dtype(1));
@@ -279,12 +281,14 @@ TYPED_TEST(CostVolumeLayerTest, TestGradientDilation) {
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientWide) {
   // Wide enough for the CPU path's vector column blocks plus its tails
-  // (float: 21 = 16 + 5, 26 = 16 + 8 + 2), and at dw = 7 (the nets' window:
-  // offsets paired 8 apart in the forward, shifts past a 16-column block in
-  // the gather for F_b).
+  // (float: 21 = 16 + 5, 26 = 16 + 8 + 2, 33 = 32 + 1 with d b_hat's
+  // 8-channel column), and at dw = 7 (the nets' window: offsets paired 8
+  // apart in the forward, shifts past a 16-column block in the gather for
+  // F_b).
   this->CheckGradientAt(5, 21, 1, 2, 2);
   this->CheckGradientAt(5, 26, 1, 2, 2);
   this->CheckGradientAt(8, 37, 1, 7, 1);
+  this->CheckGradientAt(9, 33, 1, 3, 1);
 }
 
 TYPED_TEST(CostVolumeLayerTest, TestGradientNearZeroVector) {
