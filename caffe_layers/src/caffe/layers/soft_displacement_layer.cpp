@@ -93,8 +93,8 @@ void SoftDisplacementLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 // through dcd::soft_displacement). Rows split over threads. For float on
 // x86-64 the row kernels run on blocks of pixels in vector registers,
 // compiled for the baseline ISA, AVX2+FMA and AVX-512+FMA
-// (dcd_cpu_cap.hpp); the plain loops below do double, the pixels left
-// over at a row's end after the narrower vectors, and other machines.
+// (dcd_cpu_cap.hpp); the plain loops below do double, rows narrower than
+// 4 pixels, and other machines.
 namespace {
 
 // Displacement (dy, dx) in pixels of every window index k (whole numbers,
@@ -293,7 +293,8 @@ DCD_INLINE void softmax_block_grad(const float* c, int D, int hw, int j,
 }
 
 // A row: blocks of B vectors, then single vectors, then narrower ones
-// (NarrowVec), then the plain loop.
+// (NarrowVec), then the smallest vector again for the last 1-3 pixels; the
+// plain loop only for rows narrower than that vector.
 template <int VB, int B>
 DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
     int width, const float* dys, const float* dxs, float inv_tau, int next_row,
@@ -318,6 +319,13 @@ DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
     softmax_block_moments<kQ, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                                  max_c, z, sy, sx);
     j += kQ / 4;
+  }
+  // The last 1-3 pixels: the smallest vector once more, ending at the row's
+  // last pixel (it writes up to 3 pixels again, the same values).
+  if (j < width && width >= kQ / 4) {
+    softmax_block_moments<kQ, 1>(c, D, hw, width - kQ / 4, dys, dxs, inv_tau,
+                                 next_row, max_c, z, sy, sx);
+    j = width;
   }
   softmax_row_moments(c, D, hw, j, width, dys, dxs, inv_tau, max_c, z, sy,
                       sx);
@@ -349,6 +357,11 @@ DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
     softmax_block_grad<kQ, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                               max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
     j += kQ / 4;
+  }
+  if (j < width && width >= kQ / 4) {  // the last 1-3 pixels, as above
+    softmax_block_grad<kQ, 1>(c, D, hw, width - kQ / 4, dys, dxs, inv_tau,
+        next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
+    j = width;
   }
   soft_displacement_row_grad(c, D, hw, j, width, dys, dxs, inv_tau, max_c,
                              inv_z, v_y, v_x, g_y, g_x, dc);

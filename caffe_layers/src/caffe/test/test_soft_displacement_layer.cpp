@@ -378,18 +378,19 @@ TYPED_TEST(SoftDisplacementLayerTest, TestTinyTemperatureFinite) {
 // one this CPU picks; DCD_CPU_KERNELS caps it) against the per-pixel
 // arithmetic the GPU runs (dcd::soft_displacement_*_pixel). Baseline vectors
 // do its steps in its order without FMA, so on x86-64 they equal it bit for
-// bit; the FMA builds round differently in the last bits. 5, 29 and 53
-// columns: a quarter vector and the plain loop (4 + 1); blocks, one
-// vector, the narrower ones and the plain loop for AVX2 (16 + 8 + 4 + 1,
-// 48 + 4 + 1) and AVX-512 (16 + 8 + 4 + 1, 32 + 16 + 4 + 1). A -inf, a
-// NaN, a huge entry and a tiny temperature test the exp's raise to -88 and
-// its underflow.
+// bit; the FMA builds round differently in the last bits. 3, 5, 29 and
+// 53 columns: the plain loop alone (a row narrower than a quarter vector);
+// a quarter vector, then the same vector again ending at the row's last
+// pixel (4 + 1); blocks, one vector, the narrower ones and the end-of-row
+// vector for AVX2 (16 + 8 + 4 + 1, 48 + 4 + 1) and AVX-512 (16 + 8 + 4 +
+// 1, 32 + 16 + 4 + 1). A -inf, a NaN, a huge entry and a tiny temperature
+// test the exp's raise to -88 and its underflow.
 TYPED_TEST(SoftDisplacementLayerTest, TestCpuKernelVariantsAgree) {
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
   const char* caps[] = {"baseline", "avx2", NULL};
   const float taus[] = {0.02f, 1.0f, 1e-6f};
-  const int widths[] = {5, 29, 53};
+  const int widths[] = {3, 5, 29, 53};
   const int dh = 2, dw = 3, s = 1, H = 3;
   const int D = dcd::window_size(dh, dw);
   for (const int W : widths) {
