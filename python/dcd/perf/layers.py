@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dcd.caffeio.netio import load_net
 from dcd.layers import reference as ref
 from dcd.util.memory import minor_faults
-from dcd.caffeio.netio import load_net
 
 
 class DeviceSync:

@@ -14,6 +14,11 @@ whose temporaries were page-faulted in again on most passes
 import ctypes
 import ctypes.util
 
+try:
+    import resource
+except ImportError:  # not a Unix: no page-fault count
+    resource = None
+
 # mallopt parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -54,8 +59,6 @@ def keep_freed_memory(libc=None):
 def minor_faults():
     """This process's minor page faults so far (all its threads), or None
     where the platform does not count them."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -59,7 +59,8 @@ template <typename Dtype, int VB> struct VecOf {
 // The narrower vectors (bytes) for the columns or pixels left after a
 // row's whole vectors (the last 8 floats of a 56-wide row under AVX-512, 4
 // of a 60-wide one under AVX2): a half and then a quarter vector where they
-// fill one, before the plain loop. The same sums in the same order, where
+// fill one, then the quarter vector once more ending at the row's last
+// element (it rewrites up to 3 of them). The same sums in the same order, where
 // one element at a time waited on each multiply-add in turn (CostVolume's
 // gradients at 56x56, d=7 took 6x the time per multiply-add of 112x112;
 // docs/ASSUMPTIONS.md, "CPU kernel figures"). A width equal to the one

@@ -517,7 +517,9 @@ DCD_INLINE void shared_row_block_any(int nr, int nd, int channels,
 
 // A block narrower than 64 bytes of columns (the right edge of a row whose
 // width is not a multiple of 16 floats, e.g. 56): whole vectors first, then
-// narrower ones (NarrowVec), then the last columns together.
+// narrower ones (NarrowVec), then the smallest vector again ending at the
+// block's last column, or, in rows narrower than that vector,
+// correlate_block_few.
 template <typename Dtype, int VB>
 DCD_INLINE void correlate_tail(const Dtype* a, int a_plane, const Dtype* b,
     int b_plane, int s, int channels, Dtype* out, int out_plane, int nd,

@@ -310,20 +310,21 @@ DCD_INLINE void softmax_row_moments_vec(const float* c, int D, int hw,
                                  max_c, z, sy, sx);
   }
   const int kH = dcd::NarrowVec<VB>::kHalf, kQ = dcd::NarrowVec<VB>::kQuarter;
-  if (kH < VB && j + kH / 4 <= width) {
+  const int LH = kH / sizeof(float), LQ = kQ / sizeof(float);
+  if (kH < VB && j + LH <= width) {
     softmax_block_moments<kH, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                                  max_c, z, sy, sx);
-    j += kH / 4;
+    j += LH;
   }
-  if (kQ < kH && j + kQ / 4 <= width) {
+  if (kQ < kH && j + LQ <= width) {
     softmax_block_moments<kQ, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                                  max_c, z, sy, sx);
-    j += kQ / 4;
+    j += LQ;
   }
   // The last 1-3 pixels: the smallest vector once more, ending at the row's
   // last pixel (it writes up to 3 pixels again, the same values).
-  if (j < width && width >= kQ / 4) {
-    softmax_block_moments<kQ, 1>(c, D, hw, width - kQ / 4, dys, dxs, inv_tau,
+  if (j < width && width >= LQ) {
+    softmax_block_moments<kQ, 1>(c, D, hw, width - LQ, dys, dxs, inv_tau,
                                  next_row, max_c, z, sy, sx);
     j = width;
   }
@@ -348,18 +349,19 @@ DCD_INLINE void soft_displacement_row_grad_vec(const float* c, int D, int hw,
                               max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
   }
   const int kH = dcd::NarrowVec<VB>::kHalf, kQ = dcd::NarrowVec<VB>::kQuarter;
-  if (kH < VB && j + kH / 4 <= width) {
+  const int LH = kH / sizeof(float), LQ = kQ / sizeof(float);
+  if (kH < VB && j + LH <= width) {
     softmax_block_grad<kH, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                               max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
-    j += kH / 4;
+    j += LH;
   }
-  if (kQ < kH && j + kQ / 4 <= width) {
+  if (kQ < kH && j + LQ <= width) {
     softmax_block_grad<kQ, 1>(c, D, hw, j, dys, dxs, inv_tau, next_row,
                               max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
-    j += kQ / 4;
+    j += LQ;
   }
-  if (j < width && width >= kQ / 4) {  // the last 1-3 pixels, as above
-    softmax_block_grad<kQ, 1>(c, D, hw, width - kQ / 4, dys, dxs, inv_tau,
+  if (j < width && width >= LQ) {  // the last 1-3 pixels, as above
+    softmax_block_grad<kQ, 1>(c, D, hw, width - LQ, dys, dxs, inv_tau,
         next_row, max_c, inv_z, v_y, v_x, g_y, g_x, dc, stream);
     j = width;
   }
