@@ -262,7 +262,9 @@ TYPED_TEST(BilinearWarpLayerTest, TestReshape) {
 TYPED_TEST(BilinearWarpLayerTest, TestCpuPathsExact) {
   typedef typename TypeParam::Dtype Dtype;
   if (Caffe::mode() != Caffe::CPU) { return; }
-  const int N = 2, C = 5, H = 7, W = 45;
+  // 315 pixels: blocks of 128 and a shorter last one; 11 channels: the
+  // forward's groups of 8 and a shorter last one.
+  const int N = 2, C = 11, H = 7, W = 45;
   const Dtype s = -1;
   Blob<Dtype> f(N, C, H, W), v(N, 2, H, W), top, top_diff(N, C, H, W);
   FillUniform(&f, Dtype(-1), Dtype(1));
@@ -329,6 +331,11 @@ TYPED_TEST(BilinearWarpLayerTest, TestCpuPathsExact) {
     if (cap) { setenv("DCD_CPU_KERNELS", cap, 1); }
     BilinearWarpLayer<Dtype> layer(this->MakeParam(s));
     layer.SetUp(bottom_vec, top_vec);
+    // The previous variant's outputs overwritten, so that an element this
+    // one does not write fails.
+    caffe_set(top.count(), Dtype(12345), top.mutable_cpu_data());
+    caffe_set(f.count(), Dtype(12345), f.mutable_cpu_diff());
+    caffe_set(v.count(), Dtype(12345), v.mutable_cpu_diff());
     layer.Forward(bottom_vec, top_vec);
     caffe_copy(top.count(), top_diff.cpu_data(), top.mutable_cpu_diff());
     layer.Backward(top_vec, vector<bool>(2, true), bottom_vec);
