@@ -216,7 +216,8 @@ const int kBlockRuns = 8;
 // 8 planes' lines of a tap row in any one L1 set (64-byte lines, 4 KiB of
 // sets: planes whose distance is a multiple of 4 KiB share sets).
 inline int channel_group(int channels, int hw, int elem_size) {
-  const int stride = hw * elem_size % 4096;
+  const int stride = static_cast<int>(static_cast<size_t>(hw) * elem_size %
+                                      4096);
   int period = 1;  // planes until one shares the sets of plane 0
   while (period < 64 && stride * period % 4096 != 0) { period *= 2; }
   return std::max(1, std::min(channels, 8 * period));
@@ -393,17 +394,17 @@ __attribute__((target("avx2"))) void gather_regular_avx2(const float* g,
 #endif  // DCD_X86_DISPATCH
 
 // The forward of a block's pixels x = pixels[0 .. n) one by one (t and
-// out at the block's pixel 0), each group of channels over all of them;
-// taps all inside the map (nearly every pixel) read without checks.
+// out at the block's pixel 0), each group of `group` channels
+// (channel_group) over all of them; taps all inside the map (nearly every
+// pixel) read without checks.
 template <typename Dtype>
-void warp_pixels(const Dtype* f, int channels, int hw, int height,
-    int width, const dcd::BilinearTaps<Dtype>* t, const int* pixels, int n,
-    Dtype* out) {
+void warp_pixels(const Dtype* f, int channels, int group, int hw,
+    int height, int width, const dcd::BilinearTaps<Dtype>* t,
+    const int* pixels, int n, Dtype* out) {
   bool inside[kBlockRuns * kRun];
   for (int i = 0; i < n; ++i) {
     inside[i] = dcd::taps_inside(t[pixels[i]], height, width);
   }
-  const int group = channel_group(channels, hw, sizeof(Dtype));
   for (int c0 = 0; c0 < channels; c0 += group) {
     const int c1 = std::min(channels, c0 + group);
     for (int i = 0; i < n; ++i) {
@@ -426,19 +427,20 @@ void warp_pixels(const Dtype* f, int channels, int hw, int height,
 
 // Every pixel of a block of n one by one.
 template <typename Dtype>
-void warp_block_pixels(const Dtype* f, int channels, int hw, int height,
-    int width, const dcd::BilinearTaps<Dtype>* t, int n, Dtype* out) {
+void warp_block_pixels(const Dtype* f, int channels, int group, int hw,
+    int height, int width, const dcd::BilinearTaps<Dtype>* t, int n,
+    Dtype* out) {
   int pixels[kBlockRuns * kRun];
   for (int x = 0; x < n; ++x) { pixels[x] = x; }
-  warp_pixels(f, channels, hw, height, width, t, pixels, n, out);
+  warp_pixels(f, channels, group, hw, height, width, t, pixels, n, out);
 }
 
 // The forward of a block of n <= kBlockRuns kRun pixels: its runs whose
 // taps sit side by side as vectors where the CPU (`level`,
 // dcd::CpuIsaLevel) has AVX2 (with masked loads where some taps lie outside
 // the map), the other pixels one by one.
-inline void warp_block(int level, const float* f, int channels, int hw,
-    int height, int width, const dcd::BilinearTaps<float>* t, int n,
+inline void warp_block(int level, const float* f, int channels, int group,
+    int hw, int height, int width, const dcd::BilinearTaps<float>* t, int n,
     float* out) {
 #if DCD_X86_DISPATCH
   if (level >= 1) {
@@ -462,17 +464,18 @@ inline void warp_block(int level, const float* f, int channels, int hw,
     if (runs.count > 0) {
       warp_runs_avx2(f, channels, hw, height, width, runs, t, out);
     }
-    warp_pixels(f, channels, hw, height, width, t, pixels, n_pixels, out);
+    warp_pixels(f, channels, group, hw, height, width, t, pixels, n_pixels,
+                out);
     return;
   }
 #endif
-  warp_block_pixels(f, channels, hw, height, width, t, n, out);
+  warp_block_pixels(f, channels, group, hw, height, width, t, n, out);
 }
 
-inline void warp_block(int, const double* f, int channels, int hw,
-    int height, int width, const dcd::BilinearTaps<double>* t, int n,
+inline void warp_block(int, const double* f, int channels, int group,
+    int hw, int height, int width, const dcd::BilinearTaps<double>* t, int n,
     double* out) {
-  warp_block_pixels(f, channels, hw, height, width, t, n, out);
+  warp_block_pixels(f, channels, group, hw, height, width, t, n, out);
 }
 
 // The same for the gradient to V before the scale s.
@@ -607,6 +610,7 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
   // Blocks of kBlockRuns runs of kRun pixels, split over the threads.
   const int block = kBlockRuns * kRun;
   const int blocks = (hw + block - 1) / block;
+  const int group = channel_group(channels, hw, sizeof(Dtype));
 #pragma omp parallel for collapse(2) schedule(static)
   for (int n = 0; n < num; ++n) {
     for (int b = 0; b < blocks; ++b) {
@@ -617,8 +621,8 @@ void BilinearWarpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
         t[p - p0] = dcd::warp_taps(v, n, p, height, width,
                                    displacement_scale_);
       }
-      warp_block(level, f + n * channels * hw, channels, hw, height, width,
-                 t, end - p0, top_data + n * channels * hw + p0);
+      warp_block(level, f + n * channels * hw, channels, group, hw, height,
+                 width, t, end - p0, top_data + n * channels * hw + p0);
     }
   }
 }
