@@ -216,6 +216,59 @@ def time_layer(config, layer, rng, sync=lambda: None, rounds=3):
     return max(both[0] - soft[0], 1e-9), max(both[1] - soft[1], 1e-9)
 
 
+def chain_breakdown(config, rng, sync=lambda: None, rounds=3):
+    """Where the chain's forward+backward goes: {layer type: (forward s,
+    backward s)} for the layers of the chain net that compute something
+    (CostVolume, SoftDisplacement, BilinearWarp, and the Split that Caffe
+    puts on feat_a, whose backward sums the two diffs), each layer timed on
+    its own within whole passes, in the net's order: a pass runs every
+    layer's forward, then every backward, so each finds the caches as the
+    chain leaves them. Each figure is the lowest of `rounds` medians, as
+    time_layer's. Their sum runs a little above the chain's f+b (a timer
+    per layer)."""
+    net = _net(config, "chain")
+    fa, fb = _inputs(config, rng)
+    net.blobs["feat_a"].data[...] = fa
+    net.blobs["feat_b"].data[...] = fb
+    net.blobs[list(net.blobs)[-1]].diff[...] = 1
+    # The Inputs' passes do nothing, so running the others alone, in
+    # order, is the chain's pass.
+    timed = [(i, layer.type) for i, layer in enumerate(net.layers) if layer.type != "Input"]
+
+    def one_pass():
+        times = {}
+        for i, kind in timed:
+            start = time.perf_counter()
+            net._forward(i, i)
+            sync()
+            times[(kind, 0)] = time.perf_counter() - start
+        for i, kind in reversed(timed):
+            start = time.perf_counter()
+            net._backward(i, i)
+            sync()
+            times[(kind, 1)] = time.perf_counter() - start
+        return times
+
+    one_pass()  # warm-up
+    best = {}
+    for _ in range(rounds):
+        passes = []
+        start = time.perf_counter()
+        while len(passes) < 3 or (time.perf_counter() - start < 0.3 and len(passes) < 50):
+            passes.append(one_pass())
+        for key in passes[0]:
+            median = statistics.median(p[key] for p in passes)
+            best[key] = min(best.get(key, median), median)
+    return {kind: (best[(kind, 0)], best[(kind, 1)]) for _, kind in timed}
+
+
+def multiply_add_floor(config, gflops):
+    """Seconds that CostVolume's forward and backward multiply-adds take at
+    `gflops` (the run's sgemm ceiling): the chain's floor at the
+    machine's matrix-multiply rate, before any of its other work."""
+    return sum(flops(config)["CostVolume"]) / (gflops * 1e9)
+
+
 def time_reference(config, layer, rng):
     """(forward s, forward+backward s) of the vectorised numpy reference."""
     fa, fb = _inputs(config, rng)

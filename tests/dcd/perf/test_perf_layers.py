@@ -23,6 +23,11 @@ def test_benchmark_layers_json_on_cpu(tmp_path):
     assert cv["forward_ms_per_frame"] > 0
     assert abs(cv["forward_fps"] * cv["forward_ms_per_frame"] - 1e3) < 1e-6
     assert config["displacement_map"]["forward_ms_per_frame"] > cv["forward_ms_per_frame"]
+    # Where the chain's time goes: each layer that computes, and the floor.
+    chain = config["layers"]["chain"]
+    assert set(chain["by_layer"]) == {"CostVolume", "SoftDisplacement", "BilinearWarp", "Split"}
+    assert all(t["backward_ms_per_frame"] > 0 for t in chain["by_layer"].values())
+    assert 0 < chain["cost_volume_multiply_add_floor_ms_per_frame"]
 
 
 def test_cpu_isa_reads_the_flags_as_the_layer_picks(tmp_path):
@@ -90,6 +95,35 @@ def test_targets_judge_forward_backward_and_torch(capsys):
     assert "[NOT HELD] N=1: three layers forward+backward 18.3x" in capsys.readouterr().out
     tool.print_targets(rows, ceilings, torch_times, "AVX2", "AVX-512")
     assert "(sgemm ran AVX-512 kernels, the layers AVX2" in capsys.readouterr().out
+
+
+def test_chain_breakdown_names_the_floor_and_what_20x_torch_needs(capsys):
+    """Under the chain's line: its layers' forward + backward, CostVolume's
+    multiply-adds at the run's sgemm rate, and the chain time 20x the
+    PyTorch figure needs, with the margin either way."""
+    from dcd.perf.layers import Config, TorchComparison, flops
+    tool = load_tool("benchmark_layers")
+    config = Config(64, 112, 7, 1)
+    floor_s = sum(flops(config)["CostVolume"]) / 200e9   # at 200 GFLOP/s
+    parts = {"Split": (0.0, 0.0002), "BilinearWarp": (0.0004, 0.0008),
+             "CostVolume": (0.0023, 0.0054), "SoftDisplacement": (0.0006, 0.0007)}
+    rows = [(config, "chain", 0.003, 0.0104, None, None)]
+    missed = {config: TorchComparison((0.003, 0.0104), (0.03, 0.181), (0.181,))}
+    tool.print_targets(rows, [200.0, 199.0, 198.0], missed, "AVX-512", breakdowns={config: parts})
+    out = capsys.readouterr().out
+    assert "[NOT HELD] N=1: three layers forward+backward 17.4x" in out
+    assert ("CostVolume 2.30 + 5.40, SoftDisplacement 0.60 + 0.70, BilinearWarp 0.40 + 0.80, "
+            "Split 0.00 + 0.20; sum 10.40") in out
+    assert f"multiply-adds alone take {floor_s * 1e3:.2f} ms at the run's sgemm rate" in out
+    assert f"the rest {10.4 - floor_s * 1e3:.2f} ms" in out
+    assert "20x PyTorch's 181.0 ms needs the chain at 9.05 ms or less: it took 10.40 ms " \
+           "and needs 13.0% off" in out
+    held = {config: TorchComparison((0.003, 0.0104), (0.03, 0.2496), (0.2496,))}
+    tool.print_targets(rows, [200.0], held, "AVX-512", breakdowns={config: parts})
+    assert "needs the chain at 12.48 ms or less: it took 10.40 ms, 16.7% under" in \
+        capsys.readouterr().out
+    tool.print_targets(rows, [200.0], held, "AVX-512")  # no breakdown measured: no lines
+    assert "by layer" not in capsys.readouterr().out
 
 
 def test_targets_judge_no_share_when_sgemm_moved_within_the_run(capsys):
