@@ -14,7 +14,10 @@ for eval_net's frame reader, on 1..N read threads in one process
 1..N processes of one thread each (eval_net.py --workers), so that scoring
 is measured the same way. Bare decode in 2 processes at once, timed first
 and last, says whether 2 cores were free: where it scales below 1.8x, the
-2-thread targets read [unsure]."""
+2-thread targets read [unsure]. Each case is timed --rounds times, the
+thread counts taken in turn within a round, and the targets judge each
+count's best timing: a neighbour's load only ever slows a reading, and one
+slowed reading of one count moved a 2-thread ratio by a tenth."""
 import argparse
 import os
 import sys
@@ -44,13 +47,16 @@ def main(argv=None):
                         default=["FOLDER", "LMDB"])
     parser.add_argument("--phases", nargs="+", choices=("TRAIN", "TEST"),
                         default=["TRAIN", "TEST"])
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="timings of each case and thread count, taken in turns; the best "
+                             "of each is judged (default: %(default)s)")
     parser.add_argument("--no-reader", action="store_true",
                         help="skip eval_net's frame reader")
     parser.add_argument("--no-workers", action="store_true",
                         help="skip eval_net's frame reader in worker processes")
     args = parser.parse_args(argv)
-    if args.threads < 1 or args.batches < 1 or args.batch_size < 1:
-        parser.error("--threads, --batches and --batch-size must be at least 1")
+    if min(args.threads, args.batches, args.batch_size, args.rounds) < 1:
+        parser.error("--threads, --batches, --batch-size and --rounds must be at least 1")
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
@@ -79,28 +85,28 @@ def main(argv=None):
     if scalings:
         print(f"bare decode in 2 processes at once: {scalings[0]:.2f}x one process "
               "(the machine's own scaling; measured again at the end)")
-    print(f"{'backend':<8} {'phase':<7} {'threads':>7} {'frames':>7} {'wall s':>7} "
-          f"{'frames/s':>9} {'speed-up':>8} {'CPU s':>7} {'frames/CPU-s':>12} {'bare':>6} "
-          f"{'/ bare':>7}")
-    results = {}
+    print(f"{'backend':<8} {'phase':<7} {'round':>5} {'threads':>7} {'frames':>7} "
+          f"{'wall s':>7} {'frames/s':>9} {'speed-up':>8} {'CPU s':>7} {'frames/CPU-s':>12} "
+          f"{'bare':>6} {'/ bare':>7}")
+    timings = {}  # (backend, phase, threads) -> every round's timing
 
-    def record(backend, phase, threads, r, bare):
-        r = dict(r, per_bare=r["fps_per_core"] / bare)
-        results[backend, phase, threads] = r
-        speedup = r["fps"] / results[backend, phase, 1]["fps"]
-        print(f"{backend:<8} {phase:<7} {threads:7d} {r['frames']:7d} {r['seconds']:7.2f} "
-              f"{r['fps']:9.0f} {speedup:7.2f}x {r['cpu_seconds']:7.2f} "
+    def record(backend, phase, round_, threads, r, bare):
+        r = dict(r, bare=bare, per_bare=r["fps_per_core"] / bare)
+        timings.setdefault((backend, phase, threads), []).append(r)
+        speedup = r["fps"] / timings[backend, phase, 1][-1]["fps"]
+        print(f"{backend:<8} {phase:<7} {round_:5d} {threads:7d} {r['frames']:7d} "
+              f"{r['seconds']:7.2f} {r['fps']:9.0f} {speedup:7.2f}x {r['cpu_seconds']:7.2f} "
               f"{r['fps_per_core']:12.0f} {bare:6.0f} {r['per_bare']:6.0%}")
 
     roots = {"FOLDER": frames_root, "LMDB": lmdb_path}
     for backend in args.backends:
         for phase in args.phases:
-            for threads in range(1, args.threads + 1):
+            for round_, threads in rounds_of(args.rounds, args.threads):
                 bare = bare_decode()
                 r = time_video_data(list_file, roots[backend], backend,
                                     batch_size=args.batch_size, train=phase == "TRAIN",
                                     batches=args.batches, decode_threads=threads)
-                record(backend, phase, threads, r, bare)
+                record(backend, phase, round_, threads, r, bare)
     cases = [(backend, phase) for backend in args.backends for phase in args.phases]
     readers = [] if args.no_reader else [
         ("eval", lambda root, backend, n: time_reader(list_file, root, backend, threads=n),
@@ -114,16 +120,37 @@ def main(argv=None):
         readers = readers[:1]
     for phase, timer, note in readers:
         for backend in args.backends:
-            for n in range(1, args.threads + 1):
+            for round_, n in rounds_of(args.rounds, args.threads):
                 bare = bare_decode()
-                record(backend, phase, n, timer(roots[backend], backend, n), bare)
+                record(backend, phase, round_, n, timer(roots[backend], backend, n), bare)
             cases.append((backend, phase))
         print(f"(phase {phase}: {note})")
     if scalings:
         scalings.append(decode_scaling(jpegs))
         print(f"bare decode in 2 processes at once, again: {scalings[-1]:.2f}x one process")
+    results = {key: best_timing(runs) for key, runs in timings.items()}
+    if args.rounds > 1:
+        print(f"(targets: each case's best of its {args.rounds} rounds per thread count, "
+              "frames/s, frames per CPU-second and bare decode each at its highest)")
     print_targets(results, cases, args.threads, scalings)
     return 0
+
+
+def rounds_of(rounds, threads):
+    """(round, thread count) in timing order: 1..threads in each round."""
+    return [(r, n) for r in range(1, rounds + 1) for n in range(1, threads + 1)]
+
+
+def best_timing(runs):
+    """One thread count's figure from its rounds' timings: the highest
+    frames/s and frames per CPU-second, each against the highest bare decode
+    of the rounds (the strictest yardstick). A neighbour's load only slows a
+    reading, so the best of each stands for the code."""
+    best = dict(max(runs, key=lambda r: r["fps"]))
+    best["fps_per_core"] = max(r["fps_per_core"] for r in runs)
+    best["bare"] = max(r["bare"] for r in runs)
+    best["per_bare"] = best["fps_per_core"] / best["bare"]
+    return best
 
 
 def print_targets(results, cases, threads, scalings):

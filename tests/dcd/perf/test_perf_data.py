@@ -119,3 +119,19 @@ def test_data_targets_judge_two_threads_only_with_two_free_cores(capsys, scaling
     held, missed = ("held", "NOT HELD") if free else ("unsure", "unsure")
     assert f"[{held}] FOLDER TRAIN: 2 threads 1.85x one" in out
     assert f"[{missed}] LMDB eval-w: 2 processes 1.70x one" in out
+
+
+def test_data_targets_take_each_thread_counts_best_round():
+    """Rounds of timings per thread count: the highest frames/s and frames
+    per CPU-second stand, against the highest bare decode; the thread
+    counts go in turn within each round."""
+    tool = load_tool("benchmark_data")
+    runs = [dict(fps=1800.0, fps_per_core=950.0, bare=1000.0, per_bare=0.95, frames=5),
+            dict(fps=1950.0, fps_per_core=900.0, bare=1100.0, per_bare=0.82, frames=6)]
+    best = tool.best_timing(runs)
+    assert best["fps"] == 1950.0 and best["frames"] == 6
+    assert best["fps_per_core"] == 950.0 and best["bare"] == 1100.0
+    assert abs(best["per_bare"] - 950.0 / 1100.0) < 1e-12
+    assert runs[0]["fps"] == 1800.0 and "bare" in runs[1]  # the rounds' own records stay
+    assert tool.rounds_of(2, 2) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert tool.rounds_of(1, 3) == [(1, 1), (1, 2), (1, 3)]
