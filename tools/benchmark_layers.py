@@ -243,16 +243,17 @@ def print_targets(rows, ceilings, torch_times, isa, sgemm_isa=None, scaled=0.0,
                   f"backward (both gradients, f+b - fwd) at {share:.1%} of sgemm GFLOP/s "
                   "(the forward's target, >= 50%)")
         if layer == "chain":
-            if config not in torch_times:
+            comparison = torch_times.get(config)
+            if comparison is None:
                 print(f"  [not measured] N={config.batch}: three layers against PyTorch autograd "
                       "(torch not installed, or --no-reference)")
-                continue
-            speedup = torch_times[config].speedup
-            print(f"  [{'held' if speedup >= 20 else 'NOT HELD'}] N={config.batch}: three layers "
-                  f"forward+backward {speedup:.1f}x faster than PyTorch autograd (target >= 20x; "
-                  "each side's lowest median, timed in turns)")
+            else:
+                speedup = comparison.speedup
+                print(f"  [{'held' if speedup >= 20 else 'NOT HELD'}] N={config.batch}: three "
+                      f"layers forward+backward {speedup:.1f}x faster than PyTorch autograd "
+                      "(target >= 20x; each side's lowest median, timed in turns)")
             if breakdowns and config in breakdowns:
-                print_chain_breakdown(config, breakdowns[config], ceiling, torch_times[config])
+                print_chain_breakdown(config, breakdowns[config], ceiling, comparison)
 
 
 # The chain's layers in the order the breakdown lists them.
@@ -260,27 +261,31 @@ CHAIN_ORDER = LAYERS + ("Split",)
 CHAIN_SPEEDUP_TARGET = 20
 
 
-def print_chain_breakdown(config, parts, ceiling, comparison):
+def print_chain_breakdown(config, parts, ceiling, comparison=None):
     """Under the chain's target line: each layer's forward + backward within
     the chain (chain_breakdown), CostVolume's multiply-adds at the run's
-    sgemm rate (the floor that kernel work alone cannot go under), and the
-    chain's time that 20x the PyTorch figure asks for: whether a miss is
-    the kernels' or the machine's is then in the run's own figures."""
+    sgemm rate (the floor that kernel work alone cannot go under), and,
+    where PyTorch was timed (`comparison`), the chain's time that 20x its
+    figure asks for: whether a miss is the kernels' or the machine's is
+    then in the run's own figures."""
     kinds = sorted(parts, key=lambda k: CHAIN_ORDER.index(k) if k in CHAIN_ORDER
                    else len(CHAIN_ORDER))
     cells = ", ".join(f"{k} {parts[k][0] * 1e3:.2f} + {parts[k][1] * 1e3:.2f}" for k in kinds)
     total = sum(f + b for f, b in parts.values())
-    chain = comparison.chain[1]
-    needed = comparison.torch[1] / CHAIN_SPEEDUP_TARGET
     floor = multiply_add_floor(config, ceiling)
     print(f"      its f+b by layer, each timed alone within the chain's passes (forward + "
           f"backward ms): {cells}; sum {total * 1e3:.2f}")
-    margin = (f", {1 - chain / needed:.1%} under" if chain <= needed else
-              f" and needs {1 - needed / chain:.1%} off")
-    print(f"      CostVolume's multiply-adds alone take {floor * 1e3:.2f} ms at the run's sgemm "
-          f"rate, the rest {max(total - floor, 0) * 1e3:.2f} ms; {CHAIN_SPEEDUP_TARGET}x "
-          f"PyTorch's {comparison.torch[1] * 1e3:.1f} ms needs the chain at "
-          f"{needed * 1e3:.2f} ms or less: it took {chain * 1e3:.2f} ms{margin}")
+    line = (f"      CostVolume's multiply-adds alone take {floor * 1e3:.2f} ms at the run's sgemm "
+            f"rate, the rest {max(total - floor, 0) * 1e3:.2f} ms")
+    if comparison is not None:
+        chain = comparison.chain[1]
+        needed = comparison.torch[1] / CHAIN_SPEEDUP_TARGET
+        margin = (f", {1 - chain / needed:.1%} under" if chain <= needed else
+                  f" and needs {1 - needed / chain:.1%} off")
+        line += (f"; {CHAIN_SPEEDUP_TARGET}x PyTorch's {comparison.torch[1] * 1e3:.1f} ms "
+                 f"needs the chain at {needed * 1e3:.2f} ms or less: it took "
+                 f"{chain * 1e3:.2f} ms{margin}")
+    print(line)
 
 
 def main_caffe_time(args):

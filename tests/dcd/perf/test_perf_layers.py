@@ -124,6 +124,12 @@ def test_chain_breakdown_names_the_floor_and_what_20x_torch_needs(capsys):
         capsys.readouterr().out
     tool.print_targets(rows, [200.0], held, "AVX-512")  # no breakdown measured: no lines
     assert "by layer" not in capsys.readouterr().out
+    # Without torch the breakdown and the floor still print, with no 20x line.
+    tool.print_targets(rows, [200.0], {}, "AVX-512", breakdowns={config: parts})
+    out = capsys.readouterr().out
+    assert "[not measured] N=1: three layers against PyTorch autograd" in out
+    assert "sum 10.40" in out and "multiply-adds alone take" in out
+    assert "needs the chain" not in out
 
 
 def test_targets_judge_no_share_when_sgemm_moved_within_the_run(capsys):
