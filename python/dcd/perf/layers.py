@@ -185,6 +185,16 @@ def _inputs(config, rng):
     return fa, fb
 
 
+def _feed(net, config, rng):
+    """A feature pair from _inputs into net's feat_a and feat_b, and 1 as
+    the last top's diff (what every timing backpropagates); returns the pair."""
+    fa, fb = _inputs(config, rng)
+    net.blobs["feat_a"].data[...] = fa
+    net.blobs["feat_b"].data[...] = fb
+    net.blobs[list(net.blobs)[-1]].diff[...] = 1
+    return fa, fb
+
+
 def time_layer(config, layer, rng, sync=lambda: None, rounds=3):
     """(forward s, forward+backward s) of one layer through pycaffe.
 
@@ -198,12 +208,9 @@ def time_layer(config, layer, rng, sync=lambda: None, rounds=3):
     the layer (and, in f+b - fwd, flatter the backward).
     """
     def measure(net, cost_is_input=False):
-        fa, fb = _inputs(config, rng)
-        net.blobs["feat_a"].data[...] = fa
-        net.blobs["feat_b"].data[...] = fb
+        _feed(net, config, rng)
         if cost_is_input:
             net.blobs["cost"].data[...] = rng.uniform(-1, 1, net.blobs["cost"].data.shape)
-        net.blobs[list(net.blobs)[-1]].diff[...] = 1
         return best_of_medians(lambda: forward(net, sync),
                                lambda: forward_backward(net, sync), rounds)
 
@@ -227,10 +234,7 @@ def chain_breakdown(config, rng, sync=lambda: None, rounds=3):
     time_layer's. Their sum runs a little above the chain's f+b (a timer
     per layer)."""
     net = _net(config, "chain")
-    fa, fb = _inputs(config, rng)
-    net.blobs["feat_a"].data[...] = fa
-    net.blobs["feat_b"].data[...] = fb
-    net.blobs[list(net.blobs)[-1]].diff[...] = 1
+    _feed(net, config, rng)
     # The Inputs' passes do nothing, so running the others alone, in
     # order, is the chain's pass.
     timed = [(i, layer.type) for i, layer in enumerate(net.layers) if layer.type != "Input"]
@@ -336,11 +340,8 @@ def chain_against_torch(config, rng, rounds=5):
 
     from dcd.layers import torch_reference as tref
 
-    fa, fb = _inputs(config, rng)
     net = _net(config, "chain")
-    net.blobs["feat_a"].data[...] = fa
-    net.blobs["feat_b"].data[...] = fb
-    net.blobs[list(net.blobs)[-1]].diff[...] = 1
+    fa, fb = _feed(net, config, rng)
     ta, tb = (torch.from_numpy(x).requires_grad_() for x in (fa, fb))
     d, s, tau = config.max_displacement, config.dilation, config.temperature
 

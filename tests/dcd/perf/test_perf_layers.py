@@ -124,6 +124,12 @@ def test_chain_breakdown_names_the_floor_and_what_20x_torch_needs(capsys):
         capsys.readouterr().out
     tool.print_targets(rows, [200.0], held, "AVX-512")  # no breakdown measured: no lines
     assert "by layer" not in capsys.readouterr().out
+    # A batch's CostVolume rows after another batch's chain row are judged as usual.
+    config8 = Config(64, 112, 7, 8)
+    fwd8 = flops(config8)["CostVolume"][0] / 120e9    # 60% of 200 GFLOP/s
+    tool.print_targets(rows + [(config8, "CostVolume", fwd8, 3 * fwd8, None, None)],
+                       [200.0], held, "AVX-512", breakdowns={config: parts})
+    assert "[held] N=8: CostVolume forward at 60.0% of sgemm" in capsys.readouterr().out
     # Without torch the breakdown and the floor still print, with no 20x line.
     tool.print_targets(rows, [200.0], {}, "AVX-512", breakdowns={config: parts})
     out = capsys.readouterr().out
