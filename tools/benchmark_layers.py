@@ -29,6 +29,7 @@ from tqdm import tqdm
 from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_isa,
                              chain_against_torch, chain_breakdown, cpu_isa, flops,
                              kernel_environment, layer_threads, multiply_add_floor,
+                             torch_isa,
                              sgemm_gflops, sgemm_gflops_one_thread, time_layer, time_reference,
                              torch_available)
 from dcd.util import memory
@@ -62,8 +63,9 @@ def main(argv=None):
                         help="CPU: cap the CostVolume kernels at this variant and run numpy's "
                              "sgemm with OpenBLAS kernels of the same ISA (Haswell for avx2, "
                              "Nehalem for baseline), so that the ratios are like for like; "
-                             "reruns the tool in a fresh process with DCD_CPU_KERNELS and "
-                             "OPENBLAS_CORETYPE set (default: native, the machine's own)")
+                             "and PyTorch with ATen kernels of the same ISA; reruns the tool "
+                             "in a fresh process with DCD_CPU_KERNELS, OPENBLAS_CORETYPE and "
+                             "ATEN_CPU_CAPABILITY set (default: native, the machine's own)")
     parser.add_argument("--return-freed-memory", action="store_true",
                         help="leave glibc's malloc as it comes, handing large freed blocks "
                              "back to the kernel, so that numpy's and PyTorch's passes "
@@ -167,7 +169,8 @@ def main(argv=None):
 
     if torch_times:
         print(f"\nThree layers against PyTorch {torch_version()} autograd of the same maths "
-              f"(dcd.layers.torch_reference), CPU, ms: the two timed in turns, {TORCH_ROUNDS} "
+              f"(dcd.layers.torch_reference; {torch_isa() or 'unknown'} ATen kernels), CPU, ms: "
+              f"the two timed in turns, {TORCH_ROUNDS} "
               "rounds, each side's lowest median:")
         for config, comparison in torch_times.items():
             (fwd, fwd_bwd), (tf, tfb) = comparison.chain, comparison.torch
@@ -180,7 +183,8 @@ def main(argv=None):
                   f"{max(spread) * 1e3:.0f}{faults}")
 
     if args.gpu is None:
-        print_targets(rows, ceilings, torch_times, isa, blas_isa(core), scaled, breakdowns)
+        print_targets(rows, ceilings, torch_times, isa, blas_isa(core), scaled, breakdowns,
+                      torch_isa() if torch_times else None)
     return 0
 
 
@@ -211,9 +215,10 @@ STEADY_SGEMM = 1.10
 
 
 def print_targets(rows, ceilings, torch_times, isa, sgemm_isa=None, scaled=0.0,
-                  breakdowns=None):
+                  breakdowns=None, reference_isa=None):
     """The CPU targets at C=64, 112x112, d=7, on this machine's ISA (with a
-    note where sgemm's kernels use another vector ISA than the layers').
+    note where sgemm's kernels, or PyTorch's (`reference_isa`), use another
+    vector ISA than the layers').
     `ceilings`: the run's sgemm GFLOP/s timings on all threads, `scaled` the
     one-thread figure times the layers' threads; the shares are of the
     highest of all, and are judged only where `ceilings` agree within
@@ -226,6 +231,9 @@ def print_targets(rows, ceilings, torch_times, isa, sgemm_isa=None, scaled=0.0,
     if sgemm_isa is not None and sgemm_isa != isa:
         print(f"  (sgemm ran {sgemm_isa} kernels, the layers {isa}: the sgemm shares are not "
               "like for like; --kernels picks both)")
+    if reference_isa is not None and reference_isa != isa:
+        print(f"  (PyTorch ran {reference_isa} ATen kernels, the layers {isa}: the chain ratio is "
+              "not like for like; --kernels picks both)")
     if not steady:
         print(f"  (sgemm read {min(ceilings):.0f}-{max(ceilings):.0f} GFLOP/s within this "
               f"run, more than {STEADY_SGEMM - 1:.0%} apart: the machine's load changed while it ran, so "
@@ -351,6 +359,7 @@ def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=Fal
                 "torch_forward_backward_medians_ms_per_frame":
                     [1e3 * m / n for m in comparison.torch_fwd_bwd_medians],
                 "torch_forward_backward_page_faults": comparison.torch_page_faults,
+                "torch_cpu_kernels": torch_isa(),
                 "forward_ms_per_frame_beside_torch": 1e3 * cf / n,
                 "forward_backward_ms_per_frame_beside_torch": 1e3 * cfb / n})
         if layer == "chain" and breakdowns and config in breakdowns:

@@ -392,18 +392,37 @@ def _cpu_isa(cpuinfo):
     return "baseline"
 
 
+# PyTorch's ATen kernel sets (torch.backends.cpu.get_cpu_capability()) by
+# the vector ISA they use, in cpu_isa's names.
+_TORCH_CAPABILITY_ISA = {"AVX512": "AVX-512", "AVX2": "AVX2", "DEFAULT": "baseline"}
+
+
+def torch_isa():
+    """The vector ISA of the ATen kernels the loaded torch runs ("AVX-512",
+    "AVX2", "baseline"; ATEN_CPU_CAPABILITY caps it when torch loads), or
+    None where torch does not say."""
+    import torch
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return _TORCH_CAPABILITY_ISA.get(get().upper()) if get is not None else None
+
+
 # OpenBLAS core names (its kernel sets) by the widest vector ISA they use.
 _BLAS_CORE_ISA = {"skylakex": "AVX-512", "cooperlake": "AVX-512",
                   "sapphirerapids": "AVX-512", "haswell": "AVX2", "zen": "AVX2",
                   "sandybridge": "AVX", "nehalem": "SSE", "core2": "SSE",
                   "prescott": "SSE"}
 
-# --kernels of benchmark_layers: the CostVolume variant (DCD_CPU_KERNELS)
-# and the OpenBLAS kernels of the same ISA (OPENBLAS_CORETYPE, read when
-# numpy's OpenBLAS loads), so that an AVX-512 machine also measures the
-# narrower variants against a like-for-like sgemm.
-KERNEL_CAPS = {"avx2": {"DCD_CPU_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell"},
-               "baseline": {"DCD_CPU_KERNELS": "baseline", "OPENBLAS_CORETYPE": "Nehalem"}}
+# --kernels of benchmark_layers: the CostVolume variant (DCD_CPU_KERNELS),
+# the OpenBLAS kernels of the same ISA (OPENBLAS_CORETYPE, read when numpy's
+# OpenBLAS loads) and PyTorch's ATen kernels of the same ISA
+# (ATEN_CPU_CAPABILITY, read when torch loads; the chain's PyTorch baseline
+# is ATen's elementwise, reduction and grid_sample kernels), so that an
+# AVX-512 machine also measures the narrower variants against like-for-like
+# baselines, as a machine without AVX-512 would.
+KERNEL_CAPS = {"avx2": {"DCD_CPU_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+                        "ATEN_CPU_CAPABILITY": "avx2"},
+               "baseline": {"DCD_CPU_KERNELS": "baseline", "OPENBLAS_CORETYPE": "Nehalem",
+                            "ATEN_CPU_CAPABILITY": "default"}}
 
 
 def blas_core():

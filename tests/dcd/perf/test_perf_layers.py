@@ -2,6 +2,7 @@
 the JSON record (device, build, per-layer ms per frame and FPS, the
 displacement map)."""
 import json
+import os
 
 import pytest
 
@@ -65,6 +66,7 @@ def test_benchmark_layers_json_with_torch(tmp_path):
     assert len(medians) == tool.TORCH_ROUNDS
     assert chain["torch_forward_backward_ms_per_frame"] == min(medians)
     assert chain["forward_backward_ms_per_frame_beside_torch"] > 0
+    assert chain["torch_cpu_kernels"] in ("AVX-512", "AVX2", "baseline")
     # Torch's temporaries come back from malloc's kept memory, not as fresh pages.
     if bench["malloc_keeps_freed_memory"]:
         assert 0 <= chain["torch_forward_backward_page_faults"] < 100
@@ -95,6 +97,10 @@ def test_targets_judge_forward_backward_and_torch(capsys):
     assert "[NOT HELD] N=1: three layers forward+backward 18.3x" in capsys.readouterr().out
     tool.print_targets(rows, ceilings, torch_times, "AVX2", "AVX-512")
     assert "(sgemm ran AVX-512 kernels, the layers AVX2" in capsys.readouterr().out
+    tool.print_targets(rows, ceilings, torch_times, "AVX2", "AVX2", reference_isa="AVX-512")
+    out = capsys.readouterr().out
+    assert "(PyTorch ran AVX-512 ATen kernels, the layers AVX2: the chain ratio" in out
+    assert "sgemm ran" not in out
 
 
 def test_chain_breakdown_names_the_floor_and_what_20x_torch_needs(capsys):
@@ -225,11 +231,28 @@ def test_blas_core_names_numpys_openblas_kernels():
     assert blas_isa(None) is None
 
 
+def test_torch_isa_follows_aten_cpu_capability():
+    """ATEN_CPU_CAPABILITY (which --kernels sets) caps torch's kernels, and
+    torch_isa reads the cap back in cpu_isa's names."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    from pathlib import Path
+    python_dir = Path(__file__).resolve().parents[3] / "python"
+    code = "from dcd.perf.layers import torch_isa; print(torch_isa())"
+    for cap, isa in (("default", "baseline"), ("avx2", {"AVX2", "baseline"})):
+        env = dict(os.environ, ATEN_CPU_CAPABILITY=cap, PYTHONPATH=str(python_dir))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out in ({isa} if isinstance(isa, str) else isa), (cap, out)
+
+
 def test_kernel_environment_asks_a_fresh_process_only_when_needed():
     from dcd.perf.layers import kernel_environment
     assert kernel_environment("native", {"PATH": "/bin"}) is None
     env = kernel_environment("avx2", {"PATH": "/bin"})
-    assert env == {"PATH": "/bin", "DCD_CPU_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell"}
+    assert env == {"PATH": "/bin", "DCD_CPU_KERNELS": "avx2", "OPENBLAS_CORETYPE": "Haswell",
+                   "ATEN_CPU_CAPABILITY": "avx2"}
     assert kernel_environment("avx2", env) is None
     assert kernel_environment("baseline", env)["DCD_CPU_KERNELS"] == "baseline"
 
