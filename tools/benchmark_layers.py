@@ -29,9 +29,8 @@ from tqdm import tqdm
 from dcd.perf.layers import (KERNEL_CAPS, Config, DeviceSync, blas_core, blas_isa,
                              chain_against_torch, chain_breakdown, cpu_isa, flops,
                              kernel_environment, layer_threads, multiply_add_floor,
-                             torch_isa,
                              sgemm_gflops, sgemm_gflops_one_thread, time_layer, time_reference,
-                             torch_available)
+                             torch_available, torch_isa)
 from dcd.util import memory
 from dcd.util.cli import tool_main
 
@@ -60,11 +59,11 @@ def main(argv=None):
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the (slow) numpy and PyTorch reference timings")
     parser.add_argument("--kernels", choices=("native",) + tuple(KERNEL_CAPS), default="native",
-                        help="CPU: cap the CostVolume kernels at this variant and run numpy's "
+                        help="CPU: cap the three layers' kernels at this variant, and run numpy's "
                              "sgemm with OpenBLAS kernels of the same ISA (Haswell for avx2, "
-                             "Nehalem for baseline), so that the ratios are like for like; "
-                             "and PyTorch with ATen kernels of the same ISA; reruns the tool "
-                             "in a fresh process with DCD_CPU_KERNELS, OPENBLAS_CORETYPE and "
+                             "Nehalem for baseline) and PyTorch with ATen kernels of the same "
+                             "ISA, so that the ratios are like for like; reruns the tool in a "
+                             "fresh process with DCD_CPU_KERNELS, OPENBLAS_CORETYPE and "
                              "ATEN_CPU_CAPABILITY set (default: native, the machine's own)")
     parser.add_argument("--return-freed-memory", action="store_true",
                         help="leave glibc's malloc as it comes, handing large freed blocks "
