@@ -161,14 +161,16 @@ def main(argv=None):
         print(f"{config.label():<26} {name:<17} {fwd * 1e3:9.3f} {gf:9.2f} {gf / ceiling:6.1%} "
               f"{fwd_bwd * 1e3:9.3f} {ref_cols}")
 
+    # The ATen kernels PyTorch ran, where it ran (torch is loaded by then).
+    reference_isa = torch_isa() if torch_times else None
     if args.json:
         write_json(args.json, device, build, args.gpu, rows, (ceiling, ceilings, scaled), isa,
-                   torch_times, kept, breakdowns)
+                   torch_times, kept, breakdowns, reference_isa)
         print(f"\nwrote {args.json}")
 
     if torch_times:
         print(f"\nThree layers against PyTorch {torch_version()} autograd of the same maths "
-              f"(dcd.layers.torch_reference; {torch_isa() or 'unknown'} ATen kernels), CPU, ms: "
+              f"(dcd.layers.torch_reference; {reference_isa or 'unknown'} ATen kernels), CPU, ms: "
               f"the two timed in turns, {TORCH_ROUNDS} "
               "rounds, each side's lowest median:")
         for config, comparison in torch_times.items():
@@ -183,7 +185,7 @@ def main(argv=None):
 
     if args.gpu is None:
         print_targets(rows, ceilings, torch_times, isa, blas_isa(core), scaled, breakdowns,
-                      torch_isa() if torch_times else None)
+                      reference_isa)
     return 0
 
 
@@ -329,7 +331,7 @@ def main_caffe_time(args):
 
 
 def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=False,
-               breakdowns=None):
+               breakdowns=None, reference_isa=None):
     """One record per configuration: each layer's forward and forward+backward
     ms per frame and FPS (the chain's with PyTorch autograd's where
     measured), and the displacement map (CostVolume + SoftDisplacement
@@ -337,7 +339,8 @@ def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=Fal
     timings, the one-thread figure times the layers' threads); `kept`:
     whether keep_freed_memory set glibc's thresholds; `breakdowns`: the
     chain's time by layer (chain_breakdown) and CostVolume's multiply-adds
-    at the sgemm ceiling."""
+    at the sgemm ceiling; `reference_isa`: the ATen kernels PyTorch ran
+    (torch_isa)."""
     configs = {}
     for config, layer, fwd, fwd_bwd, ref_fwd, ref_fwd_bwd in rows:
         entry = configs.setdefault(config.label(), {
@@ -358,7 +361,7 @@ def write_json(path, device, build, gpu, rows, sgemm, isa, torch_times, kept=Fal
                 "torch_forward_backward_medians_ms_per_frame":
                     [1e3 * m / n for m in comparison.torch_fwd_bwd_medians],
                 "torch_forward_backward_page_faults": comparison.torch_page_faults,
-                "torch_cpu_kernels": torch_isa(),
+                "torch_cpu_kernels": reference_isa,
                 "forward_ms_per_frame_beside_torch": 1e3 * cf / n,
                 "forward_backward_ms_per_frame_beside_torch": 1e3 * cfb / n})
         if layer == "chain" and breakdowns and config in breakdowns:

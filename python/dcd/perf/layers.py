@@ -58,6 +58,17 @@ def forward_backward(net, sync):
     sync()
 
 
+def repeated(fn, min_time=0.3, min_reps=3, max_reps=50):
+    """fn()'s results over at least min_reps calls and until min_time has
+    passed (at most max_reps calls)."""
+    results = []
+    start = time.perf_counter()
+    while len(results) < min_reps or (time.perf_counter() - start < min_time
+                                      and len(results) < max_reps):
+        results.append(fn())
+    return results
+
+
 def median_seconds(fn, reps=None, warmup=1, min_time=0.3, min_reps=3, max_reps=50):
     """Median seconds of fn() after `warmup` calls: over `reps` calls, or by
     default at least min_reps and until min_time has passed (at most max_reps)."""
@@ -65,13 +76,12 @@ def median_seconds(fn, reps=None, warmup=1, min_time=0.3, min_reps=3, max_reps=5
         min_reps = max_reps = reps
     for _ in range(warmup):
         fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
+
+    def timed():
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return time.perf_counter() - t0
+    return statistics.median(repeated(timed, min_time, min_reps, max_reps))
 
 
 def alternated_medians(fns, rounds):
@@ -256,10 +266,7 @@ def chain_breakdown(config, rng, sync=lambda: None, rounds=3):
     one_pass()  # warm-up
     best = {}
     for _ in range(rounds):
-        passes = []
-        start = time.perf_counter()
-        while len(passes) < 3 or (time.perf_counter() - start < 0.3 and len(passes) < 50):
-            passes.append(one_pass())
+        passes = repeated(one_pass)  # median_seconds' stopping rule
         for key in passes[0]:
             median = statistics.median(p[key] for p in passes)
             best[key] = min(best.get(key, median), median)
