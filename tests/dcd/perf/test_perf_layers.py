@@ -90,6 +90,12 @@ def test_targets_judge_forward_backward_and_torch(capsys):
     out = capsys.readouterr().out
     assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
     assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
+    # How far each sits from the line, in time: 60% is 16.7% under what 50%
+    # allows; 40% needs a fifth of its time off.
+    assert (f"forward at 60.0% of sgemm GFLOP/s (target >= 50%): {fwd * 1e3:.2f} ms, where "
+            f"50% allows {fwd * 1.2e3:.2f}: 16.7% under") in out
+    assert (f"(the forward's target, >= 50%): {bwd * 1e3:.2f} ms, where 50% allows "
+            f"{bwd * 0.8e3:.2f}: needs 20.0% off") in out
     assert "[held] N=1: three layers forward+backward 22.0x" in out
     assert "like for like" not in out and "load changed" not in out
     slow = {config: TorchComparison((0.021, 0.03), (0.3, 0.55), (0.55,))}
@@ -122,8 +128,8 @@ def test_chain_breakdown_names_the_floor_and_what_20x_torch_needs(capsys):
             "Split 0.00 + 0.20; sum 10.40") in out
     assert f"multiply-adds alone take {floor_s * 1e3:.2f} ms at the run's sgemm rate" in out
     assert f"the rest {10.4 - floor_s * 1e3:.2f} ms" in out
-    assert "20x PyTorch's 181.0 ms needs the chain at 9.05 ms or less: it took 10.40 ms " \
-           "and needs 13.0% off" in out
+    assert "20x PyTorch's 181.0 ms needs the chain at 9.05 ms or less: it took 10.40 ms, " \
+           "needs 13.0% off" in out
     held = {config: TorchComparison((0.003, 0.0104), (0.03, 0.2496), (0.2496,))}
     tool.print_targets(rows, [200.0], held, "AVX-512", breakdowns={config: parts})
     assert "needs the chain at 12.48 ms or less: it took 10.40 ms, 16.7% under" in \
@@ -177,6 +183,12 @@ def test_targets_take_the_one_thread_sgemm_times_the_threads_where_higher(capsys
     out = capsys.readouterr().out
     assert "[held] N=1: CostVolume forward at 60.0% of sgemm" in out
     assert "[NOT HELD] N=1: CostVolume backward (both gradients, f+b - fwd) at 40.0%" in out
+    # How far each sits from the line, in time: 60% is 16.7% under what 50%
+    # allows; 40% needs a fifth of its time off.
+    assert (f"forward at 60.0% of sgemm GFLOP/s (target >= 50%): {fwd * 1e3:.2f} ms, where "
+            f"50% allows {fwd * 1.2e3:.2f}: 16.7% under") in out
+    assert (f"(the forward's target, >= 50%): {bwd * 1e3:.2f} ms, where 50% allows "
+            f"{bwd * 0.8e3:.2f}: needs 20.0% off") in out
 
 
 def test_chain_against_torch_alternates_and_keeps_each_sides_lowest(monkeypatch):
