@@ -628,6 +628,40 @@ inline RowSpan row_span(int r, int i0, int rows, int dh) {
   return span;
 }
 
+// The lines of p that the next column block reads and this one does not
+// (each map row's L columns past this block's reach: from column nd - 1 + L
+// of p when the shifts move right, pt = 1, from L when they move left),
+// asked into L1 while this block runs. p's map rows are a whole row of
+// channels apart (32 KiB at C = 64), too far for the hardware prefetchers,
+// and on Zen 3 (AVX2) and Zen 4 (AVX-512) cores the blocks waited for them
+// (docs/ASSUMPTIONS.md, "CPU kernel figures").
+inline int next_block_column(int nd, int L, int pt) {
+  return L + (pt > 0 ? nd - 1 : 0);
+}
+
+// One map row's lines of them (p at the row's channel 0, column 0).
+template <typename Dtype, int CB>
+DCD_INLINE void prefetch_next_block_row(const Dtype* p, int next, int L,
+                                        int pc) {
+  for (int c = 0; c < CB; ++c) {
+    __builtin_prefetch(p + next + c * pc, 0, 3);
+    __builtin_prefetch(p + next + c * pc + L - 1, 0, 3);
+  }
+}
+
+// All of them at once, before the block starts (AVX2, and the groups that
+// gradient_rows_phased does not take). gradient_rows_phased asks for each
+// map row's in its step instead: 216 prefetches at a block's start filled
+// the Xeon's fill buffers, and the block then waited for room.
+template <typename Dtype, int CB>
+DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
+    int nd, int L, const Dtype* p0, int p_row, int pc, int pt) {
+  const int next = next_block_column(nd, L, pt);
+  for (int r = r_first; r != r_end; r += r_dir) {
+    prefetch_next_block_row<Dtype, CB>(p0 + r * p_row, next, L, pc);
+  }
+}
+
 // A step's next vector of g, held in a register (else GCC folds it into
 // each channel's FMA, CB loads), and gp one vector on. With kFill it is
 // read from the top diff at g0[at] and written to gp (the first channel
@@ -674,14 +708,18 @@ DCD_INLINE void fill_prefetch(int nd, const Dtype* g0, ptrdiff_t off,
 // vectors are loaded first and then each p once for all the rows (the
 // partial steps of gradient_rows_phased, where the registers allow it);
 // otherwise p is loaded first, and GCC folds it into every FMA where fewer
-// than all the rows use it.
+// than all the rows use it. next >= 0: the map row's lines of p that the
+// next column block reads are asked for first (prefetch_next_block_row).
 template <typename Dtype, int VB, int CB, int LO, int HI, bool kFill,
           bool kGFirst = false>
 DCD_INLINE void gradient_rows_step(
     typename VecOf<Dtype, VB>::type (&acc)[CB][kSharedRows], int nd,
     const Dtype* p, int pc, int pt, Dtype*& gp, const Dtype* g0,
-    ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho) {
+    ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho, int next = -1) {
   typedef typename VecOf<Dtype, VB>::type V;
+  if (next >= 0) {
+    prefetch_next_block_row<Dtype, CB>(p, next, VB / sizeof(Dtype), pc);
+  }
   if (kFill) { fill_prefetch<Dtype, LO, HI>(nd, g0, off, g_t, g_rho); }
   if (kGFirst) {
     for (int t = 0; t < nd; ++t) {
@@ -741,26 +779,6 @@ template <> struct FreshZero<64> {
   }
 };
 
-// The lines of p that the next column block reads and this one does not
-// (each map row's L columns past this block's reach: from column nd - 1 + L
-// of p when the shifts move right, pt = 1, from L when they move left),
-// asked into L1 before the block starts. p's map rows are a whole row of
-// channels apart (32 KiB at C = 64), too far for the hardware prefetchers,
-// and on Zen 3 (AVX2) and Zen 4 (AVX-512) cores the blocks waited for them
-// (docs/ASSUMPTIONS.md, "CPU kernel figures").
-template <typename Dtype, int CB>
-DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
-    int nd, int L, const Dtype* p0, int p_row, int pc, int pt) {
-  const int first = L + (pt > 0 ? nd - 1 : 0);
-  for (int r = r_first; r != r_end; r += r_dir) {
-    const Dtype* q = p0 + r * p_row + first;
-    for (int c = 0; c < CB; ++c) {
-      __builtin_prefetch(q + c * pc, 0, 3);
-      __builtin_prefetch(q + c * pc + L - 1, 0, 3);
-    }
-  }
-}
-
 // gradient_rows_block (AVX-512) for a group of kSharedRows rows (kUp: map
 // rows ascending). Unclipped, a group meets 2 dh + 4 map rows: the first
 // three and last three reach only some of its rows (partial steps), the
@@ -780,6 +798,7 @@ DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
     Dtype* gp, Dtype* out, int out_c, int out_row, const Dtype* g0,
     ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
+  const int next = next_block_column(nd, VB / sizeof(Dtype), pt);
   const int kLate = kUp ? kSharedRows - 1 : 0;
   const int kEarly = kSharedRows - 1 - kLate;
   const int r_dir = kUp ? 1 : -1;
@@ -795,7 +814,8 @@ DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
 #define DCD_STEP(K, LO, HI, G_FIRST) if (k == (K) && k <= last) { \
       const int r = r0 + k * r_dir; \
       gradient_rows_step<Dtype, VB, CB, LO, HI, kFill, G_FIRST>(acc, nd, \
-          p0 + r * p_row, pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho); \
+          p0 + r * p_row, pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho, \
+          next); \
       ++k; }
   if (kUp) {
     DCD_STEP(0, 0, 0, false) DCD_STEP(1, 0, 1, true) DCD_STEP(2, 0, 2, true)
@@ -808,7 +828,7 @@ DCD_INLINE void gradient_rows_phased(int dh, int first, int last,
   for (; k < n_steps - 3 && k <= last; ++k) {
     const int r = r0 + k * r_dir;
     gradient_rows_step<Dtype, VB, CB, 0, 3, kFill>(acc, nd, p0 + r * p_row,
-        pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho);
+        pc, pt, gp, g0, g_off + r * g_r, g_t, g_rho, next);
   }
   for (int c = 0; c < CB; ++c) {
     VecStore<VB>::put(out + c * out_c + kEarly * out_row, acc[c][kEarly],
@@ -843,8 +863,6 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     Dtype* gp, Dtype* out, int out_c, int out_row, const Dtype* g0,
     ptrdiff_t g_off, ptrdiff_t g_r, ptrdiff_t g_t, ptrdiff_t g_rho) {
   typedef typename VecOf<Dtype, VB>::type V;
-  prefetch_next_block<Dtype, CB>(r_first, r_end, r_dir, nd,
-                                 VB / sizeof(Dtype), p0, p_row, pc, pt);
   if (VB == 64 && rows == kSharedRows && dh >= 1) {
     // The unclipped sequence's first map row, and where this group's run
     // of it starts and ends.
@@ -862,6 +880,8 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     }
     return;
   }
+  prefetch_next_block<Dtype, CB>(r_first, r_end, r_dir, nd,
+                                 VB / sizeof(Dtype), p0, p_row, pc, pt);
   V acc[CB][kSharedRows];
   const V zero = FreshZero<VB>::template get<V>();
   for (int c = 0; c < CB; ++c) {
