@@ -631,10 +631,13 @@ inline RowSpan row_span(int r, int i0, int rows, int dh) {
 // The lines of p that the next column block reads and this one does not
 // (each map row's L columns past this block's reach: from column nd - 1 + L
 // of p when the shifts move right, pt = 1, from L when they move left),
-// asked into L1 while this block runs. p's map rows are a whole row of
-// channels apart (32 KiB at C = 64), too far for the hardware prefetchers,
-// and on Zen 3 (AVX2) and Zen 4 (AVX-512) cores the blocks waited for them
-// (docs/ASSUMPTIONS.md, "CPU kernel figures").
+// asked into L1 while this block runs, by each map row's step for its own
+// row. p's map rows are a whole row of channels apart (32 KiB at C = 64),
+// too far for the hardware prefetchers, and on Zen 3 (AVX2) and Zen 4
+// (AVX-512) cores the blocks waited for them. All of them at once at a
+// block's start (216 at AVX-512, 108 at AVX2) filled a Xeon core's fill
+// buffers, and the block then waited for room (docs/ASSUMPTIONS.md, "CPU
+// kernel figures").
 inline int next_block_column(int nd, int L, int pt) {
   return L + (pt > 0 ? nd - 1 : 0);
 }
@@ -646,19 +649,6 @@ DCD_INLINE void prefetch_next_block_row(const Dtype* p, int next, int L,
   for (int c = 0; c < CB; ++c) {
     __builtin_prefetch(p + next + c * pc, 0, 3);
     __builtin_prefetch(p + next + c * pc + L - 1, 0, 3);
-  }
-}
-
-// All of them at once, before the block starts (AVX2, and the groups that
-// gradient_rows_phased does not take). gradient_rows_phased asks for each
-// map row's in its step instead: 216 prefetches at a block's start filled
-// the Xeon's fill buffers, and the block then waited for room.
-template <typename Dtype, int CB>
-DCD_INLINE void prefetch_next_block(int r_first, int r_end, int r_dir,
-    int nd, int L, const Dtype* p0, int p_row, int pc, int pt) {
-  const int next = next_block_column(nd, L, pt);
-  for (int r = r_first; r != r_end; r += r_dir) {
-    prefetch_next_block_row<Dtype, CB>(p0 + r * p_row, next, L, pc);
   }
 }
 
@@ -708,18 +698,16 @@ DCD_INLINE void fill_prefetch(int nd, const Dtype* g0, ptrdiff_t off,
 // vectors are loaded first and then each p once for all the rows (the
 // partial steps of gradient_rows_phased, where the registers allow it);
 // otherwise p is loaded first, and GCC folds it into every FMA where fewer
-// than all the rows use it. next >= 0: the map row's lines of p that the
-// next column block reads are asked for first (prefetch_next_block_row).
+// than all the rows use it. It first asks for the map row's lines of p
+// that the next column block reads (prefetch_next_block_row).
 template <typename Dtype, int VB, int CB, int LO, int HI, bool kFill,
           bool kGFirst = false>
 DCD_INLINE void gradient_rows_step(
     typename VecOf<Dtype, VB>::type (&acc)[CB][kSharedRows], int nd,
     const Dtype* p, int pc, int pt, Dtype*& gp, const Dtype* g0,
-    ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho, int next = -1) {
+    ptrdiff_t off, ptrdiff_t g_t, ptrdiff_t g_rho, int next) {
   typedef typename VecOf<Dtype, VB>::type V;
-  if (next >= 0) {
-    prefetch_next_block_row<Dtype, CB>(p, next, VB / sizeof(Dtype), pc);
-  }
+  prefetch_next_block_row<Dtype, CB>(p, next, VB / sizeof(Dtype), pc);
   if (kFill) { fill_prefetch<Dtype, LO, HI>(nd, g0, off, g_t, g_rho); }
   if (kGFirst) {
     for (int t = 0; t < nd; ++t) {
@@ -880,8 +868,7 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     }
     return;
   }
-  prefetch_next_block<Dtype, CB>(r_first, r_end, r_dir, nd,
-                                 VB / sizeof(Dtype), p0, p_row, pc, pt);
+  const int next = next_block_column(nd, VB / sizeof(Dtype), pt);
   V acc[CB][kSharedRows];
   const V zero = FreshZero<VB>::template get<V>();
   for (int c = 0; c < CB; ++c) {
@@ -893,7 +880,7 @@ DCD_INLINE void gradient_rows_block(int i0, int rows, int dh, int r_first,
     switch (span.lo * kSharedRows + span.hi) {
 #define DCD_STEP(LO, HI) case LO * kSharedRows + HI: \
       gradient_rows_step<Dtype, VB, CB, LO, HI, kFill>(acc, nd, p, pc, pt, \
-          gp, g0, g_off + r * g_r, g_t, g_rho); \
+          gp, g0, g_off + r * g_r, g_t, g_rho, next); \
       break
       DCD_STEP(0, 0); DCD_STEP(0, 1); DCD_STEP(0, 2); DCD_STEP(0, 3);
       DCD_STEP(1, 1); DCD_STEP(1, 2); DCD_STEP(1, 3);
